@@ -1,0 +1,28 @@
+# The two commands a new user needs: `make demo` and `make test`. Everything installs into .venv.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+
+.PHONY: demo test install clean up
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install  ## run the main job end to end on the embedded default
+	$(BIN)/drift-retrain demo
+
+up: install  ## start the stack (Prefect server + UI, runner, webhook) and keep it up
+	$(BIN)/drift-retrain up
+
+test: install  ## run the whole test suite
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf $(VENV) .drift-retrain

@@ -1,0 +1,1 @@
+"""What runs beside Prefect: the Event Grid webhook receiver and the one-machine runner."""

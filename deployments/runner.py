@@ -1,0 +1,57 @@
+"""The one-machine runner: serves every deployment declared in prefect.yaml from this process.
+
+    python -m deployments.runner [path/to/prefect.yaml]
+
+On one machine this replaces a work pool and worker (``prefect deploy`` + ``prefect worker start``),
+which is how prefect.yaml is used to scale out. Pick-up latency is PREFECT_RUNNER_POLL_FREQUENCY.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+from prefect import serve
+from prefect.deployments.runner import RunnerDeployment
+from prefect.flows import load_flow_from_entrypoint
+from prefect.schedules import Cron
+
+# prefect.yaml keys that only matter to `prefect deploy` with a work pool.
+_WORK_POOL_ONLY = {"work_pool", "build", "push", "pull", "version", "entrypoint", "name", "schedules"}
+
+
+def load_deployments(path: Path) -> list[RunnerDeployment]:
+    """Turn prefect.yaml's deployments into runner deployments, schedules and parameters included."""
+    document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    deployments = []
+    for spec in document.get("deployments") or []:
+        flow = load_flow_from_entrypoint(str(path.parent / spec["entrypoint"]))
+        options: dict[str, Any] = {k: v for k, v in spec.items() if k not in _WORK_POOL_ONLY}
+        if spec.get("schedules"):
+            options["schedules"] = [_schedule(s) for s in spec["schedules"]]
+        deployments.append(flow.to_deployment(name=spec["name"], **options))
+    if not deployments:
+        raise SystemExit(f"{path}: no deployments declared")
+    return deployments
+
+
+def _schedule(spec: dict[str, Any]) -> Any:
+    if "cron" not in spec:
+        raise SystemExit(f"prefect.yaml: only cron schedules are supported by the local runner, got {spec}")
+    return Cron(
+        spec["cron"],
+        timezone=spec.get("timezone", "UTC"),
+        parameters=spec.get("parameters") or {},
+        active=spec.get("active", True),
+    )
+
+
+def main() -> None:
+    path = Path(sys.argv[1] if len(sys.argv) > 1 else "prefect.yaml").resolve()
+    serve(*load_deployments(path), print_starting_message=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,94 @@
+"""The small interfaces every step talks to; ``local`` and (later) ``azure`` implement them.
+
+External work is started and waited on as separate calls, and every start is keyed by the signal, so a
+rerun reattaches to the run it already started instead of starting a second one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Callable, Protocol, TypeVar
+
+from drift_retrain.results import CopyResult, DriftDetails, ModelVersion, TrainingResult
+from drift_retrain.signals import DriftSignal
+
+SIGNAL_TAG = "drift_retrain.signal"
+
+R = TypeVar("R")
+
+
+def run_key(prefix: str, signal: DriftSignal) -> str:
+    """A deterministic external run id for one step of one signal (the reattach key)."""
+    return f"{prefix}-{hashlib.sha256(signal.identity.encode()).hexdigest()[:20]}"
+
+
+class DriftDetailsSource(Protocol):
+    def fetch(self, signal: DriftSignal) -> DriftDetails:
+        """The drift run's statistics; ``available=False`` (never an exception) when they cannot be had."""
+        ...
+
+
+class CopyPipeline(Protocol):
+    def start(self, signal: DriftSignal) -> str:
+        """Start (or find the already started) copy of the signal's window; returns its run id."""
+        ...
+
+    def wait(self, run_id: str) -> CopyResult:
+        """Block until the copy ends; raise ``StepFailed`` when it failed."""
+        ...
+
+    def cancel(self, run_id: str) -> None: ...
+
+
+class TrainingPipeline(Protocol):
+    def submit(self, signal: DriftSignal, data: CopyResult) -> str:
+        """Submit (or find the already submitted) training job for the signal; returns its job id."""
+        ...
+
+    def wait(self, job_id: str) -> TrainingResult:
+        """Block until the job ends; raise ``StepFailed`` when it failed."""
+        ...
+
+    def cancel(self, job_id: str) -> None: ...
+
+
+class ModelRegistry(Protocol):
+    def versions(self, name: str) -> list[ModelVersion]:
+        """Every registered version of the model, oldest first."""
+        ...
+
+    def register(self, name: str, training: TrainingResult, tags: dict[str, str]) -> ModelVersion:
+        """Register the job's model; idempotent on ``tags[SIGNAL_TAG]``."""
+        ...
+
+
+class StepFailed(RuntimeError):
+    """An external run ended in a failure state; carries the service's own message."""
+
+    def __init__(self, step: str, run_id: str, status: str, message: str) -> None:
+        super().__init__(f"{step} run {run_id} ended {status}: {message}")
+        self.step, self.run_id, self.status, self.message = step, run_id, status, message
+
+
+@dataclass(frozen=True)
+class Backends:
+    """One implementation of every step, chosen by the target's ``backend``."""
+
+    details: DriftDetailsSource
+    copy: CopyPipeline
+    training: TrainingPipeline
+    registry: ModelRegistry
+
+
+def run_to_end(start: Callable[[], str], wait: Callable[[str], R], cancel: Callable[[str], None]) -> R:
+    """Start (or reattach to) an external run and wait for it. A wait that is interrupted (flow
+    cancelled, timed out, process terminated) cancels the run, so no Azure work is left behind."""
+    run_id = start()
+    try:
+        return wait(run_id)
+    except StepFailed:
+        raise  # the run already ended; nothing to cancel
+    except BaseException:
+        cancel(run_id)
+        raise

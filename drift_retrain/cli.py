@@ -1,0 +1,138 @@
+"""The `drift-retrain` command line."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from drift_retrain.config import ConfigError, Settings, load_settings
+
+app = typer.Typer(help="Turn Azure ML drift alerts into safe, observable retraining, orchestrated by Prefect.", no_args_is_help=True)
+
+ConfigOption = Annotated[
+    Optional[Path], typer.Option("--config", "-c", help="Config file (default: $DRIFT_RETRAIN_CONFIG or ./drift-retrain.toml)")
+]
+
+
+def _settings(config: Path | None) -> Settings:
+    try:
+        return load_settings(config)
+    except ConfigError as exc:
+        typer.secho(str(exc), fg="red", err=True)
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def demo(config: ConfigOption = None, keep: Annotated[bool, typer.Option(help="Leave the stack up to explore the UI")] = False) -> None:
+    """Run the main job end to end on the embedded default (seeded data, drift, retrain, register)."""
+    from drift_retrain.demo import run_demo
+
+    settings = _settings(config)
+    raise typer.Exit(run_demo(settings, keep=keep))
+
+
+@app.command()
+def up(config: ConfigOption = None) -> None:
+    """Start the stack (Prefect server + UI, runner, webhook receiver) and keep it up until Ctrl-C."""
+    from drift_retrain.stack import Stack, wait_until_interrupted
+
+    settings = _settings(config)
+    with Stack(settings) as stack:
+        typer.echo(f"Prefect UI  {stack.ui_url}\nwebhook     {stack.webhook_url}?code=<secret in {settings.state_dir / 'webhook-secret'}>")
+        typer.echo(f"logs        {stack.logs}\nCtrl-C to stop.")
+        wait_until_interrupted()
+
+
+@app.command()
+def webhook(
+    config: ConfigOption = None,
+    host: Annotated[str, typer.Option(help="Interface to listen on (put TLS in front for Event Grid)")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(envvar="DRIFT_RETRAIN_WEBHOOK_PORT")] = 8088,
+) -> None:
+    """Run only the Event Grid webhook receiver (talks to $PREFECT_API_URL)."""
+    import uvicorn
+
+    from deployments.webhook import create_app
+
+    settings = _settings(config)
+    try:
+        application = create_app(settings)
+    except ConfigError as exc:
+        typer.secho(str(exc), fg="red", err=True)
+        raise typer.Exit(2) from None
+    uvicorn.run(application, host=host, port=port)
+
+
+@app.command()
+def runner(prefect_yaml: Annotated[Path, typer.Argument()] = Path("prefect.yaml")) -> None:
+    """Serve prefect.yaml's deployments from this process (the one-machine runner)."""
+    from prefect import serve
+
+    from deployments.runner import load_deployments
+
+    serve(*load_deployments(prefect_yaml.resolve()))
+
+
+@app.command()
+def monitor(
+    config: ConfigOption = None,
+    name: Annotated[Optional[str], typer.Option("--name", help="Local monitor (default: the first)")] = None,
+    url: Annotated[Optional[str], typer.Option(help="Webhook URL to post the drift event to")] = None,
+    send: Annotated[bool, typer.Option(help="Post the event when drift is detected")] = True,
+) -> None:
+    """Run a local drift monitor over its latest window; on drift, post DatasetDriftDetected."""
+    from drift_retrain.backends.local.monitor import drift_event, run_monitor
+
+    settings = _settings(config)
+    if not settings.local_monitors:
+        typer.secho(f"{settings.source_file}: no [[local_monitors]] configured", fg="red", err=True)
+        raise typer.Exit(2)
+    chosen = settings.monitor(name) if name else settings.local_monitors[0]
+    run = run_monitor(chosen, settings)
+    typer.echo(json.dumps(run.model_dump(mode="json", exclude={"features"}), indent=2))
+    if run.has_drift and send:
+        _post(settings, [drift_event(run)], url)
+
+
+@app.command("send-event")
+def send_event(
+    file: Annotated[Path, typer.Argument(help="JSON file: one event or an array of events")],
+    config: ConfigOption = None,
+    url: Annotated[Optional[str], typer.Option(help="Webhook URL")] = None,
+) -> None:
+    """POST an event file to the webhook as Event Grid would."""
+    settings = _settings(config)
+    try:
+        document = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        typer.secho(f"{file}: {exc}", fg="red", err=True)
+        raise typer.Exit(2) from None
+    _post(settings, document if isinstance(document, list) else [document], url)
+
+
+def _post(settings: Settings, events: list[dict], url: str | None) -> None:
+    from drift_retrain.delivery import post_events
+    from drift_retrain.stack import HOST, WEBHOOK_PORT_ENV, local_secret
+
+    target = url or f"http://{HOST}:{os.environ.get(WEBHOOK_PORT_ENV, '8088')}/api/eventgrid"
+    response = post_events(target, events, local_secret(settings))
+    typer.echo(f"{response.status_code} {response.text}")
+    if response.status_code >= 300:
+        raise typer.Exit(1)
+
+
+def main() -> None:
+    try:
+        app()
+    except ConfigError as exc:
+        typer.secho(str(exc), fg="red", err=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

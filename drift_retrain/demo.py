@@ -1,0 +1,117 @@
+"""`drift-retrain demo`: the whole path once on the embedded default, narrated for a person.
+
+Seeded data -> local drift monitor -> Event Grid-shaped POST to the webhook -> Prefect flow run ->
+copy, train, register -> summary. Run it again and the same drift run is recognised: no second retrain.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any, Callable
+from uuid import UUID
+
+import prefect.settings
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.objects import FlowRun
+from prefect.settings import temporary_settings
+
+from drift_retrain import demo_data
+from drift_retrain.backends.local.monitor import drift_event, run_monitor
+from drift_retrain.config import ConfigError, Settings
+from drift_retrain.delivery import post_events
+from drift_retrain.results import Outcome, RetrainOutcome
+from drift_retrain.stack import Stack, prefect_settings, wait_until_interrupted
+
+Say = Callable[[str], None]
+
+
+class DemoFailed(RuntimeError):
+    pass
+
+
+def run_demo(settings: Settings, *, keep: bool = False, say: Say = print, timeout: float = 300) -> int:
+    """Run the scenario; returns the process exit code (0 when the flow run completed)."""
+    if not settings.local_monitors:
+        raise ConfigError(f"{settings.source_file}: the demo needs at least one [[local_monitors]] entry")
+    monitor = settings.local_monitors[0]
+    if demo_data.generate(settings.resolve(monitor.reference), settings.resolve(monitor.landing)):
+        say(f"generated seeded demo data under {settings.state_dir / 'data'}")
+
+    say("starting the stack: Prefect server (SQLite) + UI, runner, webhook receiver ...")
+    began = time.monotonic()
+    with Stack(settings) as stack:
+        say(f"  stack {'attached' if stack.attached else 'up'} in {time.monotonic() - began:.1f} s; Prefect UI: {stack.ui_url}")
+        run = run_monitor(monitor, settings)
+        say(
+            f"drift monitor '{run.monitor}' over [{run.window_start:%Y-%m-%d}, {run.window_end:%Y-%m-%d}): "
+            f"coefficient {run.drift_coefficient:.3f} (threshold {run.threshold}), "
+            f"top features: {', '.join(f'{f.feature} {f.contribution:.0%}' for f in run.features[:3])}"
+        )
+        if not run.has_drift:
+            say("no drift detected: no event sent")
+            return 0
+        response = post_events(stack.webhook_url, [drift_event(run)], stack.secret)
+        if response.status_code != 200:
+            raise DemoFailed(f"webhook answered {response.status_code}: {response.text}")
+        accepted = response.json()["accepted"][0]
+        say(
+            f"DatasetDriftDetected for drift run {run.run_id} -> flow run '{accepted['flow_run_name']}'"
+            + (" (duplicate: this drift run was handed off before, no new run)" if accepted["duplicate"] else "")
+        )
+        with temporary_settings(_as_settings(prefect_settings(settings.state_dir, stack.prefect_port))):
+            flow_run, outcome = asyncio.run(_wait_for(UUID(accepted["flow_run_id"]), say, timeout))
+        _summarise(flow_run, outcome, stack.flow_run_url(flow_run.id), say)
+        if keep:
+            say(f"stack kept up: Prefect UI {stack.ui_url}, webhook {stack.webhook_url}. Ctrl-C to stop.")
+            wait_until_interrupted()
+        return 0 if flow_run.state and flow_run.state.is_completed() else 1
+
+
+def _as_settings(env: dict[str, str]) -> dict[Any, str]:
+    return {getattr(prefect.settings, name): value for name, value in env.items()}
+
+
+async def _wait_for(flow_run_id: UUID, say: Say, timeout: float) -> tuple[FlowRun, RetrainOutcome | None]:
+    deadline = time.monotonic() + timeout
+    last = None
+    async with get_client() as client:
+        while True:
+            flow_run = await client.read_flow_run(flow_run_id)
+            state = flow_run.state
+            if state and state.name != last:
+                say(f"  flow run state: {state.name}")
+                last = state.name
+            if state and state.is_final():
+                break
+            if time.monotonic() > deadline:
+                raise DemoFailed(f"flow run {flow_run_id} did not finish within {timeout:.0f} s (state {last})")
+            await asyncio.sleep(0.5)
+    outcome = None
+    if state.is_completed():
+        result = await state.aresult()
+        outcome = result if isinstance(result, RetrainOutcome) else RetrainOutcome.model_validate(result)
+    return flow_run, outcome
+
+
+def _summarise(flow_run: FlowRun, outcome: RetrainOutcome | None, url: str, say: Say) -> None:
+    say("")
+    say(f"flow run  {flow_run.name}: {flow_run.state.name if flow_run.state else '?'}")
+    if outcome is None:
+        say(f"  no outcome: {flow_run.state.message if flow_run.state else ''}")
+    else:
+        say(f"decision  {'RETRAIN' if outcome.decision.retrain else 'SKIP'}")
+        for check in outcome.decision.checks:
+            say(f"  [{'x' if check.passed else ' '}] {check.rule}: {check.detail}")
+        if outcome.copy_result:
+            c = outcome.copy_result
+            say(f"copy      {c.rows_copied} rows, {c.files_written} files, {c.data_written} bytes in {c.copy_duration:.2f} s")
+        if outcome.training:
+            metrics = ", ".join(f"{k} {v:.3f}" for k, v in outcome.training.metrics.items())
+            say(f"training  {metrics} (holdout of {outcome.training.rows_test} rows)")
+        if outcome.model:
+            m = outcome.model
+            say(f"model     {m.name} v{m.version}{' (already registered)' if m.already_registered else ''} at {m.uri}")
+        if outcome.outcome is Outcome.SKIPPED:
+            say(f"skipped   {outcome.reason}")
+    say(f"Prefect   {url}")

@@ -1,0 +1,92 @@
+"""The retrain policy: pure rules over the signal, its details and the model's history.
+
+Every rule reports, pass or fail, so a skip is never silent and a retrain always says why.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from drift_retrain.config import PolicyConfig
+from drift_retrain.results import Check, Decision, DriftDetails, ModelVersion
+from drift_retrain.signals import DriftSignal, SignalKind
+
+
+def decide(
+    signal: DriftSignal,
+    details: DriftDetails,
+    policy: PolicyConfig,
+    history: list[ModelVersion],
+    *,
+    force: bool = False,
+    now: datetime | None = None,
+) -> Decision:
+    """Decide whether this signal retrains the model.
+
+    ``history`` is the model's registered versions. ``force`` overrides drift, rows and cooldown but
+    never "already handled": a signal registers at most one model version.
+    """
+    now = now or datetime.now(timezone.utc)
+    handled = _already_handled(signal, history)
+    checks = [handled, _drift(signal, details, policy), _rows(details, policy), _cooldown(history, policy, now)]
+    if not handled.passed:
+        return Decision(retrain=False, checks=checks, forced=force)
+    if force:
+        return Decision(retrain=True, checks=[*checks, Check(rule="force", passed=True, detail="forced by the caller")], forced=True)
+    return Decision(retrain=all(c.passed for c in checks), checks=checks)
+
+
+def _already_handled(signal: DriftSignal, history: list[ModelVersion]) -> Check:
+    for version in history:
+        if version.tags.get("drift_retrain.signal") == signal.identity:
+            return Check(rule="already_handled", passed=False, detail=f"already handled: registered as {version.name} v{version.version}")
+    return Check(rule="already_handled", passed=True, detail="no model version was registered for this drift run yet")
+
+
+def _drift(signal: DriftSignal, details: DriftDetails, policy: PolicyConfig) -> Check:
+    if signal.kind is SignalKind.MODEL_MONITOR:
+        if signal.breached_metrics:
+            return Check(rule="drift", passed=True, detail="monitor breached: " + ", ".join(signal.breached_metrics))
+        return Check(rule="drift", passed=False, detail="monitor run reports no breached metric")
+    coefficient = details.drift_coefficient if details.drift_coefficient is not None else signal.drift_coefficient
+    source = "drift run" if details.drift_coefficient is not None else "event"
+    if coefficient is None:
+        return Check(rule="drift", passed=False, detail="no drift coefficient in the event or the drift run")
+    passed = coefficient >= policy.drift_threshold
+    relation = ">=" if passed else "<"
+    return Check(
+        rule="drift",
+        passed=passed,
+        detail=f"drift coefficient {coefficient:.3f} ({source}) {relation} threshold {policy.drift_threshold:.3f}",
+    )
+
+
+def _rows(details: DriftDetails, policy: PolicyConfig) -> Check:
+    if details.rows_in_window is None:
+        return Check(rule="min_rows", passed=True, detail=f"rows in window unknown ({details.source}); checked after the copy")
+    passed = details.rows_in_window >= policy.min_rows
+    relation = ">=" if passed else "<"
+    return Check(rule="min_rows", passed=passed, detail=f"{details.rows_in_window} rows in window {relation} minimum {policy.min_rows}")
+
+
+def _cooldown(history: list[ModelVersion], policy: PolicyConfig, now: datetime) -> Check:
+    if not history:
+        return Check(rule="cooldown", passed=True, detail="no earlier retrain of this model")
+    latest = max(history, key=lambda v: v.created_at)
+    age = now - latest.created_at
+    window = timedelta(minutes=policy.cooldown_minutes)
+    minutes = age.total_seconds() / 60
+    if age < window:
+        return Check(
+            rule="cooldown",
+            passed=False,
+            detail=f"cooldown: v{latest.version} was registered {minutes:.0f} min ago, cooldown is {policy.cooldown_minutes:g} min",
+        )
+    return Check(rule="cooldown", passed=True, detail=f"last retrain v{latest.version} was {minutes:.0f} min ago")
+
+
+def enough_rows_copied(rows_copied: int, policy: PolicyConfig) -> Check:
+    """After the copy: training on (almost) nothing new is a waste and a risk."""
+    passed = rows_copied > 0 and rows_copied >= policy.min_rows
+    relation = ">=" if passed else "<"
+    return Check(rule="rows_copied", passed=passed, detail=f"{rows_copied} rows copied {relation} minimum {max(policy.min_rows, 1)}")

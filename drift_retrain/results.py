@@ -1,0 +1,122 @@
+"""What each step of a retrain produces: typed records shared by backends, tasks and reports."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class FeatureDrift(_Record):
+    """One feature's drift between the reference and the drift window."""
+
+    feature: str
+    psi: float = Field(description="Population stability index (quantile bins of the reference)")
+    ks_statistic: float
+    ks_pvalue: float
+    wasserstein: float = Field(description="Wasserstein distance in units of the reference's std")
+    contribution: float = Field(description="Share of the dataset-level drift, like Azure's datadrift_contribution")
+
+
+class DriftDetails(_Record):
+    """The drift run's details, as far as they can be had."""
+
+    available: bool
+    source: str = Field(description="Where the details came from, or why they could not be had")
+    drift_coefficient: float | None = None
+    threshold: float | None = None
+    rows_in_window: int | None = None
+    features: list[FeatureDrift] = Field(default_factory=list)
+
+    def top_features(self, n: int = 5) -> list[FeatureDrift]:
+        return sorted(self.features, key=lambda f: f.contribution, reverse=True)[:n]
+
+
+class Check(_Record):
+    """One rule of the policy and how the signal fared against it."""
+
+    rule: str
+    passed: bool
+    detail: str
+
+
+class Decision(_Record):
+    """Retrain or skip, with every check that led there."""
+
+    retrain: bool
+    checks: list[Check]
+    forced: bool = False
+
+    @property
+    def summary(self) -> str:
+        verdict = "retrain" if self.retrain else "skip"
+        failed = [c.detail for c in self.checks if not c.passed]
+        why = failed if not self.retrain else [c.detail for c in self.checks if c.passed]
+        return f"{verdict}: " + "; ".join(why)
+
+
+class CopyResult(_Record):
+    """What the copy moved, in the vocabulary of Data Factory's Copy activity output."""
+
+    run_id: str
+    status: str
+    rows_read: int
+    rows_copied: int
+    data_read: int = Field(description="bytes")
+    data_written: int = Field(description="bytes")
+    files_read: int
+    files_written: int
+    copy_duration: float = Field(description="seconds")
+    throughput: float = Field(description="KB/s")
+    output_uri: str = Field(description="Where the copied data lives, the training step's input")
+    reattached: bool = Field(default=False, description="True when an earlier copy of this signal was reused")
+
+
+class TrainingResult(_Record):
+    """A finished training run and its holdout metrics."""
+
+    job_id: str
+    status: str
+    metrics: dict[str, float]
+    rows_train: int
+    rows_test: int
+    model_uri: str
+    duration: float = Field(description="seconds")
+    reattached: bool = False
+
+
+class ModelVersion(_Record):
+    """A registered model version and the lineage it carries."""
+
+    name: str
+    version: int
+    uri: str
+    created_at: datetime
+    tags: dict[str, str]
+    metrics: dict[str, float] = Field(default_factory=dict)
+    already_registered: bool = Field(default=False, description="True when this signal had registered it before")
+
+
+class Outcome(StrEnum):
+    RETRAINED = "retrained"
+    SKIPPED = "skipped"
+
+
+class RetrainOutcome(_Record):
+    """Everything one drift-to-retrain run did, returned by the flow and persisted as its result."""
+
+    outcome: Outcome
+    reason: str
+    signal_identity: str
+    target: str
+    model_name: str
+    decision: Decision
+    details: DriftDetails | None = None
+    copy_result: CopyResult | None = None
+    training: TrainingResult | None = None
+    model: ModelVersion | None = None

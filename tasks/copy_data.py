@@ -1,0 +1,14 @@
+"""Step 3: copy the drift window's data into the training store (Data Factory, or local)."""
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from drift_retrain.backends.base import CopyPipeline, run_to_end
+from drift_retrain.results import CopyResult
+from drift_retrain.signals import DriftSignal
+
+
+@task(name="copy-window", cache_policy=NO_CACHE)
+def copy_window(pipeline: CopyPipeline, signal: DriftSignal) -> CopyResult:
+    """Start (or reattach to) the signal's copy and wait for it."""
+    return run_to_end(lambda: pipeline.start(signal), pipeline.wait, pipeline.cancel)

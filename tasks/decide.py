@@ -1,0 +1,23 @@
+"""Step 2: decide whether to retrain, with every reason."""
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from drift_retrain.backends.base import ModelRegistry
+from drift_retrain.config import PolicyConfig
+from drift_retrain.policy import decide
+from drift_retrain.results import Decision, DriftDetails
+from drift_retrain.signals import DriftSignal
+
+
+@task(name="decide", cache_policy=NO_CACHE)
+def decide_retrain(
+    signal: DriftSignal,
+    details: DriftDetails,
+    policy: PolicyConfig,
+    registry: ModelRegistry,
+    model_name: str,
+    force: bool = False,
+) -> Decision:
+    """Read the model's history at decision time, so cooldown and "already handled" see the latest."""
+    return decide(signal, details, policy, registry.versions(model_name), force=force)
