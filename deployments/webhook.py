@@ -19,11 +19,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from drift_retrain.config import ConfigError, Settings, load_settings
+from drift_retrain.config import ConfigError, Settings, TargetConfig, load_settings
 from drift_retrain.handoff import HandedOff, HandoffUnavailable, PrefectHandoff
 from drift_retrain.intake import Rejected, read_delivery
 from drift_retrain.signals import DriftSignal
-from drift_retrain.config import TargetConfig
 
 log = logging.getLogger("drift_retrain.webhook")
 
@@ -33,6 +32,10 @@ RETRY_AFTER_SECONDS = "30"
 
 
 class Handoff(Protocol):
+    """Where accepted signals go; entered for the app's lifetime (PrefectHandoff in production)."""
+
+    async def __aenter__(self) -> "Handoff": ...
+    async def __aexit__(self, *exc: object) -> None: ...
     async def hand_off(self, signal: DriftSignal, target: TargetConfig, started_by: str = ...) -> HandedOff: ...
     async def healthy(self) -> bool: ...
 
@@ -108,12 +111,8 @@ def create_app(settings: Settings | None = None, handoff: Handoff | None = None)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        if handoff is not None:
-            app.state.handoff = handoff
-            yield
-            return
-        async with PrefectHandoff() as prefect:
-            app.state.handoff = prefect
+        async with handoff or PrefectHandoff() as entered:
+            app.state.handoff = entered
             yield
 
     app = Starlette(

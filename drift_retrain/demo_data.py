@@ -20,7 +20,7 @@ def _sample(rng: np.random.Generator, n: int, shifted: bool) -> np.ndarray:
     credit_lines = rng.poisson(5, n).astype(float)
     late = rng.poisson(0.7 if shifted else 0.5, n).astype(float)
     utilization = rng.beta(4 if shifted else 2, 4, n)
-    logit = -3.2 + 2.4 * utilization + 1.6 * debt_ratio + 0.55 * late - 0.018 * (age - 45) - 0.35 * np.log(income / 50_000)
+    logit = -3.6 + 4.5 * utilization + 3.0 * debt_ratio + 0.9 * late - 0.04 * (age - 45) - 1.2 * np.log(income / 50_000)
     defaulted = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(float)
     return np.column_stack([age, income, debt_ratio, credit_lines, late, utilization, defaulted])
 

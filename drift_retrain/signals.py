@@ -96,7 +96,7 @@ class DriftSignal(BaseModel):
     def idempotency_key(self) -> str:
         """Readable, bounded and collision-safe key for Prefect's per-flow idempotency."""
         digest = hashlib.sha256(self.identity.encode()).hexdigest()[:16]
-        return f"drift:{self.workspace_name}:{self.run_id}:{digest}"
+        return f"drift:{self.workspace_name.lower()}:{self.run_id}:{digest}"
 
 
 def workspace_name(workspace_id: str) -> str:

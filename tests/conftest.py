@@ -1,0 +1,54 @@
+"""Shared fixtures: the verbatim Azure samples, a config in a temporary state dir, seeded demo data."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from drift_retrain import demo_data
+from drift_retrain.config import Settings, load_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = Path(__file__).resolve().parent / "fixtures" / "eventgrid"
+SAMPLE_WORKSPACE = (
+    "/subscriptions/{subscription-id}/resourceGroups/{resource-group-name}"
+    "/providers/Microsoft.MachineLearningServices/workspaces/{workspace-name}"
+)
+DEMO_WORKSPACE = (
+    "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/drift-retrain-demo"
+    "/providers/Microsoft.MachineLearningServices/workspaces/demo-workspace"
+)
+
+
+def sample(name: str) -> Any:
+    """A verbatim Microsoft docs sample from tests/fixtures/eventgrid/."""
+    return json.loads((SAMPLES / name).read_text())
+
+
+def write_config(directory: Path, **replace: str) -> Path:
+    """The shipped drift-retrain.toml with its state_dir moved into ``directory`` (and other edits)."""
+    text = (ROOT / "drift-retrain.toml").read_text()
+    text = text.replace('state_dir = ".drift-retrain"', f'state_dir = "{directory / "state"}"')
+    for pattern, value in replace.items():
+        text, count = re.subn(pattern, value, text)
+        assert count, f"config edit {pattern!r} matched nothing"
+    path = directory / "drift-retrain.toml"
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return load_settings(write_config(tmp_path))
+
+
+@pytest.fixture
+def demo_settings(settings: Settings) -> Settings:
+    """Settings whose local monitor has seeded demo data to look at."""
+    monitor = settings.local_monitors[0]
+    demo_data.generate(settings.resolve(monitor.reference), settings.resolve(monitor.landing))
+    return settings

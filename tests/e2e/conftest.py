@@ -1,0 +1,76 @@
+"""A real stack for end-to-end tests: Prefect server on SQLite, the runner, the webhook receiver."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from drift_retrain import demo_data
+from drift_retrain.config import Settings, load_settings
+from drift_retrain.stack import Stack, free_port
+from tests.conftest import write_config
+
+TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+
+
+class Api:
+    """Just enough of Prefect's REST API to assert on what the server recorded."""
+
+    def __init__(self, url: str) -> None:
+        self.http = httpx.Client(base_url=url, timeout=30)
+
+    def flow_run(self, flow_run_id: str) -> dict[str, Any]:
+        response = self.http.get(f"/flow_runs/{flow_run_id}")
+        response.raise_for_status()
+        return response.json()
+
+    def wait(self, flow_run_id: str, timeout: float = 180) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            run = self.flow_run(flow_run_id)
+            if run["state"] and run["state"]["type"] in TERMINAL:
+                return run
+            time.sleep(0.5)
+        raise AssertionError(f"flow run {flow_run_id} not finished after {timeout} s: {run['state']}")
+
+    def flow_runs(self, deployment: str = "drift-to-retrain/drift-to-retrain") -> list[dict[str, Any]]:
+        deployment_id = self.http.get(f"/deployments/name/{deployment}").json()["id"]
+        response = self.http.post("/flow_runs/filter", json={"deployments": {"id": {"any_": [deployment_id]}}, "limit": 200})
+        response.raise_for_status()
+        return response.json()
+
+    def artifacts(self, flow_run_id: str) -> list[dict[str, Any]]:
+        response = self.http.post("/artifacts/filter", json={"artifacts": {"flow_run_id": {"any_": [flow_run_id]}}})
+        response.raise_for_status()
+        return response.json()
+
+    def events(self, name: str) -> list[dict[str, Any]]:
+        response = self.http.post("/events/filter", json={"filter": {"event": {"name": [name]}}, "limit": 50})
+        response.raise_for_status()
+        return response.json()["events"]
+
+
+@pytest.fixture(scope="session")
+def e2e_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    directory = tmp_path_factory.mktemp("e2e")
+    # A second, v2 monitor routed to the same model, to see its signal skipped by the cooldown.
+    path = write_config(directory, **{r'monitors = \["credit-default-drift"\]': 'monitors = ["credit-default-drift", "credit-default-monitor"]'})
+    settings = load_settings(path)
+    monitor = settings.local_monitors[0]
+    demo_data.generate(settings.resolve(monitor.reference), settings.resolve(monitor.landing))
+    return settings
+
+
+@pytest.fixture(scope="session")
+def stack(e2e_settings: Settings):
+    with Stack(e2e_settings, prefect_port=free_port(), webhook_port=free_port()) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def api(stack: Stack) -> Api:
+    return Api(stack.api_url)

@@ -1,0 +1,107 @@
+"""End to end over real HTTP and a real Prefect server: a drift event becomes exactly one flow run and
+one registered model version with its lineage; redeliveries and duplicates create nothing more."""
+
+from __future__ import annotations
+
+import copy
+import uuid
+
+import pytest
+
+from drift_retrain.backends.base import SIGNAL_TAG
+from drift_retrain.backends.local.monitor import drift_event, run_monitor
+from drift_retrain.backends.local.registry import FileModelRegistry
+from drift_retrain.delivery import post_events
+from drift_retrain.signals import MONITOR_BREACH_TAG, to_drift_signal
+from tests.conftest import sample
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def first_delivery(stack, api, e2e_settings):
+    """The monitor's drift event, delivered once and retrained."""
+    run = run_monitor(e2e_settings.local_monitors[0], e2e_settings)
+    event = drift_event(run)
+    response = post_events(stack.webhook_url, [event], stack.secret)
+    assert response.status_code == 200, response.text
+    accepted = response.json()["accepted"]
+    assert len(accepted) == 1 and not accepted[0]["duplicate"]
+    flow_run = api.wait(accepted[0]["flow_run_id"])
+    return run, event, flow_run
+
+
+def registry(settings) -> FileModelRegistry:
+    return FileModelRegistry(settings.resolve(settings.targets[0].registry.path))
+
+
+def test_drift_event_retrains_and_registers_with_lineage(first_delivery, e2e_settings) -> None:
+    run, event, flow_run = first_delivery
+    assert flow_run["state"]["type"] == "COMPLETED", flow_run["state"]
+    assert flow_run["name"] == f"credit-default-{run.run_id}"
+    assert {"model:credit-default", "kind:dataset_drift", "backend:local", "via:webhook"} <= set(flow_run["tags"])
+
+    versions = registry(e2e_settings).versions("credit-default")
+    assert [v.version for v in versions] == [1]
+    tags = versions[0].tags
+    assert tags[SIGNAL_TAG] == to_drift_signal(event).identity
+    assert tags["drift.run_id"] == run.run_id
+    assert tags["drift.monitor"] == "credit-default-drift"
+    assert float(tags["drift.coefficient"]) == pytest.approx(run.drift_coefficient)
+    assert tags["copy.rows_copied"] == str(run.rows_in_window) == "2100"
+    assert tags["prefect.flow_run_id"] == flow_run["id"]
+    assert tags["decision"].startswith("retrain: ")
+    assert 0.5 < versions[0].metrics["roc_auc"] <= 1
+
+
+def test_the_run_reports_its_artifacts_and_events(first_delivery, api) -> None:
+    _, _, flow_run = first_delivery
+    keys = {a["key"] for a in api.artifacts(flow_run["id"])}
+    assert {"decision-credit-default", "drift-credit-default", "copy-credit-default",
+            "training-credit-default", "model-credit-default"} <= keys
+    registered = api.events("drift-retrain.model.registered")
+    assert any(e["resource"]["prefect.resource.id"] == "drift-retrain.model.credit-default" for e in registered)
+
+
+def test_redelivery_and_duplicate_subscription_create_no_second_run(first_delivery, stack, api, e2e_settings) -> None:
+    _, event, flow_run = first_delivery
+    redelivered = post_events(stack.webhook_url, [event], stack.secret, delivery_count=1)
+    duplicate = copy.deepcopy(event)
+    duplicate["id"] = str(uuid.uuid4())  # same drift run, another subscription's event id
+    twice = post_events(stack.webhook_url, [duplicate], stack.secret)
+    for response in (redelivered, twice):
+        assert response.status_code == 200
+        (accepted,) = response.json()["accepted"]
+        assert accepted["duplicate"] and accepted["flow_run_id"] == flow_run["id"]
+    same_run = [r for r in api.flow_runs() if r["name"] == flow_run["name"]]
+    assert len(same_run) == 1
+    assert len(registry(e2e_settings).versions("credit-default")) == 1
+
+
+def test_v2_monitor_breach_inside_the_cooldown_is_skipped_with_its_reason(first_delivery, stack, api, e2e_settings) -> None:
+    event = sample("ce_RunStatusChanged.json")[0]
+    event["source"] = e2e_settings.targets[0].workspace
+    event["data"]["runId"] = f"monitor-run-{uuid.uuid4().hex[:8]}"
+    event["data"]["runTags"] = {MONITOR_BREACH_TAG: "has failed due to one or more features violating metric thresholds",
+                                "azureml_modelmonitor_name": "credit-default-monitor"}
+    response = post_events(stack.webhook_url, [event], stack.secret)
+    assert response.status_code == 200, response.text
+    (accepted,) = response.json()["accepted"]
+    flow_run = api.wait(accepted["flow_run_id"])
+    assert flow_run["state"]["type"] == "COMPLETED"
+    decision = next(a for a in api.artifacts(flow_run["id"]) if a["key"] == "decision-credit-default")
+    assert "cooldown: v1 was registered" in decision["description"]
+    assert len(registry(e2e_settings).versions("credit-default")) == 1
+
+
+def test_wrong_secret_creates_nothing(first_delivery, stack, api) -> None:
+    before = len(api.flow_runs())
+    event = sample("eg_DatasetDriftDetected.json")
+    assert post_events(stack.webhook_url, event, "not-the-secret").status_code == 401
+    assert len(api.flow_runs()) == before
+
+
+def test_subscription_validation_over_http(stack) -> None:
+    response = post_events(stack.webhook_url, sample("subscription_validation_event.json"), stack.secret)
+    assert response.status_code == 200
+    assert response.json() == sample("subscription_validation_response.json")

@@ -1,0 +1,92 @@
+"""The retrain policy: every rule reports, and each can stop a retrain on its own."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from drift_retrain.backends.base import SIGNAL_TAG
+from drift_retrain.config import PolicyConfig
+from drift_retrain.policy import decide, enough_rows_copied
+from drift_retrain.results import DriftDetails, ModelVersion
+from drift_retrain.signals import DriftSignal, SignalKind
+
+NOW = datetime(2026, 11, 26, 12, 0, tzinfo=timezone.utc)
+WS = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.MachineLearningServices/workspaces/ws"
+POLICY = PolicyConfig(drift_threshold=0.3, min_rows=100, cooldown_minutes=60)
+
+
+def signal(coefficient: float | None = 0.5, **fields) -> DriftSignal:
+    base = dict(kind=SignalKind.DATASET_DRIFT, workspace_id=WS, monitor="m", run_id="m_1", event_id="e1", drift_coefficient=coefficient)
+    return DriftSignal(**(base | fields))
+
+
+def details(coefficient: float | None = None, rows: int | None = 1000) -> DriftDetails:
+    return DriftDetails(available=rows is not None, source="test", drift_coefficient=coefficient, rows_in_window=rows)
+
+
+def version(n: int, minutes_ago: float, identity: str = "other") -> ModelVersion:
+    return ModelVersion(name="model", version=n, uri="x", created_at=NOW - timedelta(minutes=minutes_ago), tags={SIGNAL_TAG: identity})
+
+
+def checks(decision) -> dict[str, bool]:
+    return {c.rule: c.passed for c in decision.checks}
+
+
+def test_all_rules_pass_retrains_and_says_why() -> None:
+    decision = decide(signal(), details(0.6), POLICY, [version(1, 600)], now=NOW)
+    assert decision.retrain
+    assert checks(decision) == {"already_handled": True, "drift": True, "min_rows": True, "cooldown": True}
+    assert "drift coefficient 0.600 (drift run) >= threshold 0.300" in decision.summary
+
+
+def test_low_drift_skips() -> None:
+    decision = decide(signal(0.9), details(0.1), POLICY, [], now=NOW)
+    assert not decision.retrain
+    assert decision.summary == "skip: drift coefficient 0.100 (drift run) < threshold 0.300"
+
+
+def test_event_coefficient_used_when_details_missing() -> None:
+    decision = decide(signal(0.25), details(None, rows=None), POLICY, [], now=NOW)
+    assert not decision.retrain
+    assert "drift coefficient 0.250 (event) < threshold" in decision.summary
+    assert checks(decision)["min_rows"] is True  # unknown rows are checked after the copy
+
+
+def test_too_few_rows_skips() -> None:
+    decision = decide(signal(), details(0.6, rows=40), POLICY, [], now=NOW)
+    assert not decision.retrain
+    assert "40 rows in window < minimum 100" in decision.summary
+
+
+def test_cooldown_skips_then_expires() -> None:
+    inside = decide(signal(), details(0.6), POLICY, [version(1, 600), version(2, 10)], now=NOW)
+    assert not inside.retrain
+    assert "cooldown: v2 was registered 10 min ago, cooldown is 60 min" in inside.summary
+    assert decide(signal(), details(0.6), POLICY, [version(2, 61)], now=NOW).retrain
+
+
+def test_already_handled_wins_even_over_force() -> None:
+    s = signal()
+    decision = decide(s, details(0.6), POLICY, [version(3, 600, identity=s.identity)], force=True, now=NOW)
+    assert not decision.retrain
+    assert "already handled: registered as model v3" in decision.summary
+
+
+def test_force_overrides_drift_rows_and_cooldown() -> None:
+    decision = decide(signal(0.0), details(0.0, rows=1), POLICY, [version(1, 1)], force=True, now=NOW)
+    assert decision.retrain and decision.forced
+    assert checks(decision)["force"] is True
+
+
+@pytest.mark.parametrize(("metrics", "retrain"), [(["jensen_shannon_distance"], True), ([], False)])
+def test_model_monitor_breach(metrics: list[str], retrain: bool) -> None:
+    s = signal(None, kind=SignalKind.MODEL_MONITOR, breached_metrics=metrics)
+    assert decide(s, details(None, rows=None), POLICY, [], now=NOW).retrain is retrain
+
+
+@pytest.mark.parametrize(("rows", "passed"), [(0, False), (99, False), (100, True)])
+def test_rows_copied(rows: int, passed: bool) -> None:
+    assert enough_rows_copied(rows, POLICY).passed is passed
+    assert enough_rows_copied(0, PolicyConfig(min_rows=0)).passed is False  # nothing new is never worth it

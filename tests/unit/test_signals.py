@@ -1,0 +1,166 @@
+"""Every verbatim Azure sample normalises, or is ignored, exactly as documented."""
+
+from __future__ import annotations
+
+import copy
+from datetime import datetime, timezone
+
+import pytest
+
+from drift_retrain.signals import (
+    MONITOR_BREACH_TAG,
+    DriftSignal,
+    InvalidEvent,
+    NotADriftSignal,
+    SignalKind,
+    parse_envelope,
+    to_drift_signal,
+)
+from tests.conftest import SAMPLE_WORKSPACE, sample
+
+BREACH = "has failed due to one or more features violating metric thresholds"
+
+
+def _one(document):
+    return document[0] if isinstance(document, list) else document
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "eg_DatasetDriftDetected.json",
+        "ce_DatasetDriftDetected.json",
+        "ce_spec_example_dataset_drift_detected__specVersion_camelcase.json",
+    ],
+)
+def test_dataset_drift_samples_normalise_to_one_signal(name: str) -> None:
+    signal = to_drift_signal(_one(sample(name)))
+
+    assert signal.kind is SignalKind.DATASET_DRIFT
+    assert signal.workspace_id == SAMPLE_WORKSPACE
+    assert signal.workspace_name == "{workspace-name}"
+    assert signal.monitor == "myDriftMonitor"
+    assert signal.monitor_id == "01d29aa4-e6a4-470a-9ef3-66660d21f8ef"
+    assert signal.run_id == "01d29aa4-e6a4-470a-9ef3-66660d21f8ef_1571590300380"
+    assert signal.drift_coefficient == pytest.approx(0.835034906847)
+    assert signal.window_start == datetime(2019, 7, 4, tzinfo=timezone.utc)
+    assert signal.window_end == datetime(2019, 7, 5, tzinfo=timezone.utc)
+    assert signal.base_dataset_id == "3c56d136-0f64-4657-a0e8-5162089a88a3"
+    assert signal.event_id == "831e1650-001e-001b-66ab-eeb76e069631"
+    assert signal.raw_event == _one(sample(name))
+
+
+def test_both_schemas_give_the_same_identity_and_key() -> None:
+    eg = to_drift_signal(_one(sample("eg_DatasetDriftDetected.json")))
+    ce = to_drift_signal(_one(sample("ce_DatasetDriftDetected.json")))
+    assert eg.identity == ce.identity
+    assert eg.idempotency_key == ce.idempotency_key
+    assert eg.idempotency_key.startswith("drift:{workspace-name}:01d29aa4-e6a4-470a-9ef3-66660d21f8ef_1571590300380:")
+
+
+def test_identity_ignores_workspace_id_casing_but_not_the_workspace() -> None:
+    event = _one(sample("eg_DatasetDriftDetected.json"))
+    upper = copy.deepcopy(event)
+    upper["topic"] = event["topic"].upper()
+    other = copy.deepcopy(event)
+    other["topic"] = event["topic"].replace("{workspace-name}", "another")
+    base = to_drift_signal(event)
+    assert to_drift_signal(upper).idempotency_key == base.idempotency_key
+    assert to_drift_signal(other).idempotency_key != base.idempotency_key
+
+
+@pytest.mark.parametrize("transform", [str.lower, str.upper, lambda k: k[0].lower() + k[1:]])
+def test_data_keys_are_read_case_insensitively(transform) -> None:
+    event = _one(sample("eg_DatasetDriftDetected.json"))
+    event["data"] = {transform(k): v for k, v in event["data"].items()}
+    signal = to_drift_signal(event)
+    assert signal.run_id == "01d29aa4-e6a4-470a-9ef3-66660d21f8ef_1571590300380"
+    assert signal.drift_coefficient == pytest.approx(0.835, abs=1e-3)
+
+
+@pytest.mark.parametrize("name", ["eg_RunStatusChanged.json", "ce_RunStatusChanged.json"])
+def test_run_status_changed_without_breach_is_not_a_signal(name: str) -> None:
+    with pytest.raises(NotADriftSignal, match=MONITOR_BREACH_TAG):
+        to_drift_signal(_one(sample(name)))
+
+
+@pytest.mark.parametrize("name", ["eg_RunStatusChanged.json", "ce_RunStatusChanged.json"])
+@pytest.mark.parametrize("tags_key", ["runTags", "RunTags"])
+def test_model_monitor_breach_is_a_v2_signal(name: str, tags_key: str) -> None:
+    event = _one(sample(name))
+    del event["data"]["runTags"]
+    event["data"][tags_key] = {MONITOR_BREACH_TAG: BREACH}
+    signal = to_drift_signal(event)
+    assert signal.kind is SignalKind.MODEL_MONITOR
+    assert signal.run_id == "AutoML_ad912b2d-6467-4f32-a616-dbe4af6dd8fc_5"
+    assert signal.monitor == "automl-local-regression"  # experiment name, when no monitor-name tag
+    assert signal.breached_metrics == [BREACH]
+    assert signal.drift_coefficient is None
+
+
+def test_breach_message_naming_metrics_lists_them() -> None:
+    event = _one(sample("eg_RunStatusChanged.json"))
+    event["data"]["runTags"] = {
+        MONITOR_BREACH_TAG: "data_drift: jensen_shannon_distance and population_stability_index over threshold",
+        "azureml_modelmonitor_name": "credit-monitor",
+    }
+    signal = to_drift_signal(event)
+    assert signal.monitor == "credit-monitor"
+    assert signal.breached_metrics == ["data_drift", "jensen_shannon_distance", "population_stability_index"]
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "eg_ModelRegistered.json",
+        "ce_ModelRegistered.json",
+        "eg_ModelDeployed.json",
+        "ce_ModelDeployed.json",
+        "eg_RunCompleted.json",
+        "ce_RunCompleted.json",
+        "subscription_validation_event.json",
+    ],
+)
+def test_other_events_are_not_signals(name: str) -> None:
+    with pytest.raises(NotADriftSignal) as caught:
+        to_drift_signal(_one(sample(name)))
+    assert caught.value.event_type == _one(sample(name)).get("eventType", _one(sample(name)).get("type"))
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda e: e.pop("topic"), "missing required field.*topic"),
+        (lambda e: e.pop("id"), "missing required field.*id"),
+        (lambda e: e.pop("eventType"), "missing required field.*eventType"),
+        (lambda e: e["data"].pop("RunId"), "data is missing RunId"),
+        (lambda e: e["data"].pop("DriftCoefficient"), "data is missing DriftCoefficient"),
+        (lambda e: e["data"].update(DriftCoefficient="lots"), "drift_coefficient"),
+        (lambda e: e["data"].update(StartTime="yesterday"), "window_start"),
+        (lambda e: e.update(data=[1, 2]), "'data' must be a JSON object"),
+    ],
+)
+def test_unreadable_drift_events_say_what_is_wrong(mutate, message: str) -> None:
+    event = _one(sample("eg_DatasetDriftDetected.json"))
+    mutate(event)
+    with pytest.raises(InvalidEvent, match=message):
+        to_drift_signal(event)
+
+
+def test_cloudevent_missing_source_is_named_in_cloudevents_terms() -> None:
+    event = _one(sample("ce_DatasetDriftDetected.json"))
+    event.pop("source")
+    with pytest.raises(InvalidEvent, match="cloudevents event is missing required field.*source"):
+        parse_envelope(event)
+
+
+def test_non_object_event_is_invalid() -> None:
+    with pytest.raises(InvalidEvent, match="must be a JSON object"):
+        parse_envelope(["not", "an", "event"])  # type: ignore[arg-type]
+
+
+def test_signal_round_trips_through_json_as_flow_parameters_do() -> None:
+    signal = to_drift_signal(_one(sample("eg_DatasetDriftDetected.json")))
+    again = DriftSignal.model_validate(signal.model_dump(mode="json"))
+    assert again == signal
+    assert again.identity == signal.identity
