@@ -48,10 +48,16 @@ class Api:
         response.raise_for_status()
         return response.json()
 
-    def events(self, name: str) -> list[dict[str, Any]]:
-        response = self.http.post("/events/filter", json={"filter": {"event": {"name": [name]}}, "limit": 50})
-        response.raise_for_status()
-        return response.json()["events"]
+    def events(self, name: str, resource_id: str, timeout: float = 30) -> list[dict[str, Any]]:
+        """Events are stored by a server service a few seconds after they arrive: poll for them."""
+        query = {"filter": {"event": {"name": [name]}, "resource": {"id": [resource_id]}}, "limit": 50}
+        deadline = time.monotonic() + timeout
+        while True:
+            response = self.http.post("/events/filter", json=query)
+            response.raise_for_status()
+            if response.json()["events"] or time.monotonic() > deadline:
+                return response.json()["events"]
+            time.sleep(0.5)
 
 
 @pytest.fixture(scope="session")

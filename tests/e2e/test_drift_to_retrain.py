@@ -59,8 +59,9 @@ def test_the_run_reports_its_artifacts_and_events(first_delivery, api) -> None:
     keys = {a["key"] for a in api.artifacts(flow_run["id"])}
     assert {"decision-credit-default", "drift-credit-default", "copy-credit-default",
             "training-credit-default", "model-credit-default"} <= keys
-    registered = api.events("drift-retrain.model.registered")
-    assert any(e["resource"]["prefect.resource.id"] == "drift-retrain.model.credit-default" for e in registered)
+    (registered,) = api.events("drift-retrain.model.registered", "drift-retrain.model.credit-default")
+    assert registered["payload"]["version"] == 1
+    assert {"drift-run", "monitor", "flow-run"} <= {r["prefect.resource.role"] for r in registered["related"]}
 
 
 def test_redelivery_and_duplicate_subscription_create_no_second_run(first_delivery, stack, api, e2e_settings) -> None:
