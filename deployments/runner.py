@@ -18,8 +18,8 @@ from prefect.deployments.runner import RunnerDeployment
 from prefect.flows import load_flow_from_entrypoint
 from prefect.schedules import Cron
 
-# prefect.yaml keys that only matter to `prefect deploy` with a work pool.
-_WORK_POOL_ONLY = {"work_pool", "build", "push", "pull", "version", "entrypoint", "name", "schedules"}
+# prefect.yaml keys that are not to_deployment() options: work-pool settings, or handled here.
+_NOT_OPTIONS = {"work_pool", "build", "push", "pull", "entrypoint", "name", "schedules"}
 
 
 def load_deployments(path: Path) -> list[RunnerDeployment]:
@@ -28,7 +28,7 @@ def load_deployments(path: Path) -> list[RunnerDeployment]:
     deployments = []
     for spec in document.get("deployments") or []:
         flow = load_flow_from_entrypoint(str(path.parent / spec["entrypoint"]))
-        options: dict[str, Any] = {k: v for k, v in spec.items() if k not in _WORK_POOL_ONLY}
+        options: dict[str, Any] = {k: v for k, v in spec.items() if k not in _NOT_OPTIONS}
         if spec.get("schedules"):
             options["schedules"] = [_schedule(s) for s in spec["schedules"]]
         deployments.append(flow.to_deployment(name=spec["name"], **options))
@@ -48,10 +48,10 @@ def _schedule(spec: dict[str, Any]) -> Any:
     )
 
 
-def main() -> None:
-    path = Path(sys.argv[1] if len(sys.argv) > 1 else "prefect.yaml").resolve()
-    serve(*load_deployments(path), print_starting_message=True)
+def run(path: Path = Path("prefect.yaml")) -> None:
+    """Serve until stopped; on SIGTERM the runner pauses the schedules so no sweep piles up meanwhile."""
+    serve(*load_deployments(path.resolve()))
 
 
 if __name__ == "__main__":
-    main()
+    run(Path(sys.argv[1]) if len(sys.argv) > 1 else Path("prefect.yaml"))

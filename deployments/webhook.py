@@ -1,6 +1,6 @@
 """The Event Grid webhook receiver: an ASGI app run beside Prefect.
 
-    uvicorn deployments.webhook:create_app --factory --host 127.0.0.1 --port 8088
+    drift-retrain webhook --host 127.0.0.1 --port 8088      (or: python -m deployments.webhook)
 
 It answers the subscription handshake, checks the shared secret, reads and routes the delivery, and
 acknowledges (200) only after Prefect has durably recorded a flow run for every drift signal in it.
@@ -84,8 +84,9 @@ def create_app(settings: Settings | None = None, handoff: Handoff | None = None)
                 log.error("hand-off failed for event %s, asking Event Grid to retry: %s", routed.signal.event_id, exc)
                 return _error(503, "Prefect is unavailable; retry later", **{"Retry-After": RETRY_AFTER_SECONDS})
             log.info(
-                "event %s drift run %s -> flow run %s (%s)",
+                "event %s (delivery %s) drift run %s -> flow run %s (%s)",
                 routed.signal.event_id,
+                request.headers.get("aeg-delivery-count", "?"),
                 routed.signal.run_id,
                 run.flow_run_id,
                 "created" if run.created else "duplicate",
@@ -120,3 +121,16 @@ def create_app(settings: Settings | None = None, handoff: Handoff | None = None)
         lifespan=lifespan,
     )
     return app
+
+
+def serve(settings: Settings | None = None, host: str = "127.0.0.1", port: int = 8088) -> None:
+    """Run the receiver with uvicorn. Uvicorn's access log is off: it would print the ?code= secret."""
+    import uvicorn
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    uvicorn.run(create_app(settings), host=host, port=port, access_log=False, log_level="info")
+
+
+if __name__ == "__main__":
+    serve()

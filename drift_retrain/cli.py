@@ -55,27 +55,17 @@ def webhook(
     port: Annotated[int, typer.Option(envvar="DRIFT_RETRAIN_WEBHOOK_PORT")] = 8088,
 ) -> None:
     """Run only the Event Grid webhook receiver (talks to $PREFECT_API_URL)."""
-    import uvicorn
+    from deployments.webhook import serve
 
-    from deployments.webhook import create_app
-
-    settings = _settings(config)
-    try:
-        application = create_app(settings)
-    except ConfigError as exc:
-        typer.secho(str(exc), fg="red", err=True)
-        raise typer.Exit(2) from None
-    uvicorn.run(application, host=host, port=port)
+    serve(_settings(config), host=host, port=port)
 
 
 @app.command()
 def runner(prefect_yaml: Annotated[Path, typer.Argument()] = Path("prefect.yaml")) -> None:
     """Serve prefect.yaml's deployments from this process (the one-machine runner)."""
-    from prefect import serve
+    from deployments.runner import run
 
-    from deployments.runner import load_deployments
-
-    serve(*load_deployments(prefect_yaml.resolve()))
+    run(prefect_yaml)
 
 
 @app.command()

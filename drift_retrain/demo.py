@@ -61,6 +61,8 @@ def run_demo(settings: Settings, *, keep: bool = False, say: Say = print, timeou
         )
         with temporary_settings(_as_settings(prefect_settings(settings.state_dir, stack.prefect_port))):
             flow_run, outcome = asyncio.run(_wait_for(UUID(accepted["flow_run_id"]), say, timeout))
+        if accepted["duplicate"]:
+            say("this drift run was handled before: below is the earlier run's outcome, nothing was retrained now")
         _summarise(flow_run, outcome, stack.flow_run_url(flow_run.id), say)
         if keep:
             say(f"stack kept up: Prefect UI {stack.ui_url}, webhook {stack.webhook_url}. Ctrl-C to stop.")

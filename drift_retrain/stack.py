@@ -150,8 +150,7 @@ class Stack:
         self._wait("runner", runner, lambda: self._deployment_served_since(started), timeout=120)
         receiver = self._spawn(
             "webhook",
-            [sys.executable, "-m", "uvicorn", "deployments.webhook:create_app", "--factory",
-             "--host", HOST, "--port", str(self.webhook_port), "--log-level", "info"],
+            [sys.executable, "-m", "drift_retrain.cli", "webhook", "--host", HOST, "--port", str(self.webhook_port)],
         )
         self._wait("webhook receiver", receiver, lambda: self._healthy(self._healthz()), timeout=60)
 

@@ -106,3 +106,9 @@ def test_subscription_validation_over_http(stack) -> None:
     response = post_events(stack.webhook_url, sample("subscription_validation_event.json"), stack.secret)
     assert response.status_code == 200
     assert response.json() == sample("subscription_validation_response.json")
+
+
+def test_the_secret_never_reaches_the_receiver_log(first_delivery, stack) -> None:
+    log = (stack.logs / "webhook.log").read_text()
+    assert "drift run" in log  # the receiver did log the deliveries
+    assert stack.secret not in log
