@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, timezone
 from pathlib import Path
 
 PREFIX = "date="
@@ -21,12 +21,17 @@ def partitions(root: Path) -> list[tuple[date, Path]]:
     return sorted(found)
 
 
+def utc_day(moment: datetime) -> date:
+    """The UTC calendar day of a moment (partitions are UTC days; naive times are taken as UTC)."""
+    return moment.astimezone(timezone.utc).date() if moment.tzinfo else moment.date()
+
+
 def in_window(root: Path, start: datetime | None, end: datetime | None) -> list[tuple[date, Path]]:
-    """Partitions whose day lies in [start, end); an open side is unbounded."""
+    """Partitions whose UTC day lies in [start, end); an open side is unbounded."""
     return [
         (day, path)
         for day, path in partitions(root)
-        if (start is None or day >= start.date()) and (end is None or day < end.date())
+        if (start is None or day >= utc_day(start)) and (end is None or day < utc_day(end))
     ]
 
 

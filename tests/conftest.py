@@ -29,9 +29,10 @@ def sample(name: str) -> Any:
     return json.loads((SAMPLES / name).read_text())
 
 
-def write_config(directory: Path, **replace: str) -> Path:
-    """The shipped drift-retrain.toml with its state_dir moved into ``directory`` (and other edits)."""
-    text = (ROOT / "drift-retrain.toml").read_text()
+def write_config(directory: Path, extra: str = "", **replace: str) -> Path:
+    """The shipped drift-retrain.toml with its state_dir moved into ``directory``, regex edits applied
+    and ``extra`` TOML appended."""
+    text = (ROOT / "drift-retrain.toml").read_text() + extra
     text = text.replace('state_dir = ".drift-retrain"', f'state_dir = "{directory / "state"}"')
     for pattern, value in replace.items():
         text, count = re.subn(pattern, value, text)

@@ -12,7 +12,7 @@ import pytest
 from drift_retrain import demo_data
 from drift_retrain.config import Settings, load_settings
 from drift_retrain.stack import Stack, free_port
-from tests.conftest import write_config
+from tests.conftest import DEMO_WORKSPACE, write_config
 
 TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 
@@ -43,6 +43,12 @@ class Api:
         response.raise_for_status()
         return response.json()
 
+    def run_deployment(self, deployment: str, parameters: dict[str, Any] | None = None) -> str:
+        deployment_id = self.http.get(f"/deployments/name/{deployment}").json()["id"]
+        response = self.http.post(f"/deployments/{deployment_id}/create_flow_run", json={"parameters": parameters or {}})
+        response.raise_for_status()
+        return response.json()["id"]
+
     def artifacts(self, flow_run_id: str) -> list[dict[str, Any]]:
         response = self.http.post("/artifacts/filter", json={"artifacts": {"flow_run_id": {"any_": [flow_run_id]}}})
         response.raise_for_status()
@@ -60,11 +66,39 @@ class Api:
             time.sleep(0.5)
 
 
+# Two more targets: one whose landing folder stays empty, one whose training cannot succeed.
+EXTRA_TARGETS = """
+[[targets]]
+name = "empty-window"
+backend = "local"
+workspace = "{workspace}"
+monitors = ["empty-monitor"]
+model_name = "empty-model"
+policy = {{ cooldown_minutes = 0, min_rows = 500 }}
+copy = {{ source = "data/landing/empty", sink = "data/training-store/empty" }}
+training = {{ reference = "data/training-store/credit-default/reference.csv", label = "defaulted" }}
+
+[[targets]]
+name = "broken"
+backend = "local"
+workspace = "{workspace}"
+monitors = ["broken-monitor"]
+model_name = "broken-model"
+policy = {{ cooldown_minutes = 0 }}
+copy = {{ source = "data/landing/credit-default", sink = "data/training-store/broken" }}
+training = {{ reference = "data/training-store/credit-default/reference.csv", label = "no-such-column" }}
+"""
+
+
 @pytest.fixture(scope="session")
 def e2e_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     directory = tmp_path_factory.mktemp("e2e")
     # A second, v2 monitor routed to the same model, to see its signal skipped by the cooldown.
-    path = write_config(directory, **{r'monitors = \["credit-default-drift"\]': 'monitors = ["credit-default-drift", "credit-default-monitor"]'})
+    path = write_config(
+        directory,
+        extra=EXTRA_TARGETS.format(workspace=DEMO_WORKSPACE),
+        **{r'monitors = \["credit-default-drift"\]': 'monitors = ["credit-default-drift", "credit-default-monitor"]'},
+    )
     settings = load_settings(path)
     monitor = settings.local_monitors[0]
     demo_data.generate(settings.resolve(monitor.reference), settings.resolve(monitor.landing))

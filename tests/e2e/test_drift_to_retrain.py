@@ -4,6 +4,7 @@ one registered model version with its lineage; redeliveries and duplicates creat
 from __future__ import annotations
 
 import copy
+import json
 import uuid
 
 import pytest
@@ -112,3 +113,38 @@ def test_the_secret_never_reaches_the_receiver_log(first_delivery, stack) -> Non
     log = (stack.logs / "webhook.log").read_text()
     assert "drift run" in log  # the receiver did log the deliveries
     assert stack.secret not in log
+
+
+def _drift_for(monitor: str, run_id: str, start: str, end: str, workspace: str) -> dict:
+    event = sample("eg_DatasetDriftDetected.json")[0]
+    event["topic"] = workspace
+    event["id"] = str(uuid.uuid4())
+    event["data"].update(DataDriftName=monitor, RunId=run_id, StartTime=start, EndTime=end, DriftCoefficient=0.9)
+    return event
+
+
+def test_a_window_without_new_data_is_skipped_after_the_copy(stack, api, e2e_settings) -> None:
+    event = _drift_for("empty-monitor", "empty_1", "2030-01-01T00:00:00Z", "2030-01-08T00:00:00Z", e2e_settings.targets[0].workspace)
+    (accepted,) = post_events(stack.webhook_url, [event], stack.secret).json()["accepted"]
+    flow_run = api.wait(accepted["flow_run_id"])
+    assert flow_run["state"]["type"] == "COMPLETED"
+    decision = next(a for a in api.artifacts(flow_run["id"]) if a["key"] == "decision-empty-model")
+    assert decision["description"].startswith("skip: ")
+    assert "0 rows copied < minimum 500" in decision["description"]
+    assert "deciding on the event's own data" in decision["data"]  # no monitor record for this run
+    assert FileModelRegistry(e2e_settings.resolve(e2e_settings.targets[0].registry.path)).versions("empty-model") == []
+
+
+def test_a_failing_step_fails_the_run_with_its_message_and_the_sweep_lists_it(first_delivery, stack, api, e2e_settings) -> None:
+    run, _, _ = first_delivery
+    event = _drift_for("broken-monitor", "broken_1", run.window_start.isoformat(), run.window_end.isoformat(), run.workspace)
+    (accepted,) = post_events(stack.webhook_url, [event], stack.secret).json()["accepted"]
+    failed = api.wait(accepted["flow_run_id"])
+    assert failed["state"]["type"] == "FAILED"
+    assert "label column 'no-such-column' not in" in failed["state"]["message"]
+
+    sweep = api.wait(api.run_deployment("sweep/sweep", {"lookback_hours": 1}))
+    assert sweep["state"]["type"] == "COMPLETED"
+    (table,) = [a for a in api.artifacts(sweep["id"]) if a["key"] == "sweep"]
+    rows = json.loads(table["data"])
+    assert [r["flow_run"] for r in rows] == [failed["name"]]

@@ -17,7 +17,7 @@ from drift_retrain import tabular
 from drift_retrain.atomic import read_json, write_json
 from drift_retrain.config import LocalMonitorConfig, Settings
 from drift_retrain.drift_stats import feature_drift
-from drift_retrain.partitions import csv_files, partitions
+from drift_retrain.partitions import csv_files, in_window, partitions
 from drift_retrain.results import FeatureDrift
 from drift_retrain.signals import DATASET_DRIFT_DETECTED
 
@@ -98,7 +98,7 @@ def run_monitor(
     reference_path = settings.resolve(config.reference)
     landing = settings.resolve(config.landing)
     header, reference = tabular.read_csv(reference_path)
-    files = [f for day, folder in partitions(landing) if start.date() <= day < end.date() for f in csv_files(folder)]
+    files = [f for _, folder in in_window(landing, start, end) for f in csv_files(folder)]
     if not files:
         raise FileNotFoundError(f"monitor '{config.name}': no landing data in [{start:%Y-%m-%d}, {end:%Y-%m-%d})")
     current_header, current = tabular.read_many(files)

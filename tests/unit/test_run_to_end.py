@@ -1,0 +1,42 @@
+"""An interrupted wait cancels the external run it started; a run that failed by itself is not cancelled."""
+
+from __future__ import annotations
+
+import pytest
+
+from drift_retrain.backends.base import StepFailed, run_to_end
+
+
+class Run:
+    def __init__(self, outcome: BaseException | None = None) -> None:
+        self.outcome = outcome
+        self.cancelled: list[str] = []
+
+    def wait(self, run_id: str) -> str:
+        if self.outcome:
+            raise self.outcome
+        return f"done {run_id}"
+
+    def cancel(self, run_id: str) -> None:
+        self.cancelled.append(run_id)
+
+
+def test_success_returns_the_result_and_cancels_nothing() -> None:
+    run = Run()
+    assert run_to_end(lambda: "r1", run.wait, run.cancel) == "done r1"
+    assert run.cancelled == []
+
+
+@pytest.mark.parametrize("interruption", [KeyboardInterrupt(), TimeoutError("flow timed out"), SystemExit(143)])
+def test_interruption_cancels_the_run_and_propagates(interruption: BaseException) -> None:
+    run = Run(interruption)
+    with pytest.raises(type(interruption)):
+        run_to_end(lambda: "r2", run.wait, run.cancel)
+    assert run.cancelled == ["r2"]
+
+
+def test_failed_run_is_not_cancelled() -> None:
+    run = Run(StepFailed("copy", "r3", "Failed", "sink unreachable"))
+    with pytest.raises(StepFailed, match="copy run r3 ended Failed: sink unreachable"):
+        run_to_end(lambda: "r3", run.wait, run.cancel)
+    assert run.cancelled == []
