@@ -37,6 +37,10 @@ class ConfigError(ValueError):
     """The configuration cannot be used; the message names the file and the field."""
 
 
+class UnroutableSignal(ValueError):
+    """No configured target takes this signal's workspace and monitor."""
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -147,6 +151,15 @@ class Settings(_Strict):
             if target.workspace.lower() == signal.workspace_id.lower() and signal.monitor in target.monitors:
                 return target
         return None
+
+    def route(self, signal: DriftSignal) -> TargetConfig:
+        """The signal's target, or an error naming the monitor, workspace and config file."""
+        target = self.target_for(signal)
+        if target is None:
+            raise UnroutableSignal(
+                f"no target in {self.source_file} takes monitor '{signal.monitor}' of workspace {signal.workspace_id}"
+            )
+        return target
 
     def knows_workspace(self, workspace_id: str) -> bool:
         return any(t.workspace.lower() == workspace_id.lower() for t in self.targets)

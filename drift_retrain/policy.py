@@ -90,3 +90,9 @@ def enough_rows_copied(rows_copied: int, policy: PolicyConfig) -> Check:
     passed = rows_copied > 0 and rows_copied >= policy.min_rows
     relation = ">=" if passed else "<"
     return Check(rule="rows_copied", passed=passed, detail=f"{rows_copied} rows copied {relation} minimum {max(policy.min_rows, 1)}")
+
+
+def after_copy(decision: Decision, rows_copied: int, policy: PolicyConfig) -> Decision:
+    """Re-decide once the copy says how much new data there really is (a forced retrain goes on)."""
+    rows = enough_rows_copied(rows_copied, policy)
+    return Decision(retrain=rows.passed or decision.forced, checks=[*decision.checks, rows], forced=decision.forced)

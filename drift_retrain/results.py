@@ -120,3 +120,17 @@ class RetrainOutcome(_Record):
     copy_result: CopyResult | None = None
     training: TrainingResult | None = None
     model: ModelVersion | None = None
+
+    @classmethod
+    def of(cls, signal_identity: str, target: str, model_name: str, decision: Decision, **steps: object) -> "RetrainOutcome":
+        """Retrained when a model was registered, else skipped; the decision's summary says why."""
+        outcome = Outcome.RETRAINED if steps.get("model") is not None else Outcome.SKIPPED
+        return cls(
+            outcome=outcome,
+            reason=decision.summary,
+            signal_identity=signal_identity,
+            target=target,
+            model_name=model_name,
+            decision=decision,
+            **steps,
+        )

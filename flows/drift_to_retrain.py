@@ -3,13 +3,15 @@ same flow runs on the embedded default and on Azure."""
 
 from __future__ import annotations
 
+from functools import partial
+
 from prefect import flow, runtime
 
 from drift_retrain.backends import build_backends
-from drift_retrain.config import Settings, TargetConfig, load_settings
+from drift_retrain.config import load_settings
 from drift_retrain.lineage import flow_run_name, lineage_tags
-from drift_retrain.policy import enough_rows_copied
-from drift_retrain.results import Decision, Outcome, RetrainOutcome
+from drift_retrain.policy import after_copy
+from drift_retrain.results import RetrainOutcome
 from drift_retrain.signals import DriftSignal
 from tasks.copy_data import copy_window
 from tasks.decide import decide_retrain
@@ -17,19 +19,6 @@ from tasks.drift_details import pull_drift_details
 from tasks.register import register_model
 from tasks.report import report_copy, report_decision, report_model, report_training
 from tasks.train import train_model
-
-
-class UnroutableSignal(ValueError):
-    """No configured target takes this signal's workspace and monitor."""
-
-
-def _target(settings: Settings, signal: DriftSignal) -> TargetConfig:
-    target = settings.target_for(signal)
-    if target is None:
-        raise UnroutableSignal(
-            f"no target in {settings.source_file} takes monitor '{signal.monitor}' of workspace {signal.workspace_id}"
-        )
-    return target
 
 
 def _name_this_run() -> str:
@@ -55,40 +44,26 @@ def drift_to_retrain(signal: DriftSignal, force: bool = False) -> RetrainOutcome
         force: Retrain even below the drift threshold, under the row minimum or inside the cooldown.
     """
     settings = load_settings()
-    target = _target(settings, signal)
+    target = settings.route(signal)
     backends = build_backends(settings, target)
-    common = dict(signal_identity=signal.identity, target=target.name, model_name=target.model_name)
+    outcome = partial(RetrainOutcome.of, signal.identity, target.name, target.model_name)
 
     details = pull_drift_details(backends.details, signal)
     decision = decide_retrain(signal, details, target.policy, backends.registry, target.model_name, force)
     report_decision(signal, details, decision, target.model_name)
-    print(f"decision for {target.model_name}: {decision.summary}")
     if not decision.retrain:
-        return RetrainOutcome(outcome=Outcome.SKIPPED, reason=decision.summary, decision=decision, details=details, **common)
+        return outcome(decision, details=details)
 
     copy = copy_window(backends.copy, signal)
     report_copy(copy, target.model_name)
-    rows = enough_rows_copied(copy.rows_copied, target.policy)
-    if not rows.passed and not decision.forced:
-        decision = Decision(retrain=False, checks=[*decision.checks, rows])
+    decision = after_copy(decision, copy.rows_copied, target.policy)
+    if not decision.retrain:
         report_decision(signal, details, decision, target.model_name)
-        return RetrainOutcome(
-            outcome=Outcome.SKIPPED, reason=rows.detail, decision=decision, details=details, copy_result=copy, **common
-        )
+        return outcome(decision, details=details, copy_result=copy)
 
     training = train_model(backends.training, signal, copy)
     report_training(training, target.model_name)
     tags = lineage_tags(signal, target, decision, copy, training, runtime.flow_run.id)
     model = register_model(backends.registry, target.model_name, training, tags)
     report_model(signal, model)
-    print(f"registered {model.name} v{model.version} from drift run {signal.run_id}")
-    return RetrainOutcome(
-        outcome=Outcome.RETRAINED,
-        reason=decision.summary,
-        decision=decision,
-        details=details,
-        copy_result=copy,
-        training=training,
-        model=model,
-        **common,
-    )
+    return outcome(decision, details=details, copy_result=copy, training=training, model=model)

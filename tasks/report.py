@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from prefect import task
+from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
@@ -53,6 +53,7 @@ def report_decision(signal: DriftSignal, details: DriftDetails, decision: Decisi
         "",
         f"Drift details: {details.source}.",
     ]
+    get_run_logger().info("decision for %s on drift run %s: %s", model_name, signal.run_id, decision.summary)
     create_markdown_artifact("\n".join(lines), key=_key("decision", model_name), description=decision.summary)
     if details.features:
         create_table_artifact(
@@ -92,6 +93,7 @@ def report_model(signal: DriftSignal, model: ModelVersion) -> None:
         "|---|---|",
         *[f"| {k} | {v[:200]} |" for k, v in sorted(model.tags.items()) if k != "decision.checks"],
     ]
+    get_run_logger().info("%s v%s %s from drift run %s", model.name, model.version, state, signal.run_id)
     create_markdown_artifact("\n".join(lines), key=_key("model", model.name), description=f"{model.name} v{model.version}")
     emit_event(
         "drift-retrain.model.registered",

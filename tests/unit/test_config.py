@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from drift_retrain.config import ConfigError, load_settings
+from drift_retrain.config import ConfigError, UnroutableSignal, load_settings
 from drift_retrain.signals import to_drift_signal
 from tests.conftest import DEMO_WORKSPACE, ROOT, sample, write_config
 
@@ -84,3 +84,10 @@ def test_routing_by_workspace_and_monitor(tmp_path: Path) -> None:
     event["data"]["DataDriftName"] = "some-other-monitor"
     assert settings.knows_workspace(event["topic"])
     assert settings.target_for(to_drift_signal(event)) is None
+
+
+def test_route_names_what_could_not_be_routed(tmp_path: Path) -> None:
+    settings = load_settings(write_config(tmp_path))
+    signal = to_drift_signal(sample("eg_DatasetDriftDetected.json")[0])
+    with pytest.raises(UnroutableSignal, match="no target in .* takes monitor 'myDriftMonitor' of workspace /subscriptions/"):
+        settings.route(signal)

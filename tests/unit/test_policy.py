@@ -8,7 +8,7 @@ import pytest
 
 from drift_retrain.backends.base import SIGNAL_TAG
 from drift_retrain.config import PolicyConfig
-from drift_retrain.policy import decide, enough_rows_copied
+from drift_retrain.policy import after_copy, decide, enough_rows_copied
 from drift_retrain.results import DriftDetails, ModelVersion
 from drift_retrain.signals import DriftSignal, SignalKind
 
@@ -90,3 +90,12 @@ def test_model_monitor_breach(metrics: list[str], retrain: bool) -> None:
 def test_rows_copied(rows: int, passed: bool) -> None:
     assert enough_rows_copied(rows, POLICY).passed is passed
     assert enough_rows_copied(0, PolicyConfig(min_rows=0)).passed is False  # nothing new is never worth it
+
+
+def test_after_copy_skips_on_too_few_rows_unless_forced() -> None:
+    retrain = decide(signal(), details(0.6), POLICY, [], now=NOW)
+    skipped = after_copy(retrain, 0, POLICY)
+    assert not skipped.retrain and skipped.summary == "skip: 0 rows copied < minimum 100"
+    assert after_copy(retrain, 100, POLICY).retrain
+    forced = decide(signal(0.0), details(0.0), POLICY, [], force=True, now=NOW)
+    assert after_copy(forced, 0, POLICY).retrain
