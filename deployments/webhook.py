@@ -63,6 +63,9 @@ def create_app(settings: Settings | None = None, handoff: Handoff | None = None)
     async def receive(request: Request) -> JSONResponse:
         if not authorised(request):
             return _error(401, "missing or wrong ?code= secret")
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+            return _error(413, f"body of {declared} bytes exceeds {MAX_BODY_BYTES}")
         body = await request.body()
         if len(body) > MAX_BODY_BYTES:
             return _error(413, f"body of {len(body)} bytes exceeds {MAX_BODY_BYTES}")

@@ -64,6 +64,7 @@ class PrefectHandoff:
             async with self._lock:
                 return await asyncio.wait_for(self._create(signal, target, started_by), self.timeout)
         except (asyncio.TimeoutError, httpx.HTTPError, PrefectHTTPStatusError, ObjectNotFound, OSError) as exc:
+            self._deployment_id = None  # look the deployment up again next time: it may have been re-created
             raise HandoffUnavailable(f"Prefect did not record the flow run: {type(exc).__name__}: {exc}") from exc
 
     async def _create(self, signal: DriftSignal, target: TargetConfig, started_by: str) -> HandedOff:
