@@ -154,9 +154,16 @@ class Stack:
         )
         self._wait("webhook receiver", receiver, lambda: self._healthy(self._healthz()), timeout=60)
 
-    def stop(self) -> None:
-        """Stop children in reverse order: runner and receiver first, the server last."""
+    def stop(self, drain_seconds: float = 60) -> None:
+        """Stop children in reverse order: receiver and runner first, the server last.
+
+        The runner is stopped only once its flow-run processes have exited (up to ``drain_seconds``):
+        on shutdown Prefect's runner marks every run it still tracks Cancelled, even one whose flow has
+        already reported Completed and is only flushing its results.
+        """
         for name, proc in reversed(self._procs):
+            if name == "runner":
+                _wait_for_children(proc.pid, drain_seconds)
             if proc.poll() is None:
                 _signal_group(proc, signal.SIGTERM)
                 try:
@@ -218,6 +225,26 @@ class Stack:
             return False
         updated = datetime.fromisoformat(response.json()["updated"].replace("Z", "+00:00"))
         return updated >= started
+
+
+def _children(pid: int) -> list[int]:
+    """Live process ids whose parent is ``pid`` (Linux /proc; empty where there is none). Zombies
+    have exited already and do not count."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            after_name = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(after_name[1]) == pid and after_name[0] != "Z":
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _wait_for_children(pid: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while _children(pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
 
 
 def _prefect_cli() -> list[str]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -53,6 +52,12 @@ class Api:
         response = self.http.post("/artifacts/filter", json={"artifacts": {"flow_run_id": {"any_": [flow_run_id]}}})
         response.raise_for_status()
         return response.json()
+
+    def latest_artifact(self, flow_run_id: str, key: str) -> dict[str, Any]:
+        """A keyed artifact can be written more than once in a run (a decision revised after the copy)."""
+        versions = [a for a in self.artifacts(flow_run_id) if a["key"] == key]
+        assert versions, f"no artifact {key} in flow run {flow_run_id}"
+        return max(versions, key=lambda a: a["created"])
 
     def events(self, name: str, resource_id: str, timeout: float = 30) -> list[dict[str, Any]]:
         """Events are stored by a server service a few seconds after they arrive: poll for them."""

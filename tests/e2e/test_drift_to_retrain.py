@@ -91,7 +91,7 @@ def test_v2_monitor_breach_inside_the_cooldown_is_skipped_with_its_reason(first_
     (accepted,) = response.json()["accepted"]
     flow_run = api.wait(accepted["flow_run_id"])
     assert flow_run["state"]["type"] == "COMPLETED"
-    decision = next(a for a in api.artifacts(flow_run["id"]) if a["key"] == "decision-credit-default")
+    decision = api.latest_artifact(flow_run["id"], "decision-credit-default")
     assert "cooldown: v1 was registered" in decision["description"]
     assert len(registry(e2e_settings).versions("credit-default")) == 1
 
@@ -128,7 +128,7 @@ def test_a_window_without_new_data_is_skipped_after_the_copy(stack, api, e2e_set
     (accepted,) = post_events(stack.webhook_url, [event], stack.secret).json()["accepted"]
     flow_run = api.wait(accepted["flow_run_id"])
     assert flow_run["state"]["type"] == "COMPLETED"
-    decision = next(a for a in api.artifacts(flow_run["id"]) if a["key"] == "decision-empty-model")
+    decision = api.latest_artifact(flow_run["id"], "decision-empty-model")
     assert decision["description"].startswith("skip: ")
     assert "0 rows copied < minimum 500" in decision["description"]
     assert "deciding on the event's own data" in decision["data"]  # no monitor record for this run

@@ -1,0 +1,54 @@
+"""Pieces of the one-machine stack that need no server."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from drift_retrain.config import load_settings
+from drift_retrain.stack import Stack, StackError, _children, _wait_for_children, free_port, local_secret
+from tests.conftest import write_config
+
+
+def test_waits_for_child_processes_to_exit() -> None:
+    # A parent that starts a short child and never reaps it: the exited child lingers as a zombie.
+    parent = subprocess.Popen(
+        [sys.executable, "-c", "import subprocess, time; subprocess.Popen(['sleep', '0.6']); time.sleep(60)"]
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while not _children(parent.pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _children(parent.pid), "the child never started"
+        began = time.monotonic()
+        _wait_for_children(parent.pid, timeout=10)
+        assert _children(parent.pid) == []
+        assert time.monotonic() - began < 5
+    finally:
+        parent.kill()
+        parent.wait()
+
+
+def test_local_secret_is_generated_once_and_private(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DRIFT_RETRAIN_WEBHOOK_SECRET", raising=False)
+    settings = load_settings(write_config(tmp_path))
+    first = local_secret(settings)
+    assert len(first) >= 32 and local_secret(settings) == first
+    assert (settings.state_dir / "webhook-secret").stat().st_mode & 0o777 == 0o600
+    monkeypatch.setenv("DRIFT_RETRAIN_WEBHOOK_SECRET", "from-env")
+    assert local_secret(settings) == "from-env"
+
+
+def test_a_busy_port_is_named_with_the_variable_to_change(tmp_path: Path) -> None:
+    settings = load_settings(write_config(tmp_path))
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with pytest.raises(StackError, match=f"port {port} \\(prefect\\) is already in use .* DRIFT_RETRAIN_PREFECT_PORT"):
+            Stack(settings, prefect_port=port, webhook_port=free_port()).start()
