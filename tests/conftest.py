@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,16 @@ DEMO_WORKSPACE = (
 def sample(name: str) -> Any:
     """A verbatim Microsoft docs sample from tests/fixtures/eventgrid/."""
     return json.loads((SAMPLES / name).read_text())
+
+
+def dataset_drift(run_id: str, monitor: str = "credit-default-drift", workspace: str = DEMO_WORKSPACE, **data: Any) -> dict:
+    """The documented DatasetDriftDetected sample for our workspace and monitor, with a fresh event id
+    (as a new publication would have) and any other data fields overridden."""
+    event = sample("eg_DatasetDriftDetected.json")[0]
+    event["topic"] = workspace
+    event["id"] = str(uuid.uuid4())
+    event["data"].update(RunId=run_id, DataDriftName=monitor, **data)
+    return event
 
 
 def write_config(directory: Path, extra: str = "", **replace: str) -> Path:

@@ -14,7 +14,7 @@ from drift_retrain.backends.local.monitor import drift_event, run_monitor
 from drift_retrain.backends.local.registry import FileModelRegistry
 from drift_retrain.delivery import post_events
 from drift_retrain.signals import MONITOR_BREACH_TAG, to_drift_signal
-from tests.conftest import sample
+from tests.conftest import dataset_drift, sample
 
 pytestmark = pytest.mark.e2e
 
@@ -115,16 +115,10 @@ def test_the_secret_never_reaches_the_receiver_log(first_delivery, stack) -> Non
     assert stack.secret not in log
 
 
-def _drift_for(monitor: str, run_id: str, start: str, end: str, workspace: str) -> dict:
-    event = sample("eg_DatasetDriftDetected.json")[0]
-    event["topic"] = workspace
-    event["id"] = str(uuid.uuid4())
-    event["data"].update(DataDriftName=monitor, RunId=run_id, StartTime=start, EndTime=end, DriftCoefficient=0.9)
-    return event
-
-
 def test_a_window_without_new_data_is_skipped_after_the_copy(stack, api, e2e_settings) -> None:
-    event = _drift_for("empty-monitor", "empty_1", "2030-01-01T00:00:00Z", "2030-01-08T00:00:00Z", e2e_settings.targets[0].workspace)
+    event = dataset_drift(
+        "empty_1", "empty-monitor", StartTime="2030-01-01T00:00:00Z", EndTime="2030-01-08T00:00:00Z", DriftCoefficient=0.9
+    )
     (accepted,) = post_events(stack.webhook_url, [event], stack.secret).json()["accepted"]
     flow_run = api.wait(accepted["flow_run_id"])
     assert flow_run["state"]["type"] == "COMPLETED"
@@ -137,7 +131,9 @@ def test_a_window_without_new_data_is_skipped_after_the_copy(stack, api, e2e_set
 
 def test_a_failing_step_fails_the_run_with_its_message_and_the_sweep_lists_it(first_delivery, stack, api, e2e_settings) -> None:
     run, _, _ = first_delivery
-    event = _drift_for("broken-monitor", "broken_1", run.window_start.isoformat(), run.window_end.isoformat(), run.workspace)
+    event = dataset_drift(
+        "broken_1", "broken-monitor", StartTime=run.window_start.isoformat(), EndTime=run.window_end.isoformat(), DriftCoefficient=0.9
+    )
     (accepted,) = post_events(stack.webhook_url, [event], stack.secret).json()["accepted"]
     failed = api.wait(accepted["flow_run_id"])
     assert failed["state"]["type"] == "FAILED"

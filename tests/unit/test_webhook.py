@@ -18,7 +18,7 @@ from starlette.testclient import TestClient
 from deployments.webhook import EVENTS_PATH, MAX_BODY_BYTES, create_app
 from drift_retrain.config import ConfigError, Settings, load_settings
 from drift_retrain.handoff import HandedOff, HandoffUnavailable, PrefectHandoff
-from tests.conftest import DEMO_WORKSPACE, sample, write_config
+from tests.conftest import DEMO_WORKSPACE, dataset_drift, sample, write_config
 
 SECRET = "s3cret-value"
 
@@ -44,12 +44,8 @@ class RecordingHandoff:
         pass
 
 
-def drift(run_id: str = "mon_1", workspace: str = DEMO_WORKSPACE, monitor: str = "credit-default-drift") -> dict:
-    event = sample("eg_DatasetDriftDetected.json")[0]
-    event["topic"] = workspace
-    event["id"] = str(uuid.uuid4())
-    event["data"].update(RunId=run_id, DataDriftName=monitor)
-    return event
+def drift(run_id: str = "mon_1", **overrides: str) -> dict:
+    return dataset_drift(run_id, **overrides)
 
 
 @pytest.fixture
