@@ -9,11 +9,21 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, Union
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    model_validator,
+)
 
 from drift_retrain.signals import DriftSignal, is_workspace_id
+from drift_retrain.templating import Template, TemplateMap
 
 CONFIG_ENV = "DRIFT_RETRAIN_CONFIG"
 DEFAULT_CONFIG = "drift-retrain.toml"
@@ -31,6 +41,15 @@ def _workspace(value: str) -> str:
 
 
 WorkspaceId = Annotated[str, AfterValidator(_workspace)]
+
+_FACTORY_ID = r"^/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft\.DataFactory/factories/[^/]+$"
+FactoryId = Annotated[
+    str,
+    Field(
+        pattern=_FACTORY_ID,
+        description="ARM id: /subscriptions/<id>/resourceGroups/<rg>/providers/Microsoft.DataFactory/factories/<name>",
+    ),
+]
 
 
 class ConfigError(ValueError):
@@ -71,6 +90,7 @@ class PolicyConfig(_Strict):
 class LocalCopyConfig(_Strict):
     """Local stand-in for the Data Factory copy: landing folder -> training store."""
 
+    kind: Literal["local"] = "local"
     source: Path = Field(description="Landing folder with date=YYYY-MM-DD/ partitions")
     sink: Path = Field(description="Training store folder the window's data is copied into")
 
@@ -78,6 +98,7 @@ class LocalCopyConfig(_Strict):
 class LocalTrainingConfig(_Strict):
     """Local stand-in for the published training pipeline: a scikit-learn run."""
 
+    kind: Literal["local"] = "local"
     reference: Path = Field(description="The reference (baseline) training data, CSV")
     label: str = Field(min_length=1, description="Label column")
     test_size: float = Field(default=0.25, gt=0, lt=1)
@@ -87,7 +108,166 @@ class LocalTrainingConfig(_Strict):
 class LocalRegistryConfig(_Strict):
     """Local stand-in for the Azure ML model registry: versioned folders."""
 
+    kind: Literal["local"] = "local"
     path: Path = Field(default=Path("registry"))
+
+
+# ------------------------------------------------------------------------------------------------
+# The azure backend
+# ------------------------------------------------------------------------------------------------
+
+
+class CredentialConfig(_Strict):
+    """Which Microsoft Entra identity the azure backend acts as (azure-identity)."""
+
+    kind: Literal["default", "managed_identity", "workload_identity", "client_secret"] = Field(
+        default="default", description="DefaultAzureCredential unless a specific identity is configured"
+    )
+    client_id: str | None = Field(default=None, description="User-assigned managed identity / app registration id")
+    tenant_id: str | None = None
+    client_secret_env: str | None = Field(
+        default=None, description="Environment variable holding the client secret (kind = client_secret)"
+    )
+    token_file: Path | None = Field(default=None, description="Federated token file (kind = workload_identity)")
+
+    @model_validator(mode="after")
+    def _complete(self) -> "CredentialConfig":
+        if self.kind == "client_secret":
+            missing = [n for n in ("tenant_id", "client_id", "client_secret_env") if getattr(self, n) is None]
+            if missing:
+                raise ValueError(f"kind 'client_secret' needs {', '.join(missing)}")
+        return self
+
+
+class PollingConfig(_Strict):
+    """How a wait on a Data Factory run or an ML job polls: adaptive, jittered, bounded."""
+
+    initial_interval: float = Field(default=5.0, gt=0, description="Seconds before the first status call")
+    max_interval: float = Field(default=60.0, gt=0, description="Longest pause between status calls")
+    backoff: float = Field(default=1.5, ge=1, description="Each unchanged status stretches the pause by this")
+    jitter: float = Field(default=0.1, ge=0, le=1, description="Random +/- share of each pause")
+    timeout_minutes: float = Field(default=360, gt=0, description="Overall limit; the run is cancelled past it")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "PollingConfig":
+        if self.max_interval < self.initial_interval:
+            raise ValueError("max_interval must be >= initial_interval")
+        return self
+
+
+class AzureConfig(_Strict):
+    """Shared by every azure target: identity, cloud endpoints, polling defaults."""
+
+    credential: CredentialConfig = CredentialConfig()
+    authority_host: str = Field(
+        default="https://login.microsoftonline.com", description="Microsoft Entra authority (sovereign clouds differ)"
+    )
+    resource_manager: str = Field(
+        default="https://management.azure.com", description="ARM endpoint; also the token audience"
+    )
+    ca_bundle: Path | None = Field(
+        default=None, description="CA bundle to trust for Azure endpoints (a TLS-inspecting proxy, the loopback fake)"
+    )
+    polling: PollingConfig = PollingConfig()
+
+
+class DataFactoryCopyConfig(_Strict):
+    """The Data Factory pipeline that copies the drift window into the training store."""
+
+    kind: Literal["data_factory"]
+    factory: FactoryId
+    pipeline: str = Field(min_length=1, description="Pipeline name in the factory")
+    parameters: TemplateMap = Field(
+        default_factory=dict, description="Pipeline parameters; values are templates over the signal"
+    )
+    output_uri: Template = Field(
+        description="Where the copied data lands (a template), handed to the training step as {copy_output_uri}"
+    )
+    recover_from_failure: bool = Field(
+        default=False, description="When the run fails, rerun it once from the failed activity"
+    )
+    polling: PollingConfig | None = Field(default=None, description="Overrides azure.polling for this copy")
+
+
+class _AzureTraining(_Strict):
+    experiment_name: Template = Field(default="drift-retrain-{model_name}")
+    inputs: TemplateMap = Field(
+        default_factory=dict, description="Pipeline inputs/parameters; templates, e.g. '{copy_output_uri}'"
+    )
+    model_output: str = Field(default="model", min_length=1, description="The job output holding the model")
+    polling: PollingConfig | None = Field(default=None, description="Overrides azure.polling for this job")
+
+
+class PublishedPipelineConfig(_AzureTraining):
+    """A v1 published pipeline (or pipeline endpoint), submitted over REST."""
+
+    kind: Literal["published_pipeline"]
+    pipeline_id: str | None = Field(default=None, description="Published pipeline id (Studio > Pipelines > Published)")
+    pipeline_endpoint_id: str | None = Field(default=None, description="Pipeline endpoint id (instead of pipeline_id)")
+    regional_host: str | None = Field(
+        default=None, description="e.g. https://westeurope.api.azureml.ms; read from the workspace when unset"
+    )
+
+    @model_validator(mode="after")
+    def _one_pipeline(self) -> "PublishedPipelineConfig":
+        if (self.pipeline_id is None) == (self.pipeline_endpoint_id is None):
+            raise ValueError("set exactly one of pipeline_id and pipeline_endpoint_id")
+        return self
+
+
+class PipelineJobConfig(_AzureTraining):
+    """A v2 pipeline job from a registered pipeline component or a YAML file (azure-ai-ml)."""
+
+    kind: Literal["pipeline_job"]
+    component: str | None = Field(default=None, description="Registered pipeline component, e.g. 'train_pipeline:3'")
+    yaml: Path | None = Field(default=None, description="Pipeline job YAML (instead of component)")
+    compute: str | None = Field(default=None, description="Default compute for the pipeline's steps")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "PipelineJobConfig":
+        if (self.component is None) == (self.yaml is None):
+            raise ValueError("set exactly one of component and yaml")
+        return self
+
+
+class BatchEndpointConfig(_AzureTraining):
+    """A v2 batch endpoint whose deployment is a pipeline component (azure-ai-ml batch_endpoints.invoke)."""
+
+    kind: Literal["batch_endpoint"]
+    endpoint: str = Field(min_length=1)
+    deployment: str | None = Field(default=None, description="Deployment name; the endpoint's default when unset")
+
+
+class AzureRegistryConfig(_Strict):
+    """The Azure ML model registry of the target's workspace (azure-ai-ml)."""
+
+    kind: Literal["azure_ml"]
+    model_type: Literal["mlflow_model", "custom_model"] = "mlflow_model"
+    path: str = Field(default="", description="Path inside the job's model output, e.g. 'model/'")
+
+
+class GateConfig(_Strict):
+    """Champion/challenger: register only a model at least as good as the current latest version."""
+
+    metric: str = Field(min_length=1, description="Training metric compared, e.g. 'roc_auc'")
+    higher_is_better: bool = True
+    min_improvement: float = Field(default=0.0, description="Required margin over the champion")
+
+
+# ------------------------------------------------------------------------------------------------
+# The local backend (and what a target is)
+# ------------------------------------------------------------------------------------------------
+
+
+def _kind(default: str) -> Any:
+    """Discriminate a section by its ``kind`` field; sections without one are the local kind."""
+
+    def pick(value: Any) -> str:
+        if isinstance(value, dict):
+            return value.get("kind", default)
+        return getattr(value, "kind", default)
+
+    return Discriminator(pick)
 
 
 class LocalMonitorConfig(_Strict):
@@ -106,14 +286,49 @@ class TargetConfig(_Strict):
     """A model that drift on some monitors of a workspace retrains."""
 
     name: Name
-    backend: Literal["local"] = Field(description="Which implementation runs the steps")
+    backend: Literal["local", "azure"] = Field(description="Which implementation runs the steps")
     workspace: WorkspaceId = Field(description="ARM id of the Azure ML workspace whose drift events we accept")
     monitors: list[Name] = Field(min_length=1, description="Monitor names whose drift retrains this model")
     model_name: Name
     policy: PolicyConfig = PolicyConfig()
-    copy_step: LocalCopyConfig = Field(alias="copy")
-    training: LocalTrainingConfig
-    registry: LocalRegistryConfig = LocalRegistryConfig()
+    copy_step: Annotated[
+        Union[Annotated[LocalCopyConfig, Tag("local")], Annotated[DataFactoryCopyConfig, Tag("data_factory")]],
+        _kind("local"),
+    ] = Field(alias="copy")
+    training: Annotated[
+        Union[
+            Annotated[LocalTrainingConfig, Tag("local")],
+            Annotated[PublishedPipelineConfig, Tag("published_pipeline")],
+            Annotated[PipelineJobConfig, Tag("pipeline_job")],
+            Annotated[BatchEndpointConfig, Tag("batch_endpoint")],
+        ],
+        _kind("local"),
+    ]
+    registry: Annotated[
+        Union[Annotated[LocalRegistryConfig, Tag("local")], Annotated[AzureRegistryConfig, Tag("azure_ml")]],
+        _kind("local"),
+    ] = LocalRegistryConfig()
+    gate: GateConfig | None = Field(default=None, description="Optional champion/challenger gate before registering")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _azure_registry_by_default(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("backend") == "azure" and "registry" not in data:
+            return {**data, "registry": {"kind": "azure_ml"}}
+        return data
+
+    @model_validator(mode="after")
+    def _sections_match_backend(self) -> "TargetConfig":
+        local = {"copy": self.copy_step.kind, "training": self.training.kind, "registry": self.registry.kind}
+        wrong = [
+            f"{section} is kind '{kind}'"
+            for section, kind in local.items()
+            if (kind == "local") != (self.backend == "local")
+        ]
+        if wrong:
+            expected = "local sections" if self.backend == "local" else "azure sections (copy.kind = 'data_factory', ...)"
+            raise ValueError(f"backend '{self.backend}' needs {expected}, but {'; '.join(wrong)}")
+        return self
 
 
 class Settings(_Strict):
@@ -121,6 +336,7 @@ class Settings(_Strict):
 
     state_dir: Path = Field(default=Path(".drift-retrain"), description="All local state lives here")
     receiver: ReceiverConfig = ReceiverConfig()
+    azure: AzureConfig = AzureConfig()
     targets: list[TargetConfig] = Field(min_length=1)
     local_monitors: list[LocalMonitorConfig] = Field(default_factory=list)
     source_file: Path | None = Field(default=None, exclude=True)
@@ -200,10 +416,20 @@ def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
     return settings.model_copy(update={"state_dir": state_dir.resolve(), "source_file": file})
 
 
+_SECTIONS_BY_KIND = {"copy", "training", "registry"}
+_KINDS = {"local", "data_factory", "published_pipeline", "pipeline_job", "batch_endpoint", "azure_ml"}
+
+
+def _without_union_tags(loc: tuple[int | str, ...]) -> list[str]:
+    """``targets.0.training.local.label`` -> ``targets.0.training.label``: the kind is not a field."""
+    parts = [str(part) for part in loc]
+    return [p for i, p in enumerate(parts) if not (i and parts[i - 1] in _SECTIONS_BY_KIND and p in _KINDS)]
+
+
 def _describe(file: Path, exc: ValidationError) -> str:
     lines = [f"{file}: invalid configuration"]
     for error in exc.errors():
-        where = ".".join(str(part) for part in error["loc"]) or "(top level)"
+        where = ".".join(_without_union_tags(error["loc"])) or "(top level)"
         message = error["msg"].removeprefix("Value error, ")
         if error["type"] == "missing":
             message = "required field is missing"

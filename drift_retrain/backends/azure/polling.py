@@ -1,0 +1,126 @@
+"""Waiting on an Azure run: adaptive, jittered polling that survives throttling and blips, and a
+deadline that ends in cancellation (the caller's ``run_to_end`` cancels on ``StepTimedOut``).
+
+Polls start often (runs that fail fast are seen fast) and stretch while nothing changes, up to a
+ceiling, so a six-hour run costs a few hundred calls instead of one a minute.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Collection, Generic, TypeVar
+
+from drift_retrain.config import PollingConfig
+
+T = TypeVar("T")
+
+log = logging.getLogger("drift_retrain.azure")
+
+#: HTTP statuses worth another try: throttling, timeouts and server-side failures.
+TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+
+
+class StepTimedOut(TimeoutError):
+    """The run did not end within the step's timeout; the caller cancels it."""
+
+    def __init__(self, step: str, run_id: str, minutes: float, last_status: str | None) -> None:
+        super().__init__(f"{step} run {run_id} still {last_status or 'unknown'} after {minutes:g} min; cancelling it")
+        self.step, self.run_id, self.last_status = step, run_id, last_status
+
+
+def retry_after(exc: BaseException) -> float | None:
+    """Seconds the service asked us to wait (``Retry-After``), when the error carries a response."""
+    response = getattr(exc, "response", None)
+    headers = getattr(response, "headers", None) or {}
+    value = headers.get("Retry-After") or headers.get("retry-after")
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Connection failures, throttling and 5xx: keep polling. Anything else (401, 403, 404): raise."""
+    from azure.core.exceptions import HttpResponseError, ServiceRequestError, ServiceResponseError
+
+    if isinstance(exc, (ServiceRequestError, ServiceResponseError, ConnectionError)):
+        return True
+    status = getattr(exc, "status_code", None)
+    if status is None:
+        status = getattr(getattr(exc, "response", None), "status_code", None)
+    if isinstance(exc, HttpResponseError) or status is not None:
+        return status in TRANSIENT_STATUSES
+    try:
+        import httpx
+
+        return isinstance(exc, httpx.TransportError)
+    except ImportError:  # pragma: no cover
+        return False
+
+
+@dataclass
+class Poller(Generic[T]):
+    """Poll ``fetch`` until ``status_of`` says terminal. Clock, sleep and randomness are injectable so the
+    benchmarks can replay hours of polling in a moment."""
+
+    policy: PollingConfig
+    step: str
+    clock: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], None] = time.sleep
+    rng: Callable[[], float] = random.random
+    on_change: Callable[[str, str | None, str], None] | None = None
+    calls: int = field(default=0, init=False)
+
+    def pause(self, unchanged_polls: int) -> float:
+        base = min(self.policy.max_interval, self.policy.initial_interval * self.policy.backoff**unchanged_polls)
+        return max(0.0, base * (1 + self.policy.jitter * (2 * self.rng() - 1)))
+
+    def wait(self, run_id: str, fetch: Callable[[], T], status_of: Callable[[T], str], terminal: Collection[str]) -> T:
+        deadline = self.clock() + self.policy.timeout_minutes * 60
+        last: str | None = None
+        unchanged = 0
+        while True:
+            self.calls += 1
+            try:
+                result = fetch()
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                wait = max(self.pause(unchanged), retry_after(exc) or 0.0)
+                log.warning("%s run %s: status call failed (%s), trying again in %.0f s", self.step, run_id, exc, wait)
+            else:
+                status = status_of(result)
+                if status != last:
+                    self._changed(run_id, last, status)
+                    last, unchanged = status, 0
+                else:
+                    unchanged += 1
+                if status in terminal:
+                    return result
+                wait = self.pause(unchanged)
+            if self.clock() + wait > deadline:
+                remaining = deadline - self.clock()
+                if remaining <= 0:
+                    raise StepTimedOut(self.step, run_id, self.policy.timeout_minutes, last)
+                wait = remaining
+            self.sleep(wait)
+
+    def _changed(self, run_id: str, before: str | None, after: str) -> None:
+        """One log line per state change of the external run (never one per poll)."""
+        if self.on_change is not None:
+            self.on_change(run_id, before, after)
+        else:
+            _run_logger().info("%s run %s: %s -> %s", self.step, run_id, before or "(started)", after)
+
+
+def _run_logger() -> logging.Logger | logging.LoggerAdapter:  # type: ignore[type-arg]
+    """The Prefect run's logger inside a flow or task (shown in the UI), the module logger elsewhere."""
+    try:
+        from prefect.logging import get_run_logger
+
+        return get_run_logger()
+    except Exception:
+        return log

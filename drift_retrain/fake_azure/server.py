@@ -1,0 +1,208 @@
+"""A loopback Azure: HTTPS on 127.0.0.1 with a throwaway CA, speaking the documented REST wire format.
+
+The real SDK clients (azure-identity, azure-mgmt-datafactory, azure-ai-ml) talk to it unchanged: ARM
+clients through ``base_url``, MLClient through cloud metadata, ClientSecretCredential through its
+``authority``. It records every request, so tests assert on what the SDKs actually sent.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import socket
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+import trustme
+import uvicorn
+from starlette.applications import Starlette
+from starlette.middleware.base import BaseHTTPMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+TENANT = "00000000-0000-0000-0000-00000000a2e0"
+CLIENT_ID = "00000000-0000-0000-0000-0000000c11e0"
+CLIENT_SECRET = "fake-client-secret"
+
+
+@dataclass(frozen=True)
+class Recorded:
+    method: str
+    path: str  # path + query, as sent
+    body: Any
+    headers: dict[str, str]
+
+
+@dataclass
+class Faults:
+    """Faults the next requests meet, by path substring: throttling and 5xx bursts."""
+
+    throttle: dict[str, int] = field(default_factory=dict)  # substring -> number of 429s still to answer
+    errors: dict[str, int] = field(default_factory=dict)  # substring -> number of 503s still to answer
+    retry_after: float = 1.0
+
+    def take(self, path: str) -> Response | None:
+        for pattern, left in self.throttle.items():
+            if left > 0 and pattern in path:
+                self.throttle[pattern] = left - 1
+                return JSONResponse(
+                    {"error": {"code": "TooManyRequests", "message": "Rate limit exceeded (fake)"}},
+                    status_code=429,
+                    headers={"Retry-After": f"{self.retry_after:g}"},
+                )
+        for pattern, left in self.errors.items():
+            if left > 0 and pattern in path:
+                self.errors[pattern] = left - 1
+                return JSONResponse(
+                    {"error": {"code": "ServiceUnavailable", "message": "Transient failure (fake)"}}, status_code=503
+                )
+        return None
+
+
+class Tokens:
+    """The Microsoft Entra side: issues opaque tokens with a lifetime and refuses expired ones."""
+
+    def __init__(self, lifetime: float = 3600) -> None:
+        self.lifetime = lifetime
+        self.issued: dict[str, tuple[float, str]] = {}  # token -> (expires at, scope)
+        self.requests = 0
+
+    def issue(self, scope: str) -> dict[str, Any]:
+        self.requests += 1
+        token = f"fake-{secrets.token_hex(8)}"
+        self.issued[token] = (time.time() + self.lifetime, scope)
+        return {"token_type": "Bearer", "expires_in": int(self.lifetime), "ext_expires_in": int(self.lifetime), "access_token": token}
+
+    def problem(self, authorization: str | None) -> str | None:
+        """Why a request's bearer token is not acceptable, or None when it is."""
+        if not authorization or not authorization.startswith("Bearer "):
+            return "missing bearer token"
+        issued = self.issued.get(authorization.removeprefix("Bearer "))
+        if issued is None:
+            return "unknown token"
+        if issued[0] <= time.time():
+            return "token expired"
+        return None
+
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+class FakeAzure:
+    """Start with ``with FakeAzure() as azure:``; ``azure.url`` is the base URL, ``azure.ca_path`` the CA
+    to trust. Services add their routes with ``mount(routes)`` before the server starts."""
+
+    def __init__(self, port: int = 0, workdir: Path | None = None, token_lifetime: float = 3600) -> None:
+        self.port = port or _free_port()
+        self.url = f"https://127.0.0.1:{self.port}"
+        self._tmp = None if workdir else tempfile.TemporaryDirectory(prefix="fake-azure-")
+        self.workdir = Path(workdir or self._tmp.name)  # type: ignore[union-attr]
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.tokens = Tokens(token_lifetime)
+        self.faults = Faults()
+        self.requests: list[Recorded] = []
+        self._routes: list[BaseRoute] = []
+        from drift_retrain.fake_azure.datafactory import FakeDataFactory
+        from drift_retrain.fake_azure.machinelearning import FakeMachineLearning
+
+        self.datafactory = FakeDataFactory(self)
+        self.ml = FakeMachineLearning(self)
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+        ca = trustme.CA()
+        cert = ca.issue_cert("127.0.0.1", "localhost")
+        self.ca_path = self.workdir / "fake-azure-ca.pem"
+        self._cert_path = self.workdir / "fake-azure-cert.pem"
+        ca.cert_pem.write_to_path(str(self.ca_path))
+        cert.private_key_and_cert_chain_pem.write_to_path(str(self._cert_path))
+
+    # -- routing ------------------------------------------------------------------------------
+
+    def mount(self, routes: list[BaseRoute]) -> None:
+        self._routes.extend(routes)
+
+    def sent(self, method: str | None = None, contains: str = "") -> list[Recorded]:
+        """The recorded requests, filtered by method and a path substring."""
+        return [r for r in self.requests if (method is None or r.method == method) and contains in r.path]
+
+    def app(self) -> Starlette:
+        from drift_retrain.fake_azure.identity import identity_routes
+
+        fake = self
+
+        async def record_and_authorise(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+            raw = await request.body()
+            try:
+                body: Any = json.loads(raw) if raw else None
+            except ValueError:
+                body = raw.decode(errors="replace")
+            path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+            fake.requests.append(Recorded(request.method, path, body, dict(request.headers)))
+            if not _is_identity_path(request.url.path):
+                problem = fake.tokens.problem(request.headers.get("authorization"))
+                if problem:
+                    return JSONResponse(
+                        {"error": {"code": "InvalidAuthenticationToken", "message": problem}},
+                        status_code=401,
+                        headers={"WWW-Authenticate": f'Bearer authorization_uri="{fake.url}/{TENANT}", error="invalid_token"'},
+                    )
+                fault = fake.faults.take(path)
+                if fault is not None:
+                    return fault
+            return await call_next(request)
+
+        routes = [*identity_routes(self), *self.datafactory.routes(), *self.ml.routes(), *self._routes]
+        app = Starlette(routes=routes)
+        app.add_middleware(BaseHTTPMiddleware, dispatch=record_and_authorise)
+        return app
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def __enter__(self) -> "FakeAzure":
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        config = uvicorn.Config(
+            self.app(),
+            host="127.0.0.1",
+            port=self.port,
+            ssl_certfile=str(self._cert_path),
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, name="fake-azure", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + 20
+        while not self._server.started:
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                raise RuntimeError("the fake Azure server did not start")
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        if self._tmp is not None:
+            self._tmp.cleanup()
+
+
+def _is_identity_path(path: str) -> bool:
+    return "/oauth2/" in path or "/.well-known/" in path or path.startswith("/common/discovery")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
