@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from drift_retrain.config import PolicyConfig
-from drift_retrain.results import Check, Decision, DriftDetails, ModelVersion
+from drift_retrain.config import GateConfig, PolicyConfig
+from drift_retrain.results import Check, Decision, DriftDetails, ModelVersion, TrainingResult
 from drift_retrain.signals import DriftSignal, SignalKind
 
 
@@ -24,7 +24,8 @@ def decide(
     """Decide whether this signal retrains the model.
 
     ``history`` is the model's registered versions. ``force`` overrides drift, rows and cooldown but
-    never "already handled": a signal registers at most one model version.
+    never "already handled" (a signal registers at most one model version) nor, after training, the
+    quality gate (see ``after_training``).
     """
     now = now or datetime.now(timezone.utc)
     handled = _already_handled(signal, history)
@@ -96,3 +97,41 @@ def after_copy(decision: Decision, rows_copied: int, policy: PolicyConfig) -> De
     """Re-decide once the copy says how much new data there really is (a forced retrain goes on)."""
     rows = enough_rows_copied(rows_copied, policy)
     return Decision(retrain=rows.passed or decision.forced, checks=[*decision.checks, rows], forced=decision.forced)
+
+
+def champion(history: list[ModelVersion]) -> ModelVersion | None:
+    """The version a new model must beat: the latest registered one."""
+    return max(history, key=lambda v: (v.created_at, v.version)) if history else None
+
+
+def gate(config: GateConfig, training: TrainingResult, current: ModelVersion | None) -> Check:
+    """Champion/challenger: the new model must be at least as good as the latest version on one metric."""
+    metric = config.metric
+    challenger = training.metrics.get(metric)
+    if challenger is None:
+        reported = ", ".join(sorted(training.metrics)) or "none"
+        return Check(rule="gate", passed=False, detail=f"gate: job {training.job_id} reported no '{metric}' (reported: {reported})")
+    if current is None or metric not in current.metrics:
+        why = "no champion yet" if current is None else f"champion v{current.version} has no '{metric}'"
+        return Check(rule="gate", passed=True, detail=f"gate: {metric} = {challenger:.4f}; {why}")
+    best = current.metrics[metric]
+    gain = challenger - best if config.higher_is_better else best - challenger
+    passed = gain >= config.min_improvement
+    relation = "beats" if passed else "does not beat"
+    return Check(
+        rule="gate",
+        passed=passed,
+        detail=(
+            f"gate: challenger {metric} = {challenger:.4f} {relation} champion v{current.version} = {best:.4f}"
+            f" (needed {'+' if config.higher_is_better else '-'}{config.min_improvement:g})"
+        ),
+    )
+
+
+def after_training(decision: Decision, training: TrainingResult, current: ModelVersion | None, config: GateConfig | None) -> Decision:
+    """Re-decide once the new model's metrics are known; without a gate the decision stands. Not even a
+    forced retrain registers a model that fails the gate: the gate protects what is deployed."""
+    if config is None:
+        return decision
+    check = gate(config, training, current)
+    return Decision(retrain=decision.retrain and check.passed, checks=[*decision.checks, check], forced=decision.forced)

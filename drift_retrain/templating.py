@@ -50,8 +50,13 @@ def _check(template: str) -> str:
     return template
 
 
+def _check_strings(value: object) -> object:
+    return _check(value) if isinstance(value, str) else value
+
+
 Template = Annotated[str, AfterValidator(_check)]
-TemplateMap = dict[str, Union[bool, int, float, Template]]
+#: Parameter name -> template; numbers and booleans are passed as they are.
+TemplateMap = dict[str, Annotated[Union[bool, int, float, str], AfterValidator(_check_strings)]]
 
 
 def signal_fields(signal: DriftSignal, model_name: str, target: str, **extra: str) -> dict[str, str]:

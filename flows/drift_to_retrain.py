@@ -10,11 +10,11 @@ from prefect import flow, runtime
 from drift_retrain.backends import build_backends
 from drift_retrain.config import load_settings
 from drift_retrain.lineage import flow_run_name, lineage_tags
-from drift_retrain.policy import after_copy
+from drift_retrain.policy import after_copy, after_training
 from drift_retrain.results import RetrainOutcome
 from drift_retrain.signals import DriftSignal
 from tasks.copy_data import copy_window
-from tasks.decide import decide_retrain
+from tasks.decide import current_champion, decide_retrain
 from tasks.drift_details import pull_drift_details
 from tasks.register import register_model
 from tasks.report import report_copy, report_decision, report_model, report_training
@@ -62,7 +62,13 @@ def drift_to_retrain(signal: DriftSignal, force: bool = False) -> RetrainOutcome
         return outcome(decision, details=details, copy_result=copy)
 
     training = train_model(backends.training, signal, copy)
-    report_training(training, target.model_name)
+    champion = current_champion(backends.registry, target.model_name)
+    report_training(training, target.model_name, champion)
+    decision = after_training(decision, training, champion, target.gate)
+    if not decision.retrain:
+        report_decision(signal, details, decision, target.model_name)
+        return outcome(decision, details=details, copy_result=copy, training=training)
+
     tags = lineage_tags(signal, target, decision, copy, training, runtime.flow_run.id)
     model = register_model(backends.registry, target.model_name, training, tags)
     report_model(signal, model)

@@ -5,8 +5,8 @@ from prefect.cache_policies import NO_CACHE
 
 from drift_retrain.backends.base import ModelRegistry
 from drift_retrain.config import PolicyConfig
-from drift_retrain.policy import decide
-from drift_retrain.results import Decision, DriftDetails
+from drift_retrain.policy import champion, decide
+from drift_retrain.results import Decision, DriftDetails, ModelVersion
 from drift_retrain.signals import DriftSignal
 
 
@@ -21,3 +21,9 @@ def decide_retrain(
 ) -> Decision:
     """Read the model's history at decision time, so cooldown and "already handled" see the latest."""
     return decide(signal, details, policy, registry.versions(model_name), force=force)
+
+
+@task(name="current-champion", cache_policy=NO_CACHE)
+def current_champion(registry: ModelRegistry, model_name: str) -> ModelVersion | None:
+    """The version the new model is compared with (the gate, the training report)."""
+    return champion(registry.versions(model_name))

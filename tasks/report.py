@@ -75,9 +75,19 @@ def report_copy(copy: CopyResult, model_name: str) -> None:
 
 
 @task(name="report-training", cache_policy=NO_CACHE)
-def report_training(training: TrainingResult, model_name: str) -> None:
-    rows = [{"metric": name, "value": value} for name, value in training.metrics.items()]
-    create_table_artifact(rows, key=_key("training", model_name), description=f"Holdout metrics of job {training.job_id}")
+def report_training(training: TrainingResult, model_name: str, champion: ModelVersion | None) -> None:
+    """The new model's metrics beside the current champion's, so the gate's comparison is visible."""
+    rows = [
+        {
+            "metric": name,
+            "challenger": value,
+            "champion": champion.metrics.get(name) if champion else None,
+            "champion_version": champion.version if champion else None,
+        }
+        for name, value in training.metrics.items()
+    ]
+    versus = f" vs champion v{champion.version}" if champion else " (no champion yet)"
+    create_table_artifact(rows, key=_key("training", model_name), description=f"Metrics of job {training.job_id}{versus}")
 
 
 @task(name="report-model", cache_policy=NO_CACHE)

@@ -91,3 +91,52 @@ def test_route_names_what_could_not_be_routed(tmp_path: Path) -> None:
     signal = to_drift_signal(sample("eg_DatasetDriftDetected.json")[0])
     with pytest.raises(UnroutableSignal, match="no target in .* takes monitor 'myDriftMonitor' of workspace /subscriptions/"):
         settings.route(signal)
+
+
+AZURE_EXAMPLE = ROOT / "examples" / "drift-retrain.azure.toml"
+
+
+def test_azure_example_loads_with_each_training_kind() -> None:
+    settings = load_settings(AZURE_EXAMPLE)
+    kinds = {t.name: (t.backend, t.copy_step.kind, t.training.kind, t.registry.kind) for t in settings.targets}
+    assert kinds == {
+        "credit-default": ("azure", "data_factory", "published_pipeline", "azure_ml"),
+        "churn": ("azure", "data_factory", "pipeline_job", "azure_ml"),
+        "fraud": ("azure", "data_factory", "batch_endpoint", "azure_ml"),  # registry defaults to azure_ml
+    }
+    assert settings.target("credit-default").gate.metric == "roc_auc"
+    assert settings.azure.credential.kind == "default"
+
+
+def _azure_config(tmp_path: Path, old: str, new: str) -> Path:
+    text = AZURE_EXAMPLE.read_text()
+    assert old in text, old
+    path = tmp_path / "azure.toml"
+    path.write_text(text.replace(old, new, 1))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        ('"{window_start}"', '"{window_begin}"', r"targets\.0\.copy\.parameters\.windowStart: .*unknown placeholder\(s\) \{window_begin\}"),
+        ('"{copy_output_uri}"', '"{copy_output_uri"', r"targets\.0\.training\.inputs\.training_data: not a valid template"),
+        ('kind = "data_factory"', 'kind = "local"', r"targets\.0\.copy\.source: required field is missing"),
+        ('kind = "published_pipeline"', 'kind = "airflow"', r"targets\.0\.training: .*'airflow'"),
+        ('pipeline_id = "8b2f', 'pipeline_endpoint_id = "x"\npipeline_id = "8b2f', r"targets\.0\.training: .*exactly one of pipeline_id and pipeline_endpoint_id"),
+        ('factory = "/subscriptions/1', 'factory = "adf-prod"\n#', r"targets\.0\.copy\.factory: String should match pattern"),
+        ('kind = "default"', 'kind = "client_secret"', r"azure\.credential: .*needs tenant_id, client_id, client_secret_env"),
+        ('backend = "azure"', 'backend = "local"', r"targets\.0: .*backend 'local' needs local sections, but copy is kind 'data_factory'"),
+        ("max_interval = 60", "max_interval = 1", r"azure\.polling: .*max_interval must be >= initial_interval"),
+    ],
+)
+def test_bad_azure_field_is_named(tmp_path: Path, old: str, new: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(_azure_config(tmp_path, old, new))
+    assert __import__("re").search(expected, str(caught.value)), str(caught.value)
+
+
+def test_local_target_refuses_azure_sections(tmp_path: Path) -> None:
+    path = write_config(tmp_path, **{r'\[targets\.registry\]\npath = "registry"': '[targets.registry]\nkind = "azure_ml"'})
+    with pytest.raises(ConfigError, match=r"backend 'local' needs local sections, but registry is kind 'azure_ml'"):
+        load_settings(path)

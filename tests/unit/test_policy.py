@@ -7,9 +7,9 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from drift_retrain.backends.base import SIGNAL_TAG
-from drift_retrain.config import PolicyConfig
-from drift_retrain.policy import after_copy, decide, enough_rows_copied
-from drift_retrain.results import DriftDetails, ModelVersion
+from drift_retrain.config import GateConfig, PolicyConfig
+from drift_retrain.policy import after_copy, after_training, champion, decide, enough_rows_copied
+from drift_retrain.results import DriftDetails, ModelVersion, TrainingResult
 from drift_retrain.signals import DriftSignal, SignalKind
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=timezone.utc)
@@ -99,3 +99,46 @@ def test_after_copy_skips_on_too_few_rows_unless_forced() -> None:
     assert after_copy(retrain, 100, POLICY).retrain
     forced = decide(signal(0.0), details(0.0), POLICY, [], force=True, now=NOW)
     assert after_copy(forced, 0, POLICY).retrain
+
+
+def _training(**metrics: float) -> TrainingResult:
+    return TrainingResult(job_id="job-1", status="Completed", metrics=metrics, rows_train=1, rows_test=1, model_uri="u", duration=1)
+
+
+def _champion(roc_auc: float | None) -> ModelVersion:
+    return version(3, 600).model_copy(update={"metrics": {} if roc_auc is None else {"roc_auc": roc_auc}})
+
+
+GATE = GateConfig(metric="roc_auc", min_improvement=0.01)
+
+
+@pytest.mark.parametrize(
+    ("challenger", "champion_auc", "passes", "detail"),
+    [
+        (0.80, 0.78, True, "challenger roc_auc = 0.8000 beats champion v3 = 0.7800"),
+        (0.785, 0.78, False, "challenger roc_auc = 0.7850 does not beat champion v3 = 0.7800 (needed +0.01)"),
+        (0.70, None, True, "champion v3 has no 'roc_auc'"),
+    ],
+)
+def test_gate_compares_challenger_with_champion(challenger: float, champion_auc: float | None, passes: bool, detail: str) -> None:
+    retrain = decide(signal(), details(0.6), POLICY, [version(1, 600)], now=NOW)
+    decision = after_training(retrain, _training(roc_auc=challenger), _champion(champion_auc), GATE)
+    assert decision.retrain is passes
+    assert detail in decision.checks[-1].detail and decision.checks[-1].rule == "gate"
+
+
+def test_gate_fails_when_the_job_reports_no_such_metric_even_if_forced() -> None:
+    forced = decide(signal(0.01), details(0.01), POLICY, [], force=True, now=NOW)
+    decision = after_training(forced, _training(accuracy=0.9), None, GATE)
+    assert not decision.retrain
+    assert "reported no 'roc_auc' (reported: accuracy)" in decision.summary
+
+
+def test_lower_is_better_metric_and_no_gate() -> None:
+    retrain = decide(signal(), details(0.6), POLICY, [], now=NOW)
+    rmse_gate = GateConfig(metric="rmse", higher_is_better=False)
+    current = version(2, 600).model_copy(update={"metrics": {"rmse": 1.0}})
+    assert after_training(retrain, _training(rmse=0.9), current, rmse_gate).retrain
+    assert not after_training(retrain, _training(rmse=1.1), current, rmse_gate).retrain
+    assert after_training(retrain, _training(rmse=5.0), current, None) == retrain
+    assert champion([version(1, 60), version(2, 30)]).version == 2 and champion([]) is None
