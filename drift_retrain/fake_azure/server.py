@@ -214,6 +214,8 @@ class FakeAzure:
     def stop(self) -> None:
         if self._server is not None:
             self._server.should_exit = True
+            # SDK clients keep TLS keep-alive connections open; waiting for them to close costs 10 s.
+            self._server.force_exit = True
         if self._thread is not None:
             self._thread.join(timeout=10)
         if self._tmp is not None:
