@@ -221,13 +221,21 @@ class BatchEndpointTraining(_V2JobTraining):
         inputs = {k: _batch_input(v) for k, v in render(self.config.inputs, fields).items()}
         job = self.ml.batch_endpoints.invoke(
             endpoint_name=self.config.endpoint,
-            deployment_name=self.config.deployment,
+            deployment_name=self.config.deployment or self._default_deployment(),
             inputs=inputs,
             job_name=name,
             experiment_name=render_one(self.config.experiment_name, fields),
         )
         self.ledger.put(STEP, key, job.name, kind="batch_endpoint", endpoint=self.config.endpoint)
         return str(job.name)
+
+    def _default_deployment(self) -> str | None:
+        """The endpoint's default deployment, named explicitly: azure-ai-ml 1.35.2 keeps the deployment
+        header of an earlier ``invoke`` in a module-level dict, so an invoke without ``deployment_name``
+        can silently go to the deployment a previous call named."""
+        endpoint = self.ml.batch_endpoints.get(self.config.endpoint)
+        defaults = getattr(endpoint, "defaults", None)
+        return getattr(defaults, "deployment_name", None)
 
 
 class PublishedPipelineTraining(_AzureMLTraining):
