@@ -125,6 +125,8 @@ def test_pipeline_job_from_a_registered_pipeline_component(fake, ml_session, led
     assert node["inputs"]["training_data"] == {"uri": data.output_uri, "job_input_type": "uri_folder"}
     assert node["inputs"]["window_end"] == {"value": "2019-07-05", "job_input_type": "literal"}
     assert put.body["properties"]["outputs"] == {"model": {"jobOutputType": "uri_folder"}}
+    assert put.body["properties"]["settings"]["default_compute"].endswith("/computes/cpu-cluster")
+    assert put.body["properties"]["tags"][SIGNAL_TAG] == sig.identity
     assert result.status == "Completed"
 
 

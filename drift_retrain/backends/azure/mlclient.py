@@ -31,7 +31,8 @@ KNOWN_CLOUDS = {
     "https://management.chinacloudapi.cn": "AzureChinaCloud",
 }
 
-_clients: dict[tuple[int, str], "MLClient"] = {}
+#: (session id, workspace) -> (the session, kept alive so its id is never reused; its client)
+_clients: dict[tuple[int, str], tuple[AzureSession, "MLClient"]] = {}
 _lock = threading.Lock()
 
 
@@ -58,8 +59,8 @@ def ml_client(session: AzureSession, workspace_id: str) -> "MLClient":
     """The (cached) MLClient for a workspace ARM id."""
     key = (id(session), workspace_id.lower())
     with _lock:
-        client = _clients.get(key)
-        if client is None:
+        cached = _clients.get(key)
+        if cached is None:
             from azure.ai.ml import MLClient
 
             ws = ArmId.parse(workspace_id)
@@ -73,5 +74,5 @@ def ml_client(session: AzureSession, workspace_id: str) -> "MLClient":
                 **cloud_kwargs(session.config.resource_manager),
                 **session.sdk_kwargs(),
             )
-            _clients[key] = client
-        return client
+            cached = _clients[key] = (session, client)
+        return cached[1]
