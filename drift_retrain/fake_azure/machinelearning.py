@@ -105,6 +105,9 @@ class FakeMachineLearning:
         self.components: dict[tuple[str, str], dict[str, Any]] = {}  # (name, version) -> ARM body
         self.batch_endpoints: dict[str, dict[str, Any]] = {}
         self._scripts: deque[tuple[RunScript, dict[str, float]]] = deque()
+        #: What an unscripted job does and logs (the demo's ``--azure-fake`` runs rely on these).
+        self.default_script = DEFAULT_SCRIPT
+        self.default_metrics: dict[str, float] = {}
         self._lock = threading.Lock()
         self._v1_ids = itertools.count(1)
 
@@ -124,7 +127,7 @@ class FakeMachineLearning:
 
     def _new_job(self, name: str, kind: str, workspace: str, experiment: str, body: dict[str, Any],
                  tags: dict[str, str]) -> FakeJob:
-        script, metrics = self._scripts.popleft() if self._scripts else (DEFAULT_SCRIPT, {})
+        script, metrics = self._scripts.popleft() if self._scripts else (self.default_script, dict(self.default_metrics))
         run = ScriptedRun(name, script, time.monotonic(), ML_CANCEL, TERMINAL)
         job = FakeJob(name, kind, workspace, experiment, body, run, metrics, dict(tags or {}))
         self.jobs[name] = job
