@@ -3,7 +3,8 @@ receives the cancel (and moves the job to CancelRequested -> Canceled)."""
 
 from __future__ import annotations
 
-import signal as os_signal
+import _thread
+import threading
 import time
 
 import pytest
@@ -70,21 +71,20 @@ def test_an_interrupted_wait_cancels_the_job(kind, fake, ml_session, ledger):  #
     fake.ml.script_next_job(NEVER_ENDS)
     sig = signal(f"drift_interrupt_{kind}")
 
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt
+    timer: list[threading.Timer] = []
 
-    previous = os_signal.signal(os_signal.SIGALRM, interrupt)
+    def submit_then_arm() -> str:
+        job_id = pipeline.submit(sig, copied(sig))
+        timer.append(threading.Timer(0.5, _thread.interrupt_main))  # as Ctrl-C would, mid-wait
+        timer[0].start()
+        return job_id
+
     try:
-        def submit_then_arm() -> str:
-            job_id = pipeline.submit(sig, copied(sig))
-            os_signal.setitimer(os_signal.ITIMER_REAL, 0.5)
-            return job_id
-
         with pytest.raises(KeyboardInterrupt):
             run_to_end(submit_then_arm, pipeline.wait, pipeline.cancel)
     finally:
-        os_signal.setitimer(os_signal.ITIMER_REAL, 0)
-        os_signal.signal(os_signal.SIGALRM, previous)
+        for t in timer:
+            t.cancel()
 
     [job] = fake.ml.jobs.values()
     assert job.cancel_calls == 1
