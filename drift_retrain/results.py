@@ -13,14 +13,22 @@ class _Record(BaseModel):
 
 
 class FeatureDrift(_Record):
-    """One feature's drift between the reference and the drift window."""
+    """One feature's drift between the reference and the drift window.
+
+    The local monitor computes every statistic; Azure reports only some (v1: contribution and
+    Wasserstein distance; v2: the signal's configured metrics), so a statistic the source does not
+    report is None rather than a made-up 0.
+    """
 
     feature: str
-    psi: float = Field(description="Population stability index (quantile bins of the reference)")
-    ks_statistic: float
-    ks_pvalue: float
-    wasserstein: float = Field(description="Wasserstein distance in units of the reference's std")
-    contribution: float = Field(description="Share of the dataset-level drift, like Azure's datadrift_contribution")
+    psi: float | None = Field(default=None, description="Population stability index (quantile bins of the reference)")
+    ks_statistic: float | None = None
+    ks_pvalue: float | None = None
+    wasserstein: float | None = Field(default=None, description="Wasserstein distance (local: in units of the reference's std)")
+    contribution: float | None = Field(
+        default=None, description="Share of the dataset-level drift, like Azure's datadrift_contribution"
+    )
+    metrics: dict[str, float] = Field(default_factory=dict, description="Other per-feature metrics, by the source's names")
 
 
 class DriftDetails(_Record):
@@ -34,7 +42,7 @@ class DriftDetails(_Record):
     features: list[FeatureDrift] = Field(default_factory=list)
 
     def top_features(self, n: int = 5) -> list[FeatureDrift]:
-        return sorted(self.features, key=lambda f: f.contribution, reverse=True)[:n]
+        return sorted(self.features, key=lambda f: -1.0 if f.contribution is None else f.contribution, reverse=True)[:n]
 
 
 class Check(_Record):

@@ -7,6 +7,7 @@ clients through ``base_url``, MLClient through cloud metadata, ClientSecretCrede
 
 from __future__ import annotations
 
+import base64
 import json
 import secrets
 import socket
@@ -74,7 +75,7 @@ class Tokens:
 
     def issue(self, scope: str) -> dict[str, Any]:
         self.requests += 1
-        token = f"fake-{secrets.token_hex(8)}"
+        token = _unsigned_jwt(scope, self.lifetime)
         self.issued[token] = (time.time() + self.lifetime, scope)
         return {"token_type": "Bearer", "expires_in": int(self.lifetime), "ext_expires_in": int(self.lifetime), "access_token": token}
 
@@ -88,6 +89,27 @@ class Tokens:
         if issued[0] <= time.time():
             return "token expired"
         return None
+
+
+def _unsigned_jwt(scope: str, lifetime: float) -> str:
+    """An access token shaped like Entra's (a JWT, signature not meaningful): azure-ai-ml decodes it to
+    check ``aud`` before submitting a pipeline job and to read ``tid`` for Studio links."""
+
+    def part(value: dict[str, Any]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=").decode()
+
+    now = int(time.time())
+    claims = {
+        "aud": scope.removesuffix("/.default"),
+        "iss": f"https://sts.windows.net/{TENANT}/",
+        "tid": TENANT,
+        "appid": CLIENT_ID,
+        "iat": now,
+        "nbf": now,
+        "exp": now + int(lifetime),
+        "jti": secrets.token_hex(8),
+    }
+    return f"{part({'typ': 'JWT', 'alg': 'none'})}.{part(claims)}.{secrets.token_hex(16)}"
 
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -192,6 +214,8 @@ class FakeAzure:
     def stop(self) -> None:
         if self._server is not None:
             self._server.should_exit = True
+            # SDK clients keep TLS keep-alive connections open; waiting for them to close costs 10 s.
+            self._server.force_exit = True
         if self._thread is not None:
             self._thread.join(timeout=10)
         if self._tmp is not None:

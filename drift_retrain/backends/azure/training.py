@@ -1,0 +1,328 @@
+"""Training on Azure ML, three ways, one contract: submit (or reattach), wait, cancel.
+
+- ``published_pipeline``: a v1 published pipeline / pipeline endpoint, submitted over REST on the
+  workspace's regional host; the service assigns the run id, so it is written to the ledger right
+  after the submit, before any wait. Status and cancel go through run history.
+- ``pipeline_job``: a v2 pipeline job (a YAML file or a registered pipeline component) created with
+  azure-ai-ml under a name derived from the signal; a GET first finds the job an earlier attempt made.
+- ``batch_endpoint``: ``batch_endpoints.invoke`` of a pipeline-component deployment, with the same
+  deterministic job name (and a ledger record); the job is then an ordinary v2 job.
+
+Waiting is one ``Poller`` over the job's status; every end but Completed raises ``MLJobFailed`` with
+the service's own message. Metrics come from MLflow ``runs/get`` of the job; rows_train / rows_test
+from metrics of those names (0 when the pipeline logs none).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+from drift_retrain.backends.azure.mlclient import ml_client
+from drift_retrain.backends.azure.polling import Poller
+from drift_retrain.backends.azure.session import AzureSession
+from drift_retrain.backends.azure.workspace_rest import WorkspaceRest, run_error_message
+from drift_retrain.backends.base import SIGNAL_TAG, StepFailed, TrainingPipeline, run_key
+from drift_retrain.backends.ledger import RunLedger
+from drift_retrain.config import (
+    AzureRegistryConfig,
+    BatchEndpointConfig,
+    PipelineJobConfig,
+    PublishedPipelineConfig,
+    TargetConfig,
+)
+from drift_retrain.results import CopyResult, TrainingResult
+from drift_retrain.signals import DriftSignal
+from drift_retrain.templating import render, render_one, signal_fields
+
+log = logging.getLogger("drift_retrain.azure")
+
+STEP = "training"
+#: Azure ML job statuses a job never leaves (WIRE.md §4); all but Completed are failures.
+TERMINAL = frozenset({"Completed", "Failed", "Canceled", "NotResponding", "Paused"})
+SUCCEEDED = "Completed"
+
+
+class MLJobFailed(StepFailed):
+    """The Azure ML job (or v1 pipeline run) ended Failed, Canceled, NotResponding or Paused."""
+
+
+def training_pipeline(session: AzureSession, target: TargetConfig, ledger: RunLedger) -> TrainingPipeline:
+    """The implementation for ``target.training.kind``."""
+    kinds: dict[type, Callable[..., TrainingPipeline]] = {
+        PublishedPipelineConfig: PublishedPipelineTraining,
+        PipelineJobConfig: PipelineJobTraining,
+        BatchEndpointConfig: BatchEndpointTraining,
+    }
+    for config_type, implementation in kinds.items():
+        if isinstance(target.training, config_type):
+            return implementation(session, target, ledger)
+    raise ValueError(f"target {target.name}: training kind '{target.training.kind}' is not an Azure ML kind")
+
+
+def job_status(job: Any) -> str:
+    """A job's status as the service spells it (azure-ai-ml returns a str enum for some job types)."""
+    status = getattr(job, "status", None)
+    return str(getattr(status, "value", status) or "Unknown")
+
+
+class _AzureMLTraining:
+    """What the three kinds share: rendering, model URI, metrics, the wait and the failure message."""
+
+    config: PublishedPipelineConfig | PipelineJobConfig | BatchEndpointConfig
+
+    def __init__(self, session: AzureSession, target: TargetConfig, ledger: RunLedger) -> None:
+        self.session, self.target, self.ledger = session, target, ledger
+        self.config = target.training  # type: ignore[assignment]
+        self.policy = self.config.polling or session.config.polling
+        registry = target.registry
+        self.model_path = registry.path if isinstance(registry, AzureRegistryConfig) else ""
+        regional = getattr(self.config, "regional_host", None)
+        self.rest = WorkspaceRest(session, target.workspace, regional)
+        self._reattached: set[str] = set()
+
+    # -- shared pieces ----------------------------------------------------------------------------
+
+    def fields(self, signal: DriftSignal, data: CopyResult) -> dict[str, str]:
+        return signal_fields(signal, self.target.model_name, self.target.name,
+                             copy_output_uri=data.output_uri, copy_run_id=data.run_id)
+
+    def tags(self, signal: DriftSignal, data: CopyResult) -> dict[str, str]:
+        """Tags on the job: the signal's identity (what a human or a sweep finds it by) and lineage."""
+        return {SIGNAL_TAG: signal.identity, "drift_retrain.target": self.target.name, "copy.run_id": data.run_id}
+
+    def model_uri(self, job_id: str) -> str:
+        uri = f"azureml://jobs/{job_id}/outputs/{self.config.model_output}"
+        return f"{uri}/paths/{self.model_path}" if self.model_path else uri
+
+    def poller(self) -> Poller[Any]:
+        return Poller(self.policy, STEP)
+
+    def failure_message(self, job_id: str) -> str:
+        """The service's error for a failed run, from run history (ARM job bodies carry none)."""
+        try:
+            return run_error_message(self.rest.run(job_id))
+        except Exception as exc:  # the failure itself is what matters; say why there is no message
+            return f"(no error message: run history answered {type(exc).__name__}: {exc})"
+
+    def result(self, job_id: str, status: str, started: datetime | None, ended: datetime | None) -> TrainingResult:
+        if status != SUCCEEDED:
+            raise MLJobFailed(STEP, job_id, status, self.failure_message(job_id))
+        try:
+            metrics, _ = self.rest.metrics(job_id)
+        except Exception as exc:
+            log.warning("training job %s: metrics could not be read (%s); registering without them", job_id, exc)
+            metrics = {}
+        duration = ((ended or datetime.now(timezone.utc)) - started).total_seconds() if started else 0.0
+        return TrainingResult(
+            job_id=job_id,
+            status=status,
+            metrics=metrics,
+            rows_train=int(metrics.get("rows_train", 0)),
+            rows_test=int(metrics.get("rows_test", 0)),
+            model_uri=self.model_uri(job_id),
+            duration=max(0.0, duration),
+            reattached=job_id in self._reattached,
+        )
+
+
+class _V2JobTraining(_AzureMLTraining):
+    """Waiting on and cancelling a v2 job through azure-ai-ml (pipeline jobs and batch endpoint jobs)."""
+
+    @property
+    def ml(self) -> Any:
+        return ml_client(self.session, self.target.workspace)
+
+    def existing(self, name: str) -> Any | None:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            return self.ml.jobs.get(name)
+        except ResourceNotFoundError:
+            return None
+
+    def wait(self, job_id: str) -> TrainingResult:
+        job = self.poller().wait(job_id, lambda: self.ml.jobs.get(job_id), job_status, TERMINAL)
+        created = getattr(getattr(job, "creation_context", None), "created_at", None)
+        return self.result(job_id, job_status(job), _aware(created), None)
+
+    def cancel(self, job_id: str) -> None:
+        """Ask the service to cancel; the poller is not waited on (the service takes its time)."""
+        log.warning("training job %s: cancelling", job_id)
+        self.ml.jobs.begin_cancel(job_id)
+
+
+class PipelineJobTraining(_V2JobTraining):
+    config: PipelineJobConfig
+
+    def submit(self, signal: DriftSignal, data: CopyResult) -> str:
+        name = run_key("train", signal)
+        if self.existing(name) is not None:
+            self._reattached.add(name)
+            log.info("training job %s already exists for this signal: reattaching", name)
+            return name
+        fields = self.fields(signal, data)
+        job = self._build(name, render(self.config.inputs, fields))
+        job.name = name
+        job.tags = {**(job.tags or {}), **self.tags(signal, data)}
+        if self.config.compute:
+            job.settings.default_compute = self.config.compute
+        self.ml.jobs.create_or_update(job, experiment_name=render_one(self.config.experiment_name, fields))
+        return name
+
+    def _build(self, name: str, inputs: dict[str, object]) -> Any:
+        if self.config.yaml is not None:
+            return self._from_yaml(self.config.yaml, inputs)
+        return self._from_component(str(self.config.component), name, inputs)
+
+    def _from_yaml(self, path: Path, inputs: dict[str, object]) -> Any:
+        from azure.ai.ml import load_job
+
+        job = load_job(source=path)
+        for key, value in inputs.items():
+            declared = getattr(getattr(job.inputs.get(key), "_data", None), "type", None)
+            setattr(job.inputs, key, _input(value, declared))
+        return job
+
+    def _from_component(self, reference: str, name: str, inputs: dict[str, object]) -> Any:
+        from azure.ai.ml.dsl import pipeline
+
+        component_name, _, version = reference.partition(":")
+        component = (
+            self.ml.components.get(component_name, version) if version
+            else self.ml.components.get(component_name, label="latest")
+        )
+        declared = {key: getattr(port, "type", None) for key, port in component.inputs.items()}
+        arguments = {key: _input(value, declared.get(key)) for key, value in inputs.items()}
+        output = self.config.model_output
+
+        @pipeline(name=name, display_name=name)
+        def retrain() -> dict[str, Any]:
+            node = component(**arguments)
+            return {output: node.outputs[output]}
+
+        return retrain()
+
+
+class BatchEndpointTraining(_V2JobTraining):
+    config: BatchEndpointConfig
+
+    def submit(self, signal: DriftSignal, data: CopyResult) -> str:
+        key = run_key("train", signal)
+        recorded = self.ledger.get(STEP, key)
+        name = recorded["run_id"] if recorded else key
+        if self.existing(name) is not None:
+            self._reattached.add(name)
+            log.info("batch job %s already exists for this signal: reattaching", name)
+            return name
+        fields = self.fields(signal, data)
+        inputs = {k: _batch_input(v) for k, v in render(self.config.inputs, fields).items()}
+        job = self.ml.batch_endpoints.invoke(
+            endpoint_name=self.config.endpoint,
+            deployment_name=self.config.deployment or self._default_deployment(),
+            inputs=inputs,
+            job_name=name,
+            experiment_name=render_one(self.config.experiment_name, fields),
+        )
+        self.ledger.put(STEP, key, job.name, kind="batch_endpoint", endpoint=self.config.endpoint)
+        return str(job.name)
+
+    def _default_deployment(self) -> str | None:
+        """The endpoint's default deployment, named explicitly: azure-ai-ml 1.35.2 keeps the deployment
+        header of an earlier ``invoke`` in a module-level dict, so an invoke without ``deployment_name``
+        can silently go to the deployment a previous call named."""
+        endpoint = self.ml.batch_endpoints.get(self.config.endpoint)
+        defaults = getattr(endpoint, "defaults", None)
+        return getattr(defaults, "deployment_name", None)
+
+
+class PublishedPipelineTraining(_AzureMLTraining):
+    config: PublishedPipelineConfig
+
+    def submit(self, signal: DriftSignal, data: CopyResult) -> str:
+        key = run_key("train", signal)
+        recorded = self.ledger.get(STEP, key)
+        if recorded is not None:
+            self._reattached.add(recorded["run_id"])
+            log.info("pipeline run %s already submitted for this signal: reattaching", recorded["run_id"])
+            return str(recorded["run_id"])
+        fields = self.fields(signal, data)
+        experiment = render_one(self.config.experiment_name, fields)
+        body = {
+            "ExperimentName": experiment,
+            "ParameterAssignments": render(self.config.inputs, fields),
+            "DataPathAssignments": {},
+            "Description": f"drift-retrain {self.target.name}: drift run {signal.run_id} of {signal.monitor}",
+            "Tags": self.tags(signal, data),
+        }
+        run = self.rest.request("POST", self.submit_url(), json=body)
+        run_id = str(run["Id"])
+        self.ledger.put(STEP, key, run_id, kind="published_pipeline", experiment=experiment)
+        return run_id
+
+    def submit_url(self) -> str:
+        base = f"{self.rest.endpoints().api}/pipelines/v1.0{self.target.workspace}/PipelineRuns"
+        if self.config.pipeline_id:
+            return f"{base}/PipelineSubmit/{self.config.pipeline_id}"
+        return f"{base}/PipelineEndpointSubmit/Id/{self.config.pipeline_endpoint_id}"
+
+    def wait(self, job_id: str) -> TrainingResult:
+        run = self.poller().wait(job_id, lambda: self.rest.run(job_id), lambda r: str(r.get("status")), TERMINAL)
+        status = str(run.get("status"))
+        if status != SUCCEEDED:
+            raise MLJobFailed(STEP, job_id, status, run_error_message(run))
+        return self.result(job_id, status, _parse_time(run.get("startTimeUtc")), _parse_time(run.get("endTimeUtc")))
+
+    def cancel(self, job_id: str) -> None:
+        log.warning("pipeline run %s: cancelling", job_id)
+        self.rest.cancel_run(job_id)
+
+
+def _input(value: object, declared: str | None) -> object:
+    """A data input for URIs (typed as the pipeline declares it, uri_folder by default), literals otherwise."""
+    from azure.ai.ml import Input
+
+    if isinstance(value, str) and (declared in ("uri_folder", "uri_file", "mltable") or "://" in value
+                                   or value.startswith("azureml:")):
+        return Input(type=declared if declared in ("uri_folder", "uri_file", "mltable") else "uri_folder", path=value)
+    return value
+
+
+def _batch_input(value: object) -> object:
+    """``batch_endpoints.invoke`` takes only ``Input`` objects; literals are typed inputs with a default
+    (Microsoft's batch pipeline-component samples pass ``Input(type="string", default=...)``)."""
+    from azure.ai.ml import Input
+
+    data = _input(value, None)
+    if isinstance(data, Input):
+        return data
+    kind = "boolean" if isinstance(value, bool) else "integer" if isinstance(value, int) else (
+        "number" if isinstance(value, float) else "string")
+    return Input(type=kind, default=value)
+
+
+def _parse_time(value: object) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return _aware(datetime.fromisoformat(value.replace("Z", "+00:00")))
+    except ValueError:
+        return None
+
+
+def _aware(value: object) -> datetime | None:
+    if not isinstance(value, datetime):
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+__all__ = [
+    "BatchEndpointTraining",
+    "MLJobFailed",
+    "PipelineJobTraining",
+    "PublishedPipelineTraining",
+    "TERMINAL",
+    "training_pipeline",
+]

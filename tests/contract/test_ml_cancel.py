@@ -1,0 +1,110 @@
+"""No Azure work left behind: a wait that times out or is interrupted cancels the job, and the fake
+receives the cancel (and moves the job to CancelRequested -> Canceled)."""
+
+from __future__ import annotations
+
+import _thread
+import threading
+import time
+
+import pytest
+
+from drift_retrain.backends.azure.polling import StepTimedOut
+from drift_retrain.backends.azure.training import MLJobFailed, training_pipeline
+from drift_retrain.backends.base import run_to_end
+from tests.contract.ml_fixtures import (  # noqa: F401  (fixtures)
+    PIPELINE_YAML,
+    WS,
+    copied,
+    fake,
+    ledger,
+    ml_fake,
+    ml_session,
+    script,
+    signal,
+    target,
+)
+
+INPUTS = {"training_data": "{copy_output_uri}"}
+SECTIONS = {
+    "published_pipeline": {"kind": "published_pipeline", "pipeline_id": "p1", "inputs": INPUTS},
+    "pipeline_job": {"kind": "pipeline_job", "yaml": str(PIPELINE_YAML), "inputs": INPUTS},
+    "batch_endpoint": {"kind": "batch_endpoint", "endpoint": "ep", "deployment": "train", "inputs": INPUTS},
+}
+#: Where each kind's cancel lands at the service.
+CANCEL_PATHS = {
+    "published_pipeline": f"/history/v1.0{WS}/experimentids/",
+    "pipeline_job": "/cancel?api-version=",
+    "batch_endpoint": "/cancel?api-version=",
+}
+NEVER_ENDS = script(("Running", 1.0), never=True)
+
+
+def _training(kind, fake, session, ledger, timeout_minutes=1.0):  # noqa: F811
+    fake.ml.add_batch_endpoint("ep", ("train",))
+    section = {**SECTIONS[kind], "polling": {"initial_interval": 0.05, "max_interval": 0.2, "timeout_minutes": timeout_minutes}}
+    return training_pipeline(session, target(section), ledger)
+
+
+@pytest.mark.parametrize("kind", list(SECTIONS))
+def test_a_timed_out_wait_cancels_the_job(kind, fake, ml_session, ledger):  # noqa: F811
+    pipeline = _training(kind, fake, ml_session, ledger, timeout_minutes=0.01)  # 0.6 s
+    fake.ml.script_next_job(NEVER_ENDS)
+    sig = signal(f"drift_timeout_{kind}")
+
+    began = time.monotonic()
+    with pytest.raises(StepTimedOut):
+        run_to_end(lambda: pipeline.submit(sig, copied(sig)), pipeline.wait, pipeline.cancel)
+
+    [job] = fake.ml.jobs.values()
+    assert job.cancel_calls == 1
+    assert job.status() == "CancelRequested"
+    [cancel] = [r for r in fake.sent("POST") if CANCEL_PATHS[kind] in r.path]
+    assert job.name in cancel.path
+    assert time.monotonic() - began < 10
+
+
+@pytest.mark.parametrize("kind", list(SECTIONS))
+def test_an_interrupted_wait_cancels_the_job(kind, fake, ml_session, ledger):  # noqa: F811
+    """Ctrl-C (or a flow cancellation surfacing as an exception) in the middle of the wait."""
+    pipeline = _training(kind, fake, ml_session, ledger)
+    fake.ml.script_next_job(NEVER_ENDS)
+    sig = signal(f"drift_interrupt_{kind}")
+
+    timer: list[threading.Timer] = []
+
+    def submit_then_arm() -> str:
+        job_id = pipeline.submit(sig, copied(sig))
+        timer.append(threading.Timer(0.5, _thread.interrupt_main))  # as Ctrl-C would, mid-wait
+        timer[0].start()
+        return job_id
+
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_to_end(submit_then_arm, pipeline.wait, pipeline.cancel)
+    finally:
+        for t in timer:
+            t.cancel()
+
+    [job] = fake.ml.jobs.values()
+    assert job.cancel_calls == 1
+    assert job.status_calls >= 1  # it was waiting when interrupted
+
+
+def test_a_cancelled_job_then_reads_as_canceled_with_no_second_cancel(fake, ml_session, ledger):  # noqa: F811
+    """After the cancel the service moves CancelRequested -> Canceled; a rerun's wait reports that end."""
+    pipeline = _training("pipeline_job", fake, ml_session, ledger, timeout_minutes=0.01)
+    fake.ml.script_next_job(NEVER_ENDS)
+    sig = signal("drift_cancel_then_wait")
+    with pytest.raises(StepTimedOut):
+        run_to_end(lambda: pipeline.submit(sig, copied(sig)), pipeline.wait, pipeline.cancel)
+    [job] = fake.ml.jobs.values()
+    job.run.CANCEL_SECONDS = 0.2
+    again = _training("pipeline_job", fake, ml_session, ledger)
+
+    with pytest.raises(MLJobFailed) as ended:
+        run_to_end(lambda: again.submit(sig, copied(sig)), again.wait, again.cancel)
+
+    assert ended.value.status == "Canceled"
+    assert job.cancel_calls == 1  # a failed end is not cancelled again
+    assert job.creates == 1
