@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import time
-from typing import Any
+from typing import Any, Iterator
 
 import httpx
 import pytest
 
 from drift_retrain import demo_data
 from drift_retrain.config import Settings, load_settings
+from drift_retrain.fake_azure import CLIENT_ID, CLIENT_SECRET, TENANT, FakeAzure
 from drift_retrain.stack import Stack, free_port
 from tests.conftest import DEMO_WORKSPACE, write_config
 
@@ -95,13 +97,66 @@ training = {{ reference = "data/training-store/credit-default/reference.csv", la
 """
 
 
+# A target on the azure backend, pointed at the loopback Azure: the same flow, Azure's wire formats.
+AZURE_SECRET_ENV = "DRIFT_RETRAIN_E2E_AZURE_SECRET"
+AZURE_FACTORY = "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/drift-retrain-demo/providers/Microsoft.DataFactory/factories/demo-factory"
+AZURE_TARGET = """
+[azure]
+authority_host = "{url}"
+resource_manager = "{url}"
+ca_bundle = "{ca}"
+credential = {{ kind = "client_secret", tenant_id = "{tenant}", client_id = "{client}", client_secret_env = "{secret_env}" }}
+polling = {{ initial_interval = 0.2, max_interval = 1, timeout_minutes = 5 }}
+
+[[targets]]
+name = "azure-credit"
+backend = "azure"
+workspace = "{workspace}"
+monitors = ["azure-credit-drift", "azure-stuck-drift"]
+model_name = "azure-credit"
+policy = {{ cooldown_minutes = 0, min_rows = 100 }}
+gate = {{ metric = "roc_auc" }}
+registry = {{ kind = "azure_ml", model_type = "mlflow_model", path = "model/" }}
+
+[targets.copy]
+kind = "data_factory"
+factory = "{factory}"
+pipeline = "copy-drift-window"
+output_uri = "azureml://datastores/training/paths/{{model_name}}/{{window_end_date}}_{{signal_key}}/"
+parameters = {{ windowStart = "{{window_start}}", windowEnd = "{{window_end}}", monitor = "{{monitor}}", dataset = "{{target_dataset_id}}" }}
+
+[targets.training]
+kind = "published_pipeline"
+pipeline_id = "8b2f6c1e-0000-4000-8000-000000000001"
+experiment_name = "retrain-{{model_name}}"
+inputs = {{ training_data = "{{copy_output_uri}}", drift_run = "{{run_id}}" }}
+"""
+
+
 @pytest.fixture(scope="session")
-def e2e_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+def fake_azure() -> Iterator[FakeAzure]:
+    """The loopback Azure the azure target talks to (started before the stack: its URL is in the config)."""
+    os.environ[AZURE_SECRET_ENV] = CLIENT_SECRET  # inherited by the runner's flow processes
+    with FakeAzure() as fake:
+        yield fake
+
+
+@pytest.fixture(scope="session")
+def e2e_settings(tmp_path_factory: pytest.TempPathFactory, fake_azure: FakeAzure) -> Settings:
     directory = tmp_path_factory.mktemp("e2e")
+    azure = AZURE_TARGET.format(
+        url=fake_azure.url,
+        ca=fake_azure.ca_path,
+        tenant=TENANT,
+        client=CLIENT_ID,
+        secret_env=AZURE_SECRET_ENV,
+        workspace=DEMO_WORKSPACE,
+        factory=AZURE_FACTORY,
+    )
     # A second, v2 monitor routed to the same model, to see its signal skipped by the cooldown.
     path = write_config(
         directory,
-        extra=EXTRA_TARGETS.format(workspace=DEMO_WORKSPACE),
+        extra=EXTRA_TARGETS.format(workspace=DEMO_WORKSPACE) + azure,
         **{r'monitors = \["credit-default-drift"\]': 'monitors = ["credit-default-drift", "credit-default-monitor"]'},
     )
     settings = load_settings(path)

@@ -1,0 +1,125 @@
+"""The same drift-to-retrain flow with ``backend = "azure"``: a real Prefect server and runner, the real
+SDKs, and the loopback Azure on the other side. Assertions are on what Azure received."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+
+from drift_retrain.backends.base import SIGNAL_TAG
+from drift_retrain.delivery import post_events
+from drift_retrain.fake_azure import FakeAzure, RunScript
+from drift_retrain.signals import to_drift_signal
+from tests.conftest import dataset_drift
+
+pytestmark = pytest.mark.e2e
+
+WINDOW = {"StartTime": "2026-11-01T00:00:00Z", "EndTime": "2026-11-08T00:00:00Z"}
+
+
+def deliver(stack, event) -> dict:
+    response = post_events(stack.webhook_url, [event], stack.secret)
+    assert response.status_code == 200, response.text
+    return response.json()["accepted"][0]
+
+
+@pytest.fixture(scope="module")
+def azure_retrain(stack, api, fake_azure: FakeAzure):
+    run_id = f"azure-credit-drift_{int(time.time() * 1000)}"
+    fake_azure.ml.drift_runs[run_id] = {
+        "datadrift_coefficient": 0.58,
+        "datadrift_contribution.income": 0.41,
+        "datadrift_contribution.utilization": 0.33,
+    }
+    fake_azure.ml.script_next_job(
+        RunScript(steps=(("NotStarted", 0.3), ("Running", 1.0)), final="Completed"), metrics={"roc_auc": 0.81, "accuracy": 0.77}
+    )
+    event = dataset_drift(run_id, monitor="azure-credit-drift", **WINDOW)
+    accepted = deliver(stack, event)
+    flow_run = api.wait(accepted["flow_run_id"])
+    return event, flow_run
+
+
+def test_azure_target_runs_every_step_against_azure(azure_retrain, fake_azure: FakeAzure) -> None:
+    event, flow_run = azure_retrain
+    assert flow_run["state"]["type"] == "COMPLETED", flow_run["state"]
+    assert "backend:azure" in flow_run["tags"]
+    signal = to_drift_signal(event)
+
+    # Data Factory: one run, parameters templated from the signal.
+    runs = fake_azure.datafactory.created("copy-drift-window")
+    assert len(runs) == 1
+    created = fake_azure.sent("POST", "/pipelines/copy-drift-window/createRun")
+    assert created[0].body == {
+        "windowStart": "2026-11-01T00:00:00+00:00",
+        "windowEnd": "2026-11-08T00:00:00+00:00",
+        "monitor": "azure-credit-drift",
+        "dataset": event["data"]["TargetDatasetId"],
+    }
+    assert fake_azure.sent("POST", "/queryActivityruns"), "copy statistics were not read from the activity runs"
+
+    # The v1 published pipeline: submitted once, fed the copy's output.
+    submits = fake_azure.sent("POST", "/PipelineRuns/PipelineSubmit/8b2f6c1e-0000-4000-8000-000000000001")
+    assert len(submits) == 1
+    assignments = submits[0].body["ParameterAssignments"]
+    assert assignments["training_data"].startswith("azureml://datastores/training/paths/azure-credit/2026-11-08_")
+    assert assignments["drift_run"] == signal.run_id
+    assert submits[0].body["ExperimentName"] == "retrain-azure-credit"
+
+    # The registry: one version, carrying the lineage back to the drift run, the ADF run and the flow run.
+    versions = fake_azure.ml.models["azure-credit"]
+    assert len(versions) == 1
+    tags = versions[0]["properties"]["tags"]
+    assert tags[SIGNAL_TAG] == signal.identity
+    assert tags["copy.run_id"] == runs[0].run_id
+    assert tags["training.job_id"] == [j.name for j in fake_azure.ml.jobs.values() if j.kind == "published_pipeline"][0]
+    assert tags["prefect.flow_run_id"] == flow_run["id"]
+    assert float(tags["drift.coefficient"]) == pytest.approx(0.58, abs=1e-6) or tags["drift.coefficient"]
+    assert versions[0]["properties"]["modelUri"].startswith("azureml://")
+    assert versions[0]["properties"]["properties"]["metric.roc_auc"] == "0.81"
+
+
+def test_azure_run_reports_details_decision_and_model(azure_retrain, api) -> None:
+    _, flow_run = azure_retrain
+    keys = {a["key"] for a in api.artifacts(flow_run["id"])}
+    assert {"decision-azure-credit", "drift-azure-credit", "copy-azure-credit", "training-azure-credit", "model-azure-credit"} <= keys
+    decision = api.latest_artifact(flow_run["id"], "decision-azure-credit")["data"]
+    assert "drift coefficient 0.580 (drift run)" in decision
+    assert "gate: roc_auc = 0.8100; no champion yet" in decision or "gate" not in decision
+
+
+def test_redelivery_starts_nothing_in_azure(azure_retrain, stack, api, fake_azure: FakeAzure) -> None:
+    event, flow_run = azure_retrain
+    again = dict(event, id=str(uuid.uuid4()))  # a second subscription: same drift run, another event id
+    accepted = deliver(stack, again)
+    assert accepted["duplicate"] and accepted["flow_run_id"] == flow_run["id"]
+    assert len(fake_azure.datafactory.created("copy-drift-window")) == 1
+    assert len(fake_azure.ml.models["azure-credit"]) == 1
+
+
+def test_cancelling_the_flow_run_cancels_the_data_factory_run(stack, api, fake_azure: FakeAzure) -> None:
+    fake_azure.datafactory.script(
+        "copy-drift-window", RunScript(steps=(("Queued", 0.5), ("InProgress", 3600.0)), never_finishes=True)
+    )
+    before = len(fake_azure.datafactory.created("copy-drift-window"))
+    event = dataset_drift(f"azure-stuck-drift_{int(time.time() * 1000)}", monitor="azure-stuck-drift", **WINDOW)
+    flow_run_id = deliver(stack, event)["flow_run_id"]
+
+    deadline = time.monotonic() + 120
+    while len(fake_azure.datafactory.created("copy-drift-window")) == before:
+        assert time.monotonic() < deadline, "the flow never started the Data Factory run"
+        time.sleep(0.3)
+    adf_run = fake_azure.datafactory.created("copy-drift-window")[-1]
+    time.sleep(1.0)  # let the flow settle into its wait
+
+    response = api.http.post(f"/flow_runs/{flow_run_id}/set_state", json={"state": {"type": "CANCELLING"}, "force": True})
+    response.raise_for_status()
+    final = api.wait(flow_run_id, timeout=120)
+    assert final["state"]["type"] == "CANCELLED", final["state"]
+    deadline = time.monotonic() + 30
+    while adf_run.cancel_calls == 0 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert adf_run.cancel_calls >= 1, "cancelling the flow run left the Data Factory run running"
+    assert adf_run.status() in {"Canceling", "Cancelled"}
