@@ -28,12 +28,29 @@ def _settings(config: Path | None) -> Settings:
 
 
 @app.command()
-def demo(config: ConfigOption = None, keep: Annotated[bool, typer.Option(help="Leave the stack up to explore the UI")] = False) -> None:
+def demo(
+    config: ConfigOption = None,
+    keep: Annotated[bool, typer.Option(help="Leave the stack up to explore the UI")] = False,
+    azure_fake: Annotated[
+        bool, typer.Option("--azure-fake", help="Run the target on the azure backend against a loopback Azure")
+    ] = False,
+) -> None:
     """Run the main job end to end on the embedded default (seeded data, drift, retrain, register)."""
     from drift_retrain.demo import run_demo
 
     settings = _settings(config)
-    raise typer.Exit(run_demo(settings, keep=keep))
+    if not azure_fake:
+        raise typer.Exit(run_demo(settings, keep=keep))
+    from functools import partial
+
+    from drift_retrain.fake_azure.demo import azure_fake_world, publish_drift_run
+
+    with azure_fake_world(settings) as (azure_settings, fake):
+        typer.echo(f"loopback Azure on {fake.url} (scripted statuses and metrics); config {azure_settings.source_file}")
+        code = run_demo(azure_settings, keep=keep, on_drift=partial(publish_drift_run, fake))
+        calls = [f"{r.method} {r.path.split('?')[0].rsplit('/providers/', 1)[-1]}" for r in fake.requests if "/oauth2/" not in r.path]
+        typer.echo(f"Azure calls made by the SDKs: {len(calls)}")
+    raise typer.Exit(code)
 
 
 @app.command()

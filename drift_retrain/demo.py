@@ -17,7 +17,7 @@ from prefect.client.schemas.objects import FlowRun
 from prefect.settings import temporary_settings
 
 from drift_retrain import demo_data
-from drift_retrain.backends.local.monitor import drift_event, run_monitor
+from drift_retrain.backends.local.monitor import MonitorRun, drift_event, run_monitor
 from drift_retrain.config import ConfigError, Settings
 from drift_retrain.delivery import post_events
 from drift_retrain.results import Outcome, RetrainOutcome
@@ -30,8 +30,16 @@ class DemoFailed(RuntimeError):
     pass
 
 
-def run_demo(settings: Settings, *, keep: bool = False, say: Say = print, timeout: float = 300) -> int:
-    """Run the scenario; returns the process exit code (0 when the flow run completed)."""
+def run_demo(
+    settings: Settings,
+    *,
+    keep: bool = False,
+    say: Say = print,
+    timeout: float = 300,
+    on_drift: Callable[[MonitorRun], None] | None = None,
+) -> int:
+    """Run the scenario; returns the process exit code (0 when the flow run completed). ``on_drift``
+    sees the monitor's run before its event is sent (the loopback Azure publishes its metrics)."""
     if not settings.local_monitors:
         raise ConfigError(f"{settings.source_file}: the demo needs at least one [[local_monitors]] entry")
     monitor = settings.local_monitors[0]
@@ -46,11 +54,13 @@ def run_demo(settings: Settings, *, keep: bool = False, say: Say = print, timeou
         say(
             f"drift monitor '{run.monitor}' over [{run.window_start:%Y-%m-%d}, {run.window_end:%Y-%m-%d}): "
             f"coefficient {run.drift_coefficient:.3f} (threshold {run.threshold}), "
-            f"top features: {', '.join(f'{f.feature} {f.contribution:.0%}' for f in run.features[:3])}"
+            f"top features: {', '.join(f'{f.feature} {f.contribution or 0:.0%}' for f in run.features[:3])}"
         )
         if not run.has_drift:
             say("no drift detected: no event sent")
             return 0
+        if on_drift is not None:
+            on_drift(run)
         response = post_events(stack.webhook_url, [drift_event(run)], stack.secret)
         if response.status_code != 200:
             raise DemoFailed(f"webhook answered {response.status_code}: {response.text}")
