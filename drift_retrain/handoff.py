@@ -97,18 +97,25 @@ def prefect_http_client(api_url: str | None = None, timeout: float = 10.0) -> ht
 class PrefectHandoff:
     """Creates drift-to-retrain flow runs through one ordered, batching writer."""
 
-    def __init__(self, deployment: str = DEPLOYMENT, config: HandoffConfig | None = None, api_url: str | None = None) -> None:
+    def __init__(
+        self,
+        deployment: str = DEPLOYMENT,
+        config: HandoffConfig | None = None,
+        api_url: str | None = None,
+        http: httpx.AsyncClient | None = None,
+    ) -> None:
         self.deployment = deployment
         self.config = config or HandoffConfig()
         self.api_url = api_url
-        self._http: httpx.AsyncClient | None = None
+        self._http = http  # default: a client for $PREFECT_API_URL, made on entry
         self._deployment_ids: tuple[str, str] | None = None  # (deployment id, flow id)
         self._queue: deque[_Pending] = deque()
         self._wakeup = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> "PrefectHandoff":
-        self._http = prefect_http_client(self.api_url)
+        if self._http is None:
+            self._http = prefect_http_client(self.api_url)
         self._writer = asyncio.create_task(self._write_forever(), name="prefect-handoff-writer")
         return self
 
