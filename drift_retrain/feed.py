@@ -33,7 +33,7 @@ def drift_detected(signal: DriftSignal, target: TargetConfig, run: HandedOff) ->
     """The monitor is the resource; the flow run, the drift run, the workspace and the model are related."""
     return Event(
         id=uuid.uuid5(_NAMESPACE, f"{DRIFT_DETECTED}/{signal.identity}"),
-        occurred=signal.event_time or datetime.now(timezone.utc),
+        occurred=datetime.now(timezone.utc),  # received now; Azure's own event time is in the payload
         event=DRIFT_DETECTED,
         resource={
             "prefect.resource.id": f"azureml.monitor.{signal.workspace_name}.{signal.monitor}",
@@ -49,6 +49,7 @@ def drift_detected(signal: DriftSignal, target: TargetConfig, run: HandedOff) ->
         payload={
             "kind": signal.kind.value,
             "event_id": signal.event_id,
+            "event_time": signal.event_time.isoformat() if signal.event_time else None,
             "run_id": signal.run_id,
             "drift_coefficient": signal.drift_coefficient,
             "breached_metrics": signal.breached_metrics,

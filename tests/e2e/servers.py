@@ -60,10 +60,18 @@ class PrefectServer:
     def register_deployment(self, flow: str = "drift-to-retrain", name: str = "drift-to-retrain") -> str:
         """The deployment the receiver creates runs of, without a runner to execute them."""
         api = httpx.Client(base_url=self.api_url, timeout=30)
-        flow_id = api.post("/flows/", json={"name": flow}).json()["id"]
-        response = api.post("/deployments/", json={"name": name, "flow_id": flow_id, "enforce_parameter_schema": False})
-        response.raise_for_status()
-        return response.json()["id"]
+
+        def post(path: str, body: dict) -> dict:  # a just-started server's SQLite may answer 503 for a moment
+            for _ in range(40):
+                response = api.post(path, json=body)
+                if response.status_code != 503:
+                    break
+                time.sleep(0.25)
+            response.raise_for_status()
+            return response.json()
+
+        flow_id = post("/flows/", {"name": flow})["id"]
+        return post("/deployments/", {"name": name, "flow_id": flow_id, "enforce_parameter_schema": False})["id"]
 
 
 @contextlib.contextmanager
