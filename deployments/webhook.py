@@ -144,9 +144,15 @@ def create_app(settings: Settings | None = None, handoff: Handoff | None = None,
         if delivery.signals:
             metrics.handoff_seconds.observe(time.monotonic() - started)
         ignored = [{"event_id": i.event_id, "event_type": i.event_type, "reason": i.reason} for i in delivery.ignored]
-        events = [drift_detected(r.signal, r.target, run) for r, run in zip(delivery.signals, runs)]
-        publish = BackgroundTask(app.state.feed.publish, events) if events else None
-        return JSONResponse({"accepted": accepted, "ignored": ignored}, background=publish)
+        publish = BackgroundTask(_publish, [(r.signal, r.target, run) for r, run in zip(delivery.signals, runs)])
+        return JSONResponse({"accepted": accepted, "ignored": ignored}, background=publish if runs else None)
+
+    def _publish(handed: list[tuple[DriftSignal, TargetConfig, HandedOff]]) -> None:
+        """After the answer is sent; best effort: a failure here is logged, never the delivery's problem."""
+        try:
+            app.state.feed.publish([drift_detected(signal, target, run) for signal, target, run in handed])
+        except Exception:
+            log.exception("could not queue Prefect events for %d signal(s) (best effort)", len(handed))
 
     async def abuse_protection(request: Request) -> Response:
         """CloudEvents 1.0 webhook validation (OPTIONS). Not an authentication step (the spec says so):

@@ -29,10 +29,15 @@ _NAMESPACE = uuid.UUID("6f1c4b8e-3d7a-4f7e-9a51-2b8d0c4e7a10")
 log = logging.getLogger("drift_retrain.feed")
 
 
+def event_id(signal: DriftSignal) -> uuid.UUID:
+    """The same signal always makes the same event id: Prefect drops a redelivery's repeat."""
+    return uuid.uuid5(_NAMESPACE, f"{DRIFT_DETECTED}/{signal.identity}")
+
+
 def drift_detected(signal: DriftSignal, target: TargetConfig, run: HandedOff) -> Event:
     """The monitor is the resource; the flow run, the drift run, the workspace and the model are related."""
     return Event(
-        id=uuid.uuid5(_NAMESPACE, f"{DRIFT_DETECTED}/{signal.identity}"),
+        id=event_id(signal),
         occurred=datetime.now(timezone.utc),  # received now; Azure's own event time is in the payload
         event=DRIFT_DETECTED,
         resource={

@@ -20,7 +20,7 @@ from hypothesis import given, settings as hypothesis_settings, strategies as st
 
 from deployments.webhook import EVENTS_PATH, create_app
 from drift_retrain.config import load_settings
-from drift_retrain.feed import DRIFT_DETECTED, PrefectEventFeed
+from drift_retrain.feed import DRIFT_DETECTED, PrefectEventFeed, event_id
 from drift_retrain.handoff import PrefectHandoff
 from drift_retrain.signals import MONITOR_BREACH_TAG, to_drift_signal
 from tests.conftest import BREACH_TEXT, DEMO_WORKSPACE, INTAKE_TARGETS, dataset_drift, monitor_breach, sample, write_config
@@ -320,8 +320,11 @@ def test_each_accepted_signal_is_a_prefect_event_related_to_its_run(receiver, ap
     assert related["flow-run"] == f"prefect.flow-run.{accepted['flow_run_id']}"
     assert related["drift-run"] == "azureml.run.feed-1"
     assert published["payload"]["event_id"] == event["id"]
-    assert published["id"] == str(uuid.uuid5(uuid.UUID("6f1c4b8e-3d7a-4f7e-9a51-2b8d0c4e7a10"),
-                                              f"{DRIFT_DETECTED}/{to_drift_signal(event).identity}"))
+    assert published["id"] == str(event_id(to_drift_signal(event)))
+    redelivered = deliver(receiver, [event], headers={"aeg-delivery-count": "1"})
+    assert redelivered.json()["accepted"][0]["duplicate"]
+    time.sleep(3)  # the repeat (same event id) would be stored by now; Prefect drops it instead
+    assert len(_poll_event(api, "feed-1")) == 1
 
 
 def _poll_event(api: Api, run_id: str, timeout: float = 30) -> list[dict]:

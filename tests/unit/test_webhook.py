@@ -22,7 +22,7 @@ from deployments.webhook import EVENTS_PATH, create_app
 from drift_retrain.config import ConfigError, HandoffConfig, Settings, load_settings
 from drift_retrain.handoff import HandedOff, HandoffUnavailable, PrefectHandoff
 from tests.conftest import DEMO_WORKSPACE, INTAKE_TARGETS, dataset_drift, monitor_breach, sample, write_config
-from tests.entra import AUDIENCE, TENANT, LocalTenant
+from tests.entra import TENANT, LocalTenant
 
 SECRET = "s3cret-value"
 SECRET_ENV = r'secret_env = "DRIFT_RETRAIN_WEBHOOK_SECRET"'
@@ -540,3 +540,41 @@ def test_fuzzed_bodies_and_headers_never_5xx_and_hand_off_nothing(client, record
     assert response.status_code < 500, response.text
     assert response.status_code in (200, 400, 413), response.status_code
     assert recorder.signals == []  # no fuzzed body names a routed monitor: nothing may be handed off
+
+
+class BrokenFeed:
+    async def __aenter__(self) -> "BrokenFeed":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        pass
+
+    def publish(self, events) -> None:
+        raise RuntimeError("event feed is broken")
+
+
+class RecordingFeed(BrokenFeed):
+    def __init__(self) -> None:
+        self.events: list = []
+
+    def publish(self, events) -> None:
+        self.events.extend(events)
+
+
+def test_an_event_per_accepted_signal_is_queued_for_the_feed(configured: Settings) -> None:
+    feed, recorder = RecordingFeed(), RecordingHandoff()
+    with TestClient(create_app(configured, recorder, feed)) as client:
+        response = post(client, [drift("f1"), drift("f2")] + sample("eg_ModelRegistered.json"))
+    assert response.status_code == 200
+    assert [e.payload["run_id"] for e in feed.events] == ["f1", "f2"]
+    assert {e.event for e in feed.events} == {"azureml.drift.detected"}
+    flow_runs = [r["prefect.resource.id"] for e in feed.events for r in e.related if r["prefect.resource.role"] == "flow-run"]
+    assert flow_runs == [f"prefect.flow-run.{a['flow_run_id']}" for a in response.json()["accepted"]]
+
+
+def test_a_failing_event_feed_never_fails_the_acknowledgement(configured: Settings) -> None:
+    recorder = RecordingHandoff()
+    with TestClient(create_app(configured, recorder, BrokenFeed())) as client:
+        response = post(client, [drift("feed-broken")])
+    assert response.status_code == 200
+    assert [s.run_id for s in recorder.signals] == ["feed-broken"]
