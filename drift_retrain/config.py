@@ -116,6 +116,10 @@ class ReceiverConfig(_Strict):
 
     @model_validator(mode="after")
     def _auth_is_explicit(self) -> "ReceiverConfig":
+        if self.public_url is not None and not self.public_url.lower().startswith("https://"):
+            raise ValueError("public_url must be an https:// URL (Event Grid only delivers to HTTPS)")
+        if self.max_batch_bytes < self.max_event_bytes:
+            raise ValueError("max_batch_bytes must be at least max_event_bytes")
         if self.auth == "none" and not self.allow_unauthenticated:
             raise ValueError("auth = \"none\" also needs allow_unauthenticated = true (local use only)")
         if self.auth == "entra" and self.entra is None:

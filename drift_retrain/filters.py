@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 MAX_ADVANCED_FILTERS = 25
 MAX_FILTER_VALUES = 25
 
-NumberOperator = Literal[
+Operator = Literal[
     "NumberIn",
     "NumberNotIn",
     "NumberLessThan",
@@ -32,8 +32,6 @@ NumberOperator = Literal[
     "NumberGreaterThanOrEquals",
     "NumberInRange",
     "NumberNotInRange",
-]
-StringOperator = Literal[
     "StringIn",
     "StringNotIn",
     "StringBeginsWith",
@@ -42,8 +40,10 @@ StringOperator = Literal[
     "StringNotEndsWith",
     "StringContains",
     "StringNotContains",
+    "BoolEquals",
+    "IsNullOrUndefined",
+    "IsNotNull",
 ]
-Operator = NumberOperator | StringOperator | Literal["BoolEquals", "IsNullOrUndefined", "IsNotNull"]
 
 #: Operators that take one ``value``; the others take a list of ``values`` (the null checks take none).
 SINGLE_VALUE = {"NumberLessThan", "NumberGreaterThan", "NumberLessThanOrEquals", "NumberGreaterThanOrEquals", "BoolEquals"}
