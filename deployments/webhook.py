@@ -117,7 +117,6 @@ def create_app(settings: Settings | None = None, handoff: Handoff | None = None,
         for ignored in delivery.ignored:
             log.info("event_id=%s delivery_count=%s outcome=ignored type=%s reason=%r",
                      ignored.event_id, delivery_count, ignored.event_type, ignored.reason)
-        metrics.count("ignored", len(delivery.ignored))
         try:
             runs = await app.state.handoff.hand_off_all([(r.signal, r.target) for r in delivery.signals])
         except HandoffUnavailable as exc:
@@ -126,6 +125,7 @@ def create_app(settings: Settings | None = None, handoff: Handoff | None = None,
                 log.error("event_id=%s delivery_count=%s outcome=failed_handoff drift_run=%s reason=%r",
                           routed.signal.event_id, delivery_count, routed.signal.run_id, str(exc)[:300])
             return _error(503, "Prefect did not record the flow runs; retry later", **{"Retry-After": retry_after})
+        metrics.count("ignored", len(delivery.ignored))  # counted once the batch is acknowledged
         accepted = []
         for routed, run in zip(delivery.signals, runs):
             outcome = "accepted" if run.created else "duplicate"

@@ -62,7 +62,6 @@ class Delivery:
     validation_code: str | None = None
     validation_url: str | None = None
     acknowledge_only: str | None = None  # why nothing in the body is processed (deletion, unknown kind)
-    events: int = 0
     signals: list[Routed] = field(default_factory=list)
     ignored: list[Ignored] = field(default_factory=list)
 
@@ -84,7 +83,7 @@ def read_delivery(body: bytes, settings: Settings, aeg_event_type: str | None = 
     if kind.lower() not in (NOTIFICATION.lower(), VALIDATION.lower()):
         return Delivery(acknowledge_only=f"unknown aeg-event-type '{kind[:40]}': acknowledged, not processed")
     events = _events(body, settings.receiver)
-    delivery = Delivery(events=len(events))
+    delivery = Delivery()
     for index, event in enumerate(events):
         try:
             _read_event(event, settings, delivery)
