@@ -2,33 +2,38 @@
 
     drift-retrain webhook --host 127.0.0.1 --port 8088      (or: python -m deployments.webhook)
 
-It answers the subscription handshake, checks the shared secret, reads and routes the delivery, and
-acknowledges (200) only after Prefect has durably recorded a flow run for every drift signal in it.
-When Prefect cannot, it answers 503 so Event Grid retries later.
+Per delivery, in this order: authenticate from the request line and headers (401, nothing read);
+check the content type (400) and read the body up to its limit (413); answer the handshakes; parse,
+filter and route every event (400 refuses the whole batch); hand every drift signal to Prefect and
+acknowledge (200) only once Prefect has recorded a run for each, else 503 with Retry-After so Event Grid
+retries the whole batch. Also: ``OPTIONS`` (CloudEvents abuse protection), ``GET /healthz`` (is Prefect
+reachable) and ``GET /metrics`` (Prometheus text).
 """
 
 from __future__ import annotations
 
 import contextlib
-import hmac
 import logging
-from typing import AsyncIterator, Protocol
+import time
+from typing import AsyncIterator, Iterable, Protocol
 
 from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.background import BackgroundTask
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from drift_retrain.config import ConfigError, Settings, TargetConfig, load_settings
+from drift_retrain.auth import Unauthorized, authenticator_for
+from drift_retrain.config import Settings, TargetConfig, load_settings
+from drift_retrain.feed import NullFeed, PrefectEventFeed, drift_detected
 from drift_retrain.handoff import HandedOff, HandoffUnavailable, PrefectHandoff
-from drift_retrain.intake import Rejected, read_delivery
+from drift_retrain.intake import Delivery, Rejected, media_type, read_delivery
+from drift_retrain.metrics import ReceiverMetrics
 from drift_retrain.signals import DriftSignal
 
 log = logging.getLogger("drift_retrain.webhook")
 
 EVENTS_PATH = "/api/eventgrid"
-MAX_BODY_BYTES = 16 * 1024 * 1024  # Event Grid batches are "preferably" up to 1 MB; leave room, refuse floods
-RETRY_AFTER_SECONDS = "30"
 
 
 class Handoff(Protocol):
@@ -36,64 +41,97 @@ class Handoff(Protocol):
 
     async def __aenter__(self) -> "Handoff": ...
     async def __aexit__(self, *exc: object) -> None: ...
-    async def hand_off(self, signal: DriftSignal, target: TargetConfig, started_by: str = ...) -> HandedOff: ...
+    async def hand_off_all(self, items: Iterable[tuple[DriftSignal, TargetConfig]], started_by: str = ...) -> list[HandedOff]: ...
     async def healthy(self) -> bool: ...
+
+
+class Feed(Protocol):
+    async def __aenter__(self) -> "Feed": ...
+    async def __aexit__(self, *exc: object) -> None: ...
+    def publish(self, events: list) -> None: ...
 
 
 def _error(status: int, message: str, **headers: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status, headers=headers or None)
 
 
-def create_app(settings: Settings | None = None, handoff: Handoff | None = None) -> Starlette:
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The body, streamed and cut off at ``limit`` bytes (413) instead of buffered whole."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise Rejected(413, f"body of {declared} bytes exceeds the {limit}-byte batch limit")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise Rejected(413, f"body exceeds the {limit}-byte batch limit")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def create_app(settings: Settings | None = None, handoff: Handoff | None = None, feed: Feed | None = None) -> Starlette:
     """Build the receiver. Without arguments it reads the config file and talks to $PREFECT_API_URL."""
     settings = settings or load_settings()
-    secret = settings.receiver.secret()
-    if secret is None and not settings.receiver.allow_unauthenticated:
-        raise ConfigError(
-            f"{settings.source_file}: receiver: no secret in ${settings.receiver.secret_env}; set it, or set "
-            "receiver.allow_unauthenticated = true for local experiments"
-        )
+    receiver = settings.receiver
+    authenticator = authenticator_for(receiver, settings.source_file)  # refuses an unintended open receiver
+    metrics = ReceiverMetrics()
+    retry_after = str(receiver.handoff.retry_after_seconds)
 
-    def authorised(request: Request) -> bool:
-        if secret is None:
-            return True
-        offered = request.query_params.get("code", "")
-        return hmac.compare_digest(offered.encode(), secret.encode())
+    async def receive(request: Request) -> Response:
+        response = await _receive(request)
+        metrics.requests.labels(str(response.status_code)).inc()
+        return response
 
-    async def receive(request: Request) -> JSONResponse:
-        if not authorised(request):
-            return _error(401, "missing or wrong ?code= secret")
-        declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-            return _error(413, f"body of {declared} bytes exceeds {MAX_BODY_BYTES}")
-        body = await request.body()
-        if len(body) > MAX_BODY_BYTES:
-            return _error(413, f"body of {len(body)} bytes exceeds {MAX_BODY_BYTES}")
+    async def _receive(request: Request) -> Response:
+        started = time.monotonic()
+        delivery_count = request.headers.get("aeg-delivery-count", "-")[:8]
         try:
-            delivery = read_delivery(body, settings)
+            await authenticator.check(request.query_params, request.headers)
+        except Unauthorized as exc:
+            log.warning("outcome=unauthorized delivery_count=%s reason=%r", delivery_count, str(exc))
+            challenge = {"WWW-Authenticate": "Bearer"} if authenticator.scheme == "entra" else {}
+            return _error(401, str(exc), **challenge)
+        try:
+            media_type(request.headers.get("content-type"))
+            body = await _read_body(request, receiver.max_batch_bytes)
+            delivery = read_delivery(body, settings, request.headers.get("aeg-event-type"))
         except Rejected as exc:
-            log.warning("rejected delivery: %s", exc)
+            metrics.count("rejected", max(exc.events, 1))
+            log.warning("outcome=rejected status=%d delivery_count=%s reason=%r", exc.status, delivery_count, str(exc)[:300])
             return _error(exc.status, str(exc))
+        except ClientDisconnect:
+            return _error(400, "client disconnected before the body was read")
+
+        if delivery.acknowledge_only:
+            log.info("outcome=acknowledged delivery_count=%s reason=%r", delivery_count, delivery.acknowledge_only)
+            return JSONResponse({"accepted": [], "ignored": [], "note": delivery.acknowledge_only})
         if delivery.validation_code is not None:
-            log.info("subscription validation answered (manual validation URL: %s)", delivery.validation_url)
-            return JSONResponse({"validationResponse": delivery.validation_code})
-        for ignored in delivery.ignored:
-            log.info("ignored event %s (%s): %s", ignored.event_id, ignored.event_type, ignored.reason)
-        accepted = []
-        for routed in delivery.signals:
-            try:
-                run = await app.state.handoff.hand_off(routed.signal, routed.target)
-            except HandoffUnavailable as exc:
-                log.error("hand-off failed for event %s, asking Event Grid to retry: %s", routed.signal.event_id, exc)
-                return _error(503, "Prefect is unavailable; retry later", **{"Retry-After": RETRY_AFTER_SECONDS})
             log.info(
-                "event %s (delivery %s) drift run %s -> flow run %s (%s)",
-                routed.signal.event_id,
-                request.headers.get("aeg-delivery-count", "?"),
-                routed.signal.run_id,
-                run.flow_run_id,
-                "created" if run.created else "duplicate",
+                "outcome=validated subscription=%s validationUrl (for a manual validation, GET it within 5 minutes): %s",
+                request.headers.get("aeg-subscription-name", "-")[:100], delivery.validation_url,
             )
+            return JSONResponse({"validationResponse": delivery.validation_code})
+        return await _hand_off(delivery, delivery_count, started)
+
+    async def _hand_off(delivery: Delivery, delivery_count: str, started: float) -> Response:
+        for ignored in delivery.ignored:
+            log.info("event_id=%s delivery_count=%s outcome=ignored type=%s reason=%r",
+                     ignored.event_id, delivery_count, ignored.event_type, ignored.reason)
+        try:
+            runs = await app.state.handoff.hand_off_all([(r.signal, r.target) for r in delivery.signals])
+        except HandoffUnavailable as exc:
+            metrics.count("failed_handoff", len(delivery.signals))
+            for routed in delivery.signals:
+                log.error("event_id=%s delivery_count=%s outcome=failed_handoff drift_run=%s reason=%r",
+                          routed.signal.event_id, delivery_count, routed.signal.run_id, str(exc)[:300])
+            return _error(503, "Prefect did not record the flow runs; retry later", **{"Retry-After": retry_after})
+        metrics.count("ignored", len(delivery.ignored))  # counted once the batch is acknowledged
+        accepted = []
+        for routed, run in zip(delivery.signals, runs):
+            outcome = "accepted" if run.created else "duplicate"
+            metrics.count(outcome)
+            log.info("event_id=%s delivery_count=%s outcome=%s drift_run=%s flow_run=%s flow_run_name=%s",
+                     routed.signal.event_id, delivery_count, outcome, routed.signal.run_id, run.flow_run_id, run.flow_run_name)
             accepted.append(
                 {
                     "event_id": routed.signal.event_id,
@@ -103,8 +141,36 @@ def create_app(settings: Settings | None = None, handoff: Handoff | None = None)
                     "duplicate": not run.created,
                 }
             )
+        if delivery.signals:
+            metrics.handoff_seconds.observe(time.monotonic() - started)
         ignored = [{"event_id": i.event_id, "event_type": i.event_type, "reason": i.reason} for i in delivery.ignored]
-        return JSONResponse({"accepted": accepted, "ignored": ignored})
+        publish = BackgroundTask(_publish, [(r.signal, r.target, run) for r, run in zip(delivery.signals, runs)])
+        return JSONResponse({"accepted": accepted, "ignored": ignored}, background=publish if runs else None)
+
+    def _publish(handed: list[tuple[DriftSignal, TargetConfig, HandedOff]]) -> None:
+        """After the answer is sent; best effort: a failure here is logged, never the delivery's problem."""
+        try:
+            app.state.feed.publish([drift_detected(signal, target, run) for signal, target, run in handed])
+        except Exception:
+            log.exception("could not queue Prefect events for %d signal(s) (best effort)", len(handed))
+
+    async def abuse_protection(request: Request) -> Response:
+        """CloudEvents 1.0 webhook validation (OPTIONS). Not an authentication step (the spec says so):
+        it grants nothing and reads no body; deliveries themselves are authenticated."""
+        origin = request.headers.get("webhook-request-origin", "").strip()
+        if not origin:
+            return _error(400, "OPTIONS needs a WebHook-Request-Origin header")
+        if origin.lower() not in {o.lower() for o in receiver.allowed_origins}:
+            log.warning("outcome=refused_origin origin=%r", origin[:100])
+            return _error(403, "origin not allowed")
+        headers = {"WebHook-Allowed-Origin": origin, "Allow": "POST, OPTIONS"}
+        if request.headers.get("webhook-request-rate"):
+            headers["WebHook-Allowed-Rate"] = "*"
+        if callback := request.headers.get("webhook-request-callback"):
+            log.info("outcome=validated origin=%s manual validation callback: %s", origin, callback[:2000])
+        else:
+            log.info("outcome=validated origin=%s (CloudEvents abuse protection)", origin)
+        return Response(status_code=200, headers=headers)
 
     async def healthz(request: Request) -> JSONResponse:
         try:
@@ -113,16 +179,27 @@ def create_app(settings: Settings | None = None, handoff: Handoff | None = None)
             ok = False
         return JSONResponse({"prefect": "ok" if ok else "unreachable"}, status_code=200 if ok else 503)
 
+    async def metrics_endpoint(request: Request) -> Response:
+        return Response(metrics.render(), media_type=metrics.content_type)
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async with handoff or PrefectHandoff() as entered:
+        chosen_feed = feed or (NullFeed() if handoff is not None else PrefectEventFeed())
+        async with handoff or PrefectHandoff(config=receiver.handoff) as entered, chosen_feed as publisher:
             app.state.handoff = entered
+            app.state.feed = publisher
             yield
 
     app = Starlette(
-        routes=[Route(EVENTS_PATH, receive, methods=["POST"]), Route("/healthz", healthz, methods=["GET"])],
+        routes=[
+            Route(EVENTS_PATH, receive, methods=["POST"]),
+            Route(EVENTS_PATH, abuse_protection, methods=["OPTIONS"]),
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/metrics", metrics_endpoint, methods=["GET"]),
+        ],
         lifespan=lifespan,
     )
+    app.state.metrics = metrics
     return app
 
 

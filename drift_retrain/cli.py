@@ -133,6 +133,36 @@ def _post(settings: Settings, events: list[dict], url: str | None) -> None:
         raise typer.Exit(1)
 
 
+azure_app = typer.Typer(help="The Azure side: what to create so Event Grid delivers to the receiver.", no_args_is_help=True)
+app.add_typer(azure_app, name="azure")
+
+
+@azure_app.command("subscription")
+def azure_subscription(
+    config: ConfigOption = None,
+    target: Annotated[Optional[str], typer.Option("--target", "-t", help="Target name (default: every target)")] = None,
+    endpoint: Annotated[Optional[str], typer.Option(help="https URL of the receiver (default: receiver.public_url)")] = None,
+    output: Annotated[str, typer.Option("--format", help="az | bicep-params")] = "az",
+) -> None:
+    """Print the `az eventgrid event-subscription create` command(s) (or Bicep parameters) for a target."""
+    from drift_retrain.subscription import az_command, bicep_parameters, subscriptions_of
+
+    settings = _settings(config)
+    if output not in ("az", "bicep-params"):
+        typer.secho(f"--format must be az or bicep-params, not {output!r}", fg="red", err=True)
+        raise typer.Exit(2)
+    targets = [settings.target(target)] if target else settings.targets
+    for chosen in targets:
+        subscriptions, configured = subscriptions_of(chosen)
+        for subscription in subscriptions:
+            if output == "bicep-params":
+                typer.echo(json.dumps(bicep_parameters(chosen, subscription, settings.receiver, endpoint), indent=2))
+                continue
+            typer.echo(f"# target {chosen.name}: subscription {subscription.name}"
+                       + ("" if configured else " (a suggested default: add [[targets.subscriptions]] to have the receiver enforce it)"))
+            typer.echo(az_command(chosen, subscription, settings.receiver, endpoint) + "\n")
+
+
 def main() -> None:
     try:
         app()

@@ -22,6 +22,7 @@ from pydantic import (
     model_validator,
 )
 
+from drift_retrain.filters import EventFilter
 from drift_retrain.signals import DriftSignal, is_workspace_id
 from drift_retrain.templating import Template, TemplateMap
 
@@ -64,16 +65,85 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+EVENT_GRID_APP_ID = "4962773b-9cdb-44cf-a8bf-237846a00ab7"  # the "Azure Event Grid" first-party app
+
+
+class EntraConfig(_Strict):
+    """Microsoft Entra protected delivery: Event Grid sends a bearer JWT issued by this tenant."""
+
+    tenant_id: str = Field(min_length=1, description="Directory (tenant) id of the webhook's app registration")
+    audiences: list[str] = Field(min_length=1, description="The webhook app's client id and/or App ID URI")
+    jwks_url: str | None = Field(default=None, description="Default: the tenant's v2.0 discovery keys")
+    issuers: list[str] | None = Field(default=None, description="Default: the tenant's v1 and v2 issuers")
+    event_grid_app_id: str = Field(default=EVENT_GRID_APP_ID, description="appid (v1) / azp (v2) of the caller")
+    jwks_cache_seconds: float = Field(default=3600, gt=0)
+    leeway_seconds: float = Field(default=60, ge=0, le=300, description="Clock skew allowed on exp/nbf")
+
+    def keys_url(self) -> str:
+        return self.jwks_url or f"https://login.microsoftonline.com/{self.tenant_id}/discovery/v2.0/keys"
+
+    def accepted_issuers(self) -> list[str]:
+        return self.issuers or [
+            f"https://sts.windows.net/{self.tenant_id}/",
+            f"https://login.microsoftonline.com/{self.tenant_id}/v2.0",
+        ]
+
+
+class HandoffConfig(_Strict):
+    """How the receiver writes to Prefect: one ordered writer, batched, bounded, retried."""
+
+    batch_size: int = Field(default=50, ge=1, le=100, description="Runs per Prefect request (bulk limit 100)")
+    max_pending: int = Field(default=5000, ge=1, description="Signals waiting for the writer; beyond: 503 at once")
+    deadline_seconds: float = Field(
+        default=20, gt=0, le=28, description="Give up (503) before Event Grid's 30 s response timeout"
+    )
+    retry_after_seconds: int = Field(default=30, ge=1, description="Retry-After sent with a 503")
+
+
+MIB = 1024 * 1024
+
+
 class ReceiverConfig(_Strict):
     """The Event Grid webhook receiver."""
 
+    auth: Literal["secret", "entra", "none"] = Field(
+        default="secret", description="secret: ?code= or secret_header; entra: bearer JWT; none: local use only"
+    )
     secret_env: str = Field(
         default="DRIFT_RETRAIN_WEBHOOK_SECRET",
         description="Environment variable holding the shared secret Event Grid sends as ?code=",
     )
+    secret_header: str | None = Field(
+        default=None, description="Also accept the secret in this header (an Event Grid delivery property)"
+    )
     allow_unauthenticated: bool = Field(
         default=False, description="Accept deliveries without a secret (local experiments only)"
     )
+    entra: EntraConfig | None = None
+    public_url: str | None = Field(
+        default=None, description="https URL Event Grid posts to (without the secret), for `azure subscription`"
+    )
+    allowed_origins: list[str] = Field(
+        default_factory=lambda: ["eventgrid.azure.net"], description="CloudEvents WebHook-Request-Origin we accept"
+    )
+    max_event_bytes: int = Field(default=MIB, ge=1024, description="Event Grid's own limit: 1 MB per event")
+    max_batch_bytes: int = Field(
+        default=4 * MIB, ge=1024, description="Event Grid batches up to 1 MB (one event may reach 1 MB); 4x headroom"
+    )
+    max_batch_events: int = Field(default=5000, ge=1, description="Event Grid's limit: 5000 events per batch")
+    handoff: HandoffConfig = HandoffConfig()
+
+    @model_validator(mode="after")
+    def _auth_is_explicit(self) -> "ReceiverConfig":
+        if self.public_url is not None and not self.public_url.lower().startswith("https://"):
+            raise ValueError("public_url must be an https:// URL (Event Grid only delivers to HTTPS)")
+        if self.max_batch_bytes < self.max_event_bytes:
+            raise ValueError("max_batch_bytes must be at least max_event_bytes")
+        if self.auth == "none" and not self.allow_unauthenticated:
+            raise ValueError("auth = \"none\" also needs allow_unauthenticated = true (local use only)")
+        if self.auth == "entra" and self.entra is None:
+            raise ValueError("auth = \"entra\" needs a [receiver.entra] section (tenant_id, audiences)")
+        return self
 
     def secret(self) -> str | None:
         return os.environ.get(self.secret_env) or None
@@ -282,6 +352,18 @@ class LocalMonitorConfig(_Strict):
     window_days: int = Field(default=7, ge=1)
 
 
+class EventSubscriptionConfig(EventFilter):
+    """One Event Grid subscription feeding a target: its filters (checked again on receipt) and delivery."""
+
+    name: Name
+    delivery_schema: Literal["EventGridSchema", "CloudEventSchemaV1_0"] = "EventGridSchema"
+    max_delivery_attempts: int = Field(default=30, ge=1, le=30)
+    event_ttl_minutes: int = Field(default=1440, ge=1, le=1440)
+    max_events_per_batch: int = Field(default=1, ge=1, le=5000)
+    preferred_batch_size_kb: int = Field(default=64, ge=1, le=1024)
+    dead_letter_endpoint: str | None = Field(default=None, description="ARM id of a storage blob container")
+
+
 class TargetConfig(_Strict):
     """A model that drift on some monitors of a workspace retrains."""
 
@@ -309,6 +391,7 @@ class TargetConfig(_Strict):
         _kind("local"),
     ] = LocalRegistryConfig()
     gate: GateConfig | None = Field(default=None, description="Optional champion/challenger gate before registering")
+    subscriptions: list[EventSubscriptionConfig] = Field(default_factory=list, description="Event Grid filters")
 
     @model_validator(mode="before")
     @classmethod

@@ -1,31 +1,54 @@
-"""Durable hand-off of a drift signal to Prefect: one flow run per signal identity, ever.
+"""Durable hand-off of drift signals to Prefect: one flow run per signal identity, ever.
 
-The run is created through the Prefect API with an idempotency key derived from the signal, so a
-redelivery, a duplicate subscription or a replay returns the run that already exists. Only once this
-returns has Prefect recorded the run in its database; only then may the webhook answer 200.
+Runs are created with an idempotency key derived from the signal (Prefect scopes it per flow), so a
+redelivery, a duplicate subscription or a replay returns the run that already exists. Only once Prefect
+has answered may the webhook acknowledge.
+
+Prefect on SQLite takes one writer at a time and answers 503 ("database is locked") when several
+clients write at once, while Event Grid delivers concurrently. So requests do not write themselves:
+they enqueue their signals and wait; one writer task drains the queue in arrival order and creates the
+runs in batches (Prefect's bulk endpoint for several, the single endpoint for one), retrying transient
+failures with backoff until a deadline well inside Event Grid's 30 s. A full queue, or a deadline
+passed, fails the waiting requests at once (the webhook answers 503 with Retry-After).
 """
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+import base64
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Iterable
 from uuid import UUID
 
 import httpx
-from prefect.client.orchestration import PrefectClient, get_client
 from prefect.client.schemas.actions import DeploymentFlowRunCreate
-from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
+from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_KEY, PREFECT_API_URL
+
 from prefect.states import Scheduled, to_state_create
 
-from drift_retrain.config import TargetConfig
+from drift_retrain.config import HandoffConfig, TargetConfig
 from drift_retrain.lineage import flow_run_name, flow_run_tags
 from drift_retrain.signals import DriftSignal
 
 DEPLOYMENT = "drift-to-retrain/drift-to-retrain"
+BULK_LIMIT = 100  # prefect.server.api.deployments.BULK_CREATE_LIMIT
+
+log = logging.getLogger("drift_retrain.handoff")
 
 
 class HandoffUnavailable(RuntimeError):
-    """Prefect could not durably record the run; the caller must not acknowledge the signal."""
+    """Prefect did not durably record every run; the caller must not acknowledge the signals."""
+
+
+class HandoffBusy(HandoffUnavailable):
+    """Too many signals are already waiting for Prefect; refused at once rather than timed out."""
+
+
+class _Transient(Exception):
+    """Worth another try within the deadline (503/429/5xx, connection trouble, a bulk item failed)."""
 
 
 @dataclass(frozen=True)
@@ -35,54 +58,240 @@ class HandedOff:
     created: bool  # False: the signal was already handed off (redelivery or duplicate)
 
 
-class PrefectHandoff:
-    """Creates drift-to-retrain flow runs; one instance holds one API client for its lifetime."""
+@dataclass
+class _Pending:
+    signal: DriftSignal
+    target: TargetConfig
+    started_by: str
+    enqueued: float
+    future: asyncio.Future[HandedOff] = field(repr=False)
 
-    def __init__(self, deployment: str = DEPLOYMENT, timeout: float = 20.0, client: PrefectClient | None = None) -> None:
+    @property
+    def key(self) -> str:
+        return self.signal.idempotency_key
+
+    def body(self) -> dict[str, Any]:
+        return DeploymentFlowRunCreate(
+            parameters={"signal": self.signal.model_dump(mode="json")},
+            state=to_state_create(Scheduled()),
+            name=flow_run_name(self.target, self.signal),
+            tags=flow_run_tags(self.target, self.signal, self.started_by),
+            idempotency_key=self.key,
+        ).model_dump(mode="json", exclude_unset=True)
+
+
+def prefect_http_client(api_url: str | None = None, timeout: float = 10.0) -> httpx.AsyncClient:
+    """A plain client for Prefect's REST API (our own retries, not the Prefect client's long backoff),
+    authenticated the way Prefect's client is (PREFECT_API_AUTH_STRING or PREFECT_API_KEY)."""
+    headers = {}
+    if auth := PREFECT_API_AUTH_STRING.value():
+        headers["Authorization"] = "Basic " + base64.b64encode(auth.encode()).decode()
+    elif key := PREFECT_API_KEY.value():
+        headers["Authorization"] = f"Bearer {key}"
+    url = (api_url or PREFECT_API_URL.value() or "").rstrip("/")
+    if not url:
+        raise HandoffUnavailable("PREFECT_API_URL is not set")
+    return httpx.AsyncClient(base_url=url + "/", headers=headers, timeout=timeout)
+
+
+class PrefectHandoff:
+    """Creates drift-to-retrain flow runs through one ordered, batching writer."""
+
+    def __init__(
+        self,
+        deployment: str = DEPLOYMENT,
+        config: HandoffConfig | None = None,
+        api_url: str | None = None,
+        http: httpx.AsyncClient | None = None,
+    ) -> None:
         self.deployment = deployment
-        self.timeout = timeout
-        self._client = client
-        self._deployment_id: UUID | None = None
-        self._lock = asyncio.Lock()  # SQLite takes one writer at a time: queue here, not as 503s there
+        self.config = config or HandoffConfig()
+        self.api_url = api_url
+        self._http = http  # default: a client for $PREFECT_API_URL, made on entry
+        self._deployment_ids: tuple[str, str] | None = None  # (deployment id, flow id)
+        self._queue: deque[_Pending] = deque()
+        self._wakeup = asyncio.Event()
+        self._writer: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> "PrefectHandoff":
-        if self._client is None:
-            self._client = get_client()
-        await self._client.__aenter__()
+        if self._http is None:
+            self._http = prefect_http_client(self.api_url)
+        self._writer = asyncio.create_task(self._write_forever(), name="prefect-handoff-writer")
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        assert self._client is not None
-        await self._client.__aexit__(*exc)
+        if self._writer is not None:
+            self._writer.cancel()
+            await asyncio.gather(self._writer, return_exceptions=True)
+        self._fail(list(self._queue), HandoffUnavailable("receiver shutting down"))
+        self._queue.clear()
+        if self._http is not None:
+            await self._http.aclose()
+
+    @property
+    def pending(self) -> int:
+        return len(self._queue)
 
     async def healthy(self) -> bool:
-        assert self._client is not None
-        return (await self._client.api_healthcheck()) is None
+        assert self._http is not None
+        try:
+            return (await self._http.get("health", timeout=3)).status_code == 200
+        except httpx.HTTPError:
+            return False
 
     async def hand_off(self, signal: DriftSignal, target: TargetConfig, started_by: str = "webhook") -> HandedOff:
-        try:
-            async with self._lock:
-                return await asyncio.wait_for(self._create(signal, target, started_by), self.timeout)
-        except (asyncio.TimeoutError, httpx.HTTPError, PrefectHTTPStatusError, ObjectNotFound, OSError) as exc:
-            self._deployment_id = None  # look the deployment up again next time: it may have been re-created
-            raise HandoffUnavailable(f"Prefect did not record the flow run: {type(exc).__name__}: {exc}") from exc
+        return (await self.hand_off_all([(signal, target)], started_by))[0]
 
-    async def _create(self, signal: DriftSignal, target: TargetConfig, started_by: str) -> HandedOff:
-        assert self._client is not None
-        if self._deployment_id is None:
-            self._deployment_id = (await self._client.read_deployment_by_name(self.deployment)).id
-        body = DeploymentFlowRunCreate(
-            parameters={"signal": signal.model_dump(mode="json")},
-            state=to_state_create(Scheduled()),
-            name=flow_run_name(target, signal),
-            tags=flow_run_tags(target, signal, started_by),
-            idempotency_key=signal.idempotency_key,
-        )
-        response = await self._client.request(
-            "POST",
-            "/deployments/{id}/create_flow_run",
-            path_params={"id": self._deployment_id},
-            json=body.model_dump(mode="json", exclude_unset=True),
-        )
+    async def hand_off_all(
+        self, items: Iterable[tuple[DriftSignal, TargetConfig]], started_by: str = "webhook"
+    ) -> list[HandedOff]:
+        """Every signal recorded as a run, in order, or ``HandoffUnavailable``: all or none acknowledged."""
+        items = list(items)
+        if not items:
+            return []
+        if self._writer is None or self._writer.done():
+            raise HandoffUnavailable("hand-off writer is not running")
+        if len(self._queue) + len(items) > self.config.max_pending:
+            raise HandoffBusy(f"{len(self._queue)} signals already wait for Prefect (max_pending {self.config.max_pending})")
+        loop = asyncio.get_running_loop()
+        now = time.monotonic()
+        pending = [_Pending(s, t, started_by, now, loop.create_future()) for s, t in items]
+        self._queue.extend(pending)  # no await in between: a request's signals stay together and in order
+        self._wakeup.set()
+        futures = [p.future for p in pending]
+        try:
+            return list(await asyncio.wait_for(asyncio.gather(*futures), self.config.deadline_seconds + 2))
+        except asyncio.TimeoutError:
+            raise HandoffUnavailable(f"Prefect did not record the runs within {self.config.deadline_seconds:.0f} s") from None
+        finally:
+            for future in futures:
+                if future.done() and not future.cancelled():
+                    future.exception()  # mark retrieved: one failure fails the others, no stray warnings
+
+    # -- the writer -------------------------------------------------------------------------------
+
+    async def _write_forever(self) -> None:
+        while True:
+            if not self._queue:
+                self._wakeup.clear()
+                await self._wakeup.wait()
+            batch = self._next_batch()
+            if not batch:
+                continue
+            try:
+                results = await self._create_with_retries(batch)
+            except HandoffUnavailable as exc:
+                self._deployment_ids = None  # look the deployment up again: it may have been re-created
+                self._fail(batch, exc)
+            except Exception as exc:  # never let the writer die: the next request would hang
+                log.exception("hand-off writer failed")
+                self._fail(batch, HandoffUnavailable(f"{type(exc).__name__}: {exc}"))
+            else:
+                for item in batch:
+                    if not item.future.done():
+                        item.future.set_result(results[id(item)])
+
+    def _next_batch(self) -> list[_Pending]:
+        batch: list[_Pending] = []
+        expired: list[_Pending] = []
+        now = time.monotonic()
+        while self._queue and len(batch) < self.config.batch_size:
+            item = self._queue.popleft()
+            if item.future.done():
+                continue  # its request gave up already
+            if now - item.enqueued > self.config.deadline_seconds:
+                expired.append(item)
+            else:
+                batch.append(item)
+        self._fail(expired, HandoffUnavailable("waited too long for Prefect"))
+        return batch
+
+    @staticmethod
+    def _fail(items: list[_Pending], exc: Exception) -> None:
+        for item in items:
+            if not item.future.done():
+                item.future.set_exception(exc)
+
+    async def _create_with_retries(self, batch: list[_Pending]) -> dict[int, HandedOff]:
+        deadline = min(p.enqueued for p in batch) + self.config.deadline_seconds
+        delay = 0.1
+        attempt = 0
+        while True:
+            attempt += 1
+            remaining = deadline - time.monotonic()
+            try:
+                return await asyncio.wait_for(self._create(batch), max(remaining, 0.1))
+            except (_Transient, httpx.TransportError, asyncio.TimeoutError) as exc:
+                problem = f"{type(exc).__name__}: {exc}"
+            remaining = deadline - time.monotonic()
+            if remaining <= delay:
+                raise HandoffUnavailable(f"Prefect did not record the runs after {attempt} attempt(s): {problem}")
+            log.warning("Prefect write failed (attempt %d, %d signal(s)), retrying in %.1f s: %s", attempt, len(batch), delay, problem)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+    async def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        assert self._http is not None
+        response = await self._http.request(method, path, **kwargs)
+        if response.status_code in (404, 408, 409, 429) or response.status_code >= 500:
+            if response.status_code == 404:
+                self._deployment_ids = None
+            raise _Transient(f"{method} {path} answered {response.status_code}: {response.text[:200]}")
+        if response.status_code >= 400:
+            raise HandoffUnavailable(f"{method} {path} answered {response.status_code}: {response.text[:300]}")
+        return response
+
+    async def _ids(self) -> tuple[str, str]:
+        if self._deployment_ids is None:
+            deployment = (await self._request("GET", f"deployments/name/{self.deployment}")).json()
+            self._deployment_ids = (deployment["id"], deployment["flow_id"])
+        return self._deployment_ids
+
+    async def _create(self, batch: list[_Pending]) -> dict[int, HandedOff]:
+        deployment_id, flow_id = await self._ids()
+        by_key: dict[str, list[_Pending]] = {}
+        for item in batch:
+            by_key.setdefault(item.key, []).append(item)
+        firsts = [items[0] for items in by_key.values()]
+        if len(firsts) == 1:
+            made = {firsts[0].key: await self._create_one(deployment_id, firsts[0])}
+        else:
+            made = await self._create_many(deployment_id, flow_id, firsts)
+        results: dict[int, HandedOff] = {}
+        for key, items in by_key.items():
+            results[id(items[0])] = made[key]
+            for repeat in items[1:]:  # the same signal twice in one batch: one run, the rest duplicates
+                results[id(repeat)] = HandedOff(made[key].flow_run_id, made[key].flow_run_name, created=False)
+        return results
+
+    async def _create_one(self, deployment_id: str, item: _Pending) -> HandedOff:
+        response = await self._request("POST", f"deployments/{deployment_id}/create_flow_run", json=item.body())
         run = response.json()
-        return HandedOff(flow_run_id=UUID(run["id"]), flow_run_name=run["name"], created=response.status_code == 201)
+        return HandedOff(UUID(run["id"]), run["name"], created=response.status_code == 201)
+
+    async def _create_many(self, deployment_id: str, flow_id: str, items: list[_Pending]) -> dict[str, HandedOff]:
+        """Bulk create: it honours idempotency keys but reports every run as CREATED, so the runs that
+        already exist are looked up first and only the missing ones are created."""
+        made = await self._existing(flow_id, [i.key for i in items])
+        missing = [i for i in items if i.key not in made]
+        for start in range(0, len(missing), BULK_LIMIT):
+            chunk = missing[start : start + BULK_LIMIT]
+            response = await self._request(
+                "POST", f"deployments/{deployment_id}/create_flow_run/bulk", json=[i.body() for i in chunk]
+            )
+            outcomes = response.json()["results"]
+            failed = [o.get("error") for o in outcomes if o.get("status") != "CREATED" or not o.get("flow_run_id")]
+            if failed or len(outcomes) != len(chunk):
+                raise _Transient(f"bulk create: {len(failed)} of {len(chunk)} failed: {failed[:1]}")
+            for item, outcome in zip(chunk, outcomes):
+                made[item.key] = HandedOff(UUID(outcome["flow_run_id"]), item.body()["name"], created=True)
+        return made
+
+    async def _existing(self, flow_id: str, keys: list[str]) -> dict[str, HandedOff]:
+        query = {
+            "flows": {"id": {"any_": [flow_id]}},
+            "flow_runs": {"idempotency_key": {"any_": keys}},
+            "limit": len(keys),
+        }
+        runs = (await self._request("POST", "flow_runs/filter", json=query)).json()
+        return {r["idempotency_key"]: HandedOff(UUID(r["id"]), r["name"], created=False) for r in runs}

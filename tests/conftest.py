@@ -64,3 +64,50 @@ def demo_settings(settings: Settings) -> Settings:
     monitor = settings.local_monitors[0]
     demo_data.generate(settings.resolve(monitor.reference), settings.resolve(monitor.landing))
     return settings
+
+
+# Targets for the intake tests: the docs samples' workspace (so every verbatim sample is routable) and
+# a target behind a subscription filter in the demo workspace.
+INTAKE_TARGETS = f"""
+[[targets]]
+name = "docs-sample"
+backend = "local"
+workspace = "{SAMPLE_WORKSPACE}"
+monitors = ["myDriftMonitor", "docs-monitor"]
+model_name = "docs-model"
+copy = {{ source = "data/landing/docs", sink = "data/training-store/docs" }}
+training = {{ reference = "data/training-store/docs/reference.csv", label = "y" }}
+
+[[targets]]
+name = "filtered"
+backend = "local"
+workspace = "{DEMO_WORKSPACE}"
+monitors = ["filtered-monitor"]
+model_name = "filtered-model"
+copy = {{ source = "data/landing/filtered", sink = "data/training-store/filtered" }}
+training = {{ reference = "data/training-store/filtered/reference.csv", label = "y" }}
+
+[[targets.subscriptions]]
+name = "strong-drift-only"
+included_event_types = ["Microsoft.MachineLearningServices.DatasetDriftDetected"]
+subject_begins_with = "datadrifts/"
+advanced_filters = [
+  {{ operator = "NumberGreaterThanOrEquals", key = "data.DriftCoefficient", value = 0.5 }},
+  {{ operator = "StringIn", key = "data.DataDriftName", values = ["filtered-monitor"] }},
+]
+"""
+
+BREACH_TEXT = "has failed due to one or more features violating metric thresholds"
+
+
+def monitor_breach(run_id: str, workspace: str = SAMPLE_WORKSPACE, monitor: str = "docs-monitor", cloudevents: bool = False) -> dict:
+    """The documented RunStatusChanged sample turned into an Azure ML v2 model-monitor breach."""
+    event = sample("ce_RunStatusChanged.json" if cloudevents else "eg_RunStatusChanged.json")[0]
+    event["source" if cloudevents else "topic"] = workspace
+    event["id"] = str(uuid.uuid4())
+    event["data"]["runId"] = run_id
+    event["data"]["runTags"] = {
+        "azureml_modelmonitor_threshold_breached": f"Monitor {monitor} {BREACH_TEXT}: normalized_wasserstein_distance",
+        "azureml_modelmonitor_name": monitor,
+    }
+    return event

@@ -31,6 +31,13 @@ def test_env_var_names_the_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert load_settings().source_file == tmp_path / "drift-retrain.toml"
 
 
+SECRET_ENV = r'secret_env = "DRIFT_RETRAIN_WEBHOOK_SECRET"'
+SUBSCRIPTION = """[[targets.subscriptions]]
+name = "s1"
+advanced_filters = [{rule}]
+"""
+
+
 @pytest.mark.parametrize(
     ("edit", "expected"),
     [
@@ -42,6 +49,16 @@ def test_env_var_names_the_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
         ({r'workspace = "/subscriptions/[^"]*"\nmonitors': 'workspace = "demo-workspace"\nmonitors'}, r"targets\.0\.workspace: must be an Azure ML workspace ARM id"),
         ({r'monitors = \["credit-default-drift"\]': "monitors = []"}, r"targets\.0\.monitors: .*at least 1 item"),
         ({r'label = "defaulted"\n\n\[targets\.registry\]': '\n[targets.registry]'}, r"targets\.0\.training\.label: required field is missing"),
+        ({SECRET_ENV: f'{SECRET_ENV}\nauth = "jwt"'}, r"receiver\.auth: Input should be 'secret', 'entra' or 'none'"),
+        ({SECRET_ENV: f'{SECRET_ENV}\npublic_url = "http://h/api/eventgrid"'}, r"receiver: public_url must be an https:// URL"),
+        ({SECRET_ENV: f'{SECRET_ENV}\nmax_batch_bytes = 2048'}, r"receiver: max_batch_bytes must be at least max_event_bytes"),
+        ({SECRET_ENV: f'{SECRET_ENV}\nhandoff = {{ deadline_seconds = 45 }}'}, r"receiver\.handoff\.deadline_seconds: .*less than or equal to 28"),
+        ({r"\[targets\.policy\]": SUBSCRIPTION.format(rule='{ operator = "StringIn", key = "data.x", value = 1 }') + "[targets.policy]"},
+         r"targets\.0\.subscriptions\.0\.advanced_filters\.0: StringIn takes a non-empty list of 'values'"),
+        ({r"\[targets\.policy\]": SUBSCRIPTION.format(rule='{ operator = "StringLike", key = "data.x", values = ["a"] }') + "[targets.policy]"},
+         r"targets\.0\.subscriptions\.0\.advanced_filters\.0\.operator: Input should be"),
+        ({r"\[targets\.policy\]": SUBSCRIPTION.format(rule="") + "max_delivery_attempts = 31\n[targets.policy]"},
+         r"targets\.0\.subscriptions\.0\.max_delivery_attempts: .*less than or equal to 30"),
     ],
 )
 def test_bad_field_is_named_with_the_file(tmp_path: Path, edit: dict[str, str], expected: str) -> None:

@@ -1,26 +1,32 @@
-"""The receiver's HTTP contract with Event Grid: handshake, secret, all-or-none, 400/401/413/503.
+"""The receiver's HTTP contract with Event Grid, in process: handshakes, auth, content types, limits,
+filters, all-or-none, 503, metrics, and fuzzed bodies and headers.
 
-Hand-off is recorded in memory here; that it creates exactly one Prefect run per signal is proven
-against a real Prefect server in tests/e2e.
+Hand-off is recorded in memory here; that it creates exactly one Prefect run per signal, over real HTTP
+against a real Prefect server, is proven in tests/e2e/test_intake.py.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import socket
 import uuid
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
 from prefect.settings import PREFECT_API_URL, temporary_settings
 from starlette.testclient import TestClient
 
-from deployments.webhook import EVENTS_PATH, MAX_BODY_BYTES, create_app
-from drift_retrain.config import ConfigError, Settings, load_settings
+from deployments.webhook import EVENTS_PATH, create_app
+from drift_retrain.config import ConfigError, HandoffConfig, Settings, load_settings
 from drift_retrain.handoff import HandedOff, HandoffUnavailable, PrefectHandoff
-from tests.conftest import DEMO_WORKSPACE, dataset_drift, sample, write_config
+from tests.conftest import DEMO_WORKSPACE, INTAKE_TARGETS, dataset_drift, monitor_breach, sample, write_config
+from tests.entra import TENANT, LocalTenant
 
 SECRET = "s3cret-value"
+SECRET_ENV = r'secret_env = "DRIFT_RETRAIN_WEBHOOK_SECRET"'
+EG_JSON = "application/json; charset=utf-8"
 
 
 class RecordingHandoff:
@@ -28,11 +34,15 @@ class RecordingHandoff:
         self.fail = fail
         self.signals: list = []
 
-    async def hand_off(self, signal, target, started_by="webhook") -> HandedOff:
-        if self.fail:
+    async def hand_off_all(self, items, started_by="webhook") -> list[HandedOff]:
+        items = list(items)
+        if self.fail and items:
             raise HandoffUnavailable("Prefect is down")
-        self.signals.append(signal)
-        return HandedOff(flow_run_id=uuid.uuid4(), flow_run_name=f"{target.model_name}-{signal.run_id}", created=True)
+        self.signals.extend(signal for signal, _ in items)
+        return [
+            HandedOff(flow_run_id=uuid.uuid4(), flow_run_name=f"{target.model_name}-{signal.run_id}", created=True)
+            for signal, target in items
+        ]
 
     async def healthy(self) -> bool:
         return not self.fail
@@ -44,14 +54,27 @@ class RecordingHandoff:
         pass
 
 
-def drift(run_id: str = "mon_1", **overrides: str) -> dict:
+def drift(run_id: str = "mon_1", **overrides) -> dict:
     return dataset_drift(run_id, **overrides)
+
+
+def cloud(event: dict) -> dict:
+    """The same event in CloudEvents 1.0 schema."""
+    return {
+        "specversion": "1.0",
+        "id": event["id"],
+        "source": event["topic"],
+        "type": event["eventType"],
+        "subject": event["subject"],
+        "time": event["eventTime"],
+        "data": event["data"],
+    }
 
 
 @pytest.fixture
 def configured(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
     monkeypatch.setenv("DRIFT_RETRAIN_WEBHOOK_SECRET", SECRET)
-    return load_settings(write_config(tmp_path))
+    return load_settings(write_config(tmp_path, extra=INTAKE_TARGETS))
 
 
 @pytest.fixture
@@ -65,37 +88,261 @@ def client(configured: Settings, recorder: RecordingHandoff):
         yield test_client
 
 
-def post(client: TestClient, body, code: str | None = SECRET, **kwargs):
+def post(client: TestClient, body, code: str | None = SECRET, content_type: str = EG_JSON, headers: dict | None = None):
     params = {"code": code} if code is not None else {}
     content = body if isinstance(body, (bytes, str)) else json.dumps(body)
-    return client.post(EVENTS_PATH, params=params, content=content, headers={"Content-Type": "application/json"}, **kwargs)
+    return client.post(EVENTS_PATH, params=params, content=content, headers={"Content-Type": content_type, **(headers or {})})
 
 
-def test_subscription_validation_handshake(client: TestClient, recorder: RecordingHandoff) -> None:
-    response = post(client, sample("subscription_validation_event.json"))
+# -- handshakes ---------------------------------------------------------------------------------
+
+
+def test_subscription_validation_handshake_logs_the_manual_url(client, recorder, caplog) -> None:
+    caplog.set_level(logging.INFO)
+    response = post(client, sample("subscription_validation_event.json"), headers={"aeg-event-type": "SubscriptionValidation"})
     assert response.status_code == 200
     assert response.json() == sample("subscription_validation_response.json")
     assert recorder.signals == []
+    assert sample("subscription_validation_event.json")[0]["data"]["validationUrl"] in caplog.text
 
 
-def test_drift_event_is_handed_off_and_acknowledged(client: TestClient, recorder: RecordingHandoff) -> None:
-    response = post(client, [drift("mon_1")])
+def test_validation_event_mixed_with_events_is_refused(client, recorder) -> None:
+    response = post(client, sample("subscription_validation_event.json") + [drift()])
+    assert response.status_code == 400 and "delivered alone" in response.json()["error"]
+    assert recorder.signals == []
+
+
+def test_validation_header_without_a_validation_event_is_refused(client, recorder) -> None:
+    response = post(client, [drift()], headers={"aeg-event-type": "SubscriptionValidation"})
+    assert response.status_code == 400
+    assert recorder.signals == []
+
+
+def test_cloudevents_abuse_protection(client) -> None:
+    response = client.options(EVENTS_PATH, headers={"WebHook-Request-Origin": "eventgrid.azure.net"})
     assert response.status_code == 200
-    body = response.json()
-    assert [a["flow_run_name"] for a in body["accepted"]] == ["credit-default-mon_1"]
-    assert [s.run_id for s in recorder.signals] == ["mon_1"]
+    assert response.headers["WebHook-Allowed-Origin"] == "eventgrid.azure.net"
+    assert "WebHook-Allowed-Rate" not in response.headers
+    assert "POST" in response.headers["Allow"]
+    asked = client.options(EVENTS_PATH, headers={"WebHook-Request-Origin": "eventgrid.azure.net", "WebHook-Request-Rate": "120"})
+    assert asked.headers["WebHook-Allowed-Rate"] == "*"
 
 
-def test_batch_hands_off_every_signal(client: TestClient, recorder: RecordingHandoff) -> None:
+def test_abuse_protection_logs_the_callback_for_manual_validation(client, caplog) -> None:
+    caplog.set_level(logging.INFO)
+    callback = "https://rp-eastus2.eventgrid.azure.net/validate?token=abc"
+    response = client.options(EVENTS_PATH, headers={"WebHook-Request-Origin": "eventgrid.azure.net", "WebHook-Request-Callback": callback})
+    assert response.status_code == 200
+    assert callback in caplog.text
+
+
+@pytest.mark.parametrize(("origin", "status"), [(None, 400), ("evil.example.com", 403)])
+def test_abuse_protection_refuses_other_origins(client, origin, status) -> None:
+    response = client.options(EVENTS_PATH, headers={"WebHook-Request-Origin": origin} if origin else {})
+    assert response.status_code == status
+    assert "WebHook-Allowed-Origin" not in response.headers
+
+
+@pytest.mark.parametrize("kind", ["SubscriptionDeletion", "SomethingNew"])
+def test_deletion_and_unknown_delivery_kinds_are_acknowledged_not_processed(client, recorder, caplog, kind) -> None:
+    caplog.set_level(logging.INFO)
+    response = post(client, [drift()], headers={"aeg-event-type": kind})
+    assert response.status_code == 200
+    assert response.json()["accepted"] == []
+    assert recorder.signals == []
+    assert kind in caplog.text
+
+
+# -- both schemas, every sample -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "content_type"),
+    [
+        ("eg_DatasetDriftDetected.json", EG_JSON),
+        ("ce_DatasetDriftDetected.json", "application/cloudevents-batch+json; charset=utf-8"),
+        ("ce_DatasetDriftDetected.json", "application/json"),  # the docs samples show CloudEvents arrays as json
+        ("ce_spec_example_dataset_drift_detected__specVersion_camelcase.json", "application/cloudevents+json"),
+    ],
+)
+def test_every_drift_sample_is_handed_off(client, recorder, name, content_type) -> None:
+    response = post(client, sample(name), content_type=content_type)
+    assert response.status_code == 200, response.text
+    (accepted,) = response.json()["accepted"]
+    assert accepted["flow_run_name"] == "docs-model-01d29aa4-e6a4-470a-9ef3-66660d21f8ef_1571590300380"
+    assert [s.monitor for s in recorder.signals] == ["myDriftMonitor"]
+
+
+@pytest.mark.parametrize("schema", ["eg", "ce"])
+@pytest.mark.parametrize("kind", ["ModelRegistered", "ModelDeployed", "RunCompleted", "RunStatusChanged"])
+def test_other_machine_learning_samples_are_acknowledged_and_ignored(client, recorder, schema, kind) -> None:
+    content_type = EG_JSON if schema == "eg" else "application/cloudevents-batch+json"
+    response = post(client, sample(f"{schema}_{kind}.json"), content_type=content_type)
+    assert response.status_code == 200
+    assert response.json()["accepted"] == []
+    assert response.json()["ignored"][0]["reason"]
+    assert recorder.signals == []
+
+
+@pytest.mark.parametrize("cloudevents", [False, True])
+def test_v2_monitor_breach_is_handed_off_in_both_schemas(client, recorder, cloudevents) -> None:
+    event = monitor_breach("monitor-run-1", cloudevents=cloudevents)
+    response = post(client, event if cloudevents else [event], content_type="application/cloudevents+json" if cloudevents else EG_JSON)
+    assert response.status_code == 200, response.text
+    assert [(s.kind.value, s.monitor, s.run_id) for s in recorder.signals] == [("model_monitor", "docs-monitor", "monitor-run-1")]
+
+
+def test_mixed_batch_in_cloudevents_batch_mode(client, recorder) -> None:
+    events = [cloud(drift("a")), monitor_breach("b", workspace=DEMO_WORKSPACE, monitor="credit-default-drift", cloudevents=True),
+              sample("ce_ModelRegistered.json")[0]]
+    response = post(client, events, content_type="application/cloudevents-batch+json")
+    assert response.status_code == 200, response.text
+    assert [s.run_id for s in recorder.signals] == ["a", "b"]
+    assert len(response.json()["ignored"]) == 1
+
+
+def test_unknown_fields_and_key_casing_are_tolerated(client, recorder) -> None:
+    event = drift("casing")
+    event["data"] = {k.lower(): v for k, v in event["data"].items()} | {"SomethingNew": {"x": 1}}
+    event["extension"] = "ignored"
+    assert post(client, [event]).status_code == 200
+    assert [s.run_id for s in recorder.signals] == ["casing"]
+
+
+def test_batch_hands_off_every_signal_in_order(client, recorder) -> None:
     assert post(client, [drift("a"), drift("b"), drift("c")]).status_code == 200
     assert [s.run_id for s in recorder.signals] == ["a", "b", "c"]
 
 
-@pytest.mark.parametrize("code", [None, "", "wrong", SECRET + "x"])
-def test_missing_or_wrong_secret_is_401_and_nothing_is_handed_off(client, recorder, code) -> None:
+# -- auth ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("code", [None, "", "wrong", SECRET + "x", SECRET[:-1]])
+def test_missing_or_wrong_secret_is_401_and_nothing_is_handed_off(client, recorder, caplog, code) -> None:
+    caplog.set_level(logging.DEBUG)
     response = post(client, [drift()], code=code)
     assert response.status_code == 401
-    assert SECRET not in response.text
+    receiver_log = "\n".join(r.getMessage() for r in caplog.records if r.name.startswith("drift_retrain"))
+    assert "outcome=unauthorized" in receiver_log
+    assert SECRET not in response.text and SECRET not in receiver_log  # (the test client itself logs its URL)
+    assert recorder.signals == []
+
+
+def test_auth_comes_before_the_body_is_looked_at(client, recorder) -> None:
+    assert post(client, b"{not json", code="wrong").status_code == 401
+    assert post(client, b"x" * 10_000_000, code="wrong").status_code == 401
+    assert post(client, [drift()], code="wrong", content_type="text/plain").status_code == 401
+
+
+def test_secret_in_a_configured_header(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("DRIFT_RETRAIN_WEBHOOK_SECRET", SECRET)
+    settings = load_settings(write_config(tmp_path, **{SECRET_ENV: f'{SECRET_ENV}\nsecret_header = "X-Drift-Retrain-Key"'}))
+    recorder = RecordingHandoff()
+    with TestClient(create_app(settings, recorder)) as client:
+        assert post(client, [drift("h1")], code=None, headers={"X-Drift-Retrain-Key": SECRET}).status_code == 200
+        assert post(client, [drift("h2")], code=None, headers={"X-Drift-Retrain-Key": "nope"}).status_code == 401
+        assert post(client, [drift("h3")], code=SECRET).status_code == 200  # ?code= still works
+    assert [s.run_id for s in recorder.signals] == ["h1", "h3"]
+
+
+@pytest.fixture
+def tenant():
+    local = LocalTenant()
+    yield local
+    local.close()
+
+
+@pytest.fixture
+def entra_client(tmp_path, monkeypatch, tenant):
+    monkeypatch.delenv("DRIFT_RETRAIN_WEBHOOK_SECRET", raising=False)
+    path = write_config(tmp_path, extra=tenant.entra_table(), **{SECRET_ENV: f'{SECRET_ENV}\nauth = "entra"'})
+    recorder = RecordingHandoff()
+    with TestClient(create_app(load_settings(path), recorder)) as client:
+        yield client, recorder
+
+
+def bearer(token: str) -> dict:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def test_entra_token_from_event_grid_is_accepted(entra_client, tenant) -> None:
+    client, recorder = entra_client
+    v1 = post(client, [drift("v1")], code=None, headers=bearer(tenant.token()))
+    v2 = tenant.token(iss=f"https://login.microsoftonline.com/{TENANT}/v2.0", appid=None, azp="4962773b-9cdb-44cf-a8bf-237846a00ab7",
+                      aud="api://drift-retrain", ver="2.0")
+    assert v1.status_code == 200, v1.text
+    assert post(client, [drift("v2")], code=None, headers=bearer(v2)).status_code == 200
+    assert [s.run_id for s in recorder.signals] == ["v1", "v2"]
+    assert tenant.requests == 1  # the JWKS is cached
+
+
+@pytest.mark.parametrize(
+    ("make", "reason"),
+    [
+        (lambda t: None, "missing bearer token"),
+        (lambda t: "not-a-jwt", "malformed bearer token"),
+        (lambda t: t.token(exp=1698165685, iat=1698078985, nbf=1698078985), "expired"),
+        (lambda t: t.token(aud="someone-else"), "wrong audience"),
+        (lambda t: t.token(iss="https://sts.windows.net/another-tenant/"), "wrong issuer"),
+        (lambda t: t.token(appid="00000000-0000-0000-0000-000000000000"), "not issued to Azure Event Grid"),
+        (lambda t: t.token(signer=t.stranger), "InvalidSignatureError"),
+        (lambda t: t.token(kid="unknown-kid"), "unknown key"),
+        (lambda t: t.token(exp=None), "MissingRequiredClaimError"),
+        (lambda t: t.token(signer="a-shared-secret-long-enough-for-hs256!", alg="HS256"), "must be RS256"),
+    ],
+)
+def test_bad_entra_tokens_are_401(entra_client, tenant, make, reason) -> None:
+    client, recorder = entra_client
+    token = make(tenant)
+    response = post(client, [drift()], code=None, headers=bearer(token) if token else {})
+    assert response.status_code == 401
+    assert reason in response.json()["error"]
+    assert response.headers["WWW-Authenticate"] == "Bearer"
+    assert recorder.signals == []
+
+
+def test_entra_without_its_section_is_a_config_error(tmp_path) -> None:
+    with pytest.raises(ConfigError, match=r"receiver: .*auth = \"entra\" needs a \[receiver.entra\] section"):
+        load_settings(write_config(tmp_path, **{SECRET_ENV: f'{SECRET_ENV}\nauth = "entra"'}))
+
+
+def test_auth_none_needs_the_explicit_local_opt_in(tmp_path) -> None:
+    with pytest.raises(ConfigError, match=r"allow_unauthenticated = true"):
+        load_settings(write_config(tmp_path, **{SECRET_ENV: f'{SECRET_ENV}\nauth = "none"'}))
+
+
+def test_no_secret_and_no_opt_out_refuses_to_start(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DRIFT_RETRAIN_WEBHOOK_SECRET", raising=False)
+    settings = load_settings(write_config(tmp_path))
+    with pytest.raises(ConfigError, match="receiver: no secret in \\$DRIFT_RETRAIN_WEBHOOK_SECRET"):
+        create_app(settings, RecordingHandoff())
+
+
+@pytest.mark.parametrize("opt_in", ["allow_unauthenticated = true", 'auth = "none"\nallow_unauthenticated = true'])
+def test_explicit_opt_out_accepts_without_secret(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, opt_in: str) -> None:
+    monkeypatch.delenv("DRIFT_RETRAIN_WEBHOOK_SECRET", raising=False)
+    path = write_config(tmp_path, **{SECRET_ENV: f"{SECRET_ENV}\n{opt_in}"})
+    recorder = RecordingHandoff()
+    with TestClient(create_app(load_settings(path), recorder)) as client:
+        assert post(client, [drift()], code=None).status_code == 200
+    assert len(recorder.signals) == 1
+
+
+# -- 400 and 413 --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("content_type", "message"),
+    [
+        ("text/plain", "content type 'text/plain' is not accepted"),
+        ("application/xml; charset=utf-8", "content type 'application/xml; charset=utf-8'"),
+        ("", "content type 'none' is not accepted"),
+    ],
+)
+def test_wrong_content_type_is_400_naming_it(client, recorder, content_type, message) -> None:
+    response = post(client, [drift()], content_type=content_type)
+    assert response.status_code == 400
+    assert message in response.json()["error"]
     assert recorder.signals == []
 
 
@@ -107,6 +354,9 @@ def test_missing_or_wrong_secret_is_401_and_nothing_is_handed_off(client, record
         (b"[1, 2]", "non-empty array of event objects"),
         (b'"text"', "JSON object or a non-empty array"),
         (b"\xff\xfe", "not valid JSON"),
+        (b"[" * 100_000 + b"]" * 100_000, "not valid JSON"),
+        (b'[{"id": "x", "topic": "t"}]', "missing required field(s): eventType"),
+        (b'[{"specversion": "1.0", "id": "x", "type": "t"}]', "missing required field(s): source"),
     ],
 )
 def test_malformed_body_is_400_naming_the_problem(client, recorder, body: bytes, message: str) -> None:
@@ -125,22 +375,13 @@ def test_one_bad_event_rejects_the_whole_batch(client: TestClient, recorder: Rec
     assert recorder.signals == []
 
 
-def test_unknown_workspace_is_refused(client: TestClient, recorder: RecordingHandoff) -> None:
+def test_unknown_workspace_is_refused_for_any_event_type(client: TestClient, recorder: RecordingHandoff) -> None:
     stranger = DEMO_WORKSPACE.replace("demo-workspace", "someone-elses")
     response = post(client, [drift("good"), drift("x", workspace=stranger)])
     assert response.status_code == 400
-    assert "someone-elses is not configured" in response.json()["error"]
-    assert recorder.signals == []
-
-
-@pytest.mark.parametrize(
-    "name", ["eg_ModelRegistered.json", "eg_ModelDeployed.json", "eg_RunCompleted.json", "eg_RunStatusChanged.json"]
-)
-def test_other_machine_learning_events_are_acknowledged_and_ignored(client, recorder, name: str) -> None:
-    response = post(client, sample(name))
-    assert response.status_code == 200
-    assert response.json()["accepted"] == []
-    assert response.json()["ignored"][0]["reason"]
+    assert "someone-elses is not a configured workspace" in response.json()["error"]
+    blob = sample("deadletter_event_eventgrid_schema.json")  # a storage event: its topic is no workspace
+    assert post(client, [blob]).status_code == 400
     assert recorder.signals == []
 
 
@@ -151,10 +392,58 @@ def test_unrouted_monitor_in_a_known_workspace_is_ignored_with_reason(client, re
     assert recorder.signals == []
 
 
-def test_oversize_body_is_413(client: TestClient, recorder: RecordingHandoff) -> None:
-    response = post(client, b"[" + b" " * MAX_BODY_BYTES + b"]")
-    assert response.status_code == 413
+def test_oversize_batch_is_413_without_reading_it_whole(client, configured, recorder) -> None:
+    limit = configured.receiver.max_batch_bytes
+    response = post(client, b"[" + b" " * limit + b"]")
+    assert response.status_code == 413 and f"{limit}-byte batch limit" in response.json()["error"]
+
+    def chunks():  # no Content-Length: the limit is enforced while streaming
+        for _ in range(limit // 65536 + 2):
+            yield b" " * 65536
+
+    streamed = client.post(EVENTS_PATH, params={"code": SECRET}, content=chunks(), headers={"Content-Type": EG_JSON})
+    assert streamed.status_code == 413
     assert recorder.signals == []
+
+
+def test_an_event_over_1_mb_is_413_naming_it(client, recorder) -> None:
+    big = drift("big")
+    big["data"]["Padding"] = "x" * (1024 * 1024)
+    response = post(client, [drift("small"), big])
+    assert response.status_code == 413
+    assert f"event #1 ({big['id']})" in response.json()["error"]
+    assert recorder.signals == []
+
+
+def test_too_many_events_is_413(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("DRIFT_RETRAIN_WEBHOOK_SECRET", SECRET)
+    settings = load_settings(write_config(tmp_path, **{SECRET_ENV: f"{SECRET_ENV}\nmax_batch_events = 3"}))
+    recorder = RecordingHandoff()
+    with TestClient(create_app(settings, recorder)) as client:
+        assert post(client, [drift(str(i)) for i in range(3)]).status_code == 200
+        response = post(client, [drift(str(i)) for i in range(4)])
+    assert response.status_code == 413 and "batch of 4 events exceeds 3" in response.json()["error"]
+    assert len(recorder.signals) == 3
+
+
+# -- filters ------------------------------------------------------------------------------------
+
+
+def test_target_filters_are_a_second_line_of_defence(client, recorder) -> None:
+    weak = post(client, [drift("weak", monitor="filtered-monitor", DriftCoefficient=0.4)])
+    assert weak.status_code == 200
+    (ignored,) = weak.json()["ignored"]
+    assert ignored["reason"] == ("filtered out: filtered/strong-drift-only: advanced filter not met: "
+                                 "data.DriftCoefficient NumberGreaterThanOrEquals 0.5")
+    strong = post(client, [drift("strong", monitor="filtered-monitor", DriftCoefficient=0.6)])
+    assert len(strong.json()["accepted"]) == 1
+    other_subject = drift("subject", monitor="filtered-monitor", DriftCoefficient=0.9)
+    other_subject["subject"] = "elsewhere/1"
+    assert "does not begin with 'datadrifts/'" in post(client, [other_subject]).json()["ignored"][0]["reason"]
+    assert [s.run_id for s in recorder.signals] == ["strong"]
+
+
+# -- hand-off failures and operations ------------------------------------------------------------
 
 
 def test_handoff_failure_is_503_with_retry_after(configured: Settings) -> None:
@@ -163,6 +452,8 @@ def test_handoff_failure_is_503_with_retry_after(configured: Settings) -> None:
         assert response.status_code == 503
         assert response.headers["Retry-After"] == "30"
         assert client.get("/healthz").status_code == 503
+        ignored_only = post(client, sample("eg_ModelRegistered.json"))
+        assert ignored_only.status_code == 200  # nothing to hand off: acknowledged even while Prefect is down
 
 
 def test_unreachable_prefect_is_503_not_an_acknowledgement(configured: Settings) -> None:
@@ -170,23 +461,120 @@ def test_unreachable_prefect_is_503_not_an_acknowledgement(configured: Settings)
         sock.bind(("127.0.0.1", 0))
         dead = sock.getsockname()[1]  # bound but not listening: connections are refused
         with temporary_settings({PREFECT_API_URL: f"http://127.0.0.1:{dead}/api"}):
-            with TestClient(create_app(configured, PrefectHandoff(timeout=3))) as client:
+            handoff = PrefectHandoff(config=HandoffConfig(deadline_seconds=1.5))
+            with TestClient(create_app(configured, handoff)) as client:
                 response = post(client, [drift()])
                 assert response.status_code == 503
+                assert response.headers["Retry-After"] == "30"
                 assert client.get("/healthz").json() == {"prefect": "unreachable"}
 
 
-def test_no_secret_and_no_opt_out_refuses_to_start(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("DRIFT_RETRAIN_WEBHOOK_SECRET", raising=False)
-    settings = load_settings(write_config(tmp_path))
-    with pytest.raises(ConfigError, match="receiver: no secret in \\$DRIFT_RETRAIN_WEBHOOK_SECRET"):
-        create_app(settings, RecordingHandoff())
-
-
-def test_explicit_opt_out_accepts_without_secret(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("DRIFT_RETRAIN_WEBHOOK_SECRET", raising=False)
-    path = write_config(tmp_path, **{r'secret_env = "DRIFT_RETRAIN_WEBHOOK_SECRET"': 'secret_env = "DRIFT_RETRAIN_WEBHOOK_SECRET"\nallow_unauthenticated = true'})
+def test_metrics_count_every_outcome_in_prometheus_text(configured: Settings) -> None:
     recorder = RecordingHandoff()
-    with TestClient(create_app(load_settings(path), recorder)) as client:
-        assert post(client, [drift()], code=None).status_code == 200
-    assert len(recorder.signals) == 1
+    with TestClient(create_app(configured, recorder)) as client:
+        post(client, [drift("m1"), drift("m2")] + sample("eg_ModelDeployed.json"))
+        post(client, [drift()], code="wrong")
+        post(client, b"{bad")
+        recorder.fail = True
+        post(client, [drift("m3")])
+        response = client.get("/metrics")
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain")
+    text = response.text
+    for line in (
+        'drift_retrain_events_total{outcome="accepted"} 2.0',
+        'drift_retrain_events_total{outcome="ignored"} 1.0',
+        'drift_retrain_events_total{outcome="rejected"} 1.0',
+        'drift_retrain_events_total{outcome="failed_handoff"} 1.0',
+        'drift_retrain_events_total{outcome="duplicate"} 0.0',
+        'drift_retrain_requests_total{status="200"} 1.0',
+        'drift_retrain_requests_total{status="401"} 1.0',
+        'drift_retrain_requests_total{status="400"} 1.0',
+        'drift_retrain_requests_total{status="503"} 1.0',
+    ):
+        assert line in text, line
+
+
+def test_structured_log_names_event_delivery_count_and_outcome(client, caplog) -> None:
+    caplog.set_level(logging.INFO)
+    event = drift("logged")
+    post(client, [event], headers={"aeg-delivery-count": "3"})
+    assert f"event_id={event['id']} delivery_count=3 outcome=accepted drift_run=logged" in caplog.text
+
+
+# -- fuzzing --------------------------------------------------------------------------------------
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.floats(allow_nan=False) | st.integers() | st.text(max_size=20),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4),
+    max_leaves=20,
+)
+event_like = st.fixed_dictionaries(
+    {},
+    optional={
+        "id": json_values, "topic": st.sampled_from([DEMO_WORKSPACE, "x"]) | json_values,
+        "source": json_values, "eventType": st.sampled_from(
+            ["Microsoft.MachineLearningServices.DatasetDriftDetected", "Microsoft.MachineLearningServices.RunStatusChanged"]
+        ) | json_values,
+        "type": json_values, "specversion": json_values, "subject": json_values, "eventTime": json_values,
+        "data": st.dictionaries(st.sampled_from(["RunId", "DataDriftName", "DriftCoefficient", "runTags", "StartTime"]), json_values)
+        | json_values,
+    },
+)
+bodies = (
+    st.binary(max_size=300)
+    | json_values.map(lambda v: json.dumps(v).encode())
+    | st.lists(event_like, max_size=4).map(lambda v: json.dumps(v).encode())
+)
+header_values = st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=40)
+
+
+@hypothesis_settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    body=bodies,
+    content_type=st.sampled_from(["application/json", "application/cloudevents+json", "text/plain"]) | header_values,
+    kind=st.sampled_from(["Notification", "SubscriptionValidation"]) | header_values,
+    count=header_values,
+)
+def test_fuzzed_bodies_and_headers_never_5xx_and_hand_off_nothing(client, recorder, body, content_type, kind, count) -> None:
+    response = post(client, body, content_type=content_type, headers={"aeg-event-type": kind, "aeg-delivery-count": count})
+    assert response.status_code < 500, response.text
+    assert response.status_code in (200, 400, 413), response.status_code
+    assert recorder.signals == []  # no fuzzed body names a routed monitor: nothing may be handed off
+
+
+class BrokenFeed:
+    async def __aenter__(self) -> "BrokenFeed":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        pass
+
+    def publish(self, events) -> None:
+        raise RuntimeError("event feed is broken")
+
+
+class RecordingFeed(BrokenFeed):
+    def __init__(self) -> None:
+        self.events: list = []
+
+    def publish(self, events) -> None:
+        self.events.extend(events)
+
+
+def test_an_event_per_accepted_signal_is_queued_for_the_feed(configured: Settings) -> None:
+    feed, recorder = RecordingFeed(), RecordingHandoff()
+    with TestClient(create_app(configured, recorder, feed)) as client:
+        response = post(client, [drift("f1"), drift("f2")] + sample("eg_ModelRegistered.json"))
+    assert response.status_code == 200
+    assert [e.payload["run_id"] for e in feed.events] == ["f1", "f2"]
+    assert {e.event for e in feed.events} == {"azureml.drift.detected"}
+    flow_runs = [r["prefect.resource.id"] for e in feed.events for r in e.related if r["prefect.resource.role"] == "flow-run"]
+    assert flow_runs == [f"prefect.flow-run.{a['flow_run_id']}" for a in response.json()["accepted"]]
+
+
+def test_a_failing_event_feed_never_fails_the_acknowledgement(configured: Settings) -> None:
+    recorder = RecordingHandoff()
+    with TestClient(create_app(configured, recorder, BrokenFeed())) as client:
+        response = post(client, [drift("feed-broken")])
+    assert response.status_code == 200
+    assert [s.run_id for s in recorder.signals] == ["feed-broken"]

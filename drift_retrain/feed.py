@@ -1,0 +1,131 @@
+"""Best-effort Prefect events for accepted signals, so the Event Feed shows each drift and users can hang
+their own automations on ``azureml.drift.detected``.
+
+Never in the acknowledgement's way: the webhook queues events after it has its answer; a small task
+posts them to ``POST /api/events`` one request at a time (Prefect's broker drops events under large
+concurrent batches). Prefect's events are at-most-once: a full queue or a failed post drops the event
+and logs it. The event id is derived from the signal, so a redelivery's event is dropped by Prefect's
+de-duplication instead of appearing twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from datetime import datetime, timezone
+from typing import Any
+
+import httpx
+from prefect.events import Event
+
+from drift_retrain.config import TargetConfig
+from drift_retrain.handoff import HandedOff, prefect_http_client
+from drift_retrain.signals import DriftSignal
+
+DRIFT_DETECTED = "azureml.drift.detected"
+_NAMESPACE = uuid.UUID("6f1c4b8e-3d7a-4f7e-9a51-2b8d0c4e7a10")
+
+log = logging.getLogger("drift_retrain.feed")
+
+
+def event_id(signal: DriftSignal) -> uuid.UUID:
+    """The same signal always makes the same event id: Prefect drops a redelivery's repeat."""
+    return uuid.uuid5(_NAMESPACE, f"{DRIFT_DETECTED}/{signal.identity}")
+
+
+def drift_detected(signal: DriftSignal, target: TargetConfig, run: HandedOff) -> Event:
+    """The monitor is the resource; the flow run, the drift run, the workspace and the model are related."""
+    return Event(
+        id=event_id(signal),
+        occurred=datetime.now(timezone.utc),  # received now; Azure's own event time is in the payload
+        event=DRIFT_DETECTED,
+        resource={
+            "prefect.resource.id": f"azureml.monitor.{signal.workspace_name}.{signal.monitor}",
+            "prefect.resource.name": signal.monitor,
+            "azureml.workspace": signal.workspace_id,
+        },
+        related=[
+            {"prefect.resource.id": f"prefect.flow-run.{run.flow_run_id}", "prefect.resource.role": "flow-run",
+             "prefect.resource.name": run.flow_run_name},
+            {"prefect.resource.id": f"azureml.run.{signal.run_id}", "prefect.resource.role": "drift-run"},
+            {"prefect.resource.id": f"drift-retrain.model.{target.model_name}", "prefect.resource.role": "model"},
+        ],
+        payload={
+            "kind": signal.kind.value,
+            "event_id": signal.event_id,
+            "event_time": signal.event_time.isoformat() if signal.event_time else None,
+            "run_id": signal.run_id,
+            "drift_coefficient": signal.drift_coefficient,
+            "breached_metrics": signal.breached_metrics,
+            "target": target.name,
+            "new_flow_run": run.created,
+        },
+    )
+
+
+class NullFeed:
+    """No Event Feed (tests of the HTTP contract, or no Prefect API configured)."""
+
+    async def __aenter__(self) -> "NullFeed":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        pass
+
+    def publish(self, events: list[Event]) -> None:
+        pass
+
+
+class PrefectEventFeed:
+    def __init__(self, api_url: str | None = None, max_pending: int = 1000, batch: int = 20) -> None:
+        self.api_url = api_url
+        self.max_pending = max_pending
+        self.batch = batch
+        self.dropped = 0
+        self._queue: asyncio.Queue[Event] = asyncio.Queue(max_pending)
+        self._http: httpx.AsyncClient | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> "PrefectEventFeed":
+        self._http = prefect_http_client(self.api_url, timeout=5)
+        self._task = asyncio.create_task(self._post_forever(), name="prefect-event-feed")
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._task is not None:
+            try:  # give queued events a moment on a clean shutdown, then stop
+                await asyncio.wait_for(self._queue.join(), 2)
+            except asyncio.TimeoutError:
+                pass
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        if self._http is not None:
+            await self._http.aclose()
+
+    def publish(self, events: list[Event]) -> None:
+        """Queue without waiting; a full queue drops (and counts) the event."""
+        for event in events:
+            try:
+                self._queue.put_nowait(event)
+            except asyncio.QueueFull:
+                self.dropped += 1
+                log.warning("event feed queue full, dropped %s %s", event.event, event.id)
+
+    async def _post_forever(self) -> None:
+        assert self._http is not None
+        while True:
+            events = [await self._queue.get()]
+            while len(events) < self.batch and not self._queue.empty():
+                events.append(self._queue.get_nowait())
+            body: list[dict[str, Any]] = [e.model_dump(mode="json") for e in events]
+            try:
+                response = await self._http.post("events", json=body)
+                if response.status_code >= 300:
+                    raise httpx.HTTPStatusError(str(response.status_code), request=response.request, response=response)
+            except httpx.HTTPError as exc:
+                self.dropped += len(events)
+                log.warning("could not publish %d Prefect event(s) (best effort, dropped): %s", len(events), exc)
+            finally:
+                for _ in events:
+                    self._queue.task_done()

@@ -1,0 +1,149 @@
+"""The Azure side of a target: the Event Grid subscription(s) that deliver its drift to the receiver.
+
+Rendered from the same settings the receiver enforces (``[[targets.subscriptions]]``), as
+``az eventgrid event-subscription create`` commands or as parameters for
+``deployments/eventgrid-subscription.bicep``. The shared secret is never printed: the commands refer
+to its environment variable, expanded by the shell that runs them.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from typing import Any
+
+from drift_retrain.config import EventSubscriptionConfig, ReceiverConfig, TargetConfig
+from drift_retrain.filters import NO_VALUE, SINGLE_VALUE, AdvancedFilter
+from drift_retrain.signals import DATASET_DRIFT_DETECTED, MONITOR_BREACH_TAG, RUN_STATUS_CHANGED
+
+ENDPOINT_PLACEHOLDER = "https://<your-host>/api/eventgrid"
+DEAD_LETTER_PLACEHOLDER = (
+    "/subscriptions/<sub>/resourceGroups/<rg>/providers/Microsoft.Storage/storageAccounts/<account>"
+    "/blobServices/default/containers/<container>"
+)
+BREACH_TEXT = "has failed due to one or more features violating metric thresholds"
+_SCHEMAS = {"EventGridSchema": "eventgridschema", "CloudEventSchemaV1_0": "cloudeventschemav1_0"}
+
+
+def default_subscriptions(target: TargetConfig) -> list[EventSubscriptionConfig]:
+    """One subscription per signal kind (an advanced filter applies to every event of its subscription,
+    so the v2 breach filter needs a subscription of its own)."""
+    return [
+        EventSubscriptionConfig(
+            name=f"{target.name}-v1-drift",
+            included_event_types=[DATASET_DRIFT_DETECTED],
+            advanced_filters=[AdvancedFilter(operator="StringIn", key="data.DataDriftName", values=list(target.monitors))],
+        ),
+        EventSubscriptionConfig(
+            name=f"{target.name}-v2-monitor",
+            included_event_types=[RUN_STATUS_CHANGED],
+            advanced_filters=[AdvancedFilter(operator="StringContains", key=f"data.RunTags.{MONITOR_BREACH_TAG}", values=[BREACH_TEXT])],
+        ),
+    ]
+
+
+def subscriptions_of(target: TargetConfig) -> tuple[list[EventSubscriptionConfig], bool]:
+    """The configured subscriptions, or the defaults (False: not configured, so not enforced on receipt)."""
+    return (list(target.subscriptions), True) if target.subscriptions else (default_subscriptions(target), False)
+
+
+def _endpoint(receiver: ReceiverConfig, endpoint: str | None) -> str:
+    url = (endpoint or receiver.public_url or ENDPOINT_PLACEHOLDER).split("?", 1)[0]
+    if any(c in url for c in '"$`\\ '):
+        raise ValueError(f"endpoint URL {url!r} contains characters that cannot go into a shell command")
+    return url
+
+
+def _filter_args(rule: AdvancedFilter) -> list[str]:
+    if rule.operator in NO_VALUE:
+        values: list[str] = []
+    elif rule.operator in SINGLE_VALUE:
+        values = [json.dumps(rule.value)]
+    elif rule.operator.endswith("InRange"):
+        values = [f"{low},{high}" for low, high in rule.values]  # type: ignore[misc, union-attr]
+    else:
+        values = [str(v) for v in rule.values or []]
+    return [rule.key, rule.operator, *values]
+
+
+def az_command(target: TargetConfig, subscription: EventSubscriptionConfig, receiver: ReceiverConfig, endpoint: str | None = None) -> str:
+    """``az eventgrid event-subscription create`` for one subscription, one option per line."""
+    url = _endpoint(receiver, endpoint)
+    lines: list[list[str]] = [
+        ["az", "eventgrid", "event-subscription", "create"],
+        ["--name", subscription.name],
+        ["--source-resource-id", target.workspace],
+        ["--endpoint-type", "webhook"],
+    ]
+    if receiver.auth == "secret":
+        lines.append(["--endpoint", f'"{url}?code=${{{receiver.secret_env}}}"'])
+        if receiver.secret_header:
+            lines.append(["--delivery-attribute-mapping", receiver.secret_header, "static", f'"${{{receiver.secret_env}}}"', "true"])
+    else:
+        lines.append(["--endpoint", url])
+    if receiver.auth == "entra" and receiver.entra is not None:
+        lines.append(["--azure-active-directory-tenant-id", receiver.entra.tenant_id])
+        lines.append(["--azure-active-directory-application-id-or-uri", receiver.entra.audiences[0]])
+    lines.append(["--event-delivery-schema", _SCHEMAS[subscription.delivery_schema]])
+    if subscription.included_event_types:
+        lines.append(["--included-event-types", *subscription.included_event_types])
+    if subscription.subject_begins_with:
+        lines.append(["--subject-begins-with", subscription.subject_begins_with])
+    if subscription.subject_ends_with:
+        lines.append(["--subject-ends-with", subscription.subject_ends_with])
+    if subscription.subject_case_sensitive:
+        lines.append(["--subject-case-sensitive", "true"])
+    for rule in subscription.advanced_filters:
+        lines.append(["--advanced-filter", *_filter_args(rule)])
+    if subscription.advanced_filtering_on_arrays:
+        lines.append(["--enable-advanced-filtering-on-arrays", "true"])
+    lines.append(["--max-delivery-attempts", str(subscription.max_delivery_attempts)])
+    lines.append(["--event-ttl", str(subscription.event_ttl_minutes)])
+    lines.append(["--max-events-per-batch", str(subscription.max_events_per_batch)])
+    lines.append(["--preferred-batch-size-in-kilobytes", str(subscription.preferred_batch_size_kb)])
+    lines.append(["--deadletter-endpoint", subscription.dead_letter_endpoint or DEAD_LETTER_PLACEHOLDER])
+    rendered = []
+    for line in lines:
+        first, *rest = line
+        quoted = [first] + [a if a.startswith('"') else shlex.quote(a) for a in rest]
+        rendered.append(" ".join(quoted))
+    return " \\\n  ".join(rendered)
+
+
+def bicep_parameters(target: TargetConfig, subscription: EventSubscriptionConfig, receiver: ReceiverConfig, endpoint: str | None = None) -> dict[str, Any]:
+    """An ARM parameters file for deployments/eventgrid-subscription.bicep (the secret is passed at deploy time)."""
+    parts = target.workspace.split("/")
+    filters = []
+    for rule in subscription.advanced_filters:
+        entry: dict[str, Any] = {"operatorType": rule.operator, "key": rule.key}
+        if rule.operator in SINGLE_VALUE:
+            entry["value"] = rule.value
+        elif rule.operator not in NO_VALUE:
+            entry["values"] = rule.values
+        filters.append(entry)
+    values = {
+        "workspaceName": parts[-1],
+        "subscriptionName": subscription.name,
+        "endpointUrl": _endpoint(receiver, endpoint),
+        "authMode": receiver.auth,
+        "secretHeader": receiver.secret_header or "",
+        "entraTenantId": receiver.entra.tenant_id if receiver.entra else "",
+        "entraAudience": receiver.entra.audiences[0] if receiver.entra else "",
+        "deliverySchema": subscription.delivery_schema,
+        "includedEventTypes": subscription.included_event_types,
+        "subjectBeginsWith": subscription.subject_begins_with,
+        "subjectEndsWith": subscription.subject_ends_with,
+        "subjectCaseSensitive": subscription.subject_case_sensitive,
+        "advancedFilters": filters,
+        "advancedFilteringOnArrays": subscription.advanced_filtering_on_arrays,
+        "maxDeliveryAttempts": subscription.max_delivery_attempts,
+        "eventTtlMinutes": subscription.event_ttl_minutes,
+        "maxEventsPerBatch": subscription.max_events_per_batch,
+        "preferredBatchSizeKb": subscription.preferred_batch_size_kb,
+        "deadLetterContainerId": subscription.dead_letter_endpoint or "",
+    }
+    return {
+        "$schema": "https://schema.management.azure.com/schemas/2019-04-01/deploymentParameters.json#",
+        "contentVersion": "1.0.0.0",
+        "parameters": {name: {"value": value} for name, value in values.items()},
+    }

@@ -1,0 +1,121 @@
+"""`drift-retrain azure subscription`: the printed command and Bicep parameters carry exactly what the
+receiver enforces, and never the secret."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from drift_retrain.cli import app
+from drift_retrain.config import load_settings
+from drift_retrain.subscription import DEAD_LETTER_PLACEHOLDER, az_command, bicep_parameters, subscriptions_of
+from tests.conftest import DEMO_WORKSPACE, INTAKE_TARGETS, ROOT, write_config
+from tests.entra import LocalTenant
+
+SECRET = "never-print-me-123"
+SECRET_ENV = r'secret_env = "DRIFT_RETRAIN_WEBHOOK_SECRET"'
+
+
+def options(command: str) -> dict[str, list[list[str]]]:
+    """``--option values...`` groups of a rendered command, as a shell would split it (variables kept)."""
+    words = shlex.split(command.replace("\\\n", " "))
+    assert words[:4] == ["az", "eventgrid", "event-subscription", "create"]
+    found: dict[str, list[list[str]]] = {}
+    current: list[str] = []
+    for word in words[4:]:
+        if word.startswith("--"):
+            current = []
+            found.setdefault(word, []).append(current)
+        else:
+            current.append(word)
+    return found
+
+
+@pytest.fixture
+def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("DRIFT_RETRAIN_WEBHOOK_SECRET", SECRET)
+    extra = INTAKE_TARGETS.replace('name = "strong-drift-only"', 'name = "strong-drift-only"\nmax_delivery_attempts = 10\nevent_ttl_minutes = 120\n'
+                                   'delivery_schema = "CloudEventSchemaV1_0"\nsubject_ends_with = "/x"\nadvanced_filtering_on_arrays = true\n'
+                                   'dead_letter_endpoint = "/subscriptions/s/resourceGroups/r/providers/Microsoft.Storage/storageAccounts/a/blobServices/default/containers/dl"')
+    edit = {SECRET_ENV: f'{SECRET_ENV}\npublic_url = "https://drift.example.com/api/eventgrid"\nsecret_header = "X-Key"'}
+    return load_settings(write_config(tmp_path, extra=extra, **edit))
+
+
+def test_configured_subscription_renders_every_setting(settings) -> None:
+    target = settings.target("filtered")
+    (subscription,), configured = subscriptions_of(target)
+    assert configured
+    command = az_command(target, subscription, settings.receiver)
+    assert SECRET not in command
+    opts = options(command)
+    assert opts["--name"] == [["strong-drift-only"]]
+    assert opts["--source-resource-id"] == [[DEMO_WORKSPACE]]
+    assert opts["--endpoint"] == [["https://drift.example.com/api/eventgrid?code=${DRIFT_RETRAIN_WEBHOOK_SECRET}"]]
+    assert opts["--delivery-attribute-mapping"] == [["X-Key", "static", "${DRIFT_RETRAIN_WEBHOOK_SECRET}", "true"]]
+    assert opts["--event-delivery-schema"] == [["cloudeventschemav1_0"]]
+    assert opts["--included-event-types"] == [["Microsoft.MachineLearningServices.DatasetDriftDetected"]]
+    assert opts["--subject-begins-with"] == [["datadrifts/"]] and opts["--subject-ends-with"] == [["/x"]]
+    assert opts["--advanced-filter"] == [
+        ["data.DriftCoefficient", "NumberGreaterThanOrEquals", "0.5"],
+        ["data.DataDriftName", "StringIn", "filtered-monitor"],
+    ]
+    assert opts["--enable-advanced-filtering-on-arrays"] == [["true"]]
+    assert opts["--max-delivery-attempts"] == [["10"]] and opts["--event-ttl"] == [["120"]]
+    assert opts["--deadletter-endpoint"] == [[subscription.dead_letter_endpoint]]
+
+
+def test_unconfigured_target_gets_one_default_subscription_per_signal_kind(settings) -> None:
+    subscriptions, configured = subscriptions_of(settings.target("credit-default"))
+    assert not configured
+    v1, v2 = (options(az_command(settings.target("credit-default"), s, settings.receiver, "https://h/api/eventgrid")) for s in subscriptions)
+    assert v1["--advanced-filter"] == [["data.DataDriftName", "StringIn", "credit-default-drift"]]
+    assert v2["--included-event-types"] == [["Microsoft.MachineLearningServices.RunStatusChanged"]]
+    assert v2["--advanced-filter"] == [["data.RunTags.azureml_modelmonitor_threshold_breached", "StringContains",
+                                        "has failed due to one or more features violating metric thresholds"]]
+    assert v1["--deadletter-endpoint"] == [[DEAD_LETTER_PLACEHOLDER]]
+    assert v1["--max-delivery-attempts"] == [["30"]] and v1["--event-ttl"] == [["1440"]]
+
+
+def test_entra_mode_names_the_tenant_and_app_and_sends_no_secret(tmp_path) -> None:
+    tenant = LocalTenant()
+    try:
+        path = write_config(tmp_path, extra=tenant.entra_table(), **{SECRET_ENV: f'{SECRET_ENV}\nauth = "entra"'})
+    finally:
+        tenant.close()
+    settings = load_settings(path)
+    target = settings.targets[0]
+    opts = options(az_command(target, subscriptions_of(target)[0][0], settings.receiver, "https://h/api/eventgrid"))
+    assert opts["--endpoint"] == [["https://h/api/eventgrid"]]
+    assert opts["--azure-active-directory-tenant-id"] == [[settings.receiver.entra.tenant_id]]
+    assert opts["--azure-active-directory-application-id-or-uri"] == [[settings.receiver.entra.audiences[0]]]
+
+
+def test_bicep_parameters_match_the_template(settings) -> None:
+    target = settings.target("filtered")
+    parameters = bicep_parameters(target, target.subscriptions[0], settings.receiver)["parameters"]
+    template = (ROOT / "deployments" / "eventgrid-subscription.bicep").read_text()
+    declared = set(re.findall(r"^param (\w+)", template, re.M))
+    assert set(parameters) <= declared and "webhookSecret" in declared and "webhookSecret" not in parameters
+    assert parameters["workspaceName"] == {"value": "demo-workspace"}
+    assert parameters["advancedFilters"]["value"] == [
+        {"operatorType": "NumberGreaterThanOrEquals", "key": "data.DriftCoefficient", "value": 0.5},
+        {"operatorType": "StringIn", "key": "data.DataDriftName", "values": ["filtered-monitor"]},
+    ]
+    assert SECRET not in json.dumps(parameters)
+
+
+def test_cli_prints_commands_for_a_target(settings) -> None:
+    result = CliRunner().invoke(app, ["azure", "subscription", "--config", str(settings.source_file), "--target", "filtered"])
+    assert result.exit_code == 0, result.output
+    assert result.output.count("az eventgrid event-subscription create") == 1
+    assert "# target filtered: subscription strong-drift-only" in result.output
+    assert SECRET not in result.output
+    params = CliRunner().invoke(app, ["azure", "subscription", "-c", str(settings.source_file), "-t", "filtered", "--format", "bicep-params"])
+    assert json.loads(params.output)["parameters"]["subscriptionName"] == {"value": "strong-drift-only"}
+    unknown = CliRunner().invoke(app, ["azure", "subscription", "-c", str(settings.source_file), "-t", "nope"])
+    assert unknown.exit_code != 0
