@@ -55,7 +55,7 @@ def _config_text(settings: Settings, fake: FakeAzure, state_dir: Path) -> str:
         "workspace": target.workspace,
         "monitors": list(target.monitors),
         "model_name": target.model_name,
-        "policy": target.policy.model_dump(),
+        "policy": target.policy.model_dump(mode="json"),
         "gate": {"metric": "roc_auc"},
         "copy": {
             "kind": "data_factory",
@@ -75,7 +75,7 @@ def _config_text(settings: Settings, fake: FakeAzure, state_dir: Path) -> str:
     lines = [
         "# Written by `drift-retrain demo --azure-fake`: the demo's target on the azure backend, against the loopback Azure.",
         f"state_dir = {_toml(str(state_dir))}",
-        f"receiver = {_toml(settings.receiver.model_dump())}",
+        f"receiver = {_toml(settings.receiver.model_dump(mode='json', exclude_defaults=True))}",
         f"azure = {_toml(sections['azure'])}",
         f"targets = [{_toml(azure_target)}]",
         f"local_monitors = [{_toml(monitor.model_dump(mode='json') | {'reference': str(settings.resolve(monitor.reference)), 'landing': str(settings.resolve(monitor.landing))})}]",
