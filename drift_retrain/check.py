@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -22,6 +23,14 @@ from drift_retrain.config import ConfigError, DataFactoryCopyConfig, Settings, T
 WORKSPACE_API_VERSION = "2024-10-01-preview"
 WORKSPACE_ROLE = "AzureML Data Scientist"
 FACTORY_ROLE = "Data Factory Contributor"
+PERMISSIONS_API_VERSION = "2022-04-01"
+#: What the copy step does to a factory; a Reader can GET the factory and pipeline but not run them.
+FACTORY_ACTIONS = (
+    "Microsoft.DataFactory/factories/pipelines/createrun/action",
+    "Microsoft.DataFactory/factories/pipelineruns/read",
+    "Microsoft.DataFactory/factories/pipelineruns/cancel/action",
+    "Microsoft.DataFactory/factories/pipelineruns/queryactivityruns/action",
+)
 TIMEOUT_SECONDS = 20.0
 
 
@@ -128,7 +137,23 @@ class AzureChecks:
                         grant_on=copy.factory,
                     )
                 )
+                results.append(self._may_run(target.name, copy.factory, get))
         return results
+
+    def _may_run(self, target: str, factory: str, get: Callable[[str, str], httpx.Response]) -> CheckResult:
+        """Reading is not running: ask ARM which actions the identity has on the factory."""
+        name = f"{target}: run permission"
+        try:
+            response = get(f"{factory}/providers/Microsoft.Authorization/permissions", PERMISSIONS_API_VERSION)
+        except httpx.HTTPError as exc:
+            return CheckResult(name, False, f"{self.arm} unreachable: {type(exc).__name__}: {_first_line(exc)}")
+        if response.status_code != 200:
+            code, message = _arm_error(response)
+            return CheckResult(name, True, f"not verified: permissions API answered {response.status_code} {code or ''} {message}".rstrip())
+        missing = [action for action in FACTORY_ACTIONS if not allowed(action, response.json().get("value") or [])]
+        if missing:
+            return CheckResult(name, False, f"may read but not {', '.join(missing)}: grant '{FACTORY_ROLE}' on {factory} to {self.identity}")
+        return CheckResult(name, True, "may start, watch and cancel pipeline runs")
 
     def _read(
         self,
@@ -157,6 +182,19 @@ class AzureChecks:
         if response.status_code == 401:
             return CheckResult(name, False, f"the token was refused ({code or 'Unauthorized'}: {message}); check azure.credential and azure.resource_manager")
         return CheckResult(name, False, f"HTTP {response.status_code} {code or ''}: {message}".strip())
+
+
+def allowed(action: str, permissions: list[dict[str, Any]]) -> bool:
+    """Whether ARM's effective permissions grant ``action``: some entry's actions match it (``*`` wildcards,
+    case-insensitive) and none of that entry's notActions do."""
+
+    def matches(pattern: str) -> bool:
+        return re.fullmatch(".*".join(re.escape(part) for part in pattern.split("*")), action, re.IGNORECASE) is not None
+
+    return any(
+        any(matches(p) for p in entry.get("actions") or []) and not any(matches(p) for p in entry.get("notActions") or [])
+        for entry in permissions
+    )
 
 
 def describe_identity(settings: Settings, token: str | None = None) -> str:

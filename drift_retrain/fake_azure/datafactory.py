@@ -211,6 +211,10 @@ class FakeDataFactory:
         self.forbidden = False
         self.principal = "00000000-0000-0000-0000-0000000c11e0"
         self.lose_create_responses = 0  # createRun calls that create the run, then answer 500 (response lost)
+        #: What ARM's permissions API reports for the caller on a factory (Data Factory Contributor's actions).
+        self.permissions: list[dict[str, list[str]]] = [
+            {"actions": ["Microsoft.DataFactory/factories/*", "Microsoft.Authorization/*/read"], "notActions": [], "dataActions": [], "notDataActions": []}
+        ]
         self._plans: dict[str, deque[RunPlan]] = defaultdict(deque)
         self._known: dict[str, set[str]] = {}
 
@@ -247,6 +251,7 @@ class FakeDataFactory:
             Route(_FACTORY + "/pipelineruns/{run_id}/cancel", self._cancel, methods=["POST"]),
             Route(_FACTORY + "/pipelineruns/{run_id}/queryActivityruns", self._query_activities, methods=["POST"]),
             Route(_FACTORY + "/queryPipelineRuns", self._query_runs, methods=["POST"]),
+            Route(_FACTORY + "/providers/Microsoft.Authorization/permissions", self._permissions, methods=["GET"]),
         ]
 
     def _refuse(self, request: Request, action: str) -> Response | None:
@@ -292,6 +297,14 @@ class FakeDataFactory:
                 "properties": {"provisioningState": "Succeeded", "createTime": "2018-06-16T00:37:41.2830843Z", "version": API_VERSION},
             }
         )
+
+    async def _permissions(self, request: Request) -> Response:
+        """ARM Permissions - List For Resource (api-version 2022-04-01): the caller's effective actions."""
+        if request.query_params.get("api-version") != "2022-04-01":
+            return _error(400, "InvalidApiVersionParameter", "Use api-version 2022-04-01 (fake).")
+        if self.forbidden:
+            return _error(403, "AuthorizationFailed", f"The client '{self.principal}' does not have authorization to perform action 'Microsoft.Authorization/permissions/read'.")
+        return JSONResponse({"value": self.permissions, "nextLink": None})
 
     async def _get_pipeline(self, request: Request) -> Response:
         if (refused := self._refuse(request, "pipelines/read")) is not None:

@@ -102,7 +102,9 @@ def test_everything_readable_passes_with_one_line_per_check(tmp_path: Path, fake
         "ok    credit-default",
         "ok    credit-default",
         "ok    credit-default",
+        "ok    credit-default",
     ]
+    assert lines[-1] == "ok    credit-default: run permission: may start, watch and cancel pipeline runs"
     assert lines[2] == f"ok    credit-default: workspace: {DEMO_WORKSPACE} readable"
     assert fake.sent("GET", f"{DEMO_WORKSPACE}?api-version=2024-10-01-preview")
     assert fake.sent("GET", f"{FACTORY}?api-version=2018-06-01")
@@ -118,6 +120,31 @@ def test_a_forbidden_factory_names_the_role_the_resource_and_the_identity(tmp_pa
     assert code == 1
     assert f"FAIL  credit-default: data factory: AuthorizationFailed: grant 'Data Factory Contributor' on {FACTORY} to app {CLIENT_ID}" in lines
     assert not any("pipeline" in line for line in lines)  # nothing more to learn past the factory
+
+
+def test_an_identity_that_can_only_read_the_factory_is_told_it_cannot_run_it(tmp_path: Path, fake: FakeAzure) -> None:
+    fake.datafactory.permissions = [{"actions": ["*/read"], "notActions": []}]  # the Reader role
+
+    code, lines = check(azure_config(tmp_path, fake))
+
+    assert code == 1
+    assert lines[-1] == (
+        "FAIL  credit-default: run permission: may read but not Microsoft.DataFactory/factories/pipelines/createrun/action, "
+        "Microsoft.DataFactory/factories/pipelineruns/cancel/action, "
+        "Microsoft.DataFactory/factories/pipelineruns/queryactivityruns/action: "
+        f"grant 'Data Factory Contributor' on {FACTORY} to app {CLIENT_ID}"
+    )
+    assert fake.sent("GET", f"{FACTORY}/providers/Microsoft.Authorization/permissions?api-version=2022-04-01")
+
+
+def test_not_actions_take_precedence_over_wildcards() -> None:
+    from drift_retrain.check import allowed
+
+    action = "Microsoft.DataFactory/factories/pipelines/createrun/action"
+    assert allowed(action, [{"actions": ["*"], "notActions": []}])
+    assert allowed(action, [{"actions": ["microsoft.datafactory/factories/*"]}])
+    assert not allowed(action, [{"actions": ["*"], "notActions": ["Microsoft.DataFactory/*/action"]}])
+    assert allowed(action, [{"actions": ["*/read"]}, {"actions": ["Microsoft.DataFactory/factories/pipelines/*"]}])
 
 
 def test_a_forbidden_workspace_names_the_azure_ml_role(tmp_path: Path, fake: FakeAzure, workspace: Workspace) -> None:
