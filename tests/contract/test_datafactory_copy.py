@@ -7,6 +7,7 @@ received (runs created, their parameters and query flags, cancel and status call
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -309,8 +310,7 @@ def test_without_recovery_a_failure_starts_nothing_more(tmp_path: Path, fake_azu
 def test_a_rerun_reattaches_to_the_recorded_run_without_a_second_create_run(tmp_path: Path, fake_azure: FakeAzure) -> None:
     fake_azure.datafactory.script(PIPELINE, RunScript(steps=(("Queued", 0.2), ("InProgress", 1.0)), final="Succeeded"))
     signal = drift_signal()
-    crashed = make_copy(tmp_path, fake_azure, sleep=Sleeps(interrupt_after=1, error=SystemExit(137)))
-    started = crashed.start(signal)  # the process dies right after starting (no cancel: it was killed)
+    started = make_copy(tmp_path, fake_azure).start(signal)  # then the process is killed: no wait, no cancel
 
     rerun = make_copy(tmp_path, fake_azure)
     result = rerun.wait(rerun.start(signal))
@@ -378,3 +378,38 @@ def test_a_copy_of_zero_rows_reports_zero_and_the_policy_then_skips_training(tmp
     assert result.status == "Succeeded" and result.rows_copied == 0 and result.data_written == 0
     decision = Decision(retrain=True, checks=[Check(rule="drift", passed=True, detail="drift 0.8 >= 0.3")])
     assert after_copy(decision, result.rows_copied, PolicyConfig(min_rows=100)).retrain is False
+
+
+def test_a_rerun_after_a_failed_run_starts_a_new_run_or_recovers_it_when_configured(
+    tmp_path: Path, fake_azure: FakeAzure
+) -> None:
+    fake_azure.datafactory.script(PIPELINE, _failing())
+    with pytest.raises(DataFactoryRunFailed):
+        copy_once(make_copy(tmp_path, fake_azure))
+    [failed] = fake_azure.datafactory.created()
+
+    fresh = copy_once(make_copy(tmp_path, fake_azure))  # the scheduled sweep reruns the flow
+    assert fake_azure.datafactory.runs[fresh.run_id].query == {}  # a new run, not a recovery
+
+    fake_azure.datafactory.script(PIPELINE, _failing())
+    with pytest.raises(DataFactoryRunFailed):
+        copy_once(make_copy(tmp_path, fake_azure), run_id="credit-default-drift_1717000099999")
+    again = copy_once(make_copy(tmp_path, fake_azure, copy={"recover_from_failure": True}), run_id="credit-default-drift_1717000099999")
+    assert fake_azure.datafactory.runs[again.run_id].query["isRecovery"] == "true"
+    assert failed.run_id != fresh.run_id and len(fake_azure.datafactory.created()) == 4
+
+
+def test_each_status_change_is_logged_once_with_the_run_id(
+    tmp_path: Path, fake_azure: FakeAzure, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="drift_retrain.azure")
+    result = copy_once(make_copy(tmp_path, fake_azure))
+
+    run = fake_azure.datafactory.runs[result.run_id]
+    changes = [r.getMessage() for r in caplog.records if " -> " in r.getMessage()]
+    assert changes == [
+        f"copy run {run.run_id}: (started) -> Queued",
+        f"copy run {run.run_id}: Queued -> InProgress",
+        f"copy run {run.run_id}: InProgress -> Succeeded",
+    ]
+    assert run.status_calls > len(changes)  # polled more often than it changed
