@@ -215,6 +215,7 @@ class FakeDataFactory:
         self.permissions: list[dict[str, list[str]]] = [
             {"actions": ["Microsoft.DataFactory/factories/*", "Microsoft.Authorization/*/read"], "notActions": [], "dataActions": [], "notDataActions": []}
         ]
+        self.default_plan = RunPlan()  # what an unscripted run does
         self._plans: dict[str, deque[RunPlan]] = defaultdict(deque)
         self._known: dict[str, set[str]] = {}
 
@@ -228,7 +229,8 @@ class FakeDataFactory:
         error_code: str = "2200",
         failed_activity: str = "CopyWindow",
     ) -> None:
-        """Queue what the next run of ``pipeline`` does (unscripted runs follow DEFAULT_SCRIPT, 1000 rows)."""
+        """Queue what the next run of ``pipeline`` does (unscripted runs follow ``default_plan``:
+        DEFAULT_SCRIPT, 1000 rows)."""
         counts = (rows,) if isinstance(rows, int) else tuple(rows)
         self._plans[pipeline].append(RunPlan(script, counts, error_code, failed_activity))
 
@@ -333,7 +335,7 @@ class FakeDataFactory:
         if reference is not None and not parameters:
             parameters = dict(self.runs[reference].parameters)  # ADF reuses the referenced run's parameters
         plans = self._plans[p["pipeline"]]
-        plan = plans.popleft() if plans else RunPlan()
+        plan = plans.popleft() if plans else self.default_plan
         run_id = str(uuid.uuid4())
         self.runs[run_id] = FakePipelineRun(
             run=ScriptedRun(

@@ -21,6 +21,7 @@ from drift_retrain.backends.base import StepFailed, run_key, run_to_end
 from drift_retrain.backends.ledger import RunLedger
 from drift_retrain.config import PolicyConfig
 from drift_retrain.fake_azure import FakeAzure, RunScript
+from drift_retrain.fake_azure.datafactory import DEFAULT_SCRIPT, RunPlan
 from drift_retrain.policy import after_copy
 from drift_retrain.results import Check, Decision
 from drift_retrain.templating import signal_fields
@@ -48,9 +49,14 @@ class Sleeps:
 _OPEN: list[DataFactoryCopy] = []
 
 
+#: Unscripted runs here are brief (Queued 50 ms, InProgress 150 ms): most tests are not about duration.
+BRIEF = RunScript(steps=(("Queued", 0.05), ("InProgress", 0.15)), final="Succeeded")
+
+
 @pytest.fixture(autouse=True)
-def _close_clients(fake_azure: FakeAzure) -> Iterator[None]:
-    """Idle keep-alive connections would hold up the fake server's shutdown: close them first."""
+def _brief_runs_and_closed_clients(fake_azure: FakeAzure) -> Iterator[None]:
+    """Brief default runs; SDK clients closed before the fake stops (idle keep-alives would hold it up)."""
+    fake_azure.datafactory.default_plan = RunPlan(BRIEF)
     yield
     while _OPEN:
         copy = _OPEN.pop()
@@ -403,6 +409,7 @@ def test_each_status_change_is_logged_once_with_the_run_id(
     tmp_path: Path, fake_azure: FakeAzure, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="drift_retrain.azure")
+    fake_azure.datafactory.script(PIPELINE, DEFAULT_SCRIPT)
     result = copy_once(make_copy(tmp_path, fake_azure))
 
     run = fake_azure.datafactory.runs[result.run_id]
