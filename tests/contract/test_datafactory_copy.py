@@ -420,3 +420,21 @@ def test_each_status_change_is_logged_once_with_the_run_id(
         f"copy run {run.run_id}: InProgress -> Succeeded",
     ]
     assert run.status_calls > len(changes)  # polled more often than it changed
+
+
+def test_interrupting_the_wait_on_a_recovery_run_cancels_the_recovery_run(tmp_path: Path, fake_azure: FakeAzure) -> None:
+    fake_azure.datafactory.script(PIPELINE, _failing())
+    fake_azure.datafactory.script(PIPELINE, RunScript(steps=(("InProgress", FOREVER),), never_finishes=True))
+
+    def sleep(seconds: float) -> None:
+        recovering = len(fake_azure.datafactory.created()) == 2
+        if recovering and fake_azure.datafactory.created()[1].status_calls >= 2:
+            raise KeyboardInterrupt
+        time.sleep(seconds)
+
+    with pytest.raises(KeyboardInterrupt):
+        copy_once(make_copy(tmp_path, fake_azure, sleep=sleep, copy={"recover_from_failure": True}))
+
+    failed, recovery = fake_azure.datafactory.created()
+    assert recovery.cancel_calls == 1 and recovery.status() == "Canceling"
+    assert failed.status() == "Failed"  # its cancel was answered PipelineRunNotRunning, and tolerated
