@@ -78,6 +78,18 @@ def webhook(
 
 
 @app.command()
+def check(config: ConfigOption = None) -> None:
+    """Validate the config and, for every azure target, that its identity can read the workspace, the
+    Data Factory and the pipeline. One line per check; exit 1 on any failure, 2 on a bad config."""
+    from drift_retrain.check import exit_code, run_checks
+
+    results = run_checks(config)
+    for result in results:
+        typer.secho(result.line(), fg=None if result.ok else "red")
+    raise typer.Exit(exit_code(results))
+
+
+@app.command()
 def runner(prefect_yaml: Annotated[Path, typer.Argument()] = Path("prefect.yaml")) -> None:
     """Serve prefect.yaml's deployments from this process (the one-machine runner)."""
     from deployments.runner import run

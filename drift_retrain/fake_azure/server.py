@@ -213,6 +213,9 @@ class FakeAzure:
 
     def stop(self) -> None:
         if self._server is not None:
+            # don't wait for clients' idle keep-alive connections (an SDK client left open, or one whose
+            # error responses were never read, held every stop up for the 10 s join timeout)
+            self._server.force_exit = True
             self._server.should_exit = True
             # SDK clients keep TLS keep-alive connections open; waiting for them to close costs 10 s.
             self._server.force_exit = True

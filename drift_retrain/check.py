@@ -1,0 +1,235 @@
+"""`drift-retrain check`: is this deployment able to run? Validates the config, then, for every azure target,
+signs in and reads the workspace, the factory and the pipeline as the configured identity.
+
+A failure names what to fix: the config field, the role to grant and on which resource, the resource that
+does not exist, or the endpoint that cannot be reached. Nothing is started or changed.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import httpx
+
+from drift_retrain.backends.azure.arm import ArmId
+from drift_retrain.config import ConfigError, DataFactoryCopyConfig, Settings, TargetConfig, load_settings
+
+#: The api-version azure-ai-ml 1.35 reads a workspace with (reference/azure/machinelearning/sdk-requests_*).
+WORKSPACE_API_VERSION = "2024-10-01-preview"
+WORKSPACE_ROLE = "AzureML Data Scientist"
+FACTORY_ROLE = "Data Factory Contributor"
+PERMISSIONS_API_VERSION = "2022-04-01"
+#: What the copy step does to a factory; a Reader can GET the factory and pipeline but not run them.
+FACTORY_ACTIONS = (
+    "Microsoft.DataFactory/factories/pipelines/createrun/action",
+    "Microsoft.DataFactory/factories/pipelineruns/read",
+    "Microsoft.DataFactory/factories/pipelineruns/cancel/action",
+    "Microsoft.DataFactory/factories/pipelineruns/queryactivityruns/action",
+)
+TIMEOUT_SECONDS = 20.0
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    name: str
+    ok: bool
+    detail: str
+
+    def line(self) -> str:
+        return f"{'ok  ' if self.ok else 'FAIL'}  {self.name}: {self.detail}"
+
+
+def run_checks(config: str | os.PathLike[str] | None = None) -> list[CheckResult]:
+    """Every check, in order; stops early only when there is nothing left to check with."""
+    try:
+        settings = load_settings(config)
+    except ConfigError as exc:
+        return [CheckResult("config", False, str(exc))]
+    azure = [t for t in settings.targets if t.backend == "azure"]
+    results = [
+        CheckResult("config", True, f"{settings.source_file}: {len(settings.targets)} target(s), {len(azure)} on azure")
+    ]
+    results += [CheckResult(f"target {t.name}", True, "local backend, nothing to reach") for t in settings.targets if t.backend != "azure"]
+    if not azure:
+        return results
+    return results + AzureChecks(settings).run(azure)
+
+
+def exit_code(results: list[CheckResult]) -> int:
+    """0 when everything passed, 2 when the config itself is unusable, 1 for any other failure."""
+    if results and results[0].name == "config" and not results[0].ok:
+        return 2
+    return 0 if all(r.ok for r in results) else 1
+
+
+class AzureChecks:
+    """Reads, as the configured identity, what each azure target will use at retrain time."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.arm = settings.azure.resource_manager.rstrip("/")
+        self.identity = describe_identity(settings)
+
+    def run(self, targets: list[TargetConfig]) -> list[CheckResult]:
+        from drift_retrain.backends.azure.session import AzureSession
+
+        try:
+            session = AzureSession.from_config(self.settings.azure)
+        except ConfigError as exc:
+            return [CheckResult("azure sign-in", False, str(exc))]
+        try:
+            token = session.bearer()
+        except Exception as exc:  # azure-identity raises ClientAuthenticationError, CredentialUnavailableError, ...
+            return [
+                CheckResult(
+                    "azure sign-in",
+                    False,
+                    f"no token for {session.arm_scope} as {self.identity} from {self.settings.azure.authority_host}: "
+                    f"{_first_line(exc)}",
+                )
+            ]
+        self.identity = describe_identity(self.settings, token)
+        results = [CheckResult("azure sign-in", True, f"token for {session.arm_scope} as {self.identity}")]
+        with httpx.Client(verify=session.verify(), timeout=TIMEOUT_SECONDS, headers={"Authorization": f"Bearer {token}"}) as http:
+            get = lambda path, version: http.get(f"{self.arm}{path}", params={"api-version": version})  # noqa: E731
+            for index, target in enumerate(self.settings.targets):
+                if target.backend == "azure":
+                    results += self._target(index, target, get)
+        close = getattr(session.credential, "close", None)
+        if close is not None:
+            close()
+        return results
+
+    def _target(self, index: int, target: TargetConfig, get: Callable[[str, str], httpx.Response]) -> list[CheckResult]:
+        results = [
+            self._read(
+                f"{target.name}: workspace",
+                target.workspace,
+                lambda: get(target.workspace, WORKSPACE_API_VERSION),
+                role=WORKSPACE_ROLE,
+                field=f"targets.{index}.workspace",
+            )
+        ]
+        copy = target.copy_step
+        if isinstance(copy, DataFactoryCopyConfig):
+            factory_ok = self._read(
+                f"{target.name}: data factory",
+                copy.factory,
+                lambda: get(copy.factory, "2018-06-01"),
+                role=FACTORY_ROLE,
+                field=f"targets.{index}.copy.factory",
+            )
+            results.append(factory_ok)
+            if factory_ok.ok:
+                pipeline_id = f"{copy.factory}/pipelines/{copy.pipeline}"
+                results.append(
+                    self._read(
+                        f"{target.name}: pipeline {copy.pipeline}",
+                        pipeline_id,
+                        lambda: get(pipeline_id, "2018-06-01"),
+                        role=FACTORY_ROLE,
+                        field=f"targets.{index}.copy.pipeline",
+                        grant_on=copy.factory,
+                    )
+                )
+                results.append(self._may_run(target.name, copy.factory, get))
+        return results
+
+    def _may_run(self, target: str, factory: str, get: Callable[[str, str], httpx.Response]) -> CheckResult:
+        """Reading is not running: ask ARM which actions the identity has on the factory."""
+        name = f"{target}: run permission"
+        try:
+            response = get(f"{factory}/providers/Microsoft.Authorization/permissions", PERMISSIONS_API_VERSION)
+        except httpx.HTTPError as exc:
+            return CheckResult(name, False, f"{self.arm} unreachable: {type(exc).__name__}: {_first_line(exc)}")
+        if response.status_code != 200:
+            code, message = _arm_error(response)
+            return CheckResult(name, True, f"not verified: permissions API answered {response.status_code} {code or ''} {message}".rstrip())
+        missing = [action for action in FACTORY_ACTIONS if not allowed(action, response.json().get("value") or [])]
+        if missing:
+            return CheckResult(name, False, f"may read but not {', '.join(missing)}: grant '{FACTORY_ROLE}' on {factory} to {self.identity}")
+        return CheckResult(name, True, "may start, watch and cancel pipeline runs")
+
+    def _read(
+        self,
+        name: str,
+        resource: str,
+        request: Callable[[], httpx.Response],
+        role: str,
+        field: str,
+        grant_on: str | None = None,
+    ) -> CheckResult:
+        try:
+            response = request()
+        except httpx.HTTPError as exc:
+            return CheckResult(name, False, f"{self.arm} unreachable: {type(exc).__name__}: {_first_line(exc) or 'no answer'}")
+        code, message = _arm_error(response)
+        if response.status_code == 200:
+            return CheckResult(name, True, f"{resource} readable")
+        if response.status_code == 403:
+            return CheckResult(
+                name,
+                False,
+                f"{code or 'Forbidden'}: grant '{role}' on {grant_on or resource} to {self.identity}",
+            )
+        if response.status_code == 404:
+            return CheckResult(name, False, f"{resource} not found ({code or 'NotFound'}); check {field} in {self.settings.source_file}")
+        if response.status_code == 401:
+            return CheckResult(name, False, f"the token was refused ({code or 'Unauthorized'}: {message}); check azure.credential and azure.resource_manager")
+        return CheckResult(name, False, f"HTTP {response.status_code} {code or ''}: {message}".strip())
+
+
+def allowed(action: str, permissions: list[dict[str, Any]]) -> bool:
+    """Whether ARM's effective permissions grant ``action``: some entry's actions match it (``*`` wildcards,
+    case-insensitive) and none of that entry's notActions do."""
+
+    def matches(pattern: str) -> bool:
+        return re.fullmatch(".*".join(re.escape(part) for part in pattern.split("*")), action, re.IGNORECASE) is not None
+
+    return any(
+        any(matches(p) for p in entry.get("actions") or []) and not any(matches(p) for p in entry.get("notActions") or [])
+        for entry in permissions
+    )
+
+
+def describe_identity(settings: Settings, token: str | None = None) -> str:
+    """Who the checks run as: from the token's claims when it is a JWT, else from the config."""
+    claims = _jwt_claims(token) if token else {}
+    oid = claims.get("oid")
+    name = claims.get("upn") or claims.get("unique_name") or claims.get("appid") or claims.get("azp")
+    if oid:
+        return f"{name or 'principal'} (object id {oid})"
+    cred = settings.azure.credential
+    if cred.kind == "client_secret":
+        return f"app {cred.client_id}"
+    if cred.kind == "managed_identity":
+        return f"managed identity {cred.client_id}" if cred.client_id else "the system-assigned managed identity"
+    if cred.kind == "workload_identity":
+        return f"workload identity {cred.client_id or '$AZURE_CLIENT_ID'}"
+    return "the DefaultAzureCredential identity" + (f" (client id {cred.client_id})" if cred.client_id else "")
+
+
+def _jwt_claims(token: str) -> dict[str, Any]:
+    try:
+        payload = token.split(".")[1]
+        return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (IndexError, ValueError):
+        return {}
+
+
+def _arm_error(response: httpx.Response) -> tuple[str | None, str]:
+    """ARM's error body: {"error": {"code", "message"}}."""
+    try:
+        error = response.json().get("error") or {}
+        return error.get("code"), error.get("message") or response.reason_phrase
+    except (ValueError, AttributeError):
+        return None, response.reason_phrase
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [""])[0]

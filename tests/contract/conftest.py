@@ -1,0 +1,94 @@
+"""Contract tests: the real Azure SDK clients against the loopback HTTPS fake of Azure.
+
+``fake_azure`` is a started ``FakeAzure``; ``azure_settings`` builds Settings whose one target runs on the
+azure backend (Data Factory copy) against it, signing in with a real ClientSecretCredential.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from drift_retrain.config import Settings
+from drift_retrain.fake_azure import CLIENT_ID, CLIENT_SECRET, TENANT, FakeAzure
+from drift_retrain.signals import DriftSignal, to_drift_signal
+from tests.conftest import DEMO_WORKSPACE, dataset_drift
+
+SECRET_ENV = "DRIFT_RETRAIN_TEST_CLIENT_SECRET"
+SUBSCRIPTION = "00000000-0000-0000-0000-000000000000"
+RESOURCE_GROUP = "drift-retrain-demo"
+FACTORY_NAME = "drift-retrain-adf"
+FACTORY = f"/subscriptions/{SUBSCRIPTION}/resourceGroups/{RESOURCE_GROUP}/providers/Microsoft.DataFactory/factories/{FACTORY_NAME}"
+PIPELINE = "CopyDriftWindow"
+#: Short polls so a scripted run of about a second is watched closely.
+FAST_POLLING = {"initial_interval": 0.05, "max_interval": 0.2, "backoff": 1.5, "jitter": 0.1, "timeout_minutes": 1}
+
+
+@pytest.fixture
+def fake_azure() -> Iterator[FakeAzure]:
+    with FakeAzure() as fake:
+        yield fake
+
+
+@pytest.fixture(autouse=True)
+def _client_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(SECRET_ENV, CLIENT_SECRET)
+
+
+def azure_settings(
+    tmp_path: Path,
+    fake: FakeAzure,
+    copy: dict[str, Any] | None = None,
+    polling: dict[str, Any] | None = None,
+    credential: dict[str, Any] | None = None,
+) -> Settings:
+    """Settings with one azure target whose copy is the fake's Data Factory pipeline."""
+    copy_section = {
+        "kind": "data_factory",
+        "factory": FACTORY,
+        "pipeline": PIPELINE,
+        "parameters": {
+            "windowStart": "{window_start_date}",
+            "windowEnd": "{window_end_date}",
+            "sinkFolder": "increments/{model_name}/{signal_key}",
+            "maxRows": 100000,
+            "overwrite": True,
+        },
+        "output_uri": "abfss://training@driftretrain.dfs.core.windows.net/increments/{model_name}/{signal_key}",
+        **(copy or {}),
+    }
+    return Settings.model_validate(
+        {
+            "state_dir": str(tmp_path / "state"),
+            "azure": {
+                "credential": credential
+                or {"kind": "client_secret", "tenant_id": TENANT, "client_id": CLIENT_ID, "client_secret_env": SECRET_ENV},
+                "authority_host": fake.url,
+                "resource_manager": fake.url,
+                "ca_bundle": str(fake.ca_path),
+                "polling": polling or FAST_POLLING,
+            },
+            "targets": [
+                {
+                    "name": "credit-default",
+                    "backend": "azure",
+                    "workspace": DEMO_WORKSPACE,
+                    "monitors": ["credit-default-drift"],
+                    "model_name": "credit-default",
+                    "copy": copy_section,
+                    "training": {"kind": "pipeline_job", "component": "train_pipeline:1"},
+                }
+            ],
+        }
+    )
+
+
+def drift_signal(run_id: str = "credit-default-drift_1717000000000") -> DriftSignal:
+    """A v1 DatasetDriftDetected signal from the documented sample, for the demo workspace."""
+    return to_drift_signal(dataset_drift(run_id))
+
+
+__all__ = ["FACTORY", "FAST_POLLING", "PIPELINE", "SECRET_ENV", "azure_settings", "drift_signal", "os"]

@@ -1,0 +1,440 @@
+"""The Data Factory copy step, through the real azure-mgmt-datafactory client, against the loopback fake.
+
+Every assertion is on an outcome: what the step returned or raised, and what the fake Data Factory
+received (runs created, their parameters and query flags, cancel and status calls).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pytest
+
+from drift_retrain.backends.azure.datafactory import DataFactoryCopy, DataFactoryRunCancelled, DataFactoryRunFailed
+from drift_retrain.backends.azure.polling import StepTimedOut
+from drift_retrain.backends.azure.session import AzureSession
+from drift_retrain.backends.base import StepFailed, run_key, run_to_end
+from drift_retrain.backends.ledger import RunLedger
+from drift_retrain.config import PolicyConfig
+from drift_retrain.fake_azure import FakeAzure, RunScript
+from drift_retrain.fake_azure.datafactory import DEFAULT_SCRIPT, RunPlan
+from drift_retrain.policy import after_copy
+from drift_retrain.results import Check, Decision
+from drift_retrain.templating import signal_fields
+from tests.contract.conftest import FAST_POLLING, PIPELINE, azure_settings, drift_signal
+
+#: azure-core's own retry backoff, shortened so a burst of 5xx costs milliseconds (Retry-After still wins).
+FAST_SDK_RETRIES = {"retry_backoff_factor": 0.01}
+
+
+class Sleeps:
+    """Records every pause the step asks for and really sleeps it (the fake's runs move in real time);
+    ``interrupt_after`` raises an exception from the n-th pause, as a cancelled flow run would."""
+
+    def __init__(self, interrupt_after: int | None = None, error: BaseException | None = None) -> None:
+        self.pauses: list[float] = []
+        self.interrupt_after, self.error = interrupt_after, error
+
+    def __call__(self, seconds: float) -> None:
+        self.pauses.append(seconds)
+        if self.interrupt_after is not None and len(self.pauses) >= self.interrupt_after:
+            raise self.error or KeyboardInterrupt()
+        time.sleep(seconds)
+
+
+_OPEN: list[DataFactoryCopy] = []
+
+
+#: Unscripted runs here are brief (Queued 50 ms, InProgress 150 ms): most tests are not about duration.
+BRIEF = RunScript(steps=(("Queued", 0.05), ("InProgress", 0.15)), final="Succeeded")
+
+
+@pytest.fixture(autouse=True)
+def _brief_runs_and_closed_clients(fake_azure: FakeAzure) -> Iterator[None]:
+    """Brief default runs; SDK clients closed before the fake stops (idle keep-alives would hold it up)."""
+    fake_azure.datafactory.default_plan = RunPlan(BRIEF)
+    yield
+    while _OPEN:
+        copy = _OPEN.pop()
+        copy.close()
+        copy.session.credential.close()  # type: ignore[attr-defined]
+
+
+def make_copy(
+    tmp_path: Path,
+    fake: FakeAzure,
+    sleep: Callable[[float], None] = time.sleep,
+    client_options: dict[str, Any] | None = None,
+    **settings: Any,
+) -> DataFactoryCopy:
+    config = azure_settings(tmp_path, fake, **settings)
+    copy = DataFactoryCopy(
+        AzureSession.from_config(config.azure),
+        config.targets[0],
+        RunLedger(config.state_dir / "runs" / "azure"),
+        sleep=sleep,
+        client_options=client_options or FAST_SDK_RETRIES,
+    )
+    _OPEN.append(copy)
+    return copy
+
+
+def copy_once(copy: DataFactoryCopy, run_id: str = "credit-default-drift_1717000000000"):
+    signal = drift_signal(run_id)
+    return run_to_end(lambda: copy.start(signal), copy.wait, copy.cancel)
+
+
+FOREVER = 3600.0
+
+
+# -- every Data Factory status ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("status", ["Queued", "InProgress", "Canceling"])
+def test_running_statuses_are_waited_on_and_an_interrupted_wait_cancels_the_run(
+    tmp_path: Path, fake_azure: FakeAzure, status: str
+) -> None:
+    fake_azure.datafactory.script(PIPELINE, RunScript(steps=((status, FOREVER),), never_finishes=True))
+    sleeps = Sleeps(interrupt_after=4)
+    copy = make_copy(tmp_path, fake_azure, sleep=sleeps)
+
+    with pytest.raises(KeyboardInterrupt):
+        copy_once(copy)
+
+    [run] = fake_azure.datafactory.created(PIPELINE)
+    assert run.status_calls == 4  # still polling after 4 polls: not taken for an end state
+    assert len(fake_azure.sent("POST", f"pipelineruns/{run.run_id}/cancel?api-version=2018-06-01&isRecursive=true")) == 1
+
+
+def test_succeeded_returns_the_copy_statistics_and_cancels_nothing(tmp_path: Path, fake_azure: FakeAzure) -> None:
+    result = copy_once(make_copy(tmp_path, fake_azure))
+
+    [run] = fake_azure.datafactory.created(PIPELINE)
+    assert (result.run_id, result.status, result.rows_copied, result.reattached) == (run.run_id, "Succeeded", 1000, False)
+    assert run.cancel_calls == 0
+    assert [r.method for r in fake_azure.sent(contains="/providers/Microsoft.DataFactory/")][:2] == ["POST", "GET"]
+
+
+def test_failed_carries_data_factory_message_and_the_failing_activity_error(tmp_path: Path, fake_azure: FakeAzure) -> None:
+    fake_azure.datafactory.script(
+        PIPELINE,
+        RunScript(
+            steps=(("Queued", 0.1), ("InProgress", 0.2)),
+            final="Failed",
+            message="ErrorCode=UserErrorSourceBlobNotExists,'The required Blob is missing. Folder path: landing/2019-07-04/.'",
+        ),
+        error_code="2200",
+    )
+    with pytest.raises(DataFactoryRunFailed) as failed:
+        copy_once(make_copy(tmp_path, fake_azure))
+
+    [run] = fake_azure.datafactory.created(PIPELINE)
+    error = failed.value
+    assert isinstance(error, StepFailed) and (error.step, error.run_id, error.status) == ("copy", run.run_id, "Failed")
+    assert (error.activity, error.error_code) == ("CopyWindow", "2200")
+    assert "Operation on target CopyWindow failed" in error.message  # the pipeline run's message
+    assert "The required Blob is missing. Folder path: landing/2019-07-04/." in error.message  # the activity's
+    assert run.cancel_calls == 0  # it ended by itself; nothing to cancel
+
+
+def test_cancelled_outside_the_flow_fails_the_step(tmp_path: Path, fake_azure: FakeAzure) -> None:
+    fake_azure.datafactory.script(PIPELINE, RunScript(steps=(("InProgress", 0.2),), final="Cancelled"))
+    with pytest.raises(DataFactoryRunCancelled, match="ended Cancelled"):
+        copy_once(make_copy(tmp_path, fake_azure))
+    [run] = fake_azure.datafactory.created(PIPELINE)
+    assert run.cancel_calls == 0
+
+
+# -- cancellation -------------------------------------------------------------------------------
+
+
+def test_timeout_cancels_the_run(tmp_path: Path, fake_azure: FakeAzure) -> None:
+    fake_azure.datafactory.script(PIPELINE, RunScript(steps=(("InProgress", FOREVER),), never_finishes=True))
+    copy = make_copy(tmp_path, fake_azure, polling={**FAST_POLLING, "timeout_minutes": 0.01})
+
+    began = time.monotonic()
+    with pytest.raises(StepTimedOut, match="still InProgress after 0.01 min; cancelling it"):
+        copy_once(copy)
+
+    assert 0.6 <= time.monotonic() - began < 5
+    [run] = fake_azure.datafactory.created(PIPELINE)
+    assert run.cancel_calls == 1 and run.status() == "Canceling"
+    time.sleep(run.run.CANCEL_SECONDS)
+    assert run.status() == "Cancelled"
+
+
+@pytest.mark.parametrize("interruption", [KeyboardInterrupt(), asyncio.CancelledError(), SystemExit(143)])
+def test_flow_cancellation_during_the_wait_cancels_the_run(
+    tmp_path: Path, fake_azure: FakeAzure, interruption: BaseException
+) -> None:
+    fake_azure.datafactory.script(PIPELINE, RunScript(steps=(("Queued", 0.1), ("InProgress", FOREVER)), never_finishes=True))
+    copy = make_copy(tmp_path, fake_azure, sleep=Sleeps(interrupt_after=3, error=interruption))
+
+    with pytest.raises(type(interruption)):
+        copy_once(copy)
+
+    [run] = fake_azure.datafactory.created(PIPELINE)
+    assert run.cancel_calls == 1
+
+
+def test_cancelling_a_run_that_already_ended_is_not_an_error(tmp_path: Path, fake_azure: FakeAzure) -> None:
+    copy = make_copy(tmp_path, fake_azure)
+    result = copy_once(copy)
+    copy.cancel(result.run_id)  # Data Factory answers 400 PipelineRunNotRunning
+    assert fake_azure.datafactory.runs[result.run_id].cancel_calls == 1
+
+
+# -- throttling, blips, never twice ------------------------------------------------------------
+
+
+def test_throttled_status_calls_wait_at_least_retry_after(tmp_path: Path, fake_azure: FakeAzure) -> None:
+    """azure-core's retry policy honours Retry-After on the status call by itself."""
+    fake_azure.datafactory.script(PIPELINE, RunScript(steps=(("Queued", 0.0),), final="Succeeded"))
+    fake_azure.faults.retry_after = 0.4
+    copy = make_copy(tmp_path, fake_azure)
+    run_id = copy.start(drift_signal())
+    fake_azure.faults.throttle["/pipelineruns/"] = 2
+
+    began = time.monotonic()
+    result = copy.wait(run_id)
+
+    assert result.status == "Succeeded"
+    assert time.monotonic() - began >= 0.8  # two 429s, each with Retry-After: 0.4
+    assert fake_azure.faults.throttle["/pipelineruns/"] == 0
+
+
+def test_poller_honours_retry_after_when_the_sdk_does_not_retry(tmp_path: Path, fake_azure: FakeAzure) -> None:
+    fake_azure.datafactory.script(PIPELINE, RunScript(steps=(("Queued", 0.0),), final="Succeeded"))
+    fake_azure.faults.retry_after = 0.5
+    sleeps = Sleeps()
+    copy = make_copy(tmp_path, fake_azure, sleep=sleeps, client_options={"retry_total": 0})
+    run_id = copy.start(drift_signal())
+    fake_azure.faults.throttle[f"/pipelineruns/{run_id}?"] = 1
+
+    assert copy.wait(run_id).status == "Succeeded"
+    assert sleeps.pauses and sleeps.pauses[0] >= 0.5  # the Poller's pause after the 429
+
+
+def test_a_burst_of_5xx_on_status_calls_is_survived(tmp_path: Path, fake_azure: FakeAzure) -> None:
+    copy = make_copy(tmp_path, fake_azure)
+    run_id = copy.start(drift_signal())
+    fake_azure.faults.errors[f"/pipelineruns/{run_id}?"] = 9  # more than azure-core's 3 status retries
+
+    result = copy.wait(run_id)
+
+    assert result.status == "Succeeded" and fake_azure.faults.errors[f"/pipelineruns/{run_id}?"] == 0
+    assert fake_azure.datafactory.runs[run_id].status_calls >= 1
+    assert len(fake_azure.sent("GET", f"/pipelineruns/{run_id}?")) >= 10
+
+
+def test_throttled_create_run_is_asked_again_after_retry_after_and_starts_one_run(
+    tmp_path: Path, fake_azure: FakeAzure
+) -> None:
+    fake_azure.faults.retry_after = 0.3
+    fake_azure.faults.throttle["/createRun"] = 1
+    sleeps = Sleeps()
+    copy = make_copy(tmp_path, fake_azure, sleep=sleeps)
+
+    result = copy_once(copy)
+
+    assert len(fake_azure.sent("POST", "/createRun")) == 2
+    assert [r.run_id for r in fake_azure.datafactory.created()] == [result.run_id]
+    assert sleeps.pauses[0] >= 0.3
+
+
+def test_create_run_503_is_not_blindly_retried_it_looks_for_the_run_first(tmp_path: Path, fake_azure: FakeAzure) -> None:
+    fake_azure.faults.errors["/createRun"] = 2  # refused before a run was made
+    copy = make_copy(tmp_path, fake_azure)
+
+    result = copy_once(copy)
+
+    assert len(fake_azure.sent("POST", "/createRun")) == 3  # azure-core would have retried by itself; we asked
+    assert len(fake_azure.sent("POST", "/queryPipelineRuns")) == 2  # ... only after finding no run
+    assert [r.run_id for r in fake_azure.datafactory.created()] == [result.run_id]
+
+
+def test_a_create_run_whose_answer_was_lost_is_found_not_started_twice(tmp_path: Path, fake_azure: FakeAzure) -> None:
+    fake_azure.datafactory.lose_create_responses = 1  # the run is made, the answer is a 500
+    copy = make_copy(tmp_path, fake_azure)
+
+    result = copy_once(copy)
+
+    assert len(fake_azure.sent("POST", "/createRun")) == 1
+    [run] = fake_azure.datafactory.created()
+    assert result.run_id == run.run_id and result.status == "Succeeded"
+
+
+# -- rerun from failure, reattach ---------------------------------------------------------------
+
+
+def _failing() -> RunScript:
+    return RunScript(steps=(("InProgress", 0.2),), final="Failed", message="ErrorCode=SqlFailedToConnect,'Cannot connect to SQL Database.'")
+
+
+def test_recovery_reruns_from_the_failed_activity_and_uses_its_result(tmp_path: Path, fake_azure: FakeAzure) -> None:
+    fake_azure.datafactory.script(PIPELINE, _failing())
+    fake_azure.datafactory.script(PIPELINE, rows=777)
+    copy = make_copy(tmp_path, fake_azure, copy={"recover_from_failure": True})
+    signal = drift_signal()
+
+    result = run_to_end(lambda: copy.start(signal), copy.wait, copy.cancel)
+
+    first, recovery = fake_azure.datafactory.created(PIPELINE)
+    assert first.status() == "Failed"
+    assert recovery.query == {"referencePipelineRunId": first.run_id, "isRecovery": "true", "startFromFailure": "true"}
+    assert (result.run_id, result.rows_copied) == (recovery.run_id, 777)
+    assert copy.ledger.get("copy", run_key("copy", signal))["run_id"] == recovery.run_id
+
+    again = make_copy(tmp_path, fake_azure, copy={"recover_from_failure": True})  # a rerun of the flow
+    assert run_to_end(lambda: again.start(signal), again.wait, again.cancel).reattached
+    assert len(fake_azure.datafactory.created()) == 2
+
+
+def test_a_recovery_run_that_fails_too_raises(tmp_path: Path, fake_azure: FakeAzure) -> None:
+    fake_azure.datafactory.script(PIPELINE, _failing())
+    fake_azure.datafactory.script(PIPELINE, _failing())
+    copy = make_copy(tmp_path, fake_azure, copy={"recover_from_failure": True})
+
+    with pytest.raises(DataFactoryRunFailed, match="Cannot connect to SQL Database") as failed:
+        copy_once(copy)
+
+    first, recovery = fake_azure.datafactory.created(PIPELINE)
+    assert failed.value.run_id == recovery.run_id and len(fake_azure.datafactory.created()) == 2
+
+
+def test_without_recovery_a_failure_starts_nothing_more(tmp_path: Path, fake_azure: FakeAzure) -> None:
+    fake_azure.datafactory.script(PIPELINE, _failing())
+    with pytest.raises(DataFactoryRunFailed):
+        copy_once(make_copy(tmp_path, fake_azure))
+    assert len(fake_azure.datafactory.created()) == 1
+
+
+def test_a_rerun_reattaches_to_the_recorded_run_without_a_second_create_run(tmp_path: Path, fake_azure: FakeAzure) -> None:
+    fake_azure.datafactory.script(PIPELINE, RunScript(steps=(("Queued", 0.2), ("InProgress", 1.0)), final="Succeeded"))
+    signal = drift_signal()
+    started = make_copy(tmp_path, fake_azure).start(signal)  # then the process is killed: no wait, no cancel
+
+    rerun = make_copy(tmp_path, fake_azure)
+    result = rerun.wait(rerun.start(signal))
+
+    assert len(fake_azure.sent("POST", "/createRun")) == 1
+    assert (result.run_id, result.reattached, result.status) == (started, True, "Succeeded")
+
+
+def test_a_rerun_after_the_run_was_cancelled_starts_a_new_run(tmp_path: Path, fake_azure: FakeAzure) -> None:
+    fake_azure.datafactory.script(PIPELINE, RunScript(steps=(("InProgress", FOREVER),), never_finishes=True))
+    with pytest.raises(KeyboardInterrupt):
+        copy_once(make_copy(tmp_path, fake_azure, sleep=Sleeps(interrupt_after=1)))
+    [cancelled] = fake_azure.datafactory.created()
+    time.sleep(cancelled.run.CANCEL_SECONDS)
+
+    result = copy_once(make_copy(tmp_path, fake_azure))
+
+    assert cancelled.status() == "Cancelled"
+    assert result.run_id != cancelled.run_id and not result.reattached and len(fake_azure.datafactory.created()) == 2
+
+
+# -- what is sent and what is reported ----------------------------------------------------------
+
+
+def test_pipeline_parameters_are_templated_from_the_signal(tmp_path: Path, fake_azure: FakeAzure) -> None:
+    copy = make_copy(tmp_path, fake_azure)
+    signal = drift_signal()
+    key = signal_fields(signal, "credit-default", "credit-default")["signal_key"]
+
+    result = run_to_end(lambda: copy.start(signal), copy.wait, copy.cancel)
+
+    [create] = fake_azure.sent("POST", f"/factories/drift-retrain-adf/pipelines/{PIPELINE}/createRun")
+    assert create.path.endswith("/createRun?api-version=2018-06-01")
+    assert create.body == {
+        "windowStart": signal.window_start.date().isoformat(),
+        "windowEnd": signal.window_end.date().isoformat(),
+        "sinkFolder": f"increments/credit-default/{key}",
+        "maxRows": 100000,
+        "overwrite": True,
+    }
+    assert result.output_uri == f"abfss://training@driftretrain.dfs.core.windows.net/increments/credit-default/{key}"
+
+
+def test_copy_statistics_are_summed_over_the_copy_activities(tmp_path: Path, fake_azure: FakeAzure) -> None:
+    fake_azure.datafactory.script(PIPELINE, rows=(1200, 300, 0))  # plus a Lookup activity, not a copy
+
+    result = copy_once(make_copy(tmp_path, fake_azure))
+
+    [run] = fake_azure.datafactory.created()
+    outputs = [a["output"] for a in run.activities() if a["activityType"] == "Copy"]
+    assert (result.rows_read, result.rows_copied) == (1500, 1500)
+    assert (result.data_read, result.data_written) == (150_000, 150_000)
+    assert (result.files_read, result.files_written) == (2, 2)
+    assert result.copy_duration == sum(o["copyDuration"] for o in outputs)
+    assert result.throughput == pytest.approx(150_000 / 1024 / result.copy_duration, rel=1e-3)
+    [query] = fake_azure.sent("POST", "/queryActivityruns")
+    assert set(query.body) == {"lastUpdatedAfter", "lastUpdatedBefore"}
+
+
+def test_a_copy_of_zero_rows_reports_zero_and_the_policy_then_skips_training(tmp_path: Path, fake_azure: FakeAzure) -> None:
+    fake_azure.datafactory.script(PIPELINE, rows=0)
+
+    result = copy_once(make_copy(tmp_path, fake_azure))
+
+    assert result.status == "Succeeded" and result.rows_copied == 0 and result.data_written == 0
+    decision = Decision(retrain=True, checks=[Check(rule="drift", passed=True, detail="drift 0.8 >= 0.3")])
+    assert after_copy(decision, result.rows_copied, PolicyConfig(min_rows=100)).retrain is False
+
+
+def test_a_rerun_after_a_failed_run_starts_a_new_run_or_recovers_it_when_configured(
+    tmp_path: Path, fake_azure: FakeAzure
+) -> None:
+    fake_azure.datafactory.script(PIPELINE, _failing())
+    with pytest.raises(DataFactoryRunFailed):
+        copy_once(make_copy(tmp_path, fake_azure))
+    [failed] = fake_azure.datafactory.created()
+
+    fresh = copy_once(make_copy(tmp_path, fake_azure))  # the scheduled sweep reruns the flow
+    assert fake_azure.datafactory.runs[fresh.run_id].query == {}  # a new run, not a recovery
+
+    fake_azure.datafactory.script(PIPELINE, _failing())
+    with pytest.raises(DataFactoryRunFailed):
+        copy_once(make_copy(tmp_path, fake_azure), run_id="credit-default-drift_1717000099999")
+    again = copy_once(make_copy(tmp_path, fake_azure, copy={"recover_from_failure": True}), run_id="credit-default-drift_1717000099999")
+    assert fake_azure.datafactory.runs[again.run_id].query["isRecovery"] == "true"
+    assert failed.run_id != fresh.run_id and len(fake_azure.datafactory.created()) == 4
+
+
+def test_each_status_change_is_logged_once_with_the_run_id(
+    tmp_path: Path, fake_azure: FakeAzure, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="drift_retrain.azure")
+    fake_azure.datafactory.script(PIPELINE, DEFAULT_SCRIPT)
+    result = copy_once(make_copy(tmp_path, fake_azure))
+
+    run = fake_azure.datafactory.runs[result.run_id]
+    changes = [r.getMessage() for r in caplog.records if " -> " in r.getMessage()]
+    assert changes == [
+        f"copy run {run.run_id}: (started) -> Queued",
+        f"copy run {run.run_id}: Queued -> InProgress",
+        f"copy run {run.run_id}: InProgress -> Succeeded",
+    ]
+    assert run.status_calls > len(changes)  # polled more often than it changed
+
+
+def test_interrupting_the_wait_on_a_recovery_run_cancels_the_recovery_run(tmp_path: Path, fake_azure: FakeAzure) -> None:
+    fake_azure.datafactory.script(PIPELINE, _failing())
+    fake_azure.datafactory.script(PIPELINE, RunScript(steps=(("InProgress", FOREVER),), never_finishes=True))
+
+    def sleep(seconds: float) -> None:
+        recovering = len(fake_azure.datafactory.created()) == 2
+        if recovering and fake_azure.datafactory.created()[1].status_calls >= 2:
+            raise KeyboardInterrupt
+        time.sleep(seconds)
+
+    with pytest.raises(KeyboardInterrupt):
+        copy_once(make_copy(tmp_path, fake_azure, sleep=sleep, copy={"recover_from_failure": True}))
+
+    failed, recovery = fake_azure.datafactory.created()
+    assert recovery.cancel_calls == 1 and recovery.status() == "Canceling"
+    assert failed.status() == "Failed"  # its cancel was answered PipelineRunNotRunning, and tolerated

@@ -1,0 +1,140 @@
+"""The adaptive poller on a fake clock: backoff, ceiling, jitter, deadline, Retry-After, what is transient."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable
+
+import pytest
+
+from drift_retrain.backends.azure.polling import Poller, StepTimedOut
+from drift_retrain.config import PollingConfig
+
+
+class Clock:
+    """Time that moves only when the poller sleeps; every pause is recorded."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.pauses: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.pauses.append(seconds)
+        self.now += seconds
+
+
+class HttpError(Exception):
+    """Shaped like azure-core's HttpResponseError where the poller looks: status_code and response.headers."""
+
+    def __init__(self, status: int, retry_after: str | None = None) -> None:
+        super().__init__(f"HTTP {status}")
+        self.status_code = status
+        self.response = type("Response", (), {"status_code": status, "headers": {"Retry-After": retry_after} if retry_after else {}})()
+
+
+def statuses(*sequence: Any) -> Callable[[], str]:
+    """A fetch that returns (or raises) the given items in order, then keeps returning the last one."""
+    items = list(sequence)
+
+    def fetch() -> str:
+        item = items.pop(0) if len(items) > 1 else items[0]
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    return fetch
+
+
+def poller(clock: Clock, rng: float = 0.5, changes: list | None = None, **policy: Any) -> Poller[str]:
+    config = PollingConfig(**{"initial_interval": 1, "max_interval": 10, "backoff": 2, "jitter": 0, "timeout_minutes": 60, **policy})
+    return Poller(
+        config,
+        "copy",
+        clock=clock,
+        sleep=clock.sleep,
+        rng=lambda: rng,
+        on_change=(lambda run, before, after: changes.append((before, after))) if changes is not None else None,
+    )
+
+
+def wait(p: Poller[str], fetch: Callable[[], str], terminal: Iterable[str] = ("Succeeded", "Failed")) -> str:
+    return p.wait("run-1", fetch, lambda status: status, frozenset(terminal))
+
+
+def test_unchanged_status_stretches_the_pause_up_to_the_ceiling() -> None:
+    clock = Clock()
+    assert wait(poller(clock), statuses(*["InProgress"] * 7, "Succeeded")) == "Succeeded"
+    assert clock.pauses == [1, 2, 4, 8, 10, 10, 10]
+
+
+def test_a_status_change_resets_the_pause_to_the_initial_interval() -> None:
+    clock = Clock()
+    wait(poller(clock), statuses("Queued", "Queued", "Queued", "InProgress", "InProgress", "Succeeded"))
+    assert clock.pauses == [1, 2, 4, 1, 2]
+
+
+@pytest.mark.parametrize("rng, factor", [(0.0, 0.8), (0.5, 1.0), (0.999999, 1.2)])
+def test_jitter_stays_within_its_share(rng: float, factor: float) -> None:
+    clock = Clock()
+    wait(poller(clock, rng=rng, jitter=0.2), statuses("InProgress", "InProgress", "Succeeded"))
+    assert clock.pauses == pytest.approx([1 * factor, 2 * factor], rel=1e-5)
+
+
+def test_past_the_deadline_it_raises_step_timed_out_with_the_last_status() -> None:
+    clock = Clock()
+    began = clock.now
+    with pytest.raises(StepTimedOut, match="copy run run-1 still InProgress after 0.5 min") as timed_out:
+        wait(poller(clock, timeout_minutes=0.5), statuses("InProgress"))
+    assert timed_out.value.last_status == "InProgress"
+    assert clock.now - began == pytest.approx(30)  # the last pause is cut to the deadline, not beyond
+    assert max(clock.pauses) <= 10
+
+
+def test_throttling_waits_at_least_retry_after_then_goes_on() -> None:
+    clock = Clock()
+    assert wait(poller(clock), statuses("Queued", HttpError(429, retry_after="7"), "Succeeded")) == "Succeeded"
+    assert clock.pauses == [1, 7]
+
+
+@pytest.mark.parametrize("status", [500, 502, 503, 504, 408])
+def test_server_errors_keep_polling(status: int) -> None:
+    clock = Clock()
+    assert wait(poller(clock), statuses(HttpError(status), HttpError(status), "Succeeded")) == "Succeeded"
+    assert len(clock.pauses) == 2
+
+
+def test_connection_errors_keep_polling() -> None:
+    from azure.core.exceptions import ServiceRequestError
+
+    clock = Clock()
+    assert wait(poller(clock), statuses(ServiceRequestError("connection refused"), "Succeeded")) == "Succeeded"
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 404])
+def test_other_errors_raise_at_once(status: int) -> None:
+    clock = Clock()
+    calls = []
+
+    def fetch() -> str:
+        calls.append(1)
+        raise HttpError(status)
+
+    with pytest.raises(HttpError):
+        wait(poller(clock), fetch)
+    assert calls == [1] and clock.pauses == []
+
+
+def test_one_notice_per_status_change_not_per_poll() -> None:
+    clock, changes = Clock(), []
+    wait(poller(clock, changes=changes), statuses("Queued", "Queued", "InProgress", "InProgress", "InProgress", "Succeeded"))
+    assert changes == [(None, "Queued"), ("Queued", "InProgress"), ("InProgress", "Succeeded")]
+
+
+def test_a_six_hour_run_costs_a_few_hundred_calls_at_most() -> None:
+    clock = Clock()
+    p = poller(clock, initial_interval=5, max_interval=60, backoff=1.5, jitter=0.1, timeout_minutes=420)
+    began = clock.now
+    wait(p, lambda: "Succeeded" if clock.now - began >= 6 * 3600 else "InProgress")
+    assert 6 * 3600 / 66 <= p.calls <= 6 * 3600 / 54 + 15  # about one call a minute once at the ceiling
