@@ -120,7 +120,8 @@ def _summarise(flow_run: FlowRun, outcome: RetrainOutcome | None, url: str, say:
             say(f"copy      {c.rows_copied} rows, {c.files_written} files, {c.data_written} bytes in {c.copy_duration:.2f} s")
         if outcome.training:
             metrics = ", ".join(f"{k} {v:.3f}" for k, v in outcome.training.metrics.items())
-            say(f"training  {metrics} (holdout of {outcome.training.rows_test} rows)")
+            holdout = f" (holdout of {outcome.training.rows_test} rows)" if outcome.training.rows_test else ""
+            say(f"training  {metrics}{holdout}")
         if outcome.model:
             m = outcome.model
             say(f"model     {m.name} v{m.version}{' (already registered)' if m.already_registered else ''} at {m.uri}")

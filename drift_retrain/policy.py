@@ -110,10 +110,10 @@ def gate(config: GateConfig, training: TrainingResult, current: ModelVersion | N
     challenger = training.metrics.get(metric)
     if challenger is None:
         reported = ", ".join(sorted(training.metrics)) or "none"
-        return Check(rule="gate", passed=False, detail=f"gate: job {training.job_id} reported no '{metric}' (reported: {reported})")
+        return Check(rule="gate", passed=False, detail=f"job {training.job_id} reported no '{metric}' (reported: {reported})")
     if current is None or metric not in current.metrics:
         why = "no champion yet" if current is None else f"champion v{current.version} has no '{metric}'"
-        return Check(rule="gate", passed=True, detail=f"gate: {metric} = {challenger:.4f}; {why}")
+        return Check(rule="gate", passed=True, detail=f"{metric} = {challenger:.4f}; {why}")
     best = current.metrics[metric]
     gain = challenger - best if config.higher_is_better else best - challenger
     passed = gain >= config.min_improvement
@@ -122,7 +122,7 @@ def gate(config: GateConfig, training: TrainingResult, current: ModelVersion | N
         rule="gate",
         passed=passed,
         detail=(
-            f"gate: challenger {metric} = {challenger:.4f} {relation} champion v{current.version} = {best:.4f}"
+            f"challenger {metric} = {challenger:.4f} {relation} champion v{current.version} = {best:.4f}"
             f" (needed {'+' if config.higher_is_better else '-'}{config.min_improvement:g})"
         ),
     )

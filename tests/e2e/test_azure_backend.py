@@ -78,7 +78,7 @@ def test_azure_target_runs_every_step_against_azure(azure_retrain, fake_azure: F
     assert tags["prefect.flow_run_id"] == flow_run["id"]
     assert tags["drift.coefficient"] == f"{signal.drift_coefficient:.6f}"
     properties = versions[0]["properties"]["properties"]
-    assert "gate: roc_auc = 0.8100; no champion yet" in properties.get("decision", tags["decision"])  # long values live in properties
+    assert "roc_auc = 0.8100; no champion yet" in properties.get("decision", tags["decision"])  # long values live in properties
     assert versions[0]["properties"]["modelUri"].startswith("azureml://")
     assert versions[0]["properties"]["properties"]["metric.roc_auc"] == "0.81"
 
