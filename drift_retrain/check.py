@@ -135,10 +135,26 @@ class AzureChecks:
                         role=FACTORY_ROLE,
                         field=f"targets.{index}.copy.pipeline",
                         grant_on=copy.factory,
+                        describe=lambda response: self._parameters(target.name, index, copy, pipeline_id, response),
                     )
                 )
                 results.append(self._may_run(target.name, copy.factory, get))
         return results
+
+    def _parameters(
+        self, target: str, index: int, copy: DataFactoryCopyConfig, pipeline_id: str, response: httpx.Response
+    ) -> CheckResult:
+        """A pipeline parameter without a default that the config does not set fails every createRun."""
+        name = f"{target}: pipeline {copy.pipeline}"
+        declared = ((response.json().get("properties") or {}).get("parameters")) or {}
+        required = sorted(p for p, spec in declared.items() if "defaultValue" not in (spec or {}) and p not in copy.parameters)
+        if required:
+            return CheckResult(
+                name,
+                False,
+                f"parameter(s) {', '.join(required)} have no default; set them in targets.{index}.copy.parameters",
+            )
+        return CheckResult(name, True, f"{pipeline_id} readable")
 
     def _may_run(self, target: str, factory: str, get: Callable[[str, str], httpx.Response]) -> CheckResult:
         """Reading is not running: ask ARM which actions the identity has on the factory."""
@@ -163,6 +179,7 @@ class AzureChecks:
         role: str,
         field: str,
         grant_on: str | None = None,
+        describe: Callable[[httpx.Response], CheckResult] | None = None,
     ) -> CheckResult:
         try:
             response = request()
@@ -170,7 +187,7 @@ class AzureChecks:
             return CheckResult(name, False, f"{self.arm} unreachable: {type(exc).__name__}: {_first_line(exc) or 'no answer'}")
         code, message = _arm_error(response)
         if response.status_code == 200:
-            return CheckResult(name, True, f"{resource} readable")
+            return CheckResult(name, True, f"{resource} readable") if describe is None else describe(response)
         if response.status_code == 403:
             return CheckResult(
                 name,

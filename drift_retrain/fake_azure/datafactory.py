@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections import defaultdict, deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Sequence
 
@@ -216,6 +216,8 @@ class FakeDataFactory:
             {"actions": ["Microsoft.DataFactory/factories/*", "Microsoft.Authorization/*/read"], "notActions": [], "dataActions": [], "notDataActions": []}
         ]
         self.default_plan = RunPlan()  # what an unscripted run does
+        #: Parameters a pipeline declares (name -> {"type", "defaultValue"?}), served by the pipeline GET.
+        self.declared: dict[str, dict[str, dict[str, Any]]] = {}
         self._plans: dict[str, deque[RunPlan]] = defaultdict(deque)
         self._known: dict[str, set[str]] = {}
 
@@ -318,7 +320,10 @@ class FakeDataFactory:
                 "name": p["pipeline"],
                 "type": "Microsoft.DataFactory/factories/pipelines",
                 "etag": '"0a006cd4-0000-0000-0000-5b245bd60000"',
-                "properties": {"activities": [{"name": "CopyWindow", "type": "Copy", "typeProperties": {}}], "parameters": {}},
+                "properties": {
+                    "activities": [{"name": "CopyWindow", "type": "Copy", "typeProperties": {}}],
+                    "parameters": self.declared.get(p["pipeline"], {}),
+                },
             }
         )
 

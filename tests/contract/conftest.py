@@ -6,7 +6,6 @@ azure backend (Data Factory copy) against it, signing in with a real ClientSecre
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -91,4 +90,4 @@ def drift_signal(run_id: str = "credit-default-drift_1717000000000") -> DriftSig
     return to_drift_signal(dataset_drift(run_id))
 
 
-__all__ = ["FACTORY", "FAST_POLLING", "PIPELINE", "SECRET_ENV", "azure_settings", "drift_signal", "os"]
+__all__ = ["FACTORY", "FAST_POLLING", "PIPELINE", "SECRET_ENV", "azure_settings", "drift_signal"]

@@ -169,6 +169,16 @@ def test_a_missing_factory_or_pipeline_is_named_with_its_config_field(tmp_path: 
     assert any("check targets.0.copy.pipeline" in l for l in lines)
 
 
+def test_a_pipeline_parameter_without_default_that_the_config_does_not_set_fails(tmp_path: Path, fake: FakeAzure) -> None:
+    fake.datafactory.declared[PIPELINE] = {
+        "windowStart": {"type": "String"},
+        "sinkFolder": {"type": "String", "defaultValue": "increments"},
+    }
+    code, lines = check(azure_config(tmp_path, fake))
+    assert code == 1
+    assert f"FAIL  credit-default: pipeline {PIPELINE}: parameter(s) windowStart have no default; set them in targets.0.copy.parameters" in lines
+
+
 def test_an_unreachable_resource_manager_is_said_so(tmp_path: Path, fake: FakeAzure) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
