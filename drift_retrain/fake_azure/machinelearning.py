@@ -110,6 +110,8 @@ class FakeMachineLearning:
         self.default_metrics: dict[str, float] = {}
         self._lock = threading.Lock()
         self._v1_ids = itertools.count(1)
+        #: Answer the workspace GET with ARM's 403, as for an identity without a role on the workspace.
+        self.forbidden = False
 
     # -- scripting ------------------------------------------------------------------------------
 
@@ -172,6 +174,15 @@ class FakeMachineLearning:
 
     async def get_workspace(self, request: Request) -> Response:
         p = request.path_params
+        if self.forbidden:
+            from drift_retrain.fake_azure.server import CLIENT_ID
+
+            return JSONResponse(
+                {"error": {"code": "AuthorizationFailed", "message": f"The client '{CLIENT_ID}' with object id "
+                           f"'{CLIENT_ID}' does not have authorization to perform action "
+                           f"'Microsoft.MachineLearningServices/workspaces/read' over scope '{_ws_path(p)}'."}},
+                status_code=403,
+            )
         host = self.fake.url.removeprefix("https://")
         return JSONResponse({
             "id": _ws_path(p),

@@ -8,9 +8,6 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
-from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Route
 from typer.testing import CliRunner
 
 from drift_retrain.cli import app
@@ -18,34 +15,11 @@ from drift_retrain.fake_azure import CLIENT_ID, TENANT, FakeAzure
 from tests.conftest import DEMO_WORKSPACE, write_config
 from tests.contract.conftest import FACTORY, PIPELINE, SECRET_ENV
 
-WORKSPACE_PATH = DEMO_WORKSPACE
-
-
-class Workspace:
-    """A stand-in for the workspace GET (the Azure ML fake serves the real one): 200, or ARM's 403."""
-
-    def __init__(self) -> None:
-        self.forbidden = False
-
-    async def get(self, request: Request) -> JSONResponse:
-        if self.forbidden:
-            return JSONResponse(
-                {"error": {"code": "AuthorizationFailed", "message": f"The client '{CLIENT_ID}' does not have authorization to perform action 'Microsoft.MachineLearningServices/workspaces/read'"}},
-                status_code=403,
-            )
-        return JSONResponse({"id": WORKSPACE_PATH, "name": "demo-workspace", "type": "Microsoft.MachineLearningServices/workspaces", "properties": {}})
 
 
 @pytest.fixture
-def workspace() -> Workspace:
-    return Workspace()
-
-
-@pytest.fixture
-def fake(workspace: Workspace) -> Iterator[FakeAzure]:
-    fake = FakeAzure()
-    fake.mount([Route(WORKSPACE_PATH, workspace.get, methods=["GET"])])
-    with fake:
+def fake() -> Iterator[FakeAzure]:
+    with FakeAzure() as fake:
         yield fake
 
 
@@ -147,8 +121,8 @@ def test_not_actions_take_precedence_over_wildcards() -> None:
     assert allowed(action, [{"actions": ["*/read"]}, {"actions": ["Microsoft.DataFactory/factories/pipelines/*"]}])
 
 
-def test_a_forbidden_workspace_names_the_azure_ml_role(tmp_path: Path, fake: FakeAzure, workspace: Workspace) -> None:
-    workspace.forbidden = True
+def test_a_forbidden_workspace_names_the_azure_ml_role(tmp_path: Path, fake: FakeAzure) -> None:
+    fake.ml.forbidden = True
 
     code, lines = check(azure_config(tmp_path, fake))
 
