@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 from drift_retrain.backends.azure.mlclient import cloud_kwargs, ml_client
+from drift_retrain.fake_azure import CLIENT_ID, CLIENT_SECRET, TENANT
 from tests.contract.ml_fixtures import WS, fake, ml_fake, ml_session  # noqa: F401  (fixtures)
 
 
@@ -36,3 +37,25 @@ def test_importing_the_azure_ml_steps_does_not_import_azure_ai_ml():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_a_custom_cloud_inherited_from_a_parent_process_does_not_break_the_client(fake):  # noqa: F811
+    """A flow process inherits AZUREML_CURRENT_CLOUD from whatever started it (an earlier MLClient sets it);
+    azure-ai-ml fails at import on a custom cloud it has not registered, so the client must not let it."""
+    code = f"""
+import os
+os.environ["AZUREML_CURRENT_CLOUD"] = "drift-retrain:https://127.0.0.1:9"  # someone else's custom cloud
+os.environ["SECRET"] = {CLIENT_SECRET!r}
+from drift_retrain.backends.azure.mlclient import ml_client
+from drift_retrain.backends.azure.session import AzureSession
+from drift_retrain.config import AzureConfig
+config = AzureConfig.model_validate({{
+    "credential": {{"kind": "client_secret", "tenant_id": {TENANT!r}, "client_id": {CLIENT_ID!r}, "client_secret_env": "SECRET"}},
+    "authority_host": {fake.url!r}, "resource_manager": {fake.url!r}, "ca_bundle": {str(fake.ca_path)!r},
+}})
+print(len(list(ml_client(AzureSession.from_config(config), {WS!r}).models.list(name="nothing-here"))))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "0"
+    assert fake.sent("GET", "/models/nothing-here/versions")

@@ -15,6 +15,8 @@ scoring request through), so no process-wide ``REQUESTS_CA_BUNDLE`` is needed.
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
 from typing import TYPE_CHECKING, Any
 
@@ -55,12 +57,24 @@ def cloud_kwargs(resource_manager: str) -> dict[str, Any]:
     }
 
 
+CLOUD_ENV = "AZUREML_CURRENT_CLOUD"
+
+
+def _forget_inherited_cloud() -> None:
+    """azure-ai-ml resolves ``AZUREML_CURRENT_CLOUD`` while it is being imported, and the import fails when
+    that names a custom cloud this process has not registered yet (one a parent process set, as an earlier
+    MLClient does). Every MLClient here names its cloud, so an inherited value can only do harm."""
+    if "azure.ai.ml" not in sys.modules and os.environ.get(CLOUD_ENV, "AzureCloud") not in KNOWN_CLOUDS.values():
+        os.environ.pop(CLOUD_ENV, None)
+
+
 def ml_client(session: AzureSession, workspace_id: str) -> "MLClient":
     """The (cached) MLClient for a workspace ARM id."""
     key = (id(session), workspace_id.lower())
     with _lock:
         cached = _clients.get(key)
         if cached is None:
+            _forget_inherited_cloud()
             from azure.ai.ml import MLClient
 
             ws = ArmId.parse(workspace_id)
