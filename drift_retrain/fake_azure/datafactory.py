@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from drift_retrain.fake_azure.scripts import RunScript, ScriptedRun
+from drift_retrain.fake_azure.scripts import FollowsScript, RunScript, ScriptedRun
 
 if TYPE_CHECKING:
     from drift_retrain.fake_azure.server import FakeAzure
@@ -41,7 +41,7 @@ class RunPlan:
 
 
 @dataclass
-class FakePipelineRun:
+class FakePipelineRun(FollowsScript):
     """One pipeline run as the fake keeps it; ``run`` holds the scripted status and the call counters."""
 
     run: ScriptedRun
@@ -53,21 +53,6 @@ class FakePipelineRun:
     query: dict[str, str]
     plan: RunPlan
     created: datetime
-
-    @property
-    def run_id(self) -> str:
-        return self.run.run_id
-
-    @property
-    def cancel_calls(self) -> int:
-        return self.run.cancel_calls
-
-    @property
-    def status_calls(self) -> int:
-        return self.run.status_calls
-
-    def status(self) -> str:
-        return self.run.status()
 
     def wall(self, monotonic: float) -> datetime:
         return self.created + timedelta(seconds=monotonic - self.run.started)

@@ -25,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from drift_retrain.fake_azure.scripts import RunScript, ScriptedRun
+from drift_retrain.fake_azure.scripts import FollowsScript, RunScript, ScriptedRun
 
 if TYPE_CHECKING:
     from drift_retrain.fake_azure.server import FakeAzure
@@ -58,7 +58,7 @@ def _ws_path(p: dict[str, str]) -> str:
 
 
 @dataclass
-class FakeJob:
+class FakeJob(FollowsScript):
     """One job (v2 pipeline job, batch endpoint job) or v1 pipeline run on the fake."""
 
     name: str
@@ -72,17 +72,6 @@ class FakeJob:
     experiment_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     created: str = field(default_factory=_now_iso)
     creates: int = 1  # create requests that reached this job (a second PUT is refused, but counted)
-
-    @property
-    def cancel_calls(self) -> int:
-        return self.run.cancel_calls
-
-    @property
-    def status_calls(self) -> int:
-        return self.run.status_calls
-
-    def status(self) -> str:
-        return self.run.status()
 
     def error_message(self) -> str | None:
         status = self.status()

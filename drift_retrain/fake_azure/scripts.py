@@ -72,3 +72,24 @@ class ScriptedRun:
             return self.cancel_requested + self.CANCEL_SECONDS
         duration = self.script.duration()
         return None if duration is None else self.started + duration
+
+
+class FollowsScript:
+    """What a fake run or job reads through to the ScriptedRun it follows (``self.run``)."""
+
+    run: ScriptedRun
+
+    @property
+    def run_id(self) -> str:
+        return self.run.run_id
+
+    @property
+    def cancel_calls(self) -> int:
+        return self.run.cancel_calls
+
+    @property
+    def status_calls(self) -> int:
+        return self.run.status_calls
+
+    def status(self) -> str:
+        return self.run.status()

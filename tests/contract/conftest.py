@@ -1,20 +1,27 @@
 """Contract tests: the real Azure SDK clients against the loopback HTTPS fake of Azure.
 
-``fake_azure`` is a started ``FakeAzure``; ``azure_settings`` builds Settings whose one target runs on the
-azure backend (Data Factory copy) against it, signing in with a real ClientSecretCredential.
+Data Factory: ``fake_azure`` is a started ``FakeAzure``; ``azure_settings`` builds Settings whose one target
+runs on the azure backend (Data Factory copy) against it, signing in with a real ClientSecretCredential.
+Azure ML: ``ml_fake`` is one fake for the session, ``fake`` the same with a clean slate per test,
+``ml_session`` an AzureSession signed in against it (builders in ``ml_fixtures``).
 """
 
 from __future__ import annotations
 
+import os
+from collections import deque
 from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
 
-from drift_retrain.config import Settings
+from drift_retrain.backends.azure.session import AzureSession
+from drift_retrain.backends.ledger import RunLedger
+from drift_retrain.config import AzureConfig, Settings
 from drift_retrain.fake_azure import CLIENT_ID, CLIENT_SECRET, TENANT, FakeAzure
 from drift_retrain.signals import DriftSignal, to_drift_signal
 from tests.conftest import DEMO_WORKSPACE, dataset_drift
+from tests.contract.ml_fixtures import FAST
 
 SECRET_ENV = "DRIFT_RETRAIN_TEST_CLIENT_SECRET"
 SUBSCRIPTION = "00000000-0000-0000-0000-000000000000"
@@ -91,3 +98,47 @@ def drift_signal(run_id: str = "credit-default-drift_1717000000000") -> DriftSig
 
 
 __all__ = ["FACTORY", "FAST_POLLING", "PIPELINE", "SECRET_ENV", "azure_settings", "drift_signal"]
+
+
+# -- Azure ML: one fake for the session, reset per test -------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def ml_fake() -> Iterator[FakeAzure]:
+    with FakeAzure() as fake:
+        yield fake
+
+
+@pytest.fixture(scope="session")
+def ml_session(ml_fake: FakeAzure) -> AzureSession:
+    os.environ[SECRET_ENV] = CLIENT_SECRET
+    config = AzureConfig.model_validate({
+        "credential": {"kind": "client_secret", "tenant_id": TENANT, "client_id": CLIENT_ID,
+                       "client_secret_env": SECRET_ENV},
+        "authority_host": ml_fake.url,
+        "resource_manager": ml_fake.url,
+        "ca_bundle": str(ml_fake.ca_path),
+        "polling": FAST.model_dump(),
+    })
+    return AzureSession.from_config(config)
+
+
+@pytest.fixture
+def fake(ml_fake: FakeAzure) -> FakeAzure:
+    """The session's fake with a clean slate: no jobs, models, scripts, faults or recorded requests."""
+    ml = ml_fake.ml
+    ml.jobs.clear()
+    ml.models.clear()
+    ml.drift_runs.clear()
+    ml.components.clear()
+    ml.batch_endpoints.clear()
+    ml._scripts = deque()
+    ml_fake.faults.throttle.clear()
+    ml_fake.faults.errors.clear()
+    ml_fake.requests.clear()
+    return ml_fake
+
+
+@pytest.fixture
+def ledger(tmp_path: Path) -> RunLedger:
+    return RunLedger(tmp_path / "ledger")

@@ -1,71 +1,20 @@
-"""Fixtures for the Azure ML contract tests: one loopback fake for the session, a real
-ClientSecretCredential against its token endpoint, and builders for targets, signals and copy results.
-
-Imported by the ``test_ml_*`` modules (not a conftest, so it merges beside the Data Factory one).
-"""
+"""Builders for the Azure ML contract tests: targets on the fake's workspace, signals, copy results and
+job scripts. The fixtures (``ml_fake``, ``ml_session``, ``fake``, ``ledger``) are in conftest.py."""
 
 from __future__ import annotations
 
-import os
-from collections import deque
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
-import pytest
-
-from drift_retrain.backends.azure.session import AzureSession
-from drift_retrain.backends.ledger import RunLedger
-from drift_retrain.config import AzureConfig, PollingConfig, TargetConfig
-from drift_retrain.fake_azure import CLIENT_ID, CLIENT_SECRET, TENANT, FakeAzure, RunScript
+from drift_retrain.config import PollingConfig, TargetConfig
+from drift_retrain.fake_azure import RunScript
 from drift_retrain.results import CopyResult
 from drift_retrain.signals import DriftSignal, to_drift_signal
 from tests.conftest import dataset_drift
 
 WS = "/subscriptions/00000000-0000-0000-0000-00000000c0de/resourceGroups/ml-rg/providers/Microsoft.MachineLearningServices/workspaces/ml-ws"
 PIPELINE_YAML = Path(__file__).resolve().parent / "data" / "train_pipeline_job.yml"
-SECRET_ENV = "DRIFT_RETRAIN_TEST_ML_SECRET"
 FAST = PollingConfig(initial_interval=0.05, max_interval=0.2, jitter=0.0, timeout_minutes=1)
-
-
-@pytest.fixture(scope="session")
-def ml_fake() -> Iterator[FakeAzure]:
-    with FakeAzure() as fake:
-        yield fake
-
-
-@pytest.fixture(scope="session")
-def ml_session(ml_fake: FakeAzure) -> AzureSession:
-    os.environ[SECRET_ENV] = CLIENT_SECRET
-    config = AzureConfig.model_validate({
-        "credential": {"kind": "client_secret", "tenant_id": TENANT, "client_id": CLIENT_ID,
-                       "client_secret_env": SECRET_ENV},
-        "authority_host": ml_fake.url,
-        "resource_manager": ml_fake.url,
-        "ca_bundle": str(ml_fake.ca_path),
-        "polling": FAST.model_dump(),
-    })
-    return AzureSession.from_config(config)
-
-
-@pytest.fixture
-def fake(ml_fake: FakeAzure) -> FakeAzure:
-    """The session's fake with a clean slate: no jobs, models, scripts, faults or recorded requests."""
-    ml = ml_fake.ml
-    ml.jobs.clear()
-    ml.models.clear()
-    ml.drift_runs.clear()
-    ml.components.clear()
-    ml.batch_endpoints.clear()
-    ml._scripts = deque()
-    ml_fake.faults.throttle.clear()
-    ml_fake.faults.errors.clear()
-    ml_fake.requests.clear()
-    return ml_fake
-
-
-@pytest.fixture
-def ledger(tmp_path: Path) -> RunLedger:
-    return RunLedger(tmp_path / "ledger")
 
 
 def target(training: dict[str, Any], registry: dict[str, Any] | None = None, model_name: str = "credit-default") -> TargetConfig:

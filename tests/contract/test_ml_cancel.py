@@ -12,14 +12,10 @@ import pytest
 from drift_retrain.backends.azure.polling import StepTimedOut
 from drift_retrain.backends.azure.training import MLJobFailed, training_pipeline
 from drift_retrain.backends.base import run_to_end
-from tests.contract.ml_fixtures import (  # noqa: F401  (fixtures)
+from tests.contract.ml_fixtures import (
     PIPELINE_YAML,
     WS,
     copied,
-    fake,
-    ledger,
-    ml_fake,
-    ml_session,
     script,
     signal,
     target,
@@ -40,14 +36,14 @@ CANCEL_PATHS = {
 NEVER_ENDS = script(("Running", 1.0), never=True)
 
 
-def _training(kind, fake, session, ledger, timeout_minutes=1.0):  # noqa: F811
+def _training(kind, fake, session, ledger, timeout_minutes=1.0):
     fake.ml.add_batch_endpoint("ep", ("train",))
     section = {**SECTIONS[kind], "polling": {"initial_interval": 0.05, "max_interval": 0.2, "timeout_minutes": timeout_minutes}}
     return training_pipeline(session, target(section), ledger)
 
 
 @pytest.mark.parametrize("kind", list(SECTIONS))
-def test_a_timed_out_wait_cancels_the_job(kind, fake, ml_session, ledger):  # noqa: F811
+def test_a_timed_out_wait_cancels_the_job(kind, fake, ml_session, ledger):
     pipeline = _training(kind, fake, ml_session, ledger, timeout_minutes=0.01)  # 0.6 s
     fake.ml.script_next_job(NEVER_ENDS)
     sig = signal(f"drift_timeout_{kind}")
@@ -65,7 +61,7 @@ def test_a_timed_out_wait_cancels_the_job(kind, fake, ml_session, ledger):  # no
 
 
 @pytest.mark.parametrize("kind", list(SECTIONS))
-def test_an_interrupted_wait_cancels_the_job(kind, fake, ml_session, ledger):  # noqa: F811
+def test_an_interrupted_wait_cancels_the_job(kind, fake, ml_session, ledger):
     """Ctrl-C (or a flow cancellation surfacing as an exception) in the middle of the wait."""
     pipeline = _training(kind, fake, ml_session, ledger)
     fake.ml.script_next_job(NEVER_ENDS)
@@ -91,7 +87,7 @@ def test_an_interrupted_wait_cancels_the_job(kind, fake, ml_session, ledger):  #
     assert job.status_calls >= 1  # it was waiting when interrupted
 
 
-def test_a_cancelled_job_then_reads_as_canceled_with_no_second_cancel(fake, ml_session, ledger):  # noqa: F811
+def test_a_cancelled_job_then_reads_as_canceled_with_no_second_cancel(fake, ml_session, ledger):
     """After the cancel the service moves CancelRequested -> Canceled; a rerun's wait reports that end."""
     pipeline = _training("pipeline_job", fake, ml_session, ledger, timeout_minutes=0.01)
     fake.ml.script_next_job(NEVER_ENDS)

@@ -8,7 +8,7 @@ import sys
 
 from drift_retrain.backends.azure.mlclient import cloud_kwargs, ml_client
 from drift_retrain.fake_azure import CLIENT_ID, CLIENT_SECRET, TENANT
-from tests.contract.ml_fixtures import WS, fake, ml_fake, ml_session  # noqa: F401  (fixtures)
+from tests.contract.ml_fixtures import WS
 
 
 def test_public_and_sovereign_clouds_use_their_names():
@@ -16,7 +16,7 @@ def test_public_and_sovereign_clouds_use_their_names():
     assert cloud_kwargs("https://management.usgovcloudapi.net") == {"cloud": "AzureUSGovernment"}
 
 
-def test_a_loopback_arm_is_a_custom_cloud_whose_audience_is_itself(fake, ml_session):  # noqa: F811
+def test_a_loopback_arm_is_a_custom_cloud_whose_audience_is_itself(fake, ml_session):
     kwargs = cloud_kwargs(fake.url)
     assert kwargs["cloud_metadata"]["resource_manager"] == fake.url + "/"
 
@@ -39,7 +39,7 @@ def test_importing_the_azure_ml_steps_does_not_import_azure_ai_ml():
     assert out.stdout.strip() == "False"
 
 
-def test_a_custom_cloud_inherited_from_a_parent_process_does_not_break_the_client(fake):  # noqa: F811
+def test_a_custom_cloud_inherited_from_a_parent_process_does_not_break_the_client(fake):
     """A flow process inherits AZUREML_CURRENT_CLOUD from whatever started it (an earlier MLClient sets it);
     azure-ai-ml fails at import on a custom cloud it has not registered, so the client must not let it."""
     code = f"""

@@ -8,21 +8,18 @@ from drift_retrain.config import PolicyConfig
 from drift_retrain.policy import decide
 from drift_retrain.results import FeatureDrift
 from drift_retrain.signals import DriftSignal, SignalKind
-from tests.contract.ml_fixtures import (  # noqa: F401  (fixtures)
+from tests.contract.ml_fixtures import (
     WS,
-    fake,
-    ml_fake,
-    ml_session,
     signal,
     target,
 )
 
 
-def _details(session):  # noqa: F811
+def _details(session):
     return AzureDriftDetails(session, target({"kind": "published_pipeline", "pipeline_id": "p"}))
 
 
-def test_v1_drift_run_metrics_become_details(fake, ml_session):  # noqa: F811
+def test_v1_drift_run_metrics_become_details(fake, ml_session):
     sig = signal("drift_details_v1")
     fake.ml.drift_runs[sig.run_id] = {
         "datadrift_coefficient": 0.72,
@@ -50,7 +47,7 @@ def test_v1_drift_run_metrics_become_details(fake, ml_session):  # noqa: F811
     assert fake.sent("GET", f"{WS}?api-version=2024-10-01-preview")
 
 
-def test_v2_monitor_signal_metrics_per_feature(fake, ml_session):  # noqa: F811
+def test_v2_monitor_signal_metrics_per_feature(fake, ml_session):
     sig = DriftSignal(kind=SignalKind.MODEL_MONITOR, workspace_id=WS, monitor="credit-monitor",
                       run_id="monitor_run_17", event_id="e-1", breached_metrics=["jensen_shannon_distance"])
     fake.ml.drift_runs[sig.run_id] = {
@@ -68,7 +65,7 @@ def test_v2_monitor_signal_metrics_per_feature(fake, ml_session):  # noqa: F811
     ]
 
 
-def test_an_unknown_drift_run_is_unavailable_and_the_policy_uses_the_event(fake, ml_session):  # noqa: F811
+def test_an_unknown_drift_run_is_unavailable_and_the_policy_uses_the_event(fake, ml_session):
     sig = signal("drift_never_logged")
 
     details = _details(ml_session).fetch(sig)
@@ -82,7 +79,7 @@ def test_an_unknown_drift_run_is_unavailable_and_the_policy_uses_the_event(fake,
     assert details.source in rows.detail
 
 
-def test_a_run_without_metrics_and_a_failing_service_are_unavailable(fake, ml_session):  # noqa: F811
+def test_a_run_without_metrics_and_a_failing_service_are_unavailable(fake, ml_session):
     empty, down = signal("drift_empty"), signal("drift_down")
     fake.ml.drift_runs[empty.run_id] = {}
     source = _details(ml_session)

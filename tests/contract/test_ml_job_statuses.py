@@ -10,13 +10,9 @@ import pytest
 
 from drift_retrain.backends.azure.training import MLJobFailed, training_pipeline
 from drift_retrain.backends.base import StepFailed
-from tests.contract.ml_fixtures import (  # noqa: F401  (fixtures)
+from tests.contract.ml_fixtures import (
     PIPELINE_YAML,
     copied,
-    fake,
-    ledger,
-    ml_fake,
-    ml_session,
     script,
     signal,
     target,
@@ -30,12 +26,12 @@ YAML_TARGET = {"kind": "pipeline_job", "yaml": str(PIPELINE_YAML),
 
 
 @pytest.fixture
-def pipeline(ml_session, ledger):  # noqa: F811
+def pipeline(ml_session, ledger):
     return training_pipeline(ml_session, target(YAML_TARGET), ledger)
 
 
 @pytest.mark.parametrize("status", INTERMEDIATE)
-def test_an_intermediate_status_keeps_the_wait_going(status, fake, pipeline, caplog):  # noqa: F811
+def test_an_intermediate_status_keeps_the_wait_going(status, fake, pipeline, caplog):
     fake.ml.script_next_job(script((status, 0.6)), metrics={"roc_auc": 0.91})
     sig = signal(f"drift_{status}")
     caplog.set_level(logging.INFO, logger="drift_retrain.azure")
@@ -49,7 +45,7 @@ def test_an_intermediate_status_keeps_the_wait_going(status, fake, pipeline, cap
     assert fake.ml.jobs[job_id].status_calls >= 2  # seen in the intermediate status, then polled again
 
 
-def test_completed_gives_metrics_and_the_model_output(fake, pipeline):  # noqa: F811
+def test_completed_gives_metrics_and_the_model_output(fake, pipeline):
     fake.ml.script_next_job(script(("Running", 0.1)), metrics={"roc_auc": 0.91, "rows_train": 900.0, "rows_test": 300.0})
     sig = signal("drift_completed")
 
@@ -63,7 +59,7 @@ def test_completed_gives_metrics_and_the_model_output(fake, pipeline):  # noqa: 
 
 
 @pytest.mark.parametrize("status", FAILURES)
-def test_a_failed_end_raises_with_the_service_message(status, fake, pipeline):  # noqa: F811
+def test_a_failed_end_raises_with_the_service_message(status, fake, pipeline):
     message = f"ScriptExecution.StreamAccess.NotFound: training data missing ({status})"
     fake.ml.script_next_job(script(("Running", 0.1), final=status, message=message))
     sig = signal(f"drift_{status}")

@@ -8,11 +8,8 @@ from datetime import timezone
 from drift_retrain.backends.azure.registry import MAX_TAG_VALUE, AzureModelRegistry
 from drift_retrain.backends.base import SIGNAL_TAG
 from drift_retrain.results import TrainingResult
-from tests.contract.ml_fixtures import (  # noqa: F401  (fixtures)
+from tests.contract.ml_fixtures import (
     WS,
-    fake,
-    ml_fake,
-    ml_session,
     signal,
     target,
 )
@@ -23,12 +20,12 @@ def _training(job_id: str, **metrics: float) -> TrainingResult:
                           model_uri=f"azureml://jobs/{job_id}/outputs/model/paths/model/", duration=61.0)
 
 
-def _registry(session, model_type="mlflow_model"):  # noqa: F811
+def _registry(session, model_type="mlflow_model"):
     return AzureModelRegistry(session, target({"kind": "pipeline_job", "component": "c:1"},
                                               registry={"kind": "azure_ml", "model_type": model_type, "path": "model/"}))
 
 
-def test_register_puts_tags_and_properties_exactly(fake, ml_session):  # noqa: F811
+def test_register_puts_tags_and_properties_exactly(fake, ml_session):
     registry = _registry(ml_session)
     sig = signal("drift_register")
     tags = {SIGNAL_TAG: sig.identity, "drift.run_id": sig.run_id, "decision": "retrain: drift 0.835 >= 0.300",
@@ -69,7 +66,7 @@ def test_register_puts_tags_and_properties_exactly(fake, ml_session):  # noqa: F
     assert not version.already_registered
 
 
-def test_a_rerun_finds_its_version_and_adds_none(fake, ml_session):  # noqa: F811
+def test_a_rerun_finds_its_version_and_adds_none(fake, ml_session):
     registry = _registry(ml_session)
     first, second = signal("drift_a"), signal("drift_b")
     v1 = registry.register("churn", _training("train-a", auc=0.7), {SIGNAL_TAG: first.identity})
@@ -88,7 +85,7 @@ def test_a_rerun_finds_its_version_and_adds_none(fake, ml_session):  # noqa: F81
     ]  # oldest first
 
 
-def test_custom_model_type_and_an_unknown_model(fake, ml_session):  # noqa: F811
+def test_custom_model_type_and_an_unknown_model(fake, ml_session):
     registry = _registry(ml_session, model_type="custom_model")
     assert registry.versions("never-registered") == []
 

@@ -13,15 +13,11 @@ from drift_retrain.backends.azure.training import (
     training_pipeline,
 )
 from drift_retrain.backends.base import SIGNAL_TAG
-from tests.contract.ml_fixtures import (  # noqa: F401  (fixtures)
+from tests.contract.ml_fixtures import (
     PIPELINE_YAML,
     QUICK,
     WS,
     copied,
-    fake,
-    ledger,
-    ml_fake,
-    ml_session,
     signal,
     target,
 )
@@ -29,12 +25,12 @@ from tests.contract.ml_fixtures import (  # noqa: F401  (fixtures)
 INPUTS = {"training_data": "{copy_output_uri}", "window_end": "{window_end_date}"}
 
 
-def _rerun(session, config, ledger):  # noqa: F811
+def _rerun(session, config, ledger):
     """A fresh TrainingPipeline, as a rerun in a new process would build it."""
     return training_pipeline(session, config, ledger)
 
 
-def test_published_pipeline_submits_over_rest_and_waits_on_run_history(fake, ml_session, ledger):  # noqa: F811
+def test_published_pipeline_submits_over_rest_and_waits_on_run_history(fake, ml_session, ledger):
     config = target({"kind": "published_pipeline", "pipeline_id": "5f1c0b7e-pub", "inputs": {**INPUTS, "epochs": 20},
                      "experiment_name": "retrain-{model_name}"})
     pipeline = training_pipeline(ml_session, config, ledger)
@@ -65,7 +61,7 @@ def test_published_pipeline_submits_over_rest_and_waits_on_run_history(fake, ml_
     assert len(fake.sent("POST", "/PipelineRuns/")) == 1  # no second submit
 
 
-def test_pipeline_endpoint_submits_by_endpoint_id_to_a_configured_regional_host(fake, ml_session, ledger):  # noqa: F811
+def test_pipeline_endpoint_submits_by_endpoint_id_to_a_configured_regional_host(fake, ml_session, ledger):
     config = target({"kind": "published_pipeline", "pipeline_endpoint_id": "ep-1234", "regional_host": fake.url})
     pipeline = training_pipeline(ml_session, config, ledger)
     sig = signal("drift_v1_endpoint")
@@ -76,7 +72,7 @@ def test_pipeline_endpoint_submits_by_endpoint_id_to_a_configured_regional_host(
     assert not fake.sent("GET", "/discovery")  # the configured host is used as is
 
 
-def test_pipeline_job_from_yaml_is_created_under_the_signal_name(fake, ml_session, ledger):  # noqa: F811
+def test_pipeline_job_from_yaml_is_created_under_the_signal_name(fake, ml_session, ledger):
     config = target({"kind": "pipeline_job", "yaml": str(PIPELINE_YAML), "inputs": INPUTS, "compute": "gpu-cluster"})
     pipeline = training_pipeline(ml_session, config, ledger)
     assert isinstance(pipeline, PipelineJobTraining)
@@ -106,7 +102,7 @@ def test_pipeline_job_from_yaml_is_created_under_the_signal_name(fake, ml_sessio
     assert fake.ml.jobs[job_id].creates == 1
 
 
-def test_pipeline_job_from_a_registered_pipeline_component(fake, ml_session, ledger):  # noqa: F811
+def test_pipeline_job_from_a_registered_pipeline_component(fake, ml_session, ledger):
     fake.ml.add_pipeline_component("train_pipeline", "3", WS, {"training_data": "uri_folder", "window_end": "string"},
                                    {"model": "uri_folder"})
     config = target({"kind": "pipeline_job", "component": "train_pipeline:3", "inputs": INPUTS, "compute": "cpu-cluster"})
@@ -130,7 +126,7 @@ def test_pipeline_job_from_a_registered_pipeline_component(fake, ml_session, led
     assert result.status == "Completed"
 
 
-def test_batch_endpoint_invoke_creates_a_named_job(fake, ml_session, ledger):  # noqa: F811
+def test_batch_endpoint_invoke_creates_a_named_job(fake, ml_session, ledger):
     fake.ml.add_batch_endpoint("retrain-credit", ("train-v2", "train-v1"))
     config = target({"kind": "batch_endpoint", "endpoint": "retrain-credit", "deployment": "train-v1",
                      "inputs": {**INPUTS, "epochs": 20}})
@@ -166,7 +162,7 @@ def _key(sig):  # the deterministic per-signal job name
 
 
 @pytest.mark.parametrize("kind", ["published_pipeline", "pipeline_job", "batch_endpoint"])
-def test_a_throttled_status_call_keeps_waiting(kind, fake, ml_session, ledger):  # noqa: F811
+def test_a_throttled_status_call_keeps_waiting(kind, fake, ml_session, ledger):
     """429 and 503 on status calls are waited out (Retry-After honoured), not reported as failures."""
     sections = {
         "published_pipeline": {"kind": "published_pipeline", "pipeline_id": "p1"},
@@ -186,7 +182,7 @@ def test_a_throttled_status_call_keeps_waiting(kind, fake, ml_session, ledger): 
     assert fake.faults.throttle[status_path] == 0 and fake.faults.errors[status_path] == 0
 
 
-def test_batch_endpoint_without_a_deployment_goes_to_the_endpoints_default(fake, ml_session, ledger):  # noqa: F811
+def test_batch_endpoint_without_a_deployment_goes_to_the_endpoints_default(fake, ml_session, ledger):
     """azure-ai-ml keeps an earlier invoke's deployment header; naming the default explicitly avoids it."""
     fake.ml.add_batch_endpoint("retrain-credit", ("train-v2", "train-v1"))
     named = training_pipeline(ml_session, target({"kind": "batch_endpoint", "endpoint": "retrain-credit",
