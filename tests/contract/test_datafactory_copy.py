@@ -137,6 +137,8 @@ def test_failed_carries_data_factory_message_and_the_failing_activity_error(tmp_
     assert isinstance(error, StepFailed) and (error.step, error.run_id, error.status) == ("copy", run.run_id, "Failed")
     assert (error.activity, error.error_code) == ("CopyWindow", "2200")
     assert "Operation on target CopyWindow failed" in error.message  # the pipeline run's message
+    # ... and the failing activity's own error, from queryActivityruns (the run's message does not name its code)
+    assert "[activity CopyWindow (Copy): errorCode 2200: ErrorCode=UserErrorSourceBlobNotExists" in error.message
     assert "The required Blob is missing. Folder path: landing/2019-07-04/." in error.message  # the activity's
     assert run.cancel_calls == 0  # it ended by itself; nothing to cancel
 
@@ -304,6 +306,22 @@ def test_a_recovery_run_that_fails_too_raises(tmp_path: Path, fake_azure: FakeAz
 
     first, recovery = fake_azure.datafactory.created(PIPELINE)
     assert failed.value.run_id == recovery.run_id and len(fake_azure.datafactory.created()) == 2
+
+
+def test_a_rerun_that_recovers_a_recorded_failed_run_recovers_it_once(tmp_path: Path, fake_azure: FakeAzure) -> None:
+    """A rerun (recovery now configured) reruns the recorded failed run from its failed activity; when that
+    recovery run fails too, the step fails: a recovery run is never itself recovered."""
+    fake_azure.datafactory.script(PIPELINE, _failing())
+    with pytest.raises(DataFactoryRunFailed):
+        copy_once(make_copy(tmp_path, fake_azure))
+    fake_azure.datafactory.script(PIPELINE, _failing())
+
+    with pytest.raises(DataFactoryRunFailed, match="Cannot connect to SQL Database") as failed:
+        copy_once(make_copy(tmp_path, fake_azure, copy={"recover_from_failure": True}))
+
+    first, recovery = fake_azure.datafactory.created(PIPELINE)
+    assert recovery.query["referencePipelineRunId"] == first.run_id
+    assert failed.value.run_id == recovery.run_id
 
 
 def test_without_recovery_a_failure_starts_nothing_more(tmp_path: Path, fake_azure: FakeAzure) -> None:
