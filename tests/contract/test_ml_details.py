@@ -90,3 +90,20 @@ def test_a_run_without_metrics_and_a_failing_service_are_unavailable(fake, ml_se
 
     assert not no_metrics.available and "logged no metrics" in no_metrics.source
     assert not unavailable.available and "HTTP 503" in unavailable.source
+
+
+def test_an_unreachable_workspace_is_unavailable_not_an_error(fake, ml_session):
+    """A connection failure (not an HTTP answer) is an honest "unavailable" too: details never fail the flow."""
+    import socket
+
+    from drift_retrain.backends.azure.session import AzureSession
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed = f"https://127.0.0.1:{sock.getsockname()[1]}"
+    session = AzureSession(ml_session.config.model_copy(update={"resource_manager": closed}), ml_session.credential)
+
+    details = _details(session).fetch(signal("drift_unreachable"))
+
+    assert not details.available
+    assert "ConnectError" in details.source and "deciding on the event's own data" in details.source
