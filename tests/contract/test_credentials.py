@@ -118,6 +118,17 @@ def test_default_credential_by_default_and_its_managed_identity_takes_the_client
     assert managed._credential._settings["client_id"] == "mi-client"  # type: ignore[attr-defined]
 
 
+def test_default_credential_in_a_pod_uses_the_configured_workload_identity(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On AKS (AZURE_FEDERATED_TOKEN_FILE set by the webhook) the chain's workload identity takes the configured
+    client and tenant, not whatever the pod's environment says."""
+    monkeypatch.setenv("AZURE_FEDERATED_TOKEN_FILE", str(tmp_path / "token"))
+    monkeypatch.setenv("AZURE_TENANT_ID", "tenant-from-env")
+    monkeypatch.setenv("AZURE_CLIENT_ID", "client-from-env")
+    credential = build_credential(AzureConfig.model_validate({"credential": {"client_id": "app-1", "tenant_id": "tenant-1"}}))
+    [workload] = [c for c in credential.credentials if isinstance(c, WorkloadIdentityCredential)]
+    assert (workload._client._tenant_id, workload._client._client_id) == ("tenant-1", "app-1")  # type: ignore[attr-defined]
+
+
 def test_client_secret_needs_tenant_client_and_variable() -> None:
     with pytest.raises(ValueError, match="kind 'client_secret' needs tenant_id, client_id, client_secret_env"):
         AzureConfig.model_validate({"credential": {"kind": "client_secret"}})
