@@ -79,8 +79,9 @@ class Tokens:
         self.issued[token] = (time.time() + self.lifetime, scope)
         return {"token_type": "Bearer", "expires_in": int(self.lifetime), "ext_expires_in": int(self.lifetime), "access_token": token}
 
-    def problem(self, authorization: str | None) -> str | None:
-        """Why a request's bearer token is not acceptable, or None when it is."""
+    def problem(self, authorization: str | None, audience: str | None = None) -> str | None:
+        """Why a request's bearer token is not acceptable, or None when it is. With ``audience``, a token
+        issued for another resource is refused too, as ARM does (InvalidAuthenticationTokenAudience)."""
         if not authorization or not authorization.startswith("Bearer "):
             return "missing bearer token"
         issued = self.issued.get(authorization.removeprefix("Bearer "))
@@ -88,7 +89,17 @@ class Tokens:
             return "unknown token"
         if issued[0] <= time.time():
             return "token expired"
+        if audience is not None and _audience(issued[1]) != _audience(audience):
+            return (
+                f"The access token has been obtained for wrong audience or resource '{_audience(issued[1])}'. "
+                f"It should exactly match with one of the allowed audiences '{_audience(audience)}'."
+            )
         return None
+
+
+def _audience(scope: str) -> str:
+    """``https://host/.default`` and ``https://host/`` name the same resource."""
+    return scope.removesuffix(".default").rstrip("/")
 
 
 def _unsigned_jwt(scope: str, lifetime: float) -> str:
@@ -166,10 +177,13 @@ class FakeAzure:
             path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
             fake.requests.append(Recorded(request.method, path, body, dict(request.headers)))
             if not _is_identity_path(request.url.path):
-                problem = fake.tokens.problem(request.headers.get("authorization"))
+                # Every service here (ARM, the regional hosts, batch scoring) is this cloud's resource manager:
+                # a custom cloud's token audience (see backends/azure/mlclient.py).
+                problem = fake.tokens.problem(request.headers.get("authorization"), audience=fake.url)
                 if problem:
+                    code = "InvalidAuthenticationTokenAudience" if "audience" in problem else "InvalidAuthenticationToken"
                     return JSONResponse(
-                        {"error": {"code": "InvalidAuthenticationToken", "message": problem}},
+                        {"error": {"code": code, "message": problem}},
                         status_code=401,
                         headers={"WWW-Authenticate": f'Bearer authorization_uri="{fake.url}/{TENANT}", error="invalid_token"'},
                     )

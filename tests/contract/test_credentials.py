@@ -132,3 +132,22 @@ def test_default_credential_in_a_pod_uses_the_configured_workload_identity(tmp_p
 def test_client_secret_needs_tenant_client_and_variable() -> None:
     with pytest.raises(ValueError, match="kind 'client_secret' needs tenant_id, client_id, client_secret_env"):
         AzureConfig.model_validate({"credential": {"kind": "client_secret"}})
+
+
+def test_the_fake_refuses_a_token_for_another_audience(tmp_path: Path, fake_azure: FakeAzure) -> None:
+    """As ARM does: a valid token for the public cloud's management audience is no good at this cloud's ARM,
+    so a step asking for the wrong scope fails against the fake as it would against Azure."""
+    import httpx
+
+    credential = build_credential(azure_settings(tmp_path, fake_azure).azure)
+    wrong = credential.get_token("https://management.azure.com/.default").token
+    right = credential.get_token(f"{fake_azure.url}/.default").token
+    factory = f"{fake_azure.url}/subscriptions/s/resourceGroups/rg/providers/Microsoft.DataFactory/factories/f?api-version=2018-06-01"
+
+    with httpx.Client(verify=str(fake_azure.ca_path)) as http:
+        refused = http.get(factory, headers={"Authorization": f"Bearer {wrong}"})
+        accepted = http.get(factory, headers={"Authorization": f"Bearer {right}"})
+
+    assert refused.status_code == 401 and refused.json()["error"]["code"] == "InvalidAuthenticationTokenAudience"
+    assert accepted.status_code == 200
+    credential.close()  # type: ignore[attr-defined]
