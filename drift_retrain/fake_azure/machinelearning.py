@@ -101,6 +101,10 @@ class FakeMachineLearning:
         self._v1_ids = itertools.count(1)
         #: Answer the workspace GET with ARM's 403, as for an identity without a role on the workspace.
         self.forbidden = False
+        #: The workspace's regional host (discovery ``api``, MLflow tracking) when it should differ from the
+        #: ARM URL, e.g. ``https://localhost:<port>``: the same server under another name, so a test sees
+        #: which host a call went to. None: this server's own URL.
+        self.regional_host: str | None = None
 
     # -- scripting ------------------------------------------------------------------------------
 
@@ -172,7 +176,8 @@ class FakeMachineLearning:
                            f"'Microsoft.MachineLearningServices/workspaces/read' over scope '{_ws_path(p)}'."}},
                 status_code=403,
             )
-        host = self.fake.url.removeprefix("https://")
+        regional = self.regional_host or self.fake.url
+        host = regional.removeprefix("https://")
         return JSONResponse({
             "id": _ws_path(p),
             "name": p["ws"],
@@ -185,7 +190,7 @@ class FakeMachineLearning:
                 "workspaceId": str(uuid.uuid5(uuid.NAMESPACE_URL, _ws_path(p))),
                 "v1LegacyMode": False,
                 "publicNetworkAccess": "Enabled",
-                "discoveryUrl": f"{self.fake.url}/discovery",
+                "discoveryUrl": f"{regional}/discovery",
                 "mlFlowTrackingUri": f"azureml://{host}/mlflow/v1.0{_ws_path(p)}",
             },
             "identity": {"type": "SystemAssigned"},
@@ -194,7 +199,7 @@ class FakeMachineLearning:
         })
 
     async def discovery(self, request: Request) -> Response:
-        url = self.fake.url
+        url = self.regional_host or self.fake.url
         return JSONResponse({"api": url, "catalog": url, "experimentation": url, "history": url, "hyperdrive": url,
                              "labeling": url, "modelmanagement": url, "pipelines": url, "studio": "https://ml.azure.com"})
 

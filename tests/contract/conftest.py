@@ -133,6 +133,7 @@ def fake(ml_fake: FakeAzure) -> FakeAzure:
     ml.components.clear()
     ml.batch_endpoints.clear()
     ml._scripts = deque()
+    ml.regional_host = None
     ml_fake.faults.throttle.clear()
     ml_fake.faults.errors.clear()
     ml_fake.requests.clear()

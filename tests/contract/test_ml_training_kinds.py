@@ -61,6 +61,24 @@ def test_published_pipeline_submits_over_rest_and_waits_on_run_history(fake, ml_
     assert len(fake.sent("POST", "/PipelineRuns/")) == 1  # no second submit
 
 
+def test_published_pipeline_goes_to_the_regional_host_the_workspace_names(fake, ml_session, ledger):
+    """The submit, run history and MLflow live on the host the workspace's discoveryUrl names, not on ARM."""
+    regional = f"localhost:{fake.port}"  # the same fake under another name (its certificate covers both)
+    fake.ml.regional_host = f"https://{regional}"
+    pipeline = training_pipeline(ml_session, target({"kind": "published_pipeline", "pipeline_id": "p-regional"}), ledger)
+    sig = signal("drift_v1_regional")
+
+    pipeline.wait(pipeline.submit(sig, copied(sig)))
+
+    [workspace] = fake.sent("GET", f"{WS}?api-version=")
+    assert workspace.headers["host"] == f"127.0.0.1:{fake.port}"  # ARM
+    [discovery] = fake.sent("GET", "/discovery")
+    [submit] = fake.sent("POST", "/PipelineRuns/PipelineSubmit/p-regional")
+    history = fake.sent("GET", f"/history/v1.0{WS}/runs/")
+    [mlflow] = fake.sent("GET", "/api/2.0/mlflow/runs/get")
+    assert history and {r.headers["host"] for r in [discovery, submit, *history, mlflow]} == {regional}
+
+
 def test_pipeline_endpoint_submits_by_endpoint_id_to_a_configured_regional_host(fake, ml_session, ledger):
     config = target({"kind": "published_pipeline", "pipeline_endpoint_id": "ep-1234", "regional_host": fake.url})
     pipeline = training_pipeline(ml_session, config, ledger)
