@@ -74,3 +74,29 @@ def test_a_failed_end_raises_with_the_service_message(status, fake, pipeline):
     expected = "The run was canceled by the user (fake)" if status == "Canceled" else message
     assert failed.value.message == expected
     assert fake.ml.jobs[job_id].cancel_calls == 0
+
+
+OTHER_KINDS = {
+    "published_pipeline": {"kind": "published_pipeline", "pipeline_id": "p1", "inputs": {"training_data": "{copy_output_uri}"}},
+    "batch_endpoint": {"kind": "batch_endpoint", "endpoint": "ep", "deployment": "train",
+                       "inputs": {"training_data": "{copy_output_uri}"}},
+}
+
+
+@pytest.mark.parametrize("kind", list(OTHER_KINDS))
+@pytest.mark.parametrize("status", FAILURES)
+def test_every_kind_fails_with_the_service_message(kind, status, fake, ml_session, ledger):
+    """The v1 run-history status and the batch job's status end the same way as a pipeline job's."""
+    fake.ml.add_batch_endpoint("ep", ("train",))
+    pipeline = training_pipeline(ml_session, target(OTHER_KINDS[kind]), ledger)
+    message = f"UserError: the training script exited with code 1 ({kind}, {status})"
+    fake.ml.script_next_job(script(("Running", 0.1), final=status, message=message))
+    sig = signal(f"drift_{kind}_{status}")
+
+    job_id = pipeline.submit(sig, copied(sig))
+    with pytest.raises(MLJobFailed) as failed:
+        pipeline.wait(job_id)
+
+    assert (failed.value.status, failed.value.run_id) == (status, job_id)
+    assert failed.value.message == ("The run was canceled by the user (fake)" if status == "Canceled" else message)
+    assert fake.ml.jobs[job_id].cancel_calls == 0
