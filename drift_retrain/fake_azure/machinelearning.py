@@ -105,6 +105,18 @@ class FakeMachineLearning:
         #: ARM URL, e.g. ``https://localhost:<port>``: the same server under another name, so a test sees
         #: which host a call went to. None: this server's own URL.
         self.regional_host: str | None = None
+        #: What ARM's permissions API reports for the caller on a workspace (AzureML Data Scientist's actions).
+        self.permissions: list[dict[str, list[str]]] = [{
+            "actions": ["Microsoft.MachineLearningServices/workspaces/*/read",
+                        "Microsoft.MachineLearningServices/workspaces/*/action",
+                        "Microsoft.MachineLearningServices/workspaces/*/delete",
+                        "Microsoft.MachineLearningServices/workspaces/*/write"],
+            "notActions": ["Microsoft.MachineLearningServices/workspaces/delete",
+                           "Microsoft.MachineLearningServices/workspaces/write",
+                           "Microsoft.MachineLearningServices/workspaces/computes/*/write",
+                           "Microsoft.MachineLearningServices/workspaces/computes/*/delete",
+                           "Microsoft.MachineLearningServices/workspaces/listKeys/action"],
+            "dataActions": [], "notDataActions": []}]
 
     # -- scripting ------------------------------------------------------------------------------
 
@@ -133,6 +145,7 @@ class FakeMachineLearning:
     def routes(self) -> list[BaseRoute]:
         return [
             Route(WS, self.get_workspace, methods=["GET"]),
+            Route(WS + "/providers/Microsoft.Authorization/permissions", self.get_permissions, methods=["GET"]),
             Route("/discovery", self.discovery, methods=["GET"]),
             Route(WS + "/jobs/{name}", self.put_job, methods=["PUT"]),
             Route(WS + "/jobs/{name}", self.get_job, methods=["GET"]),
@@ -197,6 +210,12 @@ class FakeMachineLearning:
             "kind": "Default",
             "sku": {"name": "Basic", "tier": "Basic"},
         })
+
+    async def get_permissions(self, request: Request) -> Response:
+        """ARM Permissions - List For Resource (api-version 2022-04-01): the caller's effective actions."""
+        if request.query_params.get("api-version") != "2022-04-01":
+            return _error(400, "InvalidApiVersionParameter", "Use api-version 2022-04-01 (fake).")
+        return JSONResponse({"value": self.permissions, "nextLink": None})
 
     async def discovery(self, request: Request) -> Response:
         url = self.regional_host or self.fake.url

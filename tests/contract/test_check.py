@@ -77,9 +77,11 @@ def test_everything_readable_passes_with_one_line_per_check(tmp_path: Path, fake
         "ok    credit-default",
         "ok    credit-default",
         "ok    credit-default",
+        "ok    credit-default",
     ]
     assert lines[-1] == "ok    credit-default: run permission: may start, watch and cancel pipeline runs"
     assert lines[2] == f"ok    credit-default: workspace: {DEMO_WORKSPACE} readable"
+    assert lines[3] == "ok    credit-default: workspace permission: may submit jobs and register models"
     assert fake.sent("GET", f"{DEMO_WORKSPACE}?api-version=2024-10-01-preview")
     assert fake.sent("GET", f"{FACTORY}?api-version=2018-06-01")
     assert fake.sent("GET", f"{FACTORY}/pipelines/{PIPELINE}?api-version=2018-06-01")
@@ -128,6 +130,21 @@ def test_a_forbidden_workspace_names_the_azure_ml_role(tmp_path: Path, fake: Fak
 
     assert code == 1
     assert f"FAIL  credit-default: workspace: AuthorizationFailed: grant 'AzureML Data Scientist' on {DEMO_WORKSPACE} to app {CLIENT_ID}" in lines
+
+
+def test_an_identity_that_can_only_read_the_workspace_is_told_it_cannot_train_or_register(tmp_path: Path, fake: FakeAzure) -> None:
+    fake.ml.permissions = [{"actions": ["*/read"], "notActions": []}]  # the Reader role
+
+    code, lines = check(azure_config(tmp_path, fake))
+
+    assert code == 1
+    assert (
+        "FAIL  credit-default: workspace permission: may read but not "
+        "Microsoft.MachineLearningServices/workspaces/jobs/write, "
+        "Microsoft.MachineLearningServices/workspaces/models/versions/write: "
+        f"grant 'AzureML Data Scientist' on {DEMO_WORKSPACE} to app {CLIENT_ID}"
+    ) in lines
+    assert fake.sent("GET", f"{DEMO_WORKSPACE}/providers/Microsoft.Authorization/permissions?api-version=2022-04-01")
 
 
 def test_a_missing_factory_or_pipeline_is_named_with_its_config_field(tmp_path: Path, fake: FakeAzure) -> None:
