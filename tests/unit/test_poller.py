@@ -105,11 +105,38 @@ def test_server_errors_keep_polling(status: int) -> None:
     assert len(clock.pauses) == 2
 
 
-def test_connection_errors_keep_polling() -> None:
-    from azure.core.exceptions import ServiceRequestError
+def _connection_errors() -> list[BaseException]:
+    import httpx
+    from azure.core.exceptions import ServiceRequestError, ServiceResponseError
 
+    return [
+        ServiceRequestError("connection refused"),  # azure-core: the request never reached the service
+        ServiceResponseError("connection reset"),  # azure-core: no answer came back
+        httpx.ConnectError("connection refused"),  # the plain REST calls (v1 pipelines, run history)
+        httpx.ReadTimeout("timed out"),
+        ConnectionResetError("reset by peer"),
+    ]
+
+
+@pytest.mark.parametrize("error", _connection_errors(), ids=lambda e: type(e).__name__)
+def test_connection_errors_keep_polling(error: BaseException) -> None:
     clock = Clock()
-    assert wait(poller(clock), statuses(ServiceRequestError("connection refused"), "Succeeded")) == "Succeeded"
+    assert wait(poller(clock), statuses(error, "Succeeded")) == "Succeeded"
+    assert len(clock.pauses) == 1
+
+
+@pytest.mark.parametrize("status, transient", [(503, True), (429, True), (404, False), (403, False)])
+def test_plain_rest_errors_are_judged_by_their_status(status: int, transient: bool) -> None:
+    """The regional REST calls raise RestError (not azure-core's): the same statuses are retried."""
+    import httpx
+
+    from drift_retrain.backends.azure.polling import is_transient, retry_after
+    from drift_retrain.backends.azure.workspace_rest import RestError
+
+    response = httpx.Response(status, headers={"retry-after": "12"})
+    error = RestError(status, "from the service", response)
+    assert is_transient(error) is transient
+    assert retry_after(error) == 12.0
 
 
 @pytest.mark.parametrize("status", [400, 401, 403, 404])
