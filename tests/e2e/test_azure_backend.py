@@ -100,6 +100,25 @@ def test_redelivery_starts_nothing_in_azure(azure_retrain, stack, api, fake_azur
     assert len(fake_azure.ml.models["azure-credit"]) == 1
 
 
+def test_a_challenger_worse_than_the_champion_is_not_registered_and_the_report_says_why(
+    azure_retrain, stack, api, fake_azure: FakeAzure
+) -> None:
+    """The gate on the azure backend: the champion's metrics come from its version's properties in the
+    workspace registry; a worse model is trained but not registered, and the decision report shows the gate."""
+    run_id = f"azure-credit-drift_{int(time.time() * 1000)}"
+    fake_azure.ml.drift_runs[run_id] = {"datadrift_coefficient": 0.61}
+    fake_azure.ml.script_next_job(RunScript(steps=(("Running", 0.3),), final="Completed"), metrics={"roc_auc": 0.7})
+
+    flow_run = api.wait(deliver(stack, dataset_drift(run_id, monitor="azure-credit-drift", **WINDOW))["flow_run_id"])
+
+    assert flow_run["state"]["type"] == "COMPLETED", flow_run["state"]
+    assert len(fake_azure.ml.models["azure-credit"]) == 1  # still only the champion
+    decision = api.latest_artifact(flow_run["id"], "decision-azure-credit")["data"]
+    assert "| gate | no | challenger roc_auc = 0.7000 does not beat champion v1 = 0.8100 (needed +0) |" in decision
+    training = api.latest_artifact(flow_run["id"], "training-azure-credit")
+    assert "vs champion v1" in training["description"]
+
+
 def test_cancelling_the_flow_run_cancels_the_data_factory_run(stack, api, fake_azure: FakeAzure) -> None:
     fake_azure.datafactory.script(
         "copy-drift-window", RunScript(steps=(("Queued", 0.5), ("InProgress", 3600.0)), never_finishes=True)
