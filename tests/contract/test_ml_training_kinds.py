@@ -111,6 +111,8 @@ def test_pipeline_job_from_yaml_is_created_under_the_signal_name(fake, ml_sessio
     assert body["settings"]["default_compute"].endswith("/computes/gpu-cluster")
     assert body["tags"][SIGNAL_TAG] == sig.identity
     assert put.headers.get("x-azureml-token")  # the pipeline submit carries the ml.azure.com-audience token
+    # the job GET path and api-version azure-ai-ml 1.35.2 was recorded sending (reference sdk-requests_*.jsonl)
+    assert fake.sent("GET", f"{WS}/jobs/{job_id}?api-version=2024-01-01-preview")
     assert (result.status, result.metrics, result.reattached) == ("Completed", {"roc_auc": 0.93}, False)
 
     again = _rerun(ml_session, config, ledger)
