@@ -132,7 +132,9 @@ def test_cancelling_the_flow_run_cancels_the_data_factory_run(stack, api, fake_a
         assert time.monotonic() < deadline, "the flow never started the Data Factory run"
         time.sleep(0.3)
     adf_run = fake_azure.datafactory.created("copy-drift-window")[-1]
-    time.sleep(1.0)  # let the flow settle into its wait
+    while adf_run.status_calls < 2:  # the flow is in its wait: it has polled the run and will poll again
+        assert time.monotonic() < deadline, "the flow never polled the Data Factory run"
+        time.sleep(0.1)
 
     response = api.http.post(f"/flow_runs/{flow_run_id}/set_state", json={"state": {"type": "CANCELLING"}, "force": True})
     response.raise_for_status()
