@@ -18,7 +18,8 @@ from tests.contract.ml_fixtures import (
     target,
 )
 
-INTERMEDIATE = ["NotStarted", "Starting", "Provisioning", "Preparing", "Queued", "Running", "Finalizing", "CancelRequested"]
+INTERMEDIATE = ["NotStarted", "Starting", "Provisioning", "Preparing", "Queued", "Running", "Finalizing", "CancelRequested",
+                "Unknown"]
 FAILURES = ["Failed", "Canceled", "NotResponding", "Paused"]
 
 YAML_TARGET = {"kind": "pipeline_job", "yaml": str(PIPELINE_YAML),
