@@ -136,6 +136,7 @@ def fake(ml_fake: FakeAzure) -> FakeAzure:
     ml.regional_host = None
     ml_fake.faults.throttle.clear()
     ml_fake.faults.errors.clear()
+    ml_fake.faults.retry_after = 1.0
     ml_fake.requests.clear()
     return ml_fake
 

@@ -154,9 +154,15 @@ def test_cancelled_outside_the_flow_fails_the_step(tmp_path: Path, fake_azure: F
 # -- cancellation -------------------------------------------------------------------------------
 
 
-def test_timeout_cancels_the_run(tmp_path: Path, fake_azure: FakeAzure) -> None:
+@pytest.mark.parametrize("where", ["azure.polling", "copy.polling"])
+def test_timeout_cancels_the_run(tmp_path: Path, fake_azure: FakeAzure, where: str) -> None:
+    """The timeout of [azure.polling], or of the copy's own polling section, which overrides it."""
     fake_azure.datafactory.script(PIPELINE, RunScript(steps=(("InProgress", FOREVER),), never_finishes=True))
-    copy = make_copy(tmp_path, fake_azure, polling={**FAST_POLLING, "timeout_minutes": 0.01})
+    short = {**FAST_POLLING, "timeout_minutes": 0.01}
+    if where == "azure.polling":
+        copy = make_copy(tmp_path, fake_azure, polling=short)
+    else:  # the shared polling would wait a minute
+        copy = make_copy(tmp_path, fake_azure, polling=FAST_POLLING, copy={"polling": short})
 
     began = time.monotonic()
     with pytest.raises(StepTimedOut, match="still InProgress after 0.01 min; cancelling it"):
