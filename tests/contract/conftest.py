@@ -134,6 +134,7 @@ def fake(ml_fake: FakeAzure) -> FakeAzure:
     ml.batch_endpoints.clear()
     ml._scripts = deque()
     ml.regional_host = None
+    ml.forbidden = False
     ml_fake.faults.throttle.clear()
     ml_fake.faults.errors.clear()
     ml_fake.faults.retry_after = 1.0

@@ -462,3 +462,17 @@ def test_interrupting_the_wait_on_a_recovery_run_cancels_the_recovery_run(tmp_pa
     failed, recovery = fake_azure.datafactory.created()
     assert recovery.cancel_calls == 1 and recovery.status() == "Canceling"
     assert failed.status() == "Failed"  # its cancel was answered PipelineRunNotRunning, and tolerated
+
+
+def test_a_recorded_run_data_factory_no_longer_knows_is_replaced_by_a_new_run(tmp_path: Path, fake_azure: FakeAzure) -> None:
+    """Data Factory keeps run history for 45 days: a ledger record older than that (404) starts a new run."""
+    copy = make_copy(tmp_path, fake_azure)
+    signal = drift_signal()
+    copy.ledger.put("copy", run_key("copy", signal), "6a1b2c3d-0000-4000-8000-00000000dead", pipeline=PIPELINE)
+
+    result = run_to_end(lambda: copy.start(signal), copy.wait, copy.cancel)
+
+    [run] = fake_azure.datafactory.created()
+    assert (result.run_id, result.status, result.reattached) == (run.run_id, "Succeeded", False)
+    assert fake_azure.sent("GET", "/pipelineruns/6a1b2c3d-0000-4000-8000-00000000dead?")  # it looked first
+    assert copy.ledger.get("copy", run_key("copy", signal))["run_id"] == run.run_id

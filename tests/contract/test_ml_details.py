@@ -107,3 +107,13 @@ def test_an_unreachable_workspace_is_unavailable_not_an_error(fake, ml_session):
 
     assert not details.available
     assert "ConnectError" in details.source and "deciding on the event's own data" in details.source
+
+
+def test_a_workspace_the_identity_may_not_read_is_unavailable_naming_the_role(fake, ml_session):
+    fake.ml.forbidden = True  # ARM answers the workspace GET with 403 AuthorizationFailed
+
+    details = _details(ml_session).fetch(signal("drift_forbidden"))
+
+    assert not details.available
+    assert "not readable by this identity (HTTP 403" in details.source
+    assert "needs the AzureML Data Scientist role on the workspace" in details.source
