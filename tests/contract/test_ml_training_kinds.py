@@ -12,6 +12,7 @@ from drift_retrain.backends.azure.training import (
     PublishedPipelineTraining,
     training_pipeline,
 )
+from drift_retrain.backends.azure.workspace_rest import RestError
 from drift_retrain.backends.base import SIGNAL_TAG
 from tests.contract.ml_fixtures import (
     PIPELINE_YAML,
@@ -77,6 +78,37 @@ def test_published_pipeline_goes_to_the_regional_host_the_workspace_names(fake, 
     history = fake.sent("GET", f"/history/v1.0{WS}/runs/")
     [mlflow] = fake.sent("GET", "/api/2.0/mlflow/runs/get")
     assert history and {r.headers["host"] for r in [discovery, submit, *history, mlflow]} == {regional}
+
+
+def test_a_throttled_v1_submit_is_sent_again_after_retry_after_and_starts_one_run(fake, ml_session, ledger):
+    """A 429 means the submit was not processed: ask again once Retry-After has passed (a 5xx is not retried:
+    the service may have started the run, and only it knows the run id)."""
+    import time
+
+    fake.faults.retry_after = 0.3
+    fake.faults.throttle["/PipelineRuns/PipelineSubmit/p-throttled"] = 2
+    pipeline = training_pipeline(ml_session, target({"kind": "published_pipeline", "pipeline_id": "p-throttled"}), ledger)
+    sig = signal("drift_v1_throttled")
+
+    began = time.monotonic()
+    run_id = pipeline.submit(sig, copied(sig))
+
+    assert time.monotonic() - began >= 0.6  # two 429s, each with Retry-After: 0.3
+    assert len(fake.sent("POST", "/PipelineRuns/PipelineSubmit/p-throttled")) == 3
+    assert [j.name for j in fake.ml.jobs.values()] == [run_id]
+    assert ledger.get("training", _key(sig))["run_id"] == run_id
+
+
+def test_a_v1_submit_answered_503_is_not_sent_again(fake, ml_session, ledger):
+    fake.faults.errors["/PipelineRuns/PipelineSubmit/p-503"] = 1
+    pipeline = training_pipeline(ml_session, target({"kind": "published_pipeline", "pipeline_id": "p-503"}), ledger)
+    sig = signal("drift_v1_503")
+
+    with pytest.raises(RestError, match="HTTP 503"):
+        pipeline.submit(sig, copied(sig))
+
+    assert len(fake.sent("POST", "/PipelineRuns/PipelineSubmit/p-503")) == 1
+    assert ledger.get("training", _key(sig)) is None
 
 
 def test_pipeline_endpoint_submits_by_endpoint_id_to_a_configured_regional_host(fake, ml_session, ledger):

@@ -2,7 +2,8 @@
 
 - ``published_pipeline``: a v1 published pipeline / pipeline endpoint, submitted over REST on the
   workspace's regional host; the service assigns the run id, so it is written to the ledger right
-  after the submit, before any wait. Status and cancel go through run history.
+  after the submit, before any wait, and only a throttled (429) submit is sent again. Status and cancel
+  go through run history.
 - ``pipeline_job``: a v2 pipeline job (a YAML file or a registered pipeline component) created with
   azure-ai-ml under a name derived from the signal; a GET first finds the job an earlier attempt made.
 - ``batch_endpoint``: ``batch_endpoints.invoke`` of a pipeline-component deployment, with the same
@@ -16,14 +17,15 @@ from metrics of those names (0 when the pipeline logs none).
 from __future__ import annotations
 
 import logging
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
 from drift_retrain.backends.azure.mlclient import ml_client
-from drift_retrain.backends.azure.polling import Poller
+from drift_retrain.backends.azure.polling import Poller, retry_after
 from drift_retrain.backends.azure.session import AzureSession
-from drift_retrain.backends.azure.workspace_rest import WorkspaceRest, run_error_message
+from drift_retrain.backends.azure.workspace_rest import RestError, WorkspaceRest, run_error_message
 from drift_retrain.backends.base import SIGNAL_TAG, StepFailed, TrainingPipeline, run_key
 from drift_retrain.backends.ledger import RunLedger
 from drift_retrain.config import (
@@ -43,6 +45,8 @@ STEP = "training"
 #: Azure ML job statuses a job never leaves (WIRE.md §4); all but Completed are failures.
 TERMINAL = frozenset({"Completed", "Failed", "Canceled", "NotResponding", "Paused"})
 SUCCEEDED = "Completed"
+#: v1 submits sent when throttled (429: not processed, so safe to send again); any other error is not retried.
+SUBMIT_ATTEMPTS = 4
 
 
 class MLJobFailed(StepFailed):
@@ -257,10 +261,24 @@ class PublishedPipelineTraining(_AzureMLTraining):
             "Description": f"drift-retrain {self.target.name}: drift run {signal.run_id} of {signal.monitor}",
             "Tags": self.tags(signal, data),
         }
-        run = self.rest.request("POST", self.submit_url(), json=body)
+        run = self._submit(body)
         run_id = str(run["Id"])
         self.ledger.put(STEP, key, run_id, kind="published_pipeline", experiment=experiment)
         return run_id
+
+    def _submit(self, body: dict[str, Any]) -> Any:
+        """POST the submit; a 429 is sent again after Retry-After. A 5xx or a lost answer is not: the
+        service may have started the run, and only its answer carries the run id."""
+        for attempt in range(SUBMIT_ATTEMPTS):
+            try:
+                return self.rest.request("POST", self.submit_url(), json=body)
+            except RestError as exc:
+                if exc.status_code != 429 or attempt == SUBMIT_ATTEMPTS - 1:
+                    raise
+                wait = retry_after(exc) or self.policy.initial_interval * 2**attempt
+                log.warning("pipeline submit throttled (%s); sending it again in %.1f s", exc.message, wait)
+                time.sleep(wait)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def submit_url(self) -> str:
         base = f"{self.rest.endpoints().api}/pipelines/v1.0{self.target.workspace}/PipelineRuns"
