@@ -21,7 +21,7 @@ from drift_retrain.backends.base import StepFailed, run_key, run_to_end
 from drift_retrain.backends.ledger import RunLedger
 from drift_retrain.config import PolicyConfig
 from drift_retrain.fake_azure import FakeAzure, RunScript
-from drift_retrain.fake_azure.datafactory import DEFAULT_SCRIPT, RunPlan
+from drift_retrain.fake_azure.datafactory import RunPlan
 from drift_retrain.policy import after_copy
 from drift_retrain.results import Check, Decision
 from drift_retrain.templating import signal_fields
@@ -433,7 +433,9 @@ def test_each_status_change_is_logged_once_with_the_run_id(
     tmp_path: Path, fake_azure: FakeAzure, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="drift_retrain.azure")
-    fake_azure.datafactory.script(PIPELINE, DEFAULT_SCRIPT)
+    # 0.6 s in each status: the first poll must see Queued even when createRun's answer and the ledger write
+    # are slow on a loaded machine (the fake's default 0.2 s of Queued left little room)
+    fake_azure.datafactory.script(PIPELINE, RunScript(steps=(("Queued", 0.6), ("InProgress", 0.6)), final="Succeeded"))
     result = copy_once(make_copy(tmp_path, fake_azure))
 
     run = fake_azure.datafactory.runs[result.run_id]
