@@ -7,6 +7,7 @@ rerun reattaches to the run it already started instead of starting a second one.
 from __future__ import annotations
 
 import hashlib
+import logging
 from dataclasses import dataclass
 from typing import Callable, Protocol, TypeVar
 
@@ -90,5 +91,8 @@ def run_to_end(start: Callable[[], str], wait: Callable[[str], R], cancel: Calla
     except StepFailed:
         raise  # the run already ended; nothing to cancel
     except BaseException:
-        cancel(run_id)
+        try:
+            cancel(run_id)
+        except Exception as exc:  # the interruption is the run's story; a failed cancel must not replace it
+            logging.getLogger("drift_retrain").error("could not cancel run %s (it may still be running): %s", run_id, exc)
         raise

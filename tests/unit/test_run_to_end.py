@@ -40,3 +40,15 @@ def test_failed_run_is_not_cancelled() -> None:
     with pytest.raises(StepFailed, match="copy run r3 ended Failed: sink unreachable"):
         run_to_end(lambda: "r3", run.wait, run.cancel)
     assert run.cancelled == []
+
+
+def test_a_cancel_that_fails_is_logged_and_the_interruption_still_propagates(caplog: pytest.LogCaptureFixture) -> None:
+    """The reason the wait ended (a timeout, a cancelled flow run) is what the run must fail with; a cancel
+    the service refused is logged with the run id, so the run left behind can be found."""
+
+    def refuse(run_id: str) -> None:
+        raise ConnectionError("cancel call failed")
+
+    with pytest.raises(TimeoutError, match="still InProgress"):
+        run_to_end(lambda: "r4", Run(TimeoutError("copy run r4 still InProgress")).wait, refuse)
+    assert "could not cancel run r4" in caplog.text and "cancel call failed" in caplog.text
