@@ -1,5 +1,6 @@
 """`drift-retrain check`: is this deployment able to run? Validates the config, then, for every azure target,
-signs in and reads the workspace, the factory and the pipeline as the configured identity.
+signs in and reads the workspace, the factory and the pipeline as the configured identity, and asks ARM which
+actions it has on the workspace and the factory.
 
 A failure names what to fix: the config field, the role to grant and on which resource, the resource that
 does not exist, or the endpoint that cannot be reached. Nothing is started or changed.
@@ -30,6 +31,11 @@ FACTORY_ACTIONS = (
     "Microsoft.DataFactory/factories/pipelineruns/read",
     "Microsoft.DataFactory/factories/pipelineruns/cancel/action",
     "Microsoft.DataFactory/factories/pipelineruns/queryactivityruns/action",
+)
+#: What the training and register steps do in a workspace; a Reader can GET the workspace but do neither.
+WORKSPACE_ACTIONS = (
+    "Microsoft.MachineLearningServices/workspaces/jobs/write",
+    "Microsoft.MachineLearningServices/workspaces/models/versions/write",
 )
 TIMEOUT_SECONDS = 20.0
 
@@ -106,15 +112,21 @@ class AzureChecks:
         return results
 
     def _target(self, index: int, target: TargetConfig, get: Callable[[str, str], httpx.Response]) -> list[CheckResult]:
-        results = [
-            self._read(
-                f"{target.name}: workspace",
-                target.workspace,
-                lambda: get(target.workspace, WORKSPACE_API_VERSION),
-                role=WORKSPACE_ROLE,
-                field=f"targets.{index}.workspace",
+        workspace_ok = self._read(
+            f"{target.name}: workspace",
+            target.workspace,
+            lambda: get(target.workspace, WORKSPACE_API_VERSION),
+            role=WORKSPACE_ROLE,
+            field=f"targets.{index}.workspace",
+        )
+        results = [workspace_ok]
+        if workspace_ok.ok:
+            results.append(
+                self._may(
+                    f"{target.name}: workspace permission", target.workspace, WORKSPACE_ACTIONS, WORKSPACE_ROLE,
+                    "may submit jobs and register models", get,
+                )
             )
-        ]
         copy = target.copy_step
         if isinstance(copy, DataFactoryCopyConfig):
             factory_ok = self._read(
@@ -138,7 +150,12 @@ class AzureChecks:
                         describe=lambda response: self._parameters(target.name, index, copy, pipeline_id, response),
                     )
                 )
-                results.append(self._may_run(target.name, copy.factory, get))
+                results.append(
+                    self._may(
+                        f"{target.name}: run permission", copy.factory, FACTORY_ACTIONS, FACTORY_ROLE,
+                        "may start, watch and cancel pipeline runs", get,
+                    )
+                )
         return results
 
     def _parameters(
@@ -156,20 +173,27 @@ class AzureChecks:
             )
         return CheckResult(name, True, f"{pipeline_id} readable")
 
-    def _may_run(self, target: str, factory: str, get: Callable[[str, str], httpx.Response]) -> CheckResult:
-        """Reading is not running: ask ARM which actions the identity has on the factory."""
-        name = f"{target}: run permission"
+    def _may(
+        self,
+        name: str,
+        resource: str,
+        actions: tuple[str, ...],
+        role: str,
+        ok: str,
+        get: Callable[[str, str], httpx.Response],
+    ) -> CheckResult:
+        """Reading is not running: ask ARM which actions the identity has on the resource."""
         try:
-            response = get(f"{factory}/providers/Microsoft.Authorization/permissions", PERMISSIONS_API_VERSION)
+            response = get(f"{resource}/providers/Microsoft.Authorization/permissions", PERMISSIONS_API_VERSION)
         except httpx.HTTPError as exc:
             return CheckResult(name, False, f"{self.arm} unreachable: {type(exc).__name__}: {_first_line(exc)}")
         if response.status_code != 200:
             code, message = _arm_error(response)
             return CheckResult(name, True, f"not verified: permissions API answered {response.status_code} {code or ''} {message}".rstrip())
-        missing = [action for action in FACTORY_ACTIONS if not allowed(action, response.json().get("value") or [])]
+        missing = [action for action in actions if not allowed(action, response.json().get("value") or [])]
         if missing:
-            return CheckResult(name, False, f"may read but not {', '.join(missing)}: grant '{FACTORY_ROLE}' on {factory} to {self.identity}")
-        return CheckResult(name, True, "may start, watch and cancel pipeline runs")
+            return CheckResult(name, False, f"may read but not {', '.join(missing)}: grant '{role}' on {resource} to {self.identity}")
+        return CheckResult(name, True, ok)
 
     def _read(
         self,
