@@ -797,3 +797,65 @@ def test_every_outcome_is_logged_with_event_id_delivery_count_and_outcome(config
     assert any(line.startswith(f"event_id={ignored[0]['id']} delivery_count=2 outcome=ignored type=") for line in lines), lines
     assert any(line.startswith("outcome=rejected status=400 delivery_count=4 reason=") for line in lines), lines
     assert any(line.startswith(f"event_id={down['id']} delivery_count=5 outcome=failed_handoff drift_run=down") for line in lines), lines
+
+
+def _valid_events() -> list[tuple[dict, str]]:
+    return [
+        (drift("fz-v1"), EG_JSON),
+        (cloud(drift("fz-ce")), "application/cloudevents+json"),
+        (monitor_breach("fz-v2"), EG_JSON),
+    ]
+
+
+@hypothesis_settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    which=st.integers(0, 2),
+    where=st.sampled_from(["top", "data"]),
+    key=st.sampled_from(["id", "topic", "source", "eventType", "type", "specversion", "subject", "eventTime", "time", "data",
+                         "RunId", "runId", "DataDriftName", "DriftCoefficient", "StartTime", "EndTime", "runTags", "experimentName"]),
+    value=st.none() | json_values,
+    delete=st.booleans(),
+)
+def test_fuzzed_fields_of_valid_events_never_5xx_and_hand_off_only_what_is_accepted(client, recorder, which, where, key, value, delete) -> None:
+    """Start from a valid drift event and break one field: the answer is a 4xx that hands off nothing,
+    or a 200 whose accepted signals are exactly the ones handed off."""
+    event, content_type = _valid_events()[which]
+    target = event if where == "top" else event.get("data")
+    if isinstance(target, dict):
+        if delete:
+            target.pop(key, None)
+        else:
+            target[key] = value
+    before = len(recorder.signals)
+    response = post(client, [event] if content_type == EG_JSON else event, content_type=content_type)
+    assert response.status_code in (200, 400, 413), response.text
+    handed = recorder.signals[before:]
+    if response.status_code != 200:
+        assert handed == []
+    else:
+        assert len(handed) == len(response.json()["accepted"]) <= 1
+
+
+FIELD_KEYS = ["id", "topic", "source", "eventType", "type", "specversion", "subject", "eventTime", "time", "data"]
+DATA_KEYS = ["RunId", "runId", "DataDriftName", "DataDriftId", "DriftCoefficient", "StartTime", "EndTime", "BaseDatasetId",
+             "runTags", "experimentName"]
+WRONG_TYPES = [None, True, 0, -1.5, "", "text", [], ["a", 1], {}, {"azureml_modelmonitor_threshold_breached": ["x"]}]
+
+
+def test_every_field_of_every_drift_shape_with_every_json_type_never_5xx(client, recorder) -> None:
+    """The deterministic counterpart of the fuzzers: each field (envelope and data) of each valid drift
+    shape, replaced by each JSON type, is answered 200 or 400, and only 200s hand anything off."""
+    answered = set()
+    for which in range(len(_valid_events())):
+        for where, keys in (("top", FIELD_KEYS), ("data", DATA_KEYS)):
+            for key in keys:
+                for value in WRONG_TYPES:
+                    event, content_type = _valid_events()[which]
+                    (event if where == "top" else event["data"])[key] = value
+                    before = len(recorder.signals)
+                    response = post(client, [event], content_type=content_type)
+                    assert response.status_code in (200, 400), (which, where, key, value, response.text)
+                    if response.status_code == 400:
+                        assert len(recorder.signals) == before, (which, where, key, value)
+                    answered.add(response.status_code)
+    assert answered == {200, 400}
