@@ -859,3 +859,16 @@ def test_every_field_of_every_drift_shape_with_every_json_type_never_5xx(client,
                         assert len(recorder.signals) == before, (which, where, key, value)
                     answered.add(response.status_code)
     assert answered == {200, 400}
+
+
+def test_served_without_uvicorns_access_log_which_would_print_the_secret(configured, monkeypatch) -> None:
+    import uvicorn
+
+    calls = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: calls.append(options))
+    monkeypatch.setattr(logging, "basicConfig", lambda **kw: None)
+    monkeypatch.setattr(logging.getLogger("httpx"), "level", logging.getLogger("httpx").level)  # serve() sets it
+    from deployments.webhook import serve
+
+    serve(configured, port=18088)
+    assert calls == [{"host": "127.0.0.1", "port": 18088, "access_log": False, "log_level": "info"}]
