@@ -872,3 +872,15 @@ def test_served_without_uvicorns_access_log_which_would_print_the_secret(configu
 
     serve(configured, port=18088)
     assert calls == [{"host": "127.0.0.1", "port": 18088, "access_log": False, "log_level": "info"}]
+
+
+def test_an_unreachable_jwks_endpoint_is_503_so_event_grid_retries_not_401(tmp_path, monkeypatch, tenant) -> None:
+    monkeypatch.delenv("DRIFT_RETRAIN_WEBHOOK_SECRET", raising=False)
+    table = tenant.entra_table().replace(tenant.jwks_url, "http://127.0.0.1:9/keys")
+    path = write_config(tmp_path, extra=table, **{SECRET_ENV: f'{SECRET_ENV}\nauth = "entra"'})
+    recorder = RecordingHandoff()
+    with TestClient(create_app(load_settings(path), recorder)) as client:
+        response = post(client, [drift("jwks-down")], code=None, headers=bearer(tenant.token()))
+    assert response.status_code == 503 and response.headers["Retry-After"] == "30"
+    assert "signing keys could not be fetched" in response.json()["error"]
+    assert recorder.signals == []
