@@ -80,8 +80,8 @@ def items(settings: Settings, *run_ids: str):
     return [(to_drift_signal(dataset_drift(r)), settings.targets[0]) for r in run_ids]
 
 
-def test_transient_503s_and_dropped_connections_are_retried(settings) -> None:
-    fake = FakePrefect(script=[503, 0, 503])
+def test_transient_503s_429s_and_dropped_connections_are_retried(settings) -> None:
+    fake = FakePrefect(script=[503, 0, 429])  # database locked, connection dropped, rate-limited
 
     async def main():
         async with handoff(fake, deadline_seconds=10) as h:
