@@ -135,6 +135,8 @@ def test_cloudevents_abuse_protection(client) -> None:
     assert "POST" in response.headers["Allow"]
     asked = client.options(EVENTS_PATH, headers={"WebHook-Request-Origin": "eventgrid.azure.net", "WebHook-Request-Rate": "120"})
     assert asked.headers["WebHook-Allowed-Rate"] == "*"
+    cased = client.options(EVENTS_PATH, headers={"WebHook-Request-Origin": "EventGrid.Azure.NET"})  # a host name: any casing
+    assert cased.status_code == 200 and cased.headers["WebHook-Allowed-Origin"] == "EventGrid.Azure.NET"
 
 
 def test_abuse_protection_logs_the_callback_for_manual_validation(client, caplog) -> None:
@@ -884,3 +886,14 @@ def test_an_unreachable_jwks_endpoint_is_503_so_event_grid_retries_not_401(tmp_p
     assert response.status_code == 503 and response.headers["Retry-After"] == "30"
     assert "signing keys could not be fetched" in response.json()["error"]
     assert recorder.signals == []
+
+
+class CrashingHealthHandoff(RecordingHandoff):
+    async def healthy(self) -> bool:
+        raise RuntimeError("not what httpx raises")
+
+
+def test_healthz_is_503_not_500_whatever_the_health_check_raises(configured) -> None:
+    with TestClient(create_app(configured, CrashingHealthHandoff())) as client:
+        response = client.get("/healthz")
+    assert response.status_code == 503 and response.json() == {"prefect": "unreachable"}
