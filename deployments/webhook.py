@@ -23,7 +23,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from drift_retrain.auth import Unauthorized, authenticator_for
+from drift_retrain.auth import KeysUnavailable, Unauthorized, authenticator_for
 from drift_retrain.config import Settings, TargetConfig, load_settings
 from drift_retrain.feed import NullFeed, PrefectEventFeed, drift_detected
 from drift_retrain.handoff import HandedOff, HandoffUnavailable, PrefectHandoff
@@ -91,6 +91,9 @@ def create_app(settings: Settings | None = None, handoff: Handoff | None = None,
             log.warning("outcome=unauthorized delivery_count=%s reason=%r", delivery_count, str(exc))
             challenge = {"WWW-Authenticate": "Bearer"} if authenticator.scheme == "entra" else {}
             return _error(401, str(exc), **challenge)
+        except KeysUnavailable as exc:  # a JWKS outage must not make Event Grid drop the delivery
+            log.error("outcome=auth_unavailable delivery_count=%s reason=%r", delivery_count, str(exc))
+            return _error(503, str(exc), **{"Retry-After": retry_after})
         try:
             media_type(request.headers.get("content-type"))
             body = await _read_body(request, receiver.max_batch_bytes)

@@ -22,6 +22,11 @@ class Unauthorized(Exception):
     """The delivery is refused with 401; the message is safe to return and log."""
 
 
+class KeysUnavailable(Exception):
+    """The tenant's signing keys could not be fetched, so a token cannot be judged either way: answered
+    with 503 (Event Grid retries) rather than 401 (Event Grid drops or dead-letters at once)."""
+
+
 class Authenticator(Protocol):
     scheme: str
 
@@ -87,6 +92,8 @@ class JwksCache:
                 if self._needs_refresh(kid):
                     await self._refresh()
         if kid not in self._keys:
+            if self._tried_at > self._fetched_at:  # the last fetch failed: the key may well exist
+                raise KeysUnavailable("the tenant's signing keys could not be fetched; retry later")
             raise Unauthorized("bearer token signed with an unknown key")
         return self._keys[kid]
 

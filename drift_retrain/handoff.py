@@ -19,7 +19,7 @@ import base64
 import logging
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Iterable
 from uuid import UUID
 
@@ -65,6 +65,7 @@ class _Pending:
     started_by: str
     enqueued: float
     future: asyncio.Future[HandedOff] = field(repr=False)
+    created_here: bool = False  # an earlier attempt's bulk create made the run (a retry finds it existing)
 
     @property
     def key(self) -> str:
@@ -273,6 +274,9 @@ class PrefectHandoff:
         """Bulk create: it honours idempotency keys but reports every run as CREATED, so the runs that
         already exist are looked up first and only the missing ones are created."""
         made = await self._existing(flow_id, [i.key for i in items])
+        for item in items:
+            if item.created_here and item.key in made:  # made by this batch's failed attempt: still new
+                made[item.key] = replace(made[item.key], created=True)
         missing = [i for i in items if i.key not in made]
         for start in range(0, len(missing), BULK_LIMIT):
             chunk = missing[start : start + BULK_LIMIT]
@@ -280,6 +284,9 @@ class PrefectHandoff:
                 "POST", f"deployments/{deployment_id}/create_flow_run/bulk", json=[i.body() for i in chunk]
             )
             outcomes = response.json()["results"]
+            for item, outcome in zip(chunk, outcomes):
+                if outcome.get("status") == "CREATED" and outcome.get("flow_run_id"):
+                    item.created_here = True
             failed = [o.get("error") for o in outcomes if o.get("status") != "CREATED" or not o.get("flow_run_id")]
             if failed or len(outcomes) != len(chunk):
                 raise _Transient(f"bulk create: {len(failed)} of {len(chunk)} failed: {failed[:1]}")

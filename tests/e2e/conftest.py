@@ -18,11 +18,25 @@ from tests.conftest import DEMO_WORKSPACE, write_config
 TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 
 
+class _RetryWhileLocked(httpx.HTTPTransport):
+    """Prefect on SQLite answers 503 ("database is locked", nothing written) while another writer holds
+    the lock; Prefect's own client retries those, and so do the tests' calls (a few seconds at most)."""
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        for _ in range(40):
+            response = super().handle_request(request)
+            if response.status_code != 503:
+                return response
+            response.close()
+            time.sleep(0.25)
+        return super().handle_request(request)
+
+
 class Api:
     """Just enough of Prefect's REST API to assert on what the server recorded."""
 
     def __init__(self, url: str) -> None:
-        self.http = httpx.Client(base_url=url, timeout=30)
+        self.http = httpx.Client(base_url=url, timeout=30, transport=_RetryWhileLocked())
 
     def flow_run(self, flow_run_id: str) -> dict[str, Any]:
         response = self.http.get(f"/flow_runs/{flow_run_id}")

@@ -1,5 +1,5 @@
 """The Entra key cache: keys are fetched once and reused, a rotated key is picked up, an unreachable
-JWKS endpoint refuses tokens (401) until it answers again."""
+JWKS endpoint gives no verdict (503, retried) until it answers again."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from drift_retrain.auth import EntraBearer, JwksCache, Unauthorized
+from drift_retrain.auth import EntraBearer, JwksCache, KeysUnavailable, Unauthorized
 from drift_retrain.config import EntraConfig
 from tests.entra import AUDIENCE, TENANT, LocalTenant
 
@@ -52,7 +52,13 @@ def test_unknown_key_ids_do_not_hammer_the_jwks_endpoint(tenant) -> None:
     assert tenant.requests == 1
 
 
-def test_unreachable_jwks_refuses_tokens(tenant) -> None:
+def test_unreachable_jwks_is_no_verdict_until_it_answers_again(tenant) -> None:
+    """Without keys a token can be judged neither way: KeysUnavailable (503, Event Grid retries), not
+    Unauthorized (401, Event Grid drops the delivery)."""
     auth = bearer(tenant, url="http://127.0.0.1:9/keys", min_refresh=0)
-    with pytest.raises(Unauthorized, match="unknown key"):
+    with pytest.raises(KeysUnavailable, match="could not be fetched"):
         check(auth, tenant.token())
+    auth.keys.url = tenant.jwks_url  # the endpoint answers again
+    check(auth, tenant.token())
+    with pytest.raises(Unauthorized, match="unknown key"):  # keys in hand: a stranger kid is a verdict
+        check(auth, tenant.token(kid="forged"))

@@ -21,6 +21,7 @@ EVENT = {
         "ModelVersion": 20,
         "Ratio": 0.25,
         "Approved": True,
+        "One": 1,  # a number, not a boolean
         "Nothing": None,
         "ModelTags": {"key1": "Value1", "area": "diabetes"},
         "RunTags": {MONITOR_BREACH_TAG: "Monitor credit has failed due to one or more features violating metric thresholds"},
@@ -38,6 +39,8 @@ def rule(operator: str, key: str, value=None, values=None) -> AdvancedFilter:
     [
         ("StringIn", "data.ModelTags.key1", None, ["value1"], True),  # case-insensitive
         ("StringIn", "data.ModelTags.key1", None, ["value2", "value3"], False),
+        ("StringIn", "data.ModelTags.key1", None, ["value"], False),  # whole values, not substrings
+        ("StringNotIn", "data.ModelTags.key1", None, ["value"], True),
         ("StringNotIn", "data.ModelTags.key1", None, ["value2"], True),
         ("StringNotIn", "data.ModelTags.key1", None, ["VALUE1"], False),
         ("StringContains", f"data.RunTags.{MONITOR_BREACH_TAG}", None, [BREACH], True),
@@ -62,6 +65,7 @@ def rule(operator: str, key: str, value=None, values=None) -> AdvancedFilter:
         ("NumberNotInRange", "data.Ratio", None, [[0, 0.2]], True),
         ("BoolEquals", "data.Approved", True, None, True),
         ("BoolEquals", "data.Approved", False, None, False),
+        ("BoolEquals", "data.One", True, None, False),  # 1 is not true
         ("IsNotNull", "data.ModelName", None, None, True),
         ("IsNotNull", "data.Nothing", None, None, False),
         ("IsNotNull", "data.Missing", None, None, False),

@@ -31,6 +31,7 @@ class FakePrefect:
         self.runs: dict[str, dict] = {}  # idempotency key -> run
         self.calls: list[str] = []
         self.created_order: list[str] = []
+        self.bulk_failures = 0
 
     async def __call__(self, request: httpx.Request) -> httpx.Response:
         path = request.url.path
@@ -48,9 +49,15 @@ class FakePrefect:
             status = self.script.pop(0)
             if status == 0:
                 raise httpx.ConnectError("connection refused", request=request)
+            if status == -1:  # an answer the writer cannot read
+                return httpx.Response(201, json={"unexpected": True})
             return httpx.Response(status, json={"detail": "database is locked"})
         body = json.loads(request.content)
         if path.endswith("/create_flow_run/bulk"):
+            if self.bulk_failures:  # Prefect reports a failed item and creates the others
+                self.bulk_failures -= 1
+                results = [{"flow_run_id": self._create(b)[0]["id"], "status": "CREATED"} for b in body[:-1]]
+                return httpx.Response(200, json={"results": results + [{"status": "FAILED", "error": "database is locked"}]})
             return httpx.Response(200, json={"results": [{"flow_run_id": self._create(b)[0]["id"], "status": "CREATED"} for b in body]})
         run, created = self._create(body)
         return httpx.Response(201 if created else 200, json=run)
@@ -73,8 +80,8 @@ def items(settings: Settings, *run_ids: str):
     return [(to_drift_signal(dataset_drift(r)), settings.targets[0]) for r in run_ids]
 
 
-def test_transient_503s_and_dropped_connections_are_retried(settings) -> None:
-    fake = FakePrefect(script=[503, 0, 503])
+def test_transient_503s_429s_and_dropped_connections_are_retried(settings) -> None:
+    fake = FakePrefect(script=[503, 0, 429])  # database locked, connection dropped, rate-limited
 
     async def main():
         async with handoff(fake, deadline_seconds=10) as h:
@@ -120,7 +127,7 @@ def test_a_full_queue_refuses_at_once(settings) -> None:
             began = time.monotonic()
             with pytest.raises(HandoffBusy):
                 await h.hand_off_all(items(settings, "d", "e", "f"))
-            assert time.monotonic() - began < 0.1
+            assert time.monotonic() - began < 0.3  # at once, not after the 0.5 s write in progress
             return await first
 
     assert [r.flow_run_name for r in asyncio.run(main())] == ["credit-default-a", "credit-default-b", "credit-default-c"]
@@ -156,3 +163,33 @@ def test_duplicates_in_one_batch_and_across_batches_map_onto_one_run(settings) -
     assert [r.created for r in again] == [False, True]
     assert again[0].flow_run_id == first[1].flow_run_id
     assert len(fake.runs) == 3
+
+
+def test_a_failed_item_of_a_bulk_create_is_retried_and_the_others_still_count_as_new(settings) -> None:
+    fake = FakePrefect()
+    fake.bulk_failures = 1
+
+    async def main():
+        async with handoff(fake, deadline_seconds=10) as h:
+            return await h.hand_off_all(items(settings, "a", "b", "c"))
+
+    runs = asyncio.run(main())
+    assert [r.flow_run_name for r in runs] == ["credit-default-a", "credit-default-b", "credit-default-c"]
+    assert all(r.created for r in runs)  # a and b were made by the first try: new runs, not duplicates
+    assert fake.created_order == ["credit-default-a", "credit-default-b", "credit-default-c"]
+    assert len([c for c in fake.calls if c.endswith("/bulk")]) == 2
+
+
+def test_an_unreadable_answer_fails_its_request_at_once_and_the_writer_carries_on(settings) -> None:
+    fake = FakePrefect(script=[-1])
+
+    async def main():
+        async with handoff(fake, deadline_seconds=10) as h:
+            began = time.monotonic()
+            with pytest.raises(HandoffUnavailable, match="KeyError"):
+                await h.hand_off_all(items(settings, "a"))
+            assert time.monotonic() - began < 5  # not left waiting for the deadline
+            return await h.hand_off_all(items(settings, "a"))
+
+    (run,) = asyncio.run(main())
+    assert run.created and run.flow_run_name == "credit-default-a"

@@ -69,6 +69,25 @@ def test_identity_ignores_workspace_id_casing_but_not_the_workspace() -> None:
     assert to_drift_signal(other).idempotency_key != base.idempotency_key
 
 
+def test_same_workspace_name_in_another_resource_group_is_another_signal() -> None:
+    event = _one(sample("eg_DatasetDriftDetected.json"))
+    other = copy.deepcopy(event)
+    other["topic"] = event["topic"].replace("/resourceGroups/", "/resourceGroups/other-")
+    assert other["topic"] != event["topic"]
+    base, moved = to_drift_signal(event), to_drift_signal(other)
+    assert base.workspace_name == moved.workspace_name
+    assert moved.identity != base.identity and moved.idempotency_key != base.idempotency_key
+
+
+@pytest.mark.parametrize("event_type", ["Contoso.Custom.DatasetDriftDetected", "Microsoft.MachineLearningServices.DatasetDriftDetectedV2",
+                                        "Microsoft.Storage.RunStatusChanged"])
+def test_only_the_machine_learning_event_types_carry_drift(event_type: str) -> None:
+    event = _one(sample("eg_DatasetDriftDetected.json"))
+    event["eventType"] = event_type
+    with pytest.raises(NotADriftSignal, match="carries no drift signal"):
+        to_drift_signal(event)
+
+
 @pytest.mark.parametrize("transform", [str.lower, str.upper, lambda k: k[0].lower() + k[1:]])
 def test_data_keys_are_read_case_insensitively(transform) -> None:
     event = _one(sample("eg_DatasetDriftDetected.json"))

@@ -67,6 +67,8 @@ def test_configured_subscription_renders_every_setting(settings) -> None:
     assert opts["--enable-advanced-filtering-on-arrays"] == [["true"]]
     assert opts["--max-delivery-attempts"] == [["10"]] and opts["--event-ttl"] == [["120"]]
     assert opts["--deadletter-endpoint"] == [[subscription.dead_letter_endpoint]]
+    assert opts["--max-events-per-batch"] == [[str(subscription.max_events_per_batch)]]
+    assert opts["--preferred-batch-size-in-kilobytes"] == [[str(subscription.preferred_batch_size_kb)]]
 
 
 def test_unconfigured_target_gets_one_default_subscription_per_signal_kind(settings) -> None:
@@ -102,6 +104,16 @@ def test_bicep_parameters_match_the_template(settings) -> None:
     declared = set(re.findall(r"^param (\w+)", template, re.M))
     assert set(parameters) <= declared and "webhookSecret" in declared and "webhookSecret" not in parameters
     assert parameters["workspaceName"] == {"value": "demo-workspace"}
+    values = {name: parameter["value"] for name, parameter in parameters.items()}
+    assert values["subscriptionName"] == "strong-drift-only"
+    assert values["endpointUrl"] == "https://drift.example.com/api/eventgrid"
+    assert (values["authMode"], values["secretHeader"]) == ("secret", "X-Key")
+    assert values["deliverySchema"] == "CloudEventSchemaV1_0"
+    assert values["includedEventTypes"] == ["Microsoft.MachineLearningServices.DatasetDriftDetected"]
+    assert (values["subjectBeginsWith"], values["subjectEndsWith"]) == ("datadrifts/", "/x")
+    assert values["advancedFilteringOnArrays"] is True
+    assert (values["maxDeliveryAttempts"], values["eventTtlMinutes"]) == (10, 120)
+    assert values["deadLetterContainerId"] == target.subscriptions[0].dead_letter_endpoint
     assert parameters["advancedFilters"]["value"] == [
         {"operatorType": "NumberGreaterThanOrEquals", "key": "data.DriftCoefficient", "value": 0.5},
         {"operatorType": "StringIn", "key": "data.DataDriftName", "values": ["filtered-monitor"]},

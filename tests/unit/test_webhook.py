@@ -7,6 +7,8 @@ against a real Prefect server, is proven in tests/e2e/test_intake.py.
 
 from __future__ import annotations
 
+import asyncio
+import hmac
 import json
 import logging
 import socket
@@ -33,16 +35,23 @@ class RecordingHandoff:
     def __init__(self, fail: bool = False) -> None:
         self.fail = fail
         self.signals: list = []
+        self.runs: dict[str, HandedOff] = {}  # by signal identity, as Prefect's idempotency key dedupes
 
     async def hand_off_all(self, items, started_by="webhook") -> list[HandedOff]:
         items = list(items)
         if self.fail and items:
             raise HandoffUnavailable("Prefect is down")
         self.signals.extend(signal for signal, _ in items)
-        return [
-            HandedOff(flow_run_id=uuid.uuid4(), flow_run_name=f"{target.model_name}-{signal.run_id}", created=True)
-            for signal, target in items
-        ]
+        handed = []
+        for signal, target in items:
+            if signal.identity in self.runs:
+                first = self.runs[signal.identity]
+                handed.append(HandedOff(first.flow_run_id, first.flow_run_name, created=False))
+            else:
+                run = HandedOff(flow_run_id=uuid.uuid4(), flow_run_name=f"{target.model_name}-{signal.run_id}", created=True)
+                self.runs[signal.identity] = run
+                handed.append(run)
+        return handed
 
     async def healthy(self) -> bool:
         return not self.fail
@@ -126,6 +135,8 @@ def test_cloudevents_abuse_protection(client) -> None:
     assert "POST" in response.headers["Allow"]
     asked = client.options(EVENTS_PATH, headers={"WebHook-Request-Origin": "eventgrid.azure.net", "WebHook-Request-Rate": "120"})
     assert asked.headers["WebHook-Allowed-Rate"] == "*"
+    cased = client.options(EVENTS_PATH, headers={"WebHook-Request-Origin": "EventGrid.Azure.NET"})  # a host name: any casing
+    assert cased.status_code == 200 and cased.headers["WebHook-Allowed-Origin"] == "EventGrid.Azure.NET"
 
 
 def test_abuse_protection_logs_the_callback_for_manual_validation(client, caplog) -> None:
@@ -578,3 +589,311 @@ def test_a_failing_event_feed_never_fails_the_acknowledgement(configured: Settin
         response = post(client, [drift("feed-broken")])
     assert response.status_code == 200
     assert [s.run_id for s in recorder.signals] == ["feed-broken"]
+
+
+# -- review of issue 3: gaps found by mutation testing ----------------------------------------------
+
+
+def test_workspace_ids_match_whatever_their_casing(client, recorder) -> None:
+    """ARM ids are case-insensitive and Event Grid topics do not keep the configured casing."""
+    for run_id, topic in [("upper", DEMO_WORKSPACE.upper()), ("lower", DEMO_WORKSPACE.lower())]:
+        response = post(client, [drift(run_id, workspace=topic)])
+        assert response.status_code == 200, response.text
+        assert len(response.json()["accepted"]) == 1
+    assert [s.run_id for s in recorder.signals] == ["upper", "lower"]
+
+
+def test_a_monitor_is_routed_only_within_its_own_workspace(client, recorder) -> None:
+    """credit-default-drift belongs to the demo workspace; the same name in the docs workspace is not ours."""
+    response = post(client, [drift("elsewhere", workspace=sample("eg_DatasetDriftDetected.json")[0]["topic"])])
+    assert response.status_code == 200
+    assert response.json()["ignored"][0]["reason"] == "monitor 'credit-default-drift' is not routed to any target"
+    assert recorder.signals == []
+
+
+FILTERED_ONLY_WORKSPACE = DEMO_WORKSPACE.replace("demo-workspace", "filtered-only")
+FILTERED_ONLY_TARGET = f"""
+[[targets]]
+name = "filtered-only"
+backend = "local"
+workspace = "{FILTERED_ONLY_WORKSPACE}"
+monitors = ["fo-monitor"]
+model_name = "fo-model"
+copy = {{ source = "data/landing/fo", sink = "data/training-store/fo" }}
+training = {{ reference = "data/training-store/fo/reference.csv", label = "y" }}
+
+[[targets.subscriptions]]
+name = "v1-a"
+included_event_types = ["Microsoft.MachineLearningServices.DatasetDriftDetected"]
+subject_begins_with = "datadrifts/a"
+
+[[targets.subscriptions]]
+name = "v1-b"
+included_event_types = ["Microsoft.MachineLearningServices.DatasetDriftDetected"]
+subject_begins_with = "datadrifts/b"
+"""
+
+
+def test_events_no_subscription_of_their_workspace_would_deliver_are_ignored_before_they_are_read(tmp_path, monkeypatch) -> None:
+    """Event Grid would not have delivered them: a malformed drift event outside every subscription of
+    its workspace is ignored with the filters' reason instead of refusing its whole batch, and an event
+    passes when any one of the target's subscriptions takes it."""
+    monkeypatch.setenv("DRIFT_RETRAIN_WEBHOOK_SECRET", SECRET)
+    settings = load_settings(write_config(tmp_path, extra=FILTERED_ONLY_TARGET))
+    recorder = RecordingHandoff()
+
+    def event(run_id: str, subject: str) -> dict:
+        made = drift(run_id, monitor="fo-monitor", workspace=FILTERED_ONLY_WORKSPACE)
+        made["subject"] = subject
+        return made
+
+    unreadable = event("unreadable", "other/x")
+    del unreadable["data"]["RunId"]
+    unreadable["topic"] = FILTERED_ONLY_WORKSPACE.upper()  # its workspace, however cased
+    with TestClient(create_app(settings, recorder)) as client:
+        response = post(client, [event("via-a", "datadrifts/a/1"), event("via-b", "datadrifts/b/1"), unreadable])
+    assert response.status_code == 200, response.text
+    (ignored,) = response.json()["ignored"]
+    assert ignored["event_id"] == unreadable["id"]
+    assert ignored["reason"].startswith("filtered out: filtered-only/v1-a: subject 'other/x' does not begin with 'datadrifts/a'")
+    assert [s.run_id for s in recorder.signals] == ["via-a", "via-b"]
+
+
+def test_the_secret_is_compared_in_constant_time(client, monkeypatch) -> None:
+    compared = []
+    real = hmac.compare_digest
+
+    def spy(a, b):
+        compared.append((a, b))
+        return real(a, b)
+
+    monkeypatch.setattr("drift_retrain.auth.hmac.compare_digest", spy)
+    assert post(client, [drift("ct")], code="wrong").status_code == 401
+    assert post(client, [drift("ct")]).status_code == 200
+    assert compared == [(b"wrong", SECRET.encode()), (SECRET.encode(), SECRET.encode())]
+
+
+def _asgi_post(app, headers: list[tuple[bytes, bytes]], query: bytes) -> tuple[int, int]:
+    """POST through the bare ASGI interface; returns (status, how often the app asked for the body)."""
+    asked = 0
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        nonlocal asked
+        asked += 1
+        return {"type": "http.request", "body": b"[]", "more_body": False}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+        "path": EVENTS_PATH, "raw_path": EVENTS_PATH.encode(), "root_path": "", "query_string": query,
+        "headers": headers, "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 8088),
+    }
+    asyncio.run(app(scope, receive, send))
+    return next(m["status"] for m in sent if m["type"] == "http.response.start"), asked
+
+
+def test_refusals_from_the_request_line_and_headers_read_no_body(configured) -> None:
+    app = create_app(configured, RecordingHandoff())
+    json_type = (b"content-type", b"application/json")
+    assert _asgi_post(app, [json_type, (b"content-length", b"2")], b"code=wrong") == (401, 0)
+    assert _asgi_post(app, [json_type, (b"content-length", b"2")], b"") == (401, 0)
+    too_big = str(configured.receiver.max_batch_bytes + 1).encode()
+    assert _asgi_post(app, [json_type, (b"content-length", too_big)], f"code={SECRET}".encode()) == (413, 0)
+    assert _asgi_post(app, [(b"content-type", b"text/plain")], f"code={SECRET}".encode()) == (400, 0)
+
+
+def test_the_secret_is_in_no_log_line_and_no_answer_on_any_path(configured, caplog) -> None:
+    caplog.set_level(logging.DEBUG)
+    recorder = RecordingHandoff()
+    answers = []
+    with TestClient(create_app(configured, recorder)) as client:
+        answers.append(post(client, [drift("ok")]))
+        answers.append(post(client, sample("eg_ModelRegistered.json")))
+        answers.append(post(client, b"{bad"))
+        answers.append(post(client, [drift("x")], content_type="text/plain"))
+        answers.append(post(client, b"[" + b" " * configured.receiver.max_batch_bytes + b"]"))
+        answers.append(post(client, sample("subscription_validation_event.json"), headers={"aeg-event-type": "SubscriptionValidation"}))
+        answers.append(post(client, [drift("d")], headers={"aeg-event-type": "SubscriptionDeletion"}))
+        answers.append(client.options(EVENTS_PATH, params={"code": SECRET}, headers={"WebHook-Request-Origin": "eventgrid.azure.net"}))
+        recorder.fail = True
+        answers.append(post(client, [drift("down")]))
+    assert [a.status_code for a in answers] == [200, 200, 400, 400, 413, 200, 200, 200, 503]
+    receiver_log = "\n".join(r.getMessage() for r in caplog.records if r.name.startswith(("drift_retrain", "deployments")))
+    assert "outcome=" in receiver_log
+    assert SECRET not in receiver_log
+    assert all(SECRET not in a.text and SECRET not in str(a.headers) for a in answers)
+
+
+def _padded(run_id: str, size: int) -> dict:
+    """A drift event whose compact JSON is exactly ``size`` bytes."""
+    event = drift(run_id)
+    event["data"]["Padding"] = ""
+    base = len(json.dumps(event, separators=(",", ":")).encode())
+    event["data"]["Padding"] = "x" * (size - base)
+    assert len(json.dumps(event, separators=(",", ":")).encode()) == size
+    return event
+
+
+def test_an_event_of_exactly_1_mb_is_accepted_one_byte_more_is_413(client, configured, recorder) -> None:
+    limit = configured.receiver.max_event_bytes
+    assert limit == 1024 * 1024
+    exact = post(client, json.dumps([_padded("exact", limit)], separators=(",", ":")))
+    assert exact.status_code == 200, exact.text[:200]
+    over = post(client, json.dumps([_padded("over", limit + 1)], separators=(",", ":")))
+    assert over.status_code == 413
+    assert [s.run_id for s in recorder.signals] == ["exact"]
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("id", 123, "field 'id'"),
+        ("eventTime", "yesterday-ish", "field 'time'"),
+        ("subject", ["a"], "field 'subject'"),
+        ("eventType", {"x": 1}, "field 'type'"),
+    ],
+)
+def test_envelope_fields_of_the_wrong_type_are_400_naming_the_field(client, recorder, field, value, message) -> None:
+    event = drift("typed")
+    event[field] = value
+    response = post(client, [event])
+    assert response.status_code == 400, response.text
+    assert "event #0" in response.json()["error"] and message in response.json()["error"]
+    assert recorder.signals == []
+
+
+def test_duplicates_are_answered_with_the_existing_run_and_counted(client, recorder) -> None:
+    event = drift("dup")
+    first = post(client, [event]).json()["accepted"][0]
+    twin = dict(event, id=str(uuid.uuid4()))  # a second subscription's copy of the same drift
+    again = post(client, [event], headers={"aeg-delivery-count": "1"}).json()["accepted"][0]
+    other = post(client, [twin]).json()["accepted"][0]
+    assert (first["duplicate"], again["duplicate"], other["duplicate"]) == (False, True, True)
+    assert first["flow_run_id"] == again["flow_run_id"] == other["flow_run_id"]
+    metrics = client.get("/metrics").text
+    assert 'drift_retrain_events_total{outcome="accepted"} 1.0' in metrics
+    assert 'drift_retrain_events_total{outcome="duplicate"} 2.0' in metrics
+
+
+def test_a_refused_batch_counts_each_of_its_events_as_rejected(client, recorder) -> None:
+    bad = drift("bad")
+    del bad["data"]["RunId"]
+    assert post(client, [drift("a"), drift("b"), bad]).status_code == 400
+    assert 'drift_retrain_events_total{outcome="rejected"} 3.0' in client.get("/metrics").text
+
+
+def test_every_outcome_is_logged_with_event_id_delivery_count_and_outcome(configured, caplog) -> None:
+    caplog.set_level(logging.INFO)
+    recorder = RecordingHandoff()
+    ignored = sample("eg_ModelRegistered.json")
+    down = drift("down")
+    with TestClient(create_app(configured, recorder)) as client:
+        post(client, ignored, headers={"aeg-delivery-count": "2"})
+        post(client, b"{bad", headers={"aeg-delivery-count": "4"})
+        recorder.fail = True
+        post(client, [down], headers={"aeg-delivery-count": "5"})
+    lines = [r.getMessage() for r in caplog.records if r.name == "drift_retrain.webhook"]
+    assert any(line.startswith(f"event_id={ignored[0]['id']} delivery_count=2 outcome=ignored type=") for line in lines), lines
+    assert any(line.startswith("outcome=rejected status=400 delivery_count=4 reason=") for line in lines), lines
+    assert any(line.startswith(f"event_id={down['id']} delivery_count=5 outcome=failed_handoff drift_run=down") for line in lines), lines
+
+
+def _valid_events() -> list[tuple[dict, str]]:
+    return [
+        (drift("fz-v1"), EG_JSON),
+        (cloud(drift("fz-ce")), "application/cloudevents+json"),
+        (monitor_breach("fz-v2"), EG_JSON),
+    ]
+
+
+@hypothesis_settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    which=st.integers(0, 2),
+    where=st.sampled_from(["top", "data"]),
+    key=st.sampled_from(["id", "topic", "source", "eventType", "type", "specversion", "subject", "eventTime", "time", "data",
+                         "RunId", "runId", "DataDriftName", "DriftCoefficient", "StartTime", "EndTime", "runTags", "experimentName"]),
+    value=st.none() | json_values,
+    delete=st.booleans(),
+)
+def test_fuzzed_fields_of_valid_events_never_5xx_and_hand_off_only_what_is_accepted(client, recorder, which, where, key, value, delete) -> None:
+    """Start from a valid drift event and break one field: the answer is a 4xx that hands off nothing,
+    or a 200 whose accepted signals are exactly the ones handed off."""
+    event, content_type = _valid_events()[which]
+    target = event if where == "top" else event.get("data")
+    if isinstance(target, dict):
+        if delete:
+            target.pop(key, None)
+        else:
+            target[key] = value
+    before = len(recorder.signals)
+    response = post(client, [event] if content_type == EG_JSON else event, content_type=content_type)
+    assert response.status_code in (200, 400, 413), response.text
+    handed = recorder.signals[before:]
+    if response.status_code != 200:
+        assert handed == []
+    else:
+        assert len(handed) == len(response.json()["accepted"]) <= 1
+
+
+FIELD_KEYS = ["id", "topic", "source", "eventType", "type", "specversion", "subject", "eventTime", "time", "data"]
+DATA_KEYS = ["RunId", "runId", "DataDriftName", "DataDriftId", "DriftCoefficient", "StartTime", "EndTime", "BaseDatasetId",
+             "runTags", "experimentName"]
+WRONG_TYPES = [None, True, 0, -1.5, "", "text", [], ["a", 1], {}, {"azureml_modelmonitor_threshold_breached": ["x"]}]
+
+
+def test_every_field_of_every_drift_shape_with_every_json_type_never_5xx(client, recorder) -> None:
+    """The deterministic counterpart of the fuzzers: each field (envelope and data) of each valid drift
+    shape, replaced by each JSON type, is answered 200 or 400, and only 200s hand anything off."""
+    answered = set()
+    for which in range(len(_valid_events())):
+        for where, keys in (("top", FIELD_KEYS), ("data", DATA_KEYS)):
+            for key in keys:
+                for value in WRONG_TYPES:
+                    event, content_type = _valid_events()[which]
+                    (event if where == "top" else event["data"])[key] = value
+                    before = len(recorder.signals)
+                    response = post(client, [event], content_type=content_type)
+                    assert response.status_code in (200, 400), (which, where, key, value, response.text)
+                    if response.status_code == 400:
+                        assert len(recorder.signals) == before, (which, where, key, value)
+                    answered.add(response.status_code)
+    assert answered == {200, 400}
+
+
+def test_served_without_uvicorns_access_log_which_would_print_the_secret(configured, monkeypatch) -> None:
+    import uvicorn
+
+    calls = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: calls.append(options))
+    monkeypatch.setattr(logging, "basicConfig", lambda **kw: None)
+    monkeypatch.setattr(logging.getLogger("httpx"), "level", logging.getLogger("httpx").level)  # serve() sets it
+    from deployments.webhook import serve
+
+    serve(configured, port=18088)
+    assert calls == [{"host": "127.0.0.1", "port": 18088, "access_log": False, "log_level": "info"}]
+
+
+def test_an_unreachable_jwks_endpoint_is_503_so_event_grid_retries_not_401(tmp_path, monkeypatch, tenant) -> None:
+    monkeypatch.delenv("DRIFT_RETRAIN_WEBHOOK_SECRET", raising=False)
+    table = tenant.entra_table().replace(tenant.jwks_url, "http://127.0.0.1:9/keys")
+    path = write_config(tmp_path, extra=table, **{SECRET_ENV: f'{SECRET_ENV}\nauth = "entra"'})
+    recorder = RecordingHandoff()
+    with TestClient(create_app(load_settings(path), recorder)) as client:
+        response = post(client, [drift("jwks-down")], code=None, headers=bearer(tenant.token()))
+    assert response.status_code == 503 and response.headers["Retry-After"] == "30"
+    assert "signing keys could not be fetched" in response.json()["error"]
+    assert recorder.signals == []
+
+
+class CrashingHealthHandoff(RecordingHandoff):
+    async def healthy(self) -> bool:
+        raise RuntimeError("not what httpx raises")
+
+
+def test_healthz_is_503_not_500_whatever_the_health_check_raises(configured) -> None:
+    with TestClient(create_app(configured, CrashingHealthHandoff())) as client:
+        response = client.get("/healthz")
+    assert response.status_code == 503 and response.json() == {"prefect": "unreachable"}
