@@ -66,36 +66,57 @@ def demo_settings(settings: Settings) -> Settings:
     return settings
 
 
+def local_target(
+    name: str,
+    monitors: list[str],
+    workspace: str = DEMO_WORKSPACE,
+    *,
+    model_name: str | None = None,
+    data: str | None = None,
+    landing: str | None = None,
+    reference: str | None = None,
+    label: str = "y",
+    policy: str = "",
+    extra: str = "",
+) -> str:
+    """One ``[[targets]]`` block on the local backend, as TOML to append to a test config. ``data`` names
+    its landing and training-store folders (``landing`` another landing folder); ``policy`` is an inline
+    table body; ``extra`` follows the block (e.g. its ``[[targets.subscriptions]]``)."""
+    data = data or name
+    reference = reference or f"data/training-store/{data}/reference.csv"
+    lines = [
+        "",
+        "[[targets]]",
+        f'name = "{name}"',
+        'backend = "local"',
+        f'workspace = "{workspace}"',
+        f"monitors = {json.dumps(monitors)}",
+        f'model_name = "{model_name or name + "-model"}"',
+        *([f"policy = {{ {policy} }}"] if policy else []),
+        f'copy = {{ source = "data/landing/{landing or data}", sink = "data/training-store/{data}" }}',
+        f'training = {{ reference = "{reference}", label = "{label}" }}',
+    ]
+    return "\n".join(lines) + "\n" + extra
+
+
 # Targets for the intake tests: the docs samples' workspace (so every verbatim sample is routable) and
 # a target behind a subscription filter in the demo workspace.
-INTAKE_TARGETS = f"""
-[[targets]]
-name = "docs-sample"
-backend = "local"
-workspace = "{SAMPLE_WORKSPACE}"
-monitors = ["myDriftMonitor", "docs-monitor"]
-model_name = "docs-model"
-copy = {{ source = "data/landing/docs", sink = "data/training-store/docs" }}
-training = {{ reference = "data/training-store/docs/reference.csv", label = "y" }}
-
-[[targets]]
-name = "filtered"
-backend = "local"
-workspace = "{DEMO_WORKSPACE}"
-monitors = ["filtered-monitor"]
-model_name = "filtered-model"
-copy = {{ source = "data/landing/filtered", sink = "data/training-store/filtered" }}
-training = {{ reference = "data/training-store/filtered/reference.csv", label = "y" }}
-
+INTAKE_TARGETS = local_target(
+    "docs-sample", ["myDriftMonitor", "docs-monitor"], SAMPLE_WORKSPACE, model_name="docs-model", data="docs"
+) + local_target(
+    "filtered",
+    ["filtered-monitor"],
+    extra="""
 [[targets.subscriptions]]
 name = "strong-drift-only"
 included_event_types = ["Microsoft.MachineLearningServices.DatasetDriftDetected"]
 subject_begins_with = "datadrifts/"
 advanced_filters = [
-  {{ operator = "NumberGreaterThanOrEquals", key = "data.DriftCoefficient", value = 0.5 }},
-  {{ operator = "StringIn", key = "data.DataDriftName", values = ["filtered-monitor"] }},
+  { operator = "NumberGreaterThanOrEquals", key = "data.DriftCoefficient", value = 0.5 },
+  { operator = "StringIn", key = "data.DataDriftName", values = ["filtered-monitor"] },
 ]
-"""
+""",
+)
 
 BREACH_TEXT = "has failed due to one or more features violating metric thresholds"
 

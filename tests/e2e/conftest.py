@@ -13,7 +13,7 @@ from drift_retrain import demo_data
 from drift_retrain.config import Settings, load_settings
 from drift_retrain.fake_azure import CLIENT_ID, CLIENT_SECRET, TENANT, FakeAzure
 from drift_retrain.stack import Stack, free_port
-from tests.conftest import DEMO_WORKSPACE, write_config
+from tests.conftest import DEMO_WORKSPACE, local_target, write_config
 
 TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 
@@ -88,27 +88,24 @@ class Api:
 
 
 # Two more targets: one whose landing folder stays empty, one whose training cannot succeed.
-EXTRA_TARGETS = """
-[[targets]]
-name = "empty-window"
-backend = "local"
-workspace = "{workspace}"
-monitors = ["empty-monitor"]
-model_name = "empty-model"
-policy = {{ cooldown_minutes = 0, min_rows = 500 }}
-copy = {{ source = "data/landing/empty", sink = "data/training-store/empty" }}
-training = {{ reference = "data/training-store/credit-default/reference.csv", label = "defaulted" }}
-
-[[targets]]
-name = "broken"
-backend = "local"
-workspace = "{workspace}"
-monitors = ["broken-monitor"]
-model_name = "broken-model"
-policy = {{ cooldown_minutes = 0 }}
-copy = {{ source = "data/landing/credit-default", sink = "data/training-store/broken" }}
-training = {{ reference = "data/training-store/credit-default/reference.csv", label = "no-such-column" }}
-"""
+EXTRA_TARGETS = local_target(
+    "empty-window",
+    ["empty-monitor"],
+    model_name="empty-model",
+    data="empty",
+    reference="data/training-store/credit-default/reference.csv",
+    label="defaulted",
+    policy="cooldown_minutes = 0, min_rows = 500",
+) + local_target(
+    "broken",
+    ["broken-monitor"],
+    model_name="broken-model",
+    data="broken",
+    landing="credit-default",
+    reference="data/training-store/credit-default/reference.csv",
+    label="no-such-column",
+    policy="cooldown_minutes = 0",
+)
 
 
 # A target on the azure backend, pointed at the loopback Azure: the same flow, Azure's wire formats.
@@ -170,7 +167,7 @@ def e2e_settings(tmp_path_factory: pytest.TempPathFactory, fake_azure: FakeAzure
     # A second, v2 monitor routed to the same model, to see its signal skipped by the cooldown.
     path = write_config(
         directory,
-        extra=EXTRA_TARGETS.format(workspace=DEMO_WORKSPACE) + azure,
+        extra=EXTRA_TARGETS + azure,
         **{r'monitors = \["credit-default-drift"\]': 'monitors = ["credit-default-drift", "credit-default-monitor"]'},
     )
     settings = load_settings(path)

@@ -23,7 +23,7 @@ from drift_retrain.config import load_settings
 from drift_retrain.feed import DRIFT_DETECTED, PrefectEventFeed, event_id
 from drift_retrain.handoff import PrefectHandoff
 from drift_retrain.signals import MONITOR_BREACH_TAG, to_drift_signal
-from tests.conftest import BREACH_TEXT, DEMO_WORKSPACE, INTAKE_TARGETS, dataset_drift, monitor_breach, sample, write_config
+from tests.conftest import BREACH_TEXT, DEMO_WORKSPACE, INTAKE_TARGETS, dataset_drift, local_target, monitor_breach, sample, write_config
 from tests.e2e.conftest import Api
 from tests.e2e.servers import PrefectServer, running
 from tests.entra import LocalTenant
@@ -58,19 +58,8 @@ def operator_targets() -> str:
             rule = f'{{ operator = "{operator}", key = "{key}", values = {json.dumps(arg)} }}'
         else:
             rule = f'{{ operator = "{operator}", key = "{key}", value = {json.dumps(arg)} }}'
-        blocks.append(f"""
-[[targets]]
-name = "op-{operator}"
-backend = "local"
-workspace = "{DEMO_WORKSPACE}"
-monitors = ["op-{operator}"]
-model_name = "op-{operator.lower()}"
-copy = {{ source = "l/{operator}", sink = "s/{operator}" }}
-training = {{ reference = "r.csv", label = "y" }}
-[[targets.subscriptions]]
-name = "only-{operator}"
-advanced_filters = [{rule}]
-""")
+        subscription = f'[[targets.subscriptions]]\nname = "only-{operator}"\nadvanced_filters = [{rule}]\n'
+        blocks.append(local_target(f"op-{operator}", [f"op-{operator}"], model_name=f"op-{operator.lower()}", extra=subscription))
     return "".join(blocks)
 
 

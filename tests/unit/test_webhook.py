@@ -23,7 +23,7 @@ from starlette.testclient import TestClient
 from deployments.webhook import EVENTS_PATH, create_app
 from drift_retrain.config import ConfigError, HandoffConfig, Settings, load_settings
 from drift_retrain.handoff import HandedOff, HandoffUnavailable, PrefectHandoff
-from tests.conftest import DEMO_WORKSPACE, INTAKE_TARGETS, dataset_drift, monitor_breach, sample, write_config
+from tests.conftest import DEMO_WORKSPACE, INTAKE_TARGETS, dataset_drift, local_target, monitor_breach, sample, write_config
 from tests.entra import TENANT, LocalTenant
 
 SECRET = "s3cret-value"
@@ -612,16 +612,13 @@ def test_a_monitor_is_routed_only_within_its_own_workspace(client, recorder) -> 
 
 
 FILTERED_ONLY_WORKSPACE = DEMO_WORKSPACE.replace("demo-workspace", "filtered-only")
-FILTERED_ONLY_TARGET = f"""
-[[targets]]
-name = "filtered-only"
-backend = "local"
-workspace = "{FILTERED_ONLY_WORKSPACE}"
-monitors = ["fo-monitor"]
-model_name = "fo-model"
-copy = {{ source = "data/landing/fo", sink = "data/training-store/fo" }}
-training = {{ reference = "data/training-store/fo/reference.csv", label = "y" }}
-
+FILTERED_ONLY_TARGET = local_target(
+    "filtered-only",
+    ["fo-monitor"],
+    FILTERED_ONLY_WORKSPACE,
+    model_name="fo-model",
+    data="fo",
+    extra="""
 [[targets.subscriptions]]
 name = "v1-a"
 included_event_types = ["Microsoft.MachineLearningServices.DatasetDriftDetected"]
@@ -631,7 +628,8 @@ subject_begins_with = "datadrifts/a"
 name = "v1-b"
 included_event_types = ["Microsoft.MachineLearningServices.DatasetDriftDetected"]
 subject_begins_with = "datadrifts/b"
-"""
+""",
+)
 
 
 def test_events_no_subscription_of_their_workspace_would_deliver_are_ignored_before_they_are_read(tmp_path, monkeypatch) -> None:
