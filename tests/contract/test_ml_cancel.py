@@ -9,10 +9,11 @@ import time
 import pytest
 
 from drift_retrain.backends.azure.polling import StepTimedOut
-from drift_retrain.backends.azure.training import MLJobFailed, training_pipeline
-from drift_retrain.backends.base import run_to_end
+from drift_retrain.backends.azure.training import training_pipeline
+from drift_retrain.backends.base import run_key, run_to_end
 from tests.contract.ml_fixtures import (
     PIPELINE_YAML,
+    QUICK,
     WS,
     copied,
     script,
@@ -86,20 +87,29 @@ def test_an_interrupted_wait_cancels_the_job(kind, fake, ml_session, ledger, mon
     assert job.status() == "CancelRequested"
 
 
-def test_a_cancelled_job_then_reads_as_canceled_with_no_second_cancel(fake, ml_session, ledger):
-    """After the cancel the service moves CancelRequested -> Canceled; a rerun's wait reports that end."""
-    pipeline = _training("pipeline_job", fake, ml_session, ledger, timeout_minutes=0.01)
+@pytest.mark.parametrize("kind", list(SECTIONS))
+def test_a_rerun_after_a_timed_out_job_trains_again_as_the_next_attempt(kind, fake, ml_session, ledger):
+    """The first attempt timed out and was cancelled (it ends Canceled); a rerun of the signal must not
+    reattach to that end and fail forever: it starts attempt 2, waits on it, and cancels nothing again."""
+    pipeline = _training(kind, fake, ml_session, ledger, timeout_minutes=0.01)
     fake.ml.script_next_job(NEVER_ENDS)
-    sig = signal("drift_cancel_then_wait")
+    sig = signal(f"drift_cancel_then_rerun_{kind}")
     with pytest.raises(StepTimedOut):
         run_to_end(lambda: pipeline.submit(sig, copied(sig)), pipeline.wait, pipeline.cancel)
-    [job] = fake.ml.jobs.values()
-    job.run.CANCEL_SECONDS = 0.2
-    again = _training("pipeline_job", fake, ml_session, ledger)
+    [first] = fake.ml.jobs.values()
+    first.run.CANCEL_SECONDS = 0.0  # the service has finished cancelling it
+    assert first.status() == "Canceled"
 
-    with pytest.raises(MLJobFailed) as ended:
-        run_to_end(lambda: again.submit(sig, copied(sig)), again.wait, again.cancel)
+    fake.ml.script_next_job(QUICK, metrics={"roc_auc": 0.9})
+    again = _training(kind, fake, ml_session, ledger)
+    result = run_to_end(lambda: again.submit(sig, copied(sig)), again.wait, again.cancel)
 
-    assert ended.value.status == "Canceled"
-    assert job.cancel_calls == 1  # a failed end is not cancelled again
-    assert job.creates == 1
+    assert len(fake.ml.jobs) == 2 and result.job_id != first.name
+    assert result.status == "Completed" and result.metrics == {"roc_auc": 0.9} and not result.reattached
+    assert first.cancel_calls == 1  # an ended attempt is not cancelled again
+    assert ledger.get("training", run_key("train", sig))["attempt"] == 2
+    if kind != "published_pipeline":  # v2 names are ours: deterministic per attempt
+        assert result.job_id == f"{first.name}-2"
+
+    third = _training(kind, fake, ml_session, ledger)  # and a rerun after that success reattaches to it
+    assert third.submit(sig, copied(sig)) == result.job_id and len(fake.ml.jobs) == 2

@@ -45,6 +45,8 @@ STEP = "training"
 #: Azure ML job statuses a job never leaves (WIRE.md §4); all but Completed are failures.
 TERMINAL = frozenset({"Completed", "Failed", "Canceled", "NotResponding", "Paused"})
 SUCCEEDED = "Completed"
+FAILED_ENDS = TERMINAL - {SUCCEEDED}
+GONE = "(gone)"  # a recorded run the service no longer knows
 #: v1 submits sent when throttled (429: not processed, so safe to send again); any other error is not retried.
 SUBMIT_ATTEMPTS = 4
 
@@ -64,6 +66,12 @@ def training_pipeline(session: AzureSession, target: TargetConfig, ledger: RunLe
         if isinstance(target.training, config_type):
             return implementation(session, target, ledger)
     raise ValueError(f"target {target.name}: training kind '{target.training.kind}' is not an Azure ML kind")
+
+
+def attempt_name(key: str, attempt: int) -> str:
+    """The job name of one attempt: the signal's key first, then ``-2``, ``-3``... for reruns after a
+    failure. Deterministic, so a crash between creating a job and recording it still reattaches."""
+    return key if attempt == 1 else f"{key}-{attempt}"
 
 
 def job_status(job: Any) -> str:
@@ -147,6 +155,25 @@ class _V2JobTraining(_AzureMLTraining):
         except ResourceNotFoundError:
             return None
 
+    def current_attempt(self, key: str) -> tuple[str, int, bool]:
+        """(job name, attempt, reattached) for this signal. An attempt that is running or completed is
+        reattached; one that ended in failure (Failed, Canceled, NotResponding, Paused) makes way for the
+        next, so a rerun after a failure or a timeout trains again instead of repeating the old end."""
+        recorded = self.ledger.get(STEP, key)
+        attempt = int(recorded.get("attempt", 1)) if recorded else 1
+        while True:
+            name = attempt_name(key, attempt)
+            job = self.existing(name)
+            if job is None:
+                return name, attempt, False
+            status = job_status(job)
+            if status not in FAILED_ENDS:
+                self._reattached.add(name)
+                log.info("training job %s already exists for this signal (%s): reattaching", name, status)
+                return name, attempt, True
+            log.info("training job %s ended %s: this rerun starts attempt %d", name, status, attempt + 1)
+            attempt += 1
+
     def wait(self, job_id: str) -> TrainingResult:
         job = self.poller().wait(job_id, lambda: self.ml.jobs.get(job_id), job_status, TERMINAL)
         created = getattr(getattr(job, "creation_context", None), "created_at", None)
@@ -162,10 +189,9 @@ class PipelineJobTraining(_V2JobTraining):
     config: PipelineJobConfig
 
     def submit(self, signal: DriftSignal, data: CopyResult) -> str:
-        name = run_key("train", signal)
-        if self.existing(name) is not None:
-            self._reattached.add(name)
-            log.info("training job %s already exists for this signal: reattaching", name)
+        key = run_key("train", signal)
+        name, attempt, reattached = self.current_attempt(key)
+        if reattached:
             return name
         fields = self.fields(signal, data)
         job = self._build(name, render(self.config.inputs, fields))
@@ -174,6 +200,7 @@ class PipelineJobTraining(_V2JobTraining):
         if self.config.compute:
             job.settings.default_compute = self.config.compute
         self.ml.jobs.create_or_update(job, experiment_name=render_one(self.config.experiment_name, fields))
+        self.ledger.put(STEP, key, name, kind="pipeline_job", attempt=attempt)
         return name
 
     def _build(self, name: str, inputs: dict[str, object]) -> Any:
@@ -215,11 +242,8 @@ class BatchEndpointTraining(_V2JobTraining):
 
     def submit(self, signal: DriftSignal, data: CopyResult) -> str:
         key = run_key("train", signal)
-        recorded = self.ledger.get(STEP, key)
-        name = recorded["run_id"] if recorded else key
-        if self.existing(name) is not None:
-            self._reattached.add(name)
-            log.info("batch job %s already exists for this signal: reattaching", name)
+        name, attempt, reattached = self.current_attempt(key)
+        if reattached:
             return name
         fields = self.fields(signal, data)
         inputs = {k: _batch_input(v) for k, v in render(self.config.inputs, fields).items()}
@@ -230,7 +254,7 @@ class BatchEndpointTraining(_V2JobTraining):
             job_name=name,
             experiment_name=render_one(self.config.experiment_name, fields),
         )
-        self.ledger.put(STEP, key, job.name, kind="batch_endpoint", endpoint=self.config.endpoint)
+        self.ledger.put(STEP, key, job.name, kind="batch_endpoint", endpoint=self.config.endpoint, attempt=attempt)
         return str(job.name)
 
     def _default_deployment(self) -> str | None:
@@ -248,10 +272,16 @@ class PublishedPipelineTraining(_AzureMLTraining):
     def submit(self, signal: DriftSignal, data: CopyResult) -> str:
         key = run_key("train", signal)
         recorded = self.ledger.get(STEP, key)
+        attempt = 1
         if recorded is not None:
-            self._reattached.add(recorded["run_id"])
-            log.info("pipeline run %s already submitted for this signal: reattaching", recorded["run_id"])
-            return str(recorded["run_id"])
+            run_id, attempt = str(recorded["run_id"]), int(recorded.get("attempt", 1))
+            status = self._status_of_recorded(run_id)
+            if status not in FAILED_ENDS | {GONE}:
+                self._reattached.add(run_id)
+                log.info("pipeline run %s already submitted for this signal (%s): reattaching", run_id, status)
+                return run_id
+            log.info("pipeline run %s ended %s: this rerun submits attempt %d", run_id, status, attempt + 1)
+            attempt += 1
         fields = self.fields(signal, data)
         experiment = render_one(self.config.experiment_name, fields)
         body = {
@@ -263,8 +293,17 @@ class PublishedPipelineTraining(_AzureMLTraining):
         }
         run = self._submit(body)
         run_id = str(run["Id"])
-        self.ledger.put(STEP, key, run_id, kind="published_pipeline", experiment=experiment)
+        self.ledger.put(STEP, key, run_id, kind="published_pipeline", experiment=experiment, attempt=attempt)
         return run_id
+
+    def _status_of_recorded(self, run_id: str) -> str:
+        """A recorded run's status; one run history no longer knows counts as gone (a new attempt)."""
+        try:
+            return str(self.rest.run(run_id).get("status"))
+        except RestError as exc:
+            if exc.status_code == 404:
+                return GONE
+            raise
 
     def _submit(self, body: dict[str, Any]) -> Any:
         """POST the submit; a 429 is sent again after Retry-After. A 5xx or a lost answer is not: the
