@@ -93,6 +93,11 @@ class DriftSignal(BaseModel):
         return f"{self.workspace_id.lower()}/runs/{self.run_id}"
 
     @property
+    def digest(self) -> str:
+        """20 hex digits of the identity's SHA-256, safe in any name: run keys and ``{signal_key}``."""
+        return hashlib.sha256(self.identity.encode()).hexdigest()[:20]
+
+    @property
     def idempotency_key(self) -> str:
         """Readable, bounded and collision-safe key for Prefect's per-flow idempotency."""
         digest = hashlib.sha256(self.identity.encode()).hexdigest()[:16]

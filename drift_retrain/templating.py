@@ -61,14 +61,13 @@ TemplateMap = dict[str, Annotated[Union[bool, int, float, str], AfterValidator(_
 
 def signal_fields(signal: DriftSignal, model_name: str, target: str, **extra: str) -> dict[str, str]:
     """The values templates are filled with, as strings (empty when the signal lacks one)."""
-    import hashlib
 
     def iso(value: object) -> str:
         return value.isoformat() if value is not None else ""  # type: ignore[attr-defined]
 
     return {
         "signal_identity": signal.identity,
-        "signal_key": hashlib.sha256(signal.identity.encode()).hexdigest()[:20],
+        "signal_key": signal.digest,
         "event_id": signal.event_id,
         "workspace_id": signal.workspace_id,
         "workspace_name": signal.workspace_name,

@@ -6,7 +6,6 @@ rerun reattaches to the run it already started instead of starting a second one.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from dataclasses import dataclass
 from typing import Callable, Protocol, TypeVar
@@ -21,7 +20,7 @@ R = TypeVar("R")
 
 def run_key(prefix: str, signal: DriftSignal) -> str:
     """A deterministic external run id for one step of one signal (the reattach key)."""
-    return f"{prefix}-{hashlib.sha256(signal.identity.encode()).hexdigest()[:20]}"
+    return f"{prefix}-{signal.digest}"
 
 
 class DriftDetailsSource(Protocol):
