@@ -71,11 +71,15 @@ class _Pending:
     def key(self) -> str:
         return self.signal.idempotency_key
 
+    @property
+    def name(self) -> str:
+        return flow_run_name(self.target, self.signal)
+
     def body(self) -> dict[str, Any]:
         return DeploymentFlowRunCreate(
             parameters={"signal": self.signal.model_dump(mode="json")},
             state=to_state_create(Scheduled()),
-            name=flow_run_name(self.target, self.signal),
+            name=self.name,
             tags=flow_run_tags(self.target, self.signal, self.started_by),
             idempotency_key=self.key,
         ).model_dump(mode="json", exclude_unset=True)
@@ -291,7 +295,7 @@ class PrefectHandoff:
             if failed or len(outcomes) != len(chunk):
                 raise _Transient(f"bulk create: {len(failed)} of {len(chunk)} failed: {failed[:1]}")
             for item, outcome in zip(chunk, outcomes):
-                made[item.key] = HandedOff(UUID(outcome["flow_run_id"]), item.body()["name"], created=True)
+                made[item.key] = HandedOff(UUID(outcome["flow_run_id"]), item.name, created=True)
         return made
 
     async def _existing(self, flow_id: str, keys: list[str]) -> dict[str, HandedOff]:
