@@ -18,10 +18,9 @@ from typing import Any, Callable
 import httpx
 
 from drift_retrain.backends.azure.arm import ArmId
+from drift_retrain.backends.azure.workspace_rest import WORKSPACE_API_VERSION
 from drift_retrain.config import ConfigError, DataFactoryCopyConfig, Settings, TargetConfig, load_settings
 
-#: The api-version azure-ai-ml 1.35 reads a workspace with (reference/azure/machinelearning/sdk-requests_*).
-WORKSPACE_API_VERSION = "2024-10-01-preview"
 WORKSPACE_ROLE = "AzureML Data Scientist"
 FACTORY_ROLE = "Data Factory Contributor"
 PERMISSIONS_API_VERSION = "2022-04-01"

@@ -21,7 +21,9 @@ import httpx
 
 from drift_retrain.backends.azure.session import AzureSession
 
-WORKSPACE_API_VERSION = "2024-10-01-preview"  # what azure-ai-ml 1.35.2 sends for a workspace GET
+#: What azure-ai-ml 1.35.2 sends for a workspace GET (reference/azure/machinelearning/sdk-requests_*);
+#: also what `drift-retrain check` reads the workspace with.
+WORKSPACE_API_VERSION = "2024-10-01-preview"
 TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 
 
