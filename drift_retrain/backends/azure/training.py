@@ -174,6 +174,21 @@ class _V2JobTraining(_AzureMLTraining):
             log.info("training job %s ended %s: this rerun starts attempt %d", name, status, attempt + 1)
             attempt += 1
 
+    def submit(self, signal: DriftSignal, data: CopyResult) -> str:
+        """Reattach to this signal's running or completed attempt, else create the next attempt under its
+        deterministic name and record it."""
+        key = run_key("train", signal)
+        name, attempt, reattached = self.current_attempt(key)
+        if reattached:
+            return name
+        job_name, details = self.create(name, signal, data)
+        self.ledger.put(STEP, key, job_name, **details, attempt=attempt)
+        return job_name
+
+    def create(self, name: str, signal: DriftSignal, data: CopyResult) -> tuple[str, dict[str, Any]]:
+        """Create the job ``name``; its name as the service answered and what the ledger records of it."""
+        raise NotImplementedError
+
     def wait(self, job_id: str) -> TrainingResult:
         job = self.poller().wait(job_id, lambda: self.ml.jobs.get(job_id), job_status, TERMINAL)
         created = getattr(getattr(job, "creation_context", None), "created_at", None)
@@ -188,11 +203,7 @@ class _V2JobTraining(_AzureMLTraining):
 class PipelineJobTraining(_V2JobTraining):
     config: PipelineJobConfig
 
-    def submit(self, signal: DriftSignal, data: CopyResult) -> str:
-        key = run_key("train", signal)
-        name, attempt, reattached = self.current_attempt(key)
-        if reattached:
-            return name
+    def create(self, name: str, signal: DriftSignal, data: CopyResult) -> tuple[str, dict[str, Any]]:
         fields = self.fields(signal, data)
         job = self._build(name, render(self.config.inputs, fields))
         job.name = name
@@ -200,8 +211,7 @@ class PipelineJobTraining(_V2JobTraining):
         if self.config.compute:
             job.settings.default_compute = self.config.compute
         self.ml.jobs.create_or_update(job, experiment_name=render_one(self.config.experiment_name, fields))
-        self.ledger.put(STEP, key, name, kind="pipeline_job", attempt=attempt)
-        return name
+        return name, {"kind": "pipeline_job"}
 
     def _build(self, name: str, inputs: dict[str, object]) -> Any:
         if self.config.yaml is not None:
@@ -240,11 +250,7 @@ class PipelineJobTraining(_V2JobTraining):
 class BatchEndpointTraining(_V2JobTraining):
     config: BatchEndpointConfig
 
-    def submit(self, signal: DriftSignal, data: CopyResult) -> str:
-        key = run_key("train", signal)
-        name, attempt, reattached = self.current_attempt(key)
-        if reattached:
-            return name
+    def create(self, name: str, signal: DriftSignal, data: CopyResult) -> tuple[str, dict[str, Any]]:
         fields = self.fields(signal, data)
         inputs = {k: _batch_input(v) for k, v in render(self.config.inputs, fields).items()}
         job = self.ml.batch_endpoints.invoke(
@@ -254,8 +260,7 @@ class BatchEndpointTraining(_V2JobTraining):
             job_name=name,
             experiment_name=render_one(self.config.experiment_name, fields),
         )
-        self.ledger.put(STEP, key, job.name, kind="batch_endpoint", endpoint=self.config.endpoint, attempt=attempt)
-        return str(job.name)
+        return str(job.name), {"kind": "batch_endpoint", "endpoint": self.config.endpoint}
 
     def _default_deployment(self) -> str | None:
         """The endpoint's default deployment, named explicitly: azure-ai-ml 1.35.2 keeps the deployment
