@@ -14,7 +14,7 @@ from typing import Any
 
 from drift_retrain.config import EventSubscriptionConfig, ReceiverConfig, TargetConfig
 from drift_retrain.filters import NO_VALUE, SINGLE_VALUE, AdvancedFilter
-from drift_retrain.signals import DATASET_DRIFT_DETECTED, MONITOR_BREACH_TAG, RUN_STATUS_CHANGED
+from drift_retrain.signals import DATASET_DRIFT_DETECTED, MONITOR_BREACH_TAG, RUN_STATUS_CHANGED, workspace_name
 
 ENDPOINT_PLACEHOLDER = "https://<your-host>/api/eventgrid"
 DEAD_LETTER_PLACEHOLDER = (
@@ -112,7 +112,6 @@ def az_command(target: TargetConfig, subscription: EventSubscriptionConfig, rece
 
 def bicep_parameters(target: TargetConfig, subscription: EventSubscriptionConfig, receiver: ReceiverConfig, endpoint: str | None = None) -> dict[str, Any]:
     """An ARM parameters file for deployments/eventgrid-subscription.bicep (the secret is passed at deploy time)."""
-    parts = target.workspace.split("/")
     filters = []
     for rule in subscription.advanced_filters:
         entry: dict[str, Any] = {"operatorType": rule.operator, "key": rule.key}
@@ -122,7 +121,7 @@ def bicep_parameters(target: TargetConfig, subscription: EventSubscriptionConfig
             entry["values"] = rule.values
         filters.append(entry)
     values = {
-        "workspaceName": parts[-1],
+        "workspaceName": workspace_name(target.workspace),
         "subscriptionName": subscription.name,
         "endpointUrl": _endpoint(receiver, endpoint),
         "authMode": receiver.auth,
