@@ -460,8 +460,12 @@ class Settings(_Strict):
             )
         return target
 
+    def targets_of(self, workspace_id: str) -> list[TargetConfig]:
+        """The targets that take events of this workspace (ARM ids compared case-insensitively)."""
+        return [t for t in self.targets if t.workspace.lower() == workspace_id.lower()]
+
     def knows_workspace(self, workspace_id: str) -> bool:
-        return any(t.workspace.lower() == workspace_id.lower() for t in self.targets)
+        return bool(self.targets_of(workspace_id))
 
     def target(self, name: str) -> TargetConfig:
         for target in self.targets:

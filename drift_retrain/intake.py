@@ -128,9 +128,9 @@ def _read_event(event: dict[str, Any], settings: Settings, delivery: Delivery) -
         url = envelope.data.get("validationUrl")
         delivery.validation_url = url if isinstance(url, str) else None
         return
-    if not settings.knows_workspace(envelope.source):
+    candidates = settings.targets_of(envelope.source)
+    if not candidates:
         raise Rejected(400, f"event {envelope.id}: source {envelope.source} is not a configured workspace")
-    candidates = [t for t in settings.targets if t.workspace.lower() == envelope.source.lower()]
     reason = _filtered_out(event, envelope, candidates)
     if reason:
         delivery.ignored.append(Ignored(envelope.id, envelope.type, reason))
