@@ -205,8 +205,9 @@ class DataFactoryCopy:
         asked = datetime.now(timezone.utc)
         error: Exception | None = None
         for attempt in range(CREATE_ATTEMPTS):
-            if attempt:
-                self._sleep(max(self.policy.initial_interval * 2**attempt, retry_after(error) or 0.0) if error else 0)
+            if attempt:  # every earlier attempt that did not return or raise recorded its error
+                assert error is not None
+                self._sleep(max(self.policy.initial_interval * 2**attempt, retry_after(error) or 0.0))
             try:
                 response = self.client.pipelines.create_run(
                     self.resource_group,
