@@ -59,37 +59,21 @@ def test_completed_gives_metrics_and_the_model_output(fake, pipeline):
     assert fake.sent("GET", f"/api/2.0/mlflow/runs/get?run_id={job_id}")
 
 
-@pytest.mark.parametrize("status", FAILURES)
-def test_a_failed_end_raises_with_the_service_message(status, fake, pipeline):
-    message = f"ScriptExecution.StreamAccess.NotFound: training data missing ({status})"
-    fake.ml.script_next_job(script(("Running", 0.1), final=status, message=message))
-    sig = signal(f"drift_{status}")
-
-    job_id = pipeline.submit(sig, copied(sig))
-    with pytest.raises(MLJobFailed) as failed:
-        pipeline.wait(job_id)
-
-    assert isinstance(failed.value, StepFailed)
-    assert failed.value.status == status
-    assert failed.value.run_id == job_id
-    expected = "The run was canceled by the user (fake)" if status == "Canceled" else message
-    assert failed.value.message == expected
-    assert fake.ml.jobs[job_id].cancel_calls == 0
-
-
-OTHER_KINDS = {
+KINDS = {
+    "pipeline_job": YAML_TARGET,
     "published_pipeline": {"kind": "published_pipeline", "pipeline_id": "p1", "inputs": {"training_data": "{copy_output_uri}"}},
     "batch_endpoint": {"kind": "batch_endpoint", "endpoint": "ep", "deployment": "train",
                        "inputs": {"training_data": "{copy_output_uri}"}},
 }
 
 
-@pytest.mark.parametrize("kind", list(OTHER_KINDS))
+@pytest.mark.parametrize("kind", list(KINDS))
 @pytest.mark.parametrize("status", FAILURES)
 def test_every_kind_fails_with_the_service_message(kind, status, fake, ml_session, ledger):
-    """The v1 run-history status and the batch job's status end the same way as a pipeline job's."""
+    """A pipeline job, the v1 run-history status and a batch job all end the same way: MLJobFailed (a
+    StepFailed) with the service's own message, and nothing cancelled."""
     fake.ml.add_batch_endpoint("ep", ("train",))
-    pipeline = training_pipeline(ml_session, target(OTHER_KINDS[kind]), ledger)
+    pipeline = training_pipeline(ml_session, target(KINDS[kind]), ledger)
     message = f"UserError: the training script exited with code 1 ({kind}, {status})"
     fake.ml.script_next_job(script(("Running", 0.1), final=status, message=message))
     sig = signal(f"drift_{kind}_{status}")
@@ -98,6 +82,7 @@ def test_every_kind_fails_with_the_service_message(kind, status, fake, ml_sessio
     with pytest.raises(MLJobFailed) as failed:
         pipeline.wait(job_id)
 
+    assert isinstance(failed.value, StepFailed)
     assert (failed.value.status, failed.value.run_id) == (status, job_id)
     assert failed.value.message == ("The run was canceled by the user (fake)" if status == "Canceled" else message)
     assert fake.ml.jobs[job_id].cancel_calls == 0
