@@ -18,6 +18,9 @@ from prefect.deployments.runner import RunnerDeployment
 from prefect.flows import load_flow_from_entrypoint
 from prefect.schedules import Cron
 
+from drift_retrain.concurrency import ensure_limits
+from drift_retrain.config import load_settings
+
 # prefect.yaml keys that are not to_deployment() options: work-pool settings, or handled here.
 _NOT_OPTIONS = {"work_pool", "build", "push", "pull", "entrypoint", "name", "schedules"}
 
@@ -49,8 +52,11 @@ def _schedule(spec: dict[str, Any]) -> Any:
 
 
 def run(path: Path = Path("prefect.yaml")) -> None:
-    """Serve until stopped; on SIGTERM the runner pauses the schedules so no sweep piles up meanwhile."""
-    serve(*load_deployments(path.resolve()))
+    """Create every model's retrain limit (the flow refuses to run without it), then serve until stopped;
+    on SIGTERM the runner pauses the schedules so no sweep piles up meanwhile."""
+    deployments = load_deployments(path.resolve())
+    ensure_limits(load_settings())
+    serve(*deployments)
 
 
 if __name__ == "__main__":

@@ -98,6 +98,15 @@ def runner(prefect_yaml: Annotated[Path, typer.Argument()] = Path("prefect.yaml"
 
 
 @app.command()
+def limits(config: ConfigOption = None) -> None:
+    """Create each model's retrain concurrency limit on $PREFECT_API_URL (for `prefect deploy` + workers)."""
+    from drift_retrain.concurrency import ensure_limits
+
+    for name in ensure_limits(_settings(config)):
+        typer.echo(f"ok    global concurrency limit {name} = 1")
+
+
+@app.command()
 def monitor(
     config: ConfigOption = None,
     name: Annotated[Optional[str], typer.Option("--name", help="Local monitor (default: the first)")] = None,

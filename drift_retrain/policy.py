@@ -86,6 +86,51 @@ def _cooldown(history: list[ModelVersion], policy: PolicyConfig, now: datetime) 
     return Check(rule="cooldown", passed=True, detail=f"last retrain v{latest.version} was {minutes:.0f} min ago")
 
 
+def covered_by(signal: DriftSignal, history: list[ModelVersion]) -> Check:
+    """A version registered from a window that contains this signal's window already trained on its data
+    (another monitor's signal for the same window, or a later, wider one): retraining again adds nothing."""
+    if signal.window_start is None or signal.window_end is None:
+        return Check(rule="covered_by", passed=True, detail="the signal names no window; no retrain can cover it")
+    for version in sorted(history, key=lambda v: v.version, reverse=True):
+        window = _window_of(version)
+        if window and window[0] <= signal.window_start and signal.window_end <= window[1]:
+            return Check(
+                rule="covered_by",
+                passed=False,
+                detail=f"covered by {version.name} v{version.version} (trained on [{window[0]:%Y-%m-%d %H:%M}, {window[1]:%Y-%m-%d %H:%M}))",
+            )
+    return Check(rule="covered_by", passed=True, detail="no registered version covers this window")
+
+
+def _window_of(version: ModelVersion) -> tuple[datetime, datetime] | None:
+    start, end = version.tags.get("drift.window_start"), version.tags.get("drift.window_end")
+    if not start or not end:
+        return None
+    return datetime.fromisoformat(start), datetime.fromisoformat(end)
+
+
+def in_slot(
+    decision: Decision,
+    signal: DriftSignal,
+    policy: PolicyConfig,
+    history: list[ModelVersion],
+    *,
+    now: datetime | None = None,
+) -> Decision:
+    """Re-decide once this signal holds its model's retrain slot: a retrain that finished while it waited
+    may already cover its window, or have started the cooldown. This is what coalesces a storm into one
+    retrain. "Already handled" is re-checked too (a rerun after a crash right after registration); a
+    forced retrain overrides cooldown and coverage, never "already handled"."""
+    now = now or datetime.now(timezone.utc)
+    handled = _already_handled(signal, history)
+    fresh = [handled, covered_by(signal, history), _cooldown(history, policy, now)]
+    kept = [c for c in decision.checks if c.rule not in {c.rule for c in fresh} | {"force"}]
+    checks = [*kept, *fresh, *([c for c in decision.checks if c.rule == "force"])]
+    if not handled.passed:
+        return Decision(retrain=False, checks=checks, forced=decision.forced)
+    return Decision(retrain=decision.forced or all(c.passed for c in checks), checks=checks, forced=decision.forced)
+
+
 def enough_rows_copied(rows_copied: int, policy: PolicyConfig) -> Check:
     """After the copy: training on (almost) nothing new is a waste and a risk."""
     passed = rows_copied > 0 and rows_copied >= policy.min_rows

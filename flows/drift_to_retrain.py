@@ -8,13 +8,14 @@ from functools import partial
 from prefect import flow, runtime
 
 from drift_retrain.backends import build_backends
+from drift_retrain.concurrency import retrain_slot
 from drift_retrain.config import load_settings
 from drift_retrain.lineage import flow_run_name, lineage_tags
 from drift_retrain.policy import after_copy, after_training
 from drift_retrain.results import RetrainOutcome
 from drift_retrain.signals import DriftSignal
 from tasks.copy_data import copy_window
-from tasks.decide import current_champion, decide_retrain
+from tasks.decide import current_champion, decide_retrain, redecide_in_slot
 from tasks.drift_details import pull_drift_details
 from tasks.register import register_model
 from tasks.report import report_copy, report_decision, report_model, report_training
@@ -54,22 +55,28 @@ def drift_to_retrain(signal: DriftSignal, force: bool = False) -> RetrainOutcome
     if not decision.retrain:
         return outcome(decision, details=details)
 
-    copy = copy_window(backends.copy, signal)
-    report_copy(copy, target.model_name)
-    decision = after_copy(decision, copy.rows_copied, target.policy)
-    if not decision.retrain:
-        report_decision(signal, details, decision, target.model_name)
-        return outcome(decision, details=details, copy_result=copy)
+    with retrain_slot(target.model_name):  # one retrain per model at a time; a storm queues here
+        decision = redecide_in_slot(signal, decision, target.policy, backends.registry, target.model_name)
+        if not decision.retrain:
+            report_decision(signal, details, decision, target.model_name)
+            return outcome(decision, details=details)
 
-    training = train_model(backends.training, signal, copy)
-    champion = current_champion(backends.registry, target.model_name)
-    report_training(training, target.model_name, champion)
-    decision = after_training(decision, training, champion, target.gate)
-    if not decision.retrain:
-        report_decision(signal, details, decision, target.model_name)
-        return outcome(decision, details=details, copy_result=copy, training=training)
+        copy = copy_window(backends.copy, signal)
+        report_copy(copy, target.model_name)
+        decision = after_copy(decision, copy.rows_copied, target.policy)
+        if not decision.retrain:
+            report_decision(signal, details, decision, target.model_name)
+            return outcome(decision, details=details, copy_result=copy)
 
-    tags = lineage_tags(signal, target, decision, copy, training, runtime.flow_run.id)
-    model = register_model(backends.registry, target.model_name, training, tags)
+        training = train_model(backends.training, signal, copy)
+        champion = current_champion(backends.registry, target.model_name)
+        report_training(training, target.model_name, champion)
+        decision = after_training(decision, training, champion, target.gate)
+        if not decision.retrain:
+            report_decision(signal, details, decision, target.model_name)
+            return outcome(decision, details=details, copy_result=copy, training=training)
+
+        tags = lineage_tags(signal, target, decision, copy, training, runtime.flow_run.id)
+        model = register_model(backends.registry, target.model_name, training, tags)
     report_model(signal, model)
     return outcome(decision, details=details, copy_result=copy, training=training, model=model)

@@ -1,8 +1,5 @@
-"""The scheduled sweep: find drift signals whose retrain failed or crashed.
-
-In this version it only lists what it would rerun (a table artifact); rerunning and catching up
-missed events come with the reliability work.
-"""
+"""The scheduled sweep: rerun retrains that failed or crashed, catch up drift whose event never arrived,
+and say what it found and did in a table artifact."""
 
 from __future__ import annotations
 
@@ -18,31 +15,77 @@ from prefect.client.schemas.filters import (
     FlowRunFilterState,
     FlowRunFilterStateType,
 )
-from prefect.client.schemas.objects import StateType
+from prefect.client.schemas.objects import FlowRun, StateType
+from prefect.states import Scheduled
+
+from drift_retrain.config import load_settings
+from drift_retrain.handoff import PrefectHandoff
+from drift_retrain.sweep import PastRun, SweepAction, local_missed_signals, plan_reruns
+
+FLOW = "drift-to-retrain"
 
 
-@flow(name="sweep", description="List drift-to-retrain runs that failed or crashed and would be rerun.", log_prints=True)
-async def sweep(lookback_hours: float = 24.0) -> list[dict[str, str]]:
+def _past(run: FlowRun) -> PastRun:
+    model = next((t.split(":", 1)[1] for t in run.tags if t.startswith("model:")), "")
+    return PastRun(run.id.hex, run.name, model, run.state_type.value if run.state_type else "", run.start_time, run.run_count)
+
+
+async def _runs(client, since: datetime, states: list[StateType]) -> list[PastRun]:
+    runs = await client.read_flow_runs(
+        flow_filter=FlowFilter(name=FlowFilterName(any_=[FLOW])),
+        flow_run_filter=FlowRunFilter(
+            start_time=FlowRunFilterStartTime(after_=since),
+            state=FlowRunFilterState(type=FlowRunFilterStateType(any_=states)),
+        ),
+    )
+    return [_past(r) for r in runs]
+
+
+@flow(name="sweep", description="Rerun failed or crashed retrains and catch up drift whose event never arrived.", log_prints=True)
+async def sweep(lookback_hours: float = 24.0, max_attempts: int = 3, catch_up: bool = True) -> list[dict[str, str]]:
     """Args:
-    lookback_hours: How far back to look for failed or crashed retrains.
+    lookback_hours: How far back to look for failed retrains and for drift without a flow run.
+    max_attempts: Runs a retrain gets in all (its first run included) before the sweep gives up on it.
+    catch_up: Also hand off drift the monitors recorded whose event never became a flow run.
     """
     since = datetime.now(timezone.utc) - timedelta(hours=lookback_hours)
     async with get_client() as client:
-        runs = await client.read_flow_runs(
-            flow_filter=FlowFilter(name=FlowFilterName(any_=["drift-to-retrain"])),
-            flow_run_filter=FlowRunFilter(
-                start_time=FlowRunFilterStartTime(after_=since),
-                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.FAILED, StateType.CRASHED])),
-            ),
-        )
+        failed = await _runs(client, since, [StateType.FAILED, StateType.CRASHED])
+        completed = await _runs(client, since, [StateType.COMPLETED])
+        actions = plan_reruns(failed, completed, max_attempts)
+        for action in actions:
+            if action.action == "rerun":  # the same run again: same signal, reattaches to what it started
+                await client.set_flow_run_state(action.id, Scheduled(message=f"rerun by the sweep: {action.detail}"), force=True)
+    if catch_up:
+        actions += await _catch_up(since)
+
     rows = [
-        {"flow_run": run.name, "id": str(run.id), "state": run.state_name or "", "would": "rerun"}
-        for run in runs
+        {"flow_run": a.flow_run, "id": a.id, "state": a.state, "action": a.action, "detail": a.detail} for a in actions
     ]
     await acreate_table_artifact(
-        rows or [{"flow_run": "", "id": "", "state": "", "would": "nothing to rerun"}],
+        rows or [{"flow_run": "", "id": "", "state": "", "action": "nothing to do", "detail": ""}],
         key="sweep",
-        description=f"Failed or crashed retrains in the last {lookback_hours:g} h",
+        description=f"Failed or crashed retrains and missed drift in the last {lookback_hours:g} h",
     )
-    print(f"sweep: {len(rows)} failed or crashed retrain(s) in the last {lookback_hours:g} h")
+    done = {kind: sum(a.action == kind for a in actions) for kind in ("rerun", "superseded", "gave up", "caught up")}
+    print(f"sweep over the last {lookback_hours:g} h: " + ", ".join(f"{n} {kind}" for kind, n in done.items()))
     return rows
+
+
+async def _catch_up(since: datetime) -> list[SweepAction]:
+    """Hand off every recorded drift signal the webhook's way; the idempotency key finds those it made."""
+    missed = local_missed_signals(load_settings(), since)
+    if not missed:
+        return []
+    async with PrefectHandoff() as handoff:
+        runs = await handoff.hand_off_all(missed, started_by="sweep")
+    return [
+        SweepAction(
+            run.flow_run_name,
+            run.flow_run_id.hex,
+            "SCHEDULED" if run.created else "",
+            "caught up" if run.created else "already handed off",
+            f"drift run {signal.run_id} of monitor {signal.monitor}",
+        )
+        for (signal, _), run in zip(missed, runs)
+    ]

@@ -1,20 +1,40 @@
 """Which external run each signal's step started: written the moment a run is started, before any wait.
 
 Azure assigns Data Factory run ids and v1 pipeline run ids itself, so a rerun can only reattach if the id
-was recorded. The ledger is one small JSON file per (step, signal) under the state dir, written
-atomically; a rerun that finds it reattaches instead of starting a second run.
+was recorded, and the rerun may land on another worker than the first attempt. So the ledger the flow
+uses lives on the Prefect server every worker talks to (one Prefect Variable per step and signal);
+``FileRunLedger`` keeps the same records in a folder, for code that runs without a Prefect server.
 """
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from drift_retrain.atomic import read_json, write_json
 
+VARIABLE_PREFIX = "drift_retrain_run"
 
-class RunLedger:
+
+class RunLedger(Protocol):
+    def get(self, step: str, key: str) -> dict[str, Any] | None:
+        """The record of the run this step started for ``key``, or None if it never started one."""
+        ...
+
+    def put(self, step: str, key: str, run_id: str, **details: Any) -> dict[str, Any]:
+        """Record (or replace) the run this step started for ``key``; durable when it returns."""
+        ...
+
+
+def _record(run_id: str, details: dict[str, Any]) -> dict[str, Any]:
+    return {"run_id": run_id, "recorded_at": datetime.now(timezone.utc).isoformat(), **details}
+
+
+class FileRunLedger:
+    """One small JSON file per (step, key), written atomically."""
+
     def __init__(self, root: Path) -> None:
         self.root = root
 
@@ -22,11 +42,46 @@ class RunLedger:
         return self.root / step / f"{key}.json"
 
     def get(self, step: str, key: str) -> dict[str, Any] | None:
-        """The record of the run this step started for ``key``, or None if it never started one."""
         path = self._path(step, key)
         return read_json(path) if path.exists() else None
 
     def put(self, step: str, key: str, run_id: str, **details: Any) -> dict[str, Any]:
-        record = {"run_id": run_id, "recorded_at": datetime.now(timezone.utc).isoformat(), **details}
+        record = _record(run_id, details)
         write_json(self._path(step, key), record)
         return record
+
+
+def variable_name(step: str, key: str) -> str:
+    """``drift_retrain_run__<step>__<key>``: Variable names take lowercase letters, digits, - and _."""
+    name = f"{VARIABLE_PREFIX}__{step}__{key}".lower()
+    if not re.fullmatch(r"[a-z0-9_-]{1,255}", name):
+        raise ValueError(f"ledger key {step!r}/{key!r} does not make a valid Prefect Variable name: {name!r}")
+    return name
+
+
+class PrefectVariableLedger:
+    """The ledger on the Prefect server: every worker (and every rerun) sees what any attempt recorded."""
+
+    def get(self, step: str, key: str) -> dict[str, Any] | None:
+        from prefect.variables import Variable
+
+        value = Variable.get(variable_name(step, key), default=None)
+        return dict(value) if isinstance(value, dict) else None
+
+    def put(self, step: str, key: str, run_id: str, **details: Any) -> dict[str, Any]:
+        from prefect.variables import Variable
+
+        record = _record(run_id, {k: _jsonable(v) for k, v in details.items()})
+        Variable.set(variable_name(step, key), record, tags=["drift-retrain", f"step:{step}"], overwrite=True)
+        return record
+
+
+def _jsonable(value: Any) -> Any:
+    """Variables hold JSON; ledger details are ids, names and small parameter maps."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)

@@ -16,7 +16,7 @@ from typing import Any, Iterator
 import pytest
 
 from drift_retrain.backends.azure.session import AzureSession
-from drift_retrain.backends.ledger import RunLedger
+from drift_retrain.backends.ledger import FileRunLedger, RunLedger
 from drift_retrain.config import AzureConfig, Settings
 from drift_retrain.fake_azure import CLIENT_ID, CLIENT_SECRET, TENANT, FakeAzure
 from drift_retrain.signals import DriftSignal, to_drift_signal
@@ -144,4 +144,4 @@ def fake(ml_fake: FakeAzure) -> FakeAzure:
 
 @pytest.fixture
 def ledger(tmp_path: Path) -> RunLedger:
-    return RunLedger(tmp_path / "ledger")
+    return FileRunLedger(tmp_path / "ledger")

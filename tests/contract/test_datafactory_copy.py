@@ -18,7 +18,7 @@ from drift_retrain.backends.azure.datafactory import DataFactoryCopy, DataFactor
 from drift_retrain.backends.azure.polling import StepTimedOut
 from drift_retrain.backends.azure.session import AzureSession
 from drift_retrain.backends.base import StepFailed, run_key, run_to_end
-from drift_retrain.backends.ledger import RunLedger
+from drift_retrain.backends.ledger import FileRunLedger
 from drift_retrain.config import PolicyConfig
 from drift_retrain.fake_azure import FakeAzure, RunScript
 from drift_retrain.fake_azure.datafactory import RunPlan
@@ -75,7 +75,7 @@ def make_copy(
     copy = DataFactoryCopy(
         AzureSession.from_config(config.azure),
         config.targets[0],
-        RunLedger(config.state_dir / "runs" / "azure"),
+        FileRunLedger(config.state_dir / "runs" / "azure"),
         sleep=sleep,
         client_options=client_options or FAST_SDK_RETRIES,
     )

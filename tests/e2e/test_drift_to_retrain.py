@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import copy
 import json
+import time
 import uuid
+from datetime import timedelta
 
 import pytest
 
@@ -129,7 +131,14 @@ def test_a_window_without_new_data_is_skipped_after_the_copy(stack, api, e2e_set
     assert FileModelRegistry(e2e_settings.resolve(e2e_settings.targets[0].registry.path)).versions("empty-model") == []
 
 
-def test_a_failing_step_fails_the_run_with_its_message_and_the_sweep_lists_it(first_delivery, stack, api, e2e_settings) -> None:
+def sweep_rows(api, **parameters) -> dict[str, dict]:
+    sweep = api.wait(api.run_deployment("sweep/sweep", {"lookback_hours": 1, **parameters}))
+    assert sweep["state"]["type"] == "COMPLETED", sweep["state"]
+    (table,) = [a for a in api.artifacts(sweep["id"]) if a["key"] == "sweep"]
+    return {r["flow_run"]: r for r in json.loads(table["data"])}
+
+
+def test_the_sweep_reruns_a_failed_retrain_a_bounded_number_of_times(first_delivery, stack, api, e2e_settings) -> None:
     run, _, _ = first_delivery
     event = dataset_drift(
         "broken_1", "broken-monitor", StartTime=run.window_start.isoformat(), EndTime=run.window_end.isoformat(), DriftCoefficient=0.9
@@ -139,8 +148,37 @@ def test_a_failing_step_fails_the_run_with_its_message_and_the_sweep_lists_it(fi
     assert failed["state"]["type"] == "FAILED"
     assert "label column 'no-such-column' not in" in failed["state"]["message"]
 
-    sweep = api.wait(api.run_deployment("sweep/sweep", {"lookback_hours": 1}))
-    assert sweep["state"]["type"] == "COMPLETED"
-    (table,) = [a for a in api.artifacts(sweep["id"]) if a["key"] == "sweep"]
-    rows = json.loads(table["data"])
-    assert [r["flow_run"] for r in rows] == [failed["name"]]
+    rows = sweep_rows(api, max_attempts=2)
+    assert (rows[failed["name"]]["action"], rows[failed["name"]]["detail"]) == ("rerun", "attempt 2 of 2")
+    assert rows[f"credit-default-{run.run_id}"]["action"] == "already handed off"  # the monitor's drift had its run
+    deadline = time.monotonic() + 120
+    while api.flow_run(failed["id"])["run_count"] < 2 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    again = api.wait(failed["id"])  # the same flow run, run again: same signal, same parameters
+    assert again["state"]["type"] == "FAILED" and again["run_count"] == 2
+    assert len([r for r in api.flow_runs() if r["name"] == failed["name"]]) == 1
+
+    assert sweep_rows(api, max_attempts=2)[failed["name"]]["action"] == "gave up"
+    assert api.flow_run(failed["id"])["run_count"] == 2
+
+
+def test_the_sweep_catches_up_drift_whose_event_never_arrived(first_delivery, stack, api, e2e_settings) -> None:
+    first, _, _ = first_delivery
+    missed = run_monitor(e2e_settings.local_monitors[0], e2e_settings, window=(first.window_start, first.window_end - timedelta(days=1)))
+    signal = to_drift_signal(drift_event(missed))
+    assert not [r for r in api.flow_runs() if r["name"] == f"credit-default-{missed.run_id}"]
+
+    row = sweep_rows(api)[f"credit-default-{missed.run_id}"]
+    assert row["action"] == "caught up"
+    caught = api.flow_run(row["id"])
+    assert caught["idempotency_key"] == signal.idempotency_key  # the webhook's own key
+    assert "via:sweep" in caught["tags"]
+    assert set(caught["parameters"]) >= {"signal"}
+
+    late = post_events(stack.webhook_url, [drift_event(missed)], stack.secret)  # the event turns up after all
+    (accepted,) = late.json()["accepted"]
+    assert accepted["duplicate"] and accepted["flow_run_id"] == caught["id"]
+    assert sweep_rows(api)[f"credit-default-{missed.run_id}"]["action"] == "already handed off"
+    done = api.wait(caught["id"])
+    assert done["state"]["type"] == "COMPLETED"
+    assert api.latest_artifact(caught["id"], "decision-credit-default")["description"].startswith("skip: ")

@@ -8,7 +8,7 @@ import pytest
 
 from drift_retrain.backends.base import SIGNAL_TAG
 from drift_retrain.config import GateConfig, PolicyConfig
-from drift_retrain.policy import after_copy, after_training, champion, decide, enough_rows_copied
+from drift_retrain.policy import after_copy, after_training, champion, covered_by, decide, enough_rows_copied, in_slot
 from drift_retrain.results import DriftDetails, ModelVersion, TrainingResult
 from drift_retrain.signals import DriftSignal, SignalKind
 
@@ -142,3 +142,74 @@ def test_lower_is_better_metric_and_no_gate() -> None:
     assert not after_training(retrain, _training(rmse=1.1), current, rmse_gate).retrain
     assert after_training(retrain, _training(rmse=5.0), current, None) == retrain
     assert champion([version(1, 60), version(2, 30)]).version == 2 and champion([]) is None
+
+
+# -- inside the model's retrain slot: coverage and the cooldown again ----------------------------------
+
+DAY = timedelta(days=1)
+WINDOW_END = datetime(2026, 11, 26, tzinfo=timezone.utc)
+
+
+def windowed(run_id: str = "m_1", days: int = 7, end: datetime = WINDOW_END, **fields) -> DriftSignal:
+    return signal(run_id=run_id, window_start=end - days * DAY, window_end=end, **fields)
+
+
+def trained_on(n: int, minutes_ago: float, start: datetime, end: datetime, identity: str = "other") -> ModelVersion:
+    tags = {SIGNAL_TAG: identity, "drift.window_start": start.isoformat(), "drift.window_end": end.isoformat()}
+    return ModelVersion(name="model", version=n, uri="x", created_at=NOW - timedelta(minutes=minutes_ago), tags=tags)
+
+
+def test_a_version_trained_on_a_window_that_contains_the_signals_covers_it() -> None:
+    wider = trained_on(3, 600, WINDOW_END - 14 * DAY, WINDOW_END)
+    check = covered_by(windowed(days=7), [wider])
+    assert not check.passed
+    assert check.detail.startswith("covered by model v3")
+
+
+@pytest.mark.parametrize(
+    ("start", "end"),
+    [
+        (WINDOW_END - 7 * DAY, WINDOW_END - DAY),  # ends before the signal's window does: misses new data
+        (WINDOW_END - 6 * DAY, WINDOW_END),  # starts after the signal's window does
+    ],
+)
+def test_a_version_that_misses_part_of_the_window_does_not_cover_it(start, end) -> None:
+    assert covered_by(windowed(days=7), [trained_on(1, 600, start, end)]).passed
+
+
+def test_a_signal_without_a_window_and_versions_without_window_tags_are_never_covered() -> None:
+    assert covered_by(signal(), [trained_on(1, 1, WINDOW_END - DAY, WINDOW_END)]).passed
+    assert covered_by(windowed(), [version(1, 1)]).passed
+
+
+def test_in_the_slot_a_retrain_that_finished_meanwhile_skips_with_covered_by() -> None:
+    decision = decide(windowed(), details(0.6), POLICY, [], now=NOW)
+    assert decision.retrain
+    meanwhile = [trained_on(1, 2, WINDOW_END - 7 * DAY, WINDOW_END)]
+    again = in_slot(decision, windowed(), POLICY, meanwhile, now=NOW)
+    assert not again.retrain
+    assert checks(again) == {"drift": True, "min_rows": True, "already_handled": True, "covered_by": False, "cooldown": False}
+    assert "covered by model v1" in again.summary
+
+
+def test_in_the_slot_the_cooldown_alone_coalesces_a_burst_of_other_windows() -> None:
+    decision = decide(windowed("m_2", end=WINDOW_END + DAY), details(0.6), POLICY, [], now=NOW)
+    again = in_slot(decision, windowed("m_2", end=WINDOW_END + DAY), POLICY, [trained_on(1, 5, WINDOW_END - 7 * DAY, WINDOW_END)], now=NOW)
+    assert not again.retrain
+    assert checks(again)["covered_by"] and not checks(again)["cooldown"]
+
+
+def test_in_the_slot_nothing_new_keeps_the_retrain() -> None:
+    decision = decide(windowed(), details(0.6), POLICY, [version(1, 600)], now=NOW)
+    again = in_slot(decision, windowed(), POLICY, [version(1, 600)], now=NOW)
+    assert again.retrain and again.checks.count(again.checks[0]) == 1
+    assert [c.rule for c in again.checks].count("cooldown") == 1
+
+
+def test_in_the_slot_force_overrides_coverage_but_not_already_handled() -> None:
+    forced = decide(windowed(), details(0.1), POLICY, [], force=True, now=NOW)
+    covered = [trained_on(1, 1, WINDOW_END - 7 * DAY, WINDOW_END)]
+    assert in_slot(forced, windowed(), POLICY, covered, now=NOW).retrain
+    mine = [trained_on(1, 1, WINDOW_END - 7 * DAY, WINDOW_END, identity=windowed().identity)]
+    again = in_slot(forced, windowed(), POLICY, mine, now=NOW)
+    assert not again.retrain and "already handled" in again.summary

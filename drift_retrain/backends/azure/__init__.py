@@ -7,7 +7,7 @@ covers a call (v1 published pipelines, run metrics), the documented REST API wit
 from __future__ import annotations
 
 from drift_retrain.backends.base import Backends
-from drift_retrain.backends.ledger import RunLedger
+from drift_retrain.backends.ledger import PrefectVariableLedger, RunLedger
 from drift_retrain.config import (
     AzureRegistryConfig,
     BatchEndpointConfig,
@@ -19,7 +19,8 @@ from drift_retrain.config import (
 )
 
 
-def azure_backends(settings: Settings, target: TargetConfig) -> Backends:
+def azure_backends(settings: Settings, target: TargetConfig, ledger: RunLedger | None = None) -> Backends:
+    """``ledger``: where started run ids are recorded; by default on the Prefect server, shared by every worker."""
     from drift_retrain.backends.azure.datafactory import DataFactoryCopy
     from drift_retrain.backends.azure.details import AzureDriftDetails
     from drift_retrain.backends.azure.registry import AzureModelRegistry
@@ -30,7 +31,7 @@ def azure_backends(settings: Settings, target: TargetConfig) -> Backends:
     assert isinstance(target.training, (PublishedPipelineConfig, PipelineJobConfig, BatchEndpointConfig))
     assert isinstance(target.registry, AzureRegistryConfig)
     session = AzureSession.from_config(settings.azure)
-    ledger = RunLedger(settings.state_dir / "runs" / "azure")
+    ledger = ledger or PrefectVariableLedger()
     return Backends(
         details=AzureDriftDetails(session, target),
         copy=DataFactoryCopy(session, target, ledger),

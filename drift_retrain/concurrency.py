@@ -1,0 +1,51 @@
+"""One retrain per model at a time: a Prefect global concurrency limit of 1 per model.
+
+The project creates the limits (the runner at start, and ``drift-retrain limits`` for a scale-out deploy),
+and the flow takes its slot with strict semantics: a missing limit is an error, never a retrain that
+silently runs unguarded beside another one.
+"""
+
+from __future__ import annotations
+
+import re
+from contextlib import contextmanager
+from typing import Iterator
+
+from drift_retrain.config import Settings
+
+LIMIT_PREFIX = "drift-retrain-model-"
+LEASE_SECONDS = 60  # renewed while the holder lives; a killed holder frees the slot within this
+
+
+def limit_name(model_name: str) -> str:
+    """``drift-retrain-model-<model>``, in the lowercase letters, digits and dashes every Prefect name takes."""
+    return LIMIT_PREFIX + re.sub(r"[^a-z0-9-]+", "-", model_name.lower()).strip("-")
+
+
+def model_limits(settings: Settings) -> list[str]:
+    """One limit per model, however many targets retrain it."""
+    return sorted({limit_name(t.model_name) for t in settings.targets})
+
+
+def ensure_limits(settings: Settings) -> list[str]:
+    """Create (or reset to 1) every model's limit on the Prefect server ``PREFECT_API_URL`` names."""
+    from prefect import get_client
+
+    names = model_limits(settings)
+    with get_client(sync_client=True) as client:
+        for name in names:
+            client.upsert_global_concurrency_limit_by_name(name, limit=1)
+    return names
+
+
+@contextmanager
+def retrain_slot(model_name: str) -> Iterator[None]:
+    """Hold the model's slot for the copy, training and registration; waits while another retrain holds it.
+
+    The slot is a lease the holding process renews; if that process is killed, the lease expires and the
+    slot frees itself. A missing limit raises ``ConcurrencySlotAcquisitionError`` (run ``drift-retrain limits``).
+    """
+    from prefect.concurrency.sync import concurrency
+
+    with concurrency(limit_name(model_name), occupy=1, lease_duration=LEASE_SECONDS, strict=True):
+        yield

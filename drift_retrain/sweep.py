@@ -1,0 +1,73 @@
+"""What the scheduled sweep does, as pure decisions: which failed retrains to rerun, and which drift
+signals never became a flow run (their event was lost) and must be handed off now.
+
+A rerun is the same flow run scheduled again, so it keeps its parameters and reattaches to whatever
+its first attempt started (every external step is keyed by the signal). A caught-up signal is handed
+off exactly as the webhook would (same idempotency key), so a late event and the sweep never both run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from drift_retrain.backends.local.monitor import drift_event, monitor_store
+from drift_retrain.config import Settings, TargetConfig
+from drift_retrain.signals import DriftSignal, to_drift_signal
+
+
+@dataclass(frozen=True)
+class PastRun:
+    """What the sweep needs to know of one drift-to-retrain flow run."""
+
+    id: str
+    name: str
+    model: str
+    state: str  # Prefect state type: COMPLETED, FAILED, CRASHED, ...
+    started: datetime | None
+    run_count: int
+
+
+@dataclass(frozen=True)
+class SweepAction:
+    flow_run: str
+    id: str
+    state: str
+    action: str  # "rerun", "superseded", "gave up"
+    detail: str
+
+
+def plan_reruns(failed: list[PastRun], completed: list[PastRun], max_attempts: int) -> list[SweepAction]:
+    """A failed or crashed retrain is rerun unless a newer signal of the same model has completed since
+    (its outcome supersedes this one: the model was retrained, or judged on newer data), and at most
+    ``max_attempts`` runs in all, so a retrain that cannot succeed stops costing money."""
+    actions = []
+    for run in failed:
+        newer = [c for c in completed if c.model == run.model and _after(c.started, run.started)]
+        if newer:
+            latest = max(newer, key=lambda c: c.started or datetime.min)
+            action = SweepAction(run.name, run.id, run.state, "superseded", f"newer signal completed: {latest.name}")
+        elif run.run_count >= max_attempts:
+            action = SweepAction(run.name, run.id, run.state, "gave up", f"{run.run_count} of {max_attempts} attempt(s) used")
+        else:
+            action = SweepAction(run.name, run.id, run.state, "rerun", f"attempt {run.run_count + 1} of {max_attempts}")
+        actions.append(action)
+    return actions
+
+
+def _after(later: datetime | None, earlier: datetime | None) -> bool:
+    return later is not None and (earlier is None or later > earlier)
+
+
+def local_missed_signals(settings: Settings, since: datetime) -> list[tuple[DriftSignal, TargetConfig]]:
+    """Drift the local monitors recorded since ``since``, as the signals their events would have carried.
+    Whether each already has a flow run is the hand-off's idempotency key to say."""
+    store = monitor_store(settings)
+    found = []
+    for monitor in settings.local_monitors:
+        for run in store.runs(monitor.name):
+            if run.has_drift and run.computed_at >= since:
+                signal = to_drift_signal(drift_event(run, event_id=f"sweep-{run.run_id}"))
+                if (target := settings.target_for(signal)) is not None:
+                    found.append((signal, target))
+    return found
