@@ -7,6 +7,7 @@ silently runs unguarded beside another one.
 
 from __future__ import annotations
 
+import os
 import re
 from contextlib import contextmanager
 from typing import Iterator
@@ -14,7 +15,14 @@ from typing import Iterator
 from drift_retrain.config import Settings
 
 LIMIT_PREFIX = "drift-retrain-model-"
-LEASE_SECONDS = 60  # renewed while the holder lives; a killed holder frees the slot within this
+LEASE_ENV = "DRIFT_RETRAIN_SLOT_LEASE_SECONDS"
+
+
+def lease_seconds() -> float:
+    """The slot's lease, renewed while its holder lives: a killed holder frees the slot within this
+    (plus the Prefect server's repossessor interval). 60 s, Prefect's minimum, unless
+    $DRIFT_RETRAIN_SLOT_LEASE_SECONDS says more."""
+    return float(os.environ.get(LEASE_ENV, "60"))
 
 
 def limit_name(model_name: str) -> str:
@@ -47,5 +55,5 @@ def retrain_slot(model_name: str) -> Iterator[None]:
     """
     from prefect.concurrency.sync import concurrency
 
-    with concurrency(limit_name(model_name), occupy=1, lease_duration=LEASE_SECONDS, strict=True):
+    with concurrency(limit_name(model_name), occupy=1, lease_duration=lease_seconds(), strict=True):
         yield

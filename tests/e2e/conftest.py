@@ -107,6 +107,27 @@ EXTRA_TARGETS = local_target(
     policy="cooldown_minutes = 0",
 )
 
+# The crash tests' models, one per crash point, so that the slot a killed worker leaves behind (until its
+# lease expires) holds up no other case: they crash side by side, and rerun side by side.
+CRASH_STEPS = ["pull-drift-details", "decide", "re-decide-in-slot", "copy-window", "train-model", "register-model"]
+CRASH_TARGETS = "".join(
+    local_target(
+        f"crash-{step}",
+        [f"crash-{step}-monitor"],
+        model_name=f"crash-{step}",
+        data=f"crash-{step}",
+        landing="credit-default",
+        reference="data/training-store/credit-default/reference.csv",
+        label="defaulted",
+        policy="cooldown_minutes = 0, min_rows = 100",
+    )
+    for step in CRASH_STEPS
+)
+
+# A killed flow process holds its model's retrain slot until its lease expires (60 s, Prefect's minimum)
+# and the server's repossessor frees it (every 15 s by default; every second here).
+FAST_SLOT_RECOVERY = {"PREFECT_SERVER_SERVICES_REPOSSESSOR_LOOP_SECONDS": "1"}
+
 
 # A target on the azure backend, pointed at the loopback Azure: the same flow, Azure's wire formats.
 AZURE_SECRET_ENV = "DRIFT_RETRAIN_E2E_AZURE_SECRET"
@@ -143,6 +164,9 @@ experiment_name = "retrain-{{model_name}}"
 inputs = {{ training_data = "{{copy_output_uri}}", drift_run = "{{run_id}}" }}
 """
 
+# Azure targets for the crash tests: one model per crash point, as above.
+AZURE_CRASH_CASES = ["mid-copy-wait", "mid-training-wait", "after-registration"]
+
 
 @pytest.fixture(scope="session")
 def fake_azure() -> Iterator[FakeAzure]:
@@ -154,8 +178,16 @@ def fake_azure() -> Iterator[FakeAzure]:
 
 @pytest.fixture(scope="session")
 def e2e_settings(tmp_path_factory: pytest.TempPathFactory, fake_azure: FakeAzure) -> Settings:
+    os.environ.update(FAST_SLOT_RECOVERY)  # inherited by the stack's server, runner and flow processes
     directory = tmp_path_factory.mktemp("e2e")
-    azure = AZURE_TARGET.format(
+    block = AZURE_TARGET[AZURE_TARGET.index("[[targets]]"):]
+    crash_targets = "".join(
+        block.replace('name = "azure-credit"', f'name = "azure-{case}"')
+        .replace('monitors = ["azure-credit-drift", "azure-stuck-drift"]', f'monitors = ["azure-{case}-drift"]')
+        .replace('model_name = "azure-credit"', f'model_name = "azure-{case}"')
+        for case in AZURE_CRASH_CASES
+    )
+    azure = (AZURE_TARGET + crash_targets).format(
         url=fake_azure.url,
         ca=fake_azure.ca_path,
         tenant=TENANT,
@@ -167,7 +199,7 @@ def e2e_settings(tmp_path_factory: pytest.TempPathFactory, fake_azure: FakeAzure
     # A second, v2 monitor routed to the same model, to see its signal skipped by the cooldown.
     path = write_config(
         directory,
-        extra=EXTRA_TARGETS + azure,
+        extra=EXTRA_TARGETS + CRASH_TARGETS + azure,
         **{r'monitors = \["credit-default-drift"\]': 'monitors = ["credit-default-drift", "credit-default-monitor"]'},
     )
     settings = load_settings(path)
