@@ -61,14 +61,14 @@ def drift_to_retrain(signal: DriftSignal, force: bool = False) -> RetrainOutcome
             report_decision(signal, details, decision, target.model_name)
             return outcome(decision, details=details)
 
-        copy = copy_window(backends.copy, signal)
+        copy = copy_window(backends.copy, signal, target.model_name)
         report_copy(copy, target.model_name)
         decision = after_copy(decision, copy.rows_copied, target.policy)
         if not decision.retrain:
             report_decision(signal, details, decision, target.model_name)
             return outcome(decision, details=details, copy_result=copy)
 
-        training = train_model(backends.training, signal, copy)
+        training = train_model(backends.training, signal, copy, target.model_name)
         champion = current_champion(backends.registry, target.model_name)
         report_training(training, target.model_name, champion)
         decision = after_training(decision, training, champion, target.gate)

@@ -3,12 +3,15 @@
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from functools import partial
+
 from drift_retrain.backends.base import CopyPipeline, run_to_end
 from drift_retrain.results import CopyResult
 from drift_retrain.signals import DriftSignal
+from tasks.report import report_cancelled
 
 
 @task(name="copy-window", cache_policy=NO_CACHE)
-def copy_window(pipeline: CopyPipeline, signal: DriftSignal) -> CopyResult:
-    """Start (or reattach to) the signal's copy and wait for it."""
-    return run_to_end(lambda: pipeline.start(signal), pipeline.wait, pipeline.cancel)
+def copy_window(pipeline: CopyPipeline, signal: DriftSignal, model_name: str) -> CopyResult:
+    """Start (or reattach to) the signal's copy and wait for it; if the wait is interrupted, cancel it."""
+    return run_to_end(lambda: pipeline.start(signal), pipeline.wait, pipeline.cancel, partial(report_cancelled, "copy", model_name))

@@ -111,3 +111,16 @@ def report_model(signal: DriftSignal, model: ModelVersion) -> None:
         related=_signal_related(signal),
         payload={"version": model.version, "uri": model.uri, "metrics": model.metrics, "signal": signal.identity},
     )
+
+
+def report_cancelled(step: str, model_name: str, run_id: str, why: str, outcome: str) -> None:
+    """Called (not a task: the flow is being torn down) when an interrupted wait cancelled its external run."""
+    lines = [
+        f"# `{model_name}`: {step} run cancelled",
+        "",
+        "| step | run | interrupted by | cancellation |",
+        "|---|---|---|---|",
+        f"| {step} | `{run_id}` | {why or 'interruption'} | {outcome} |",
+    ]
+    get_run_logger().warning("%s run %s of %s: %s (%s)", step, run_id, model_name, outcome, why)
+    create_markdown_artifact("\n".join(lines), key=_key("cancelled", model_name), description=f"{step} run {run_id}: {outcome}")

@@ -81,17 +81,31 @@ class Backends:
     registry: ModelRegistry
 
 
-def run_to_end(start: Callable[[], str], wait: Callable[[str], R], cancel: Callable[[str], None]) -> R:
+def run_to_end(
+    start: Callable[[], str],
+    wait: Callable[[str], R],
+    cancel: Callable[[str], None],
+    on_cancel: Callable[[str, str, str], None] | None = None,
+) -> R:
     """Start (or reattach to) an external run and wait for it. A wait that is interrupted (flow
-    cancelled, timed out, process terminated) cancels the run, so no Azure work is left behind."""
+    cancelled, timed out, process terminated) cancels the run, so no Azure work is left behind, and
+    tells ``on_cancel(run_id, why, outcome)`` so the run's report can say so."""
     run_id = start()
     try:
         return wait(run_id)
     except StepFailed:
         raise  # the run already ended; nothing to cancel
-    except BaseException:
+    except BaseException as interruption:
+        log = logging.getLogger("drift_retrain")
         try:
             cancel(run_id)
+            outcome = "cancel requested"
         except Exception as exc:  # the interruption is the run's story; a failed cancel must not replace it
-            logging.getLogger("drift_retrain").error("could not cancel run %s (it may still be running): %s", run_id, exc)
+            outcome = f"could not cancel (it may still be running): {exc}"
+            log.error("could not cancel run %s (it may still be running): %s", run_id, exc)
+        if on_cancel is not None:
+            try:
+                on_cancel(run_id, f"{type(interruption).__name__}: {interruption}".rstrip(": "), outcome)
+            except Exception as exc:
+                log.error("could not record the cancellation of run %s: %s", run_id, exc)
         raise

@@ -109,7 +109,8 @@ def test_a_challenger_worse_than_the_champion_is_not_registered_and_the_report_s
     fake_azure.ml.drift_runs[run_id] = {"datadrift_coefficient": 0.61}
     fake_azure.ml.script_next_job(RunScript(steps=(("Running", 0.3),), final="Completed"), metrics={"roc_auc": 0.7})
 
-    flow_run = api.wait(deliver(stack, dataset_drift(run_id, monitor="azure-credit-drift", **WINDOW))["flow_run_id"])
+    later = {"StartTime": "2026-11-08T00:00:00Z", "EndTime": "2026-11-15T00:00:00Z"}  # not covered by the champion's window
+    flow_run = api.wait(deliver(stack, dataset_drift(run_id, monitor="azure-credit-drift", **later))["flow_run_id"])
 
     assert flow_run["state"]["type"] == "COMPLETED", flow_run["state"]
     assert len(fake_azure.ml.models["azure-credit"]) == 1  # still only the champion
@@ -124,7 +125,8 @@ def test_cancelling_the_flow_run_cancels_the_data_factory_run(stack, api, fake_a
         "copy-drift-window", RunScript(steps=(("Queued", 0.5), ("InProgress", 3600.0)), never_finishes=True)
     )
     before = len(fake_azure.datafactory.created("copy-drift-window"))
-    event = dataset_drift(f"azure-stuck-drift_{int(time.time() * 1000)}", monitor="azure-stuck-drift", **WINDOW)
+    event = dataset_drift(f"azure-stuck-drift_{int(time.time() * 1000)}", monitor="azure-stuck-drift",
+                          StartTime="2026-08-01T00:00:00Z", EndTime="2026-08-08T00:00:00Z")  # a window no version covers
     flow_run_id = deliver(stack, event)["flow_run_id"]
 
     deadline = time.monotonic() + 120
@@ -145,3 +147,32 @@ def test_cancelling_the_flow_run_cancels_the_data_factory_run(stack, api, fake_a
         time.sleep(0.2)
     assert adf_run.cancel_calls >= 1, "cancelling the flow run left the Data Factory run running"
     assert adf_run.status() in {"Canceling", "Cancelled"}
+    report = api.latest_artifact(flow_run_id, "cancelled-azure-credit")
+    assert f"| copy | `{adf_run.run_id}` |" in report["data"] and "| cancel requested |" in report["data"]
+
+
+def test_cancelling_the_flow_run_while_it_trains_cancels_the_ml_job_and_the_report_says_so(stack, api, fake_azure: FakeAzure) -> None:
+    fake_azure.datafactory.script("copy-drift-window", RunScript(steps=(("InProgress", 0.3),), final="Succeeded"))
+    fake_azure.ml.script_next_job(RunScript(steps=(("Running", 3600.0),), never_finishes=True), metrics={"roc_auc": 0.99})
+    run_id = f"azure-stuck-drift_{int(time.time() * 1000)}"
+    flow_run_id = deliver(stack, dataset_drift(run_id, monitor="azure-stuck-drift", StartTime="2026-09-01T00:00:00Z",
+                                               EndTime="2026-09-08T00:00:00Z"))["flow_run_id"]
+
+    def job():
+        found = [j for j in fake_azure.ml.jobs.values() if j.body.get("ParameterAssignments", {}).get("drift_run") == run_id]
+        return found[0] if found else None
+
+    deadline = time.monotonic() + 120
+    while job() is None or job().run.status_calls < 2:  # submitted, and the flow is waiting on it
+        assert time.monotonic() < deadline, "the flow never waited on its training run"
+        time.sleep(0.1)
+
+    api.http.post(f"/flow_runs/{flow_run_id}/set_state", json={"state": {"type": "CANCELLING"}, "force": True}).raise_for_status()
+    final = api.wait(flow_run_id, timeout=120)
+    assert final["state"]["type"] == "CANCELLED", final["state"]
+    while job().run.cancel_calls == 0 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert job().run.cancel_calls >= 1, "cancelling the flow run left the training run running"
+    assert job().status() in {"CancelRequested", "Canceled"}
+    report = api.latest_artifact(flow_run_id, "cancelled-azure-credit")
+    assert f"| training | `{job().name}` |" in report["data"] and "| cancel requested |" in report["data"]

@@ -52,3 +52,22 @@ def test_a_cancel_that_fails_is_logged_and_the_interruption_still_propagates(cap
     with pytest.raises(TimeoutError, match="still InProgress"):
         run_to_end(lambda: "r4", Run(TimeoutError("copy run r4 still InProgress")).wait, refuse)
     assert "could not cancel run r4" in caplog.text and "cancel call failed" in caplog.text
+
+
+def test_the_report_hears_of_every_cancellation_and_of_a_cancel_that_failed() -> None:
+    heard: list[tuple[str, str, str]] = []
+    run = Run(TimeoutError("copy run r5 still Queued"))
+    with pytest.raises(TimeoutError):
+        run_to_end(lambda: "r5", run.wait, run.cancel, lambda *told: heard.append(told))
+
+    def refuse(run_id: str) -> None:
+        raise ConnectionError("cancel call failed")
+
+    with pytest.raises(KeyboardInterrupt):
+        run_to_end(lambda: "r6", Run(KeyboardInterrupt()).wait, refuse, lambda *told: heard.append(told))
+    assert heard == [
+        ("r5", "TimeoutError: copy run r5 still Queued", "cancel requested"),
+        ("r6", "KeyboardInterrupt", "could not cancel (it may still be running): cancel call failed"),
+    ]
+    assert run_to_end(lambda: "r7", Run().wait, run.cancel, lambda *told: heard.append(told)) == "done r7"
+    assert len(heard) == 2  # a run that ended by itself is nobody's cancellation
