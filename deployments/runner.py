@@ -3,7 +3,8 @@
     python -m deployments.runner [path/to/prefect.yaml]
 
 On one machine this replaces a work pool and worker (``prefect deploy`` + ``prefect worker start``),
-which is how prefect.yaml is used to scale out. Pick-up latency is PREFECT_RUNNER_POLL_FREQUENCY.
+which is how prefect.yaml is used to scale out. Pick-up latency is PREFECT_RUNNER_POLL_FREQUENCY; at most
+PREFECT_RUNNER_PROCESS_LIMIT (5) flow runs execute at once, the rest wait Scheduled.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from prefect import serve
 from prefect.deployments.runner import RunnerDeployment
 from prefect.flows import load_flow_from_entrypoint
 from prefect.schedules import Cron
+from prefect.settings import get_current_settings
 
 from drift_retrain.concurrency import ensure_limits
 from drift_retrain.config import load_settings
@@ -56,7 +58,8 @@ def run(path: Path = Path("prefect.yaml")) -> None:
     on SIGTERM the runner pauses the schedules so no sweep piles up meanwhile."""
     deployments = load_deployments(path.resolve())
     ensure_limits(load_settings())
-    serve(*deployments)
+    # serve() alone runs every scheduled run at once (no limit); a storm would start a process per signal.
+    serve(*deployments, limit=get_current_settings().runner.process_limit)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import os
 import re
-from contextlib import contextmanager
+import time
+from contextlib import ExitStack, contextmanager
 from typing import Iterator
 
 from drift_retrain.config import Settings
@@ -51,9 +52,33 @@ def retrain_slot(model_name: str) -> Iterator[None]:
     """Hold the model's slot for the copy, training and registration; waits while another retrain holds it.
 
     The slot is a lease the holding process renews; if that process is killed, the lease expires and the
-    slot frees itself. A missing limit raises ``ConcurrencySlotAcquisitionError`` (run ``drift-retrain limits``).
+    slot frees itself. A missing limit raises ``ConcurrencySlotAcquisitionError`` at once (run
+    ``drift-retrain limits``); Prefect answering 5xx while it is asked for the slot (SQLite busy in a
+    storm) is tried again, a few times, before the run fails.
     """
     from prefect.concurrency.sync import concurrency
 
-    with concurrency(limit_name(model_name), occupy=1, lease_duration=lease_seconds(), strict=True):
+    held = ExitStack()
+    for pause in (*ACQUIRE_PAUSES, None):
+        try:
+            held.enter_context(concurrency(limit_name(model_name), occupy=1, lease_duration=lease_seconds(), strict=True))
+            break
+        except Exception as exc:
+            if pause is None or not _prefect_unavailable(exc):
+                raise
+            time.sleep(pause)
+    with held:
         yield
+
+
+ACQUIRE_PAUSES = (0.5, 1, 2, 4, 8, 15)
+
+
+def _prefect_unavailable(exc: BaseException) -> bool:
+    """The acquisition failed on Prefect's side (5xx, a dropped connection), not on a missing limit."""
+    import httpx
+
+    cause = exc.__cause__
+    if isinstance(cause, httpx.HTTPStatusError):
+        return cause.response.status_code >= 500
+    return isinstance(cause, httpx.TransportError)

@@ -58,6 +58,17 @@ class Api:
         response.raise_for_status()
         return response.json()
 
+    def flow_runs_like(self, prefix: str) -> list[dict[str, Any]]:
+        """Every flow run whose name starts with ``prefix`` (all pages)."""
+        found: list[dict[str, Any]] = []
+        while True:
+            query = {"flow_runs": {"name": {"like_": prefix}}, "limit": 200, "offset": len(found)}
+            response = self.http.post("/flow_runs/filter", json=query)
+            response.raise_for_status()
+            found += [r for r in response.json() if r["name"].startswith(prefix)]
+            if len(response.json()) < 200:
+                return found
+
     def run_deployment(self, deployment: str, parameters: dict[str, Any] | None = None) -> str:
         deployment_id = self.http.get(f"/deployments/name/{deployment}").json()["id"]
         response = self.http.post(f"/deployments/{deployment_id}/create_flow_run", json={"parameters": parameters or {}})
@@ -124,9 +135,27 @@ CRASH_TARGETS = "".join(
     for step in CRASH_STEPS
 )
 
-# A killed flow process holds its model's retrain slot until its lease expires (60 s, Prefect's minimum)
-# and the server's repossessor frees it (every 15 s by default; every second here).
-FAST_SLOT_RECOVERY = {"PREFECT_SERVER_SERVICES_REPOSSESSOR_LOOP_SECONDS": "1"}
+# The storm test's 20 models (tests/e2e/test_storm.py): each takes a v1 monitor and a v2 monitor.
+STORM_MODELS = [f"storm-{i:02d}" for i in range(20)]
+STORM_TARGETS = "".join(
+    local_target(
+        model,
+        [f"{model}-drift", f"{model}-monitor"],
+        model_name=model,
+        data=model,
+        landing="credit-default",
+        reference="data/training-store/credit-default/reference.csv",
+        label="defaulted",
+        policy="cooldown_minutes = 60, min_rows = 100",
+    )
+    for model in STORM_MODELS
+)
+
+# The stack's environment: a killed flow process holds its model's retrain slot until its lease expires
+# (60 s, Prefect's minimum) and the server's repossessor frees it (every 15 s by default; every second
+# here). Local training runs one thread per flow process: the storm trains 15 models at once on a small
+# machine, and OpenMP's spinning threads oversubscribed in 15 processes slow it down by orders of magnitude.
+STACK_ENV = {"PREFECT_SERVER_SERVICES_REPOSSESSOR_LOOP_SECONDS": "1", "OMP_NUM_THREADS": "1"}
 
 
 # A target on the azure backend, pointed at the loopback Azure: the same flow, Azure's wire formats.
@@ -178,7 +207,7 @@ def fake_azure() -> Iterator[FakeAzure]:
 
 @pytest.fixture(scope="session")
 def e2e_settings(tmp_path_factory: pytest.TempPathFactory, fake_azure: FakeAzure) -> Settings:
-    os.environ.update(FAST_SLOT_RECOVERY)  # inherited by the stack's server, runner and flow processes
+    os.environ.update(STACK_ENV)  # inherited by the stack's server, runner and flow processes
     directory = tmp_path_factory.mktemp("e2e")
     block = AZURE_TARGET[AZURE_TARGET.index("[[targets]]"):]
     crash_targets = "".join(
@@ -199,7 +228,7 @@ def e2e_settings(tmp_path_factory: pytest.TempPathFactory, fake_azure: FakeAzure
     # A second, v2 monitor routed to the same model, to see its signal skipped by the cooldown.
     path = write_config(
         directory,
-        extra=EXTRA_TARGETS + CRASH_TARGETS + azure,
+        extra=EXTRA_TARGETS + CRASH_TARGETS + STORM_TARGETS + azure,
         **{r'monitors = \["credit-default-drift"\]': 'monitors = ["credit-default-drift", "credit-default-monitor"]'},
     )
     settings = load_settings(path)

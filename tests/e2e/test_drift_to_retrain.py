@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import copy
 import json
+import subprocess
+import sys
 import time
 import uuid
 from datetime import timedelta
@@ -182,3 +184,28 @@ def test_the_sweep_catches_up_drift_whose_event_never_arrived(first_delivery, st
     done = api.wait(caught["id"])
     assert done["state"]["type"] == "COMPLETED"
     assert api.latest_artifact(caught["id"], "decision-credit-default")["description"].startswith("skip: ")
+
+
+def test_a_missing_model_limit_fails_the_run_and_drift_retrain_limits_restores_it(stack, api, e2e_settings) -> None:
+    """Strict: without its model's limit a retrain does not run unguarded; `drift-retrain limits` (what a
+    scale-out deploy runs) creates it again and the same run then goes through."""
+    api.http.delete("/v2/concurrency_limits/drift-retrain-model-empty-model").raise_for_status()
+    event = dataset_drift(
+        f"empty_limit_{uuid.uuid4().hex[:8]}", "empty-monitor", StartTime="2030-02-01T00:00:00Z", EndTime="2030-02-08T00:00:00Z", DriftCoefficient=0.9
+    )
+    (accepted,) = post_events(stack.webhook_url, [event], stack.secret).json()["accepted"]
+    failed = api.wait(accepted["flow_run_id"])
+    assert failed["state"]["type"] == "FAILED"
+    assert "drift-retrain-model-empty-model" in failed["state"]["message"]
+    assert not [a for a in api.artifacts(failed["id"]) if a["key"] == "copy-empty-model"]  # nothing ran outside the slot
+
+    made = subprocess.run([sys.executable, "-m", "drift_retrain.cli", "limits"], env=stack.env(), capture_output=True, text=True, timeout=120)
+    assert made.returncode == 0, made.stderr
+    assert "drift-retrain-model-empty-model = 1" in made.stdout
+    assert api.http.get("/v2/concurrency_limits/drift-retrain-model-empty-model").json()["limit"] == 1
+
+    api.http.post(f"/flow_runs/{failed['id']}/set_state", json={"state": {"type": "SCHEDULED"}, "force": True}).raise_for_status()
+    deadline = time.monotonic() + 120
+    while api.flow_run(failed["id"])["run_count"] < 2 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert api.wait(failed["id"])["state"]["type"] == "COMPLETED"

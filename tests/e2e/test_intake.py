@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import copy
 import json
+import os
+import subprocess
+import sys
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -23,6 +26,7 @@ from drift_retrain.config import load_settings
 from drift_retrain.feed import DRIFT_DETECTED, PrefectEventFeed, event_id
 from drift_retrain.handoff import PrefectHandoff
 from drift_retrain.signals import MONITOR_BREACH_TAG, to_drift_signal
+from drift_retrain.stack import free_port
 from tests.conftest import BREACH_TEXT, DEMO_WORKSPACE, INTAKE_TARGETS, dataset_drift, local_target, monitor_breach, sample, write_config
 from tests.e2e.conftest import Api
 from tests.e2e.servers import PrefectServer, running
@@ -338,6 +342,63 @@ def test_healthz_and_metrics_over_http(receiver) -> None:
     duplicate = next(line for line in metrics.splitlines() if line.startswith('drift_retrain_events_total{outcome="duplicate"}'))
     assert float(duplicate.rsplit(" ", 1)[1]) >= 32  # the duplicate subscription's copies of the burst
     assert 'drift_retrain_requests_total{status="401"}' in metrics
+
+
+def test_a_receiver_killed_mid_batch_and_restarted_makes_one_run_per_signal(prefect, api, tmp_path) -> None:
+    """The receiver process is SIGKILLed while it hands a large batch to Prefect (some runs made, not all,
+    no answer sent); Event Grid redelivers the batch to the restarted receiver: every signal ends with
+    exactly one run, the ones the dead receiver made included."""
+    settings_file = write_config(tmp_path, extra=INTAKE_TARGETS)  # the default 20 s hand-off deadline
+    env = dict(os.environ) | {"PREFECT_API_URL": prefect.api_url, "DRIFT_RETRAIN_WEBHOOK_SECRET": SECRET}
+
+    def start() -> tuple[subprocess.Popen, str]:
+        port = free_port()
+        process = subprocess.Popen([sys.executable, "-m", "drift_retrain.cli", "webhook", "--config", str(settings_file), "--port", str(port)],
+                                   env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(url + "/healthz", timeout=2).status_code == 200:
+                    return process, url
+            except httpx.HTTPError:
+                pass
+            assert process.poll() is None and time.monotonic() < deadline, "the receiver did not start"
+            time.sleep(0.2)
+
+    tag = uuid.uuid4().hex[:6]
+    batch = [dataset_drift(f"midbatch-{tag}-{i:04d}") for i in range(400)]
+    names = {f"credit-default-midbatch-{tag}-{i:04d}" for i in range(400)}
+
+    def made() -> int:
+        query = {"flow_runs": {"name": {"like_": f"credit-default-midbatch-{tag}-"}}}
+        return api.http.post("/flow_runs/count", json=query).json()
+
+    first, url = start()
+    with ThreadPoolExecutor(1) as pool:
+        in_flight = pool.submit(deliver, url, batch)
+        deadline = time.monotonic() + 60
+        while made() == 0:
+            assert time.monotonic() < deadline, "the receiver never started creating the batch's runs"
+            time.sleep(0.02)
+        first.kill()
+        first.wait(timeout=10)
+        with pytest.raises(httpx.HTTPError):
+            in_flight.result(timeout=30)  # never acknowledged: Event Grid will redeliver
+    partial = made()
+    assert 0 < partial < len(batch), f"{partial} runs at the kill: not mid-batch"
+
+    second, url = start()
+    try:
+        redelivered = deliver(url, batch, headers={"aeg-delivery-count": "1"})
+        assert redelivered.status_code == 200, redelivered.text[:300]
+        accepted = redelivered.json()["accepted"]
+        assert sum(a["duplicate"] for a in accepted) >= partial  # the dead receiver's runs were found, not remade
+    finally:
+        second.terminate()
+        second.wait(timeout=30)
+    runs = [r["name"] for r in api.flow_runs_like(f"credit-default-midbatch-{tag}-")]
+    assert sorted(runs) == sorted(names)  # exactly one run per signal
 
 
 def test_prefect_down_is_503_and_redelivery_after_restart_makes_one_run_each(receiver, prefect, api) -> None:
