@@ -10,9 +10,9 @@ UTC, so repeated clicks on one day are the same request.
 from __future__ import annotations
 
 from datetime import datetime, time, timedelta, timezone
-from typing import Any, Literal
+from typing import Annotated, Any
 
-from pydantic import TypeAdapter
+from pydantic import Field, TypeAdapter
 
 from drift_retrain.config import ConfigError, Name, Settings, TargetConfig, load_settings
 from drift_retrain.signals import DriftSignal, SignalKind
@@ -26,13 +26,14 @@ class InvalidRequest(ValueError):
 
 
 def target_choice() -> Any:
-    """The configured target names as a ``Literal`` (a drop-down in the Run form and an ``enum`` the server
-    enforces); a validated name when no configuration can be read (the flow then checks it)."""
+    """A target name whose schema lists the configured targets inline (``enum``): the Run form shows a
+    drop-down (even for a single target, where a ``Literal`` would be a fixed ``const``) and the server
+    refuses other names. The flow checks the name again against the configuration it runs with."""
     try:
-        names = tuple(target.name for target in load_settings().targets)
+        names = [target.name for target in load_settings().targets]
     except ConfigError:
         return Name
-    return Literal[names]  # type: ignore[valid-type]
+    return Annotated[str, Field(json_schema_extra={"enum": names})]
 
 
 def _utc(value: datetime) -> datetime:

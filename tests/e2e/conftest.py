@@ -10,7 +10,9 @@ import httpx
 import pytest
 
 from drift_retrain import demo_data
+from drift_retrain.backends.local.monitor import drift_event, run_monitor
 from drift_retrain.config import Settings, load_settings
+from drift_retrain.delivery import post_events
 from drift_retrain.fake_azure import CLIENT_ID, CLIENT_SECRET, TENANT, FakeAzure
 from drift_retrain.stack import Stack, free_port
 from tests.conftest import DEMO_WORKSPACE, local_target, write_config
@@ -75,6 +77,11 @@ class Api:
         assert versions, f"no artifact {key} in flow run {flow_run_id}"
         return max(versions, key=lambda a: a["created"])
 
+    def logs(self, flow_run_id: str) -> list[str]:
+        response = self.http.post("/logs/filter", json={"logs": {"flow_run_id": {"any_": [flow_run_id]}}, "limit": 200})
+        response.raise_for_status()
+        return [log["message"] for log in response.json()]
+
     def events(self, name: str, resource_id: str, timeout: float = 30) -> list[dict[str, Any]]:
         """Events are stored by a server service a few seconds after they arrive: poll for them."""
         query = {"filter": {"event": {"name": [name]}, "resource": {"id": [resource_id]}}, "limit": 50}
@@ -106,6 +113,27 @@ EXTRA_TARGETS = local_target(
     label="no-such-column",
     policy="cooldown_minutes = 0",
 )
+
+
+# The UI cockpit's own target and local drift monitor (over the demo's data), so its run has a drift
+# table and registers a version of its own model whatever the other tests did to credit-default.
+COCKPIT_TARGET = local_target(
+    "cockpit",
+    ["cockpit-drift"],
+    model_name="cockpit-model",
+    data="cockpit",
+    landing="credit-default",
+    reference="data/training-store/credit-default/reference.csv",
+    label="defaulted",
+    policy="cooldown_minutes = 0",
+) + f"""
+[[local_monitors]]
+name = "cockpit-drift"
+workspace = "{DEMO_WORKSPACE}"
+reference = "data/training-store/credit-default/reference.csv"
+landing = "data/landing/credit-default"
+label = "defaulted"
+"""
 
 
 # A target on the azure backend, pointed at the loopback Azure: the same flow, Azure's wire formats.
@@ -167,7 +195,7 @@ def e2e_settings(tmp_path_factory: pytest.TempPathFactory, fake_azure: FakeAzure
     # A second, v2 monitor routed to the same model, to see its signal skipped by the cooldown.
     path = write_config(
         directory,
-        extra=EXTRA_TARGETS + azure,
+        extra=EXTRA_TARGETS + COCKPIT_TARGET + azure,
         **{r'monitors = \["credit-default-drift"\]': 'monitors = ["credit-default-drift", "credit-default-monitor"]'},
     )
     settings = load_settings(path)
@@ -185,3 +213,13 @@ def stack(e2e_settings: Settings):
 @pytest.fixture(scope="session")
 def api(stack: Stack) -> Api:
     return Api(stack.api_url)
+
+
+@pytest.fixture(scope="session")
+def cockpit_run(stack: Stack, api: Api, e2e_settings: Settings) -> dict[str, Any]:
+    """One drift signal of the cockpit's monitor, delivered over HTTP and retrained: the finished flow run."""
+    event = drift_event(run_monitor(e2e_settings.monitor("cockpit-drift"), e2e_settings))
+    response = post_events(stack.webhook_url, [event], stack.secret)
+    assert response.status_code == 200, response.text
+    (accepted,) = response.json()["accepted"]
+    return api.wait(accepted["flow_run_id"])
