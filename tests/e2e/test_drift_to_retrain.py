@@ -142,5 +142,6 @@ def test_a_failing_step_fails_the_run_with_its_message_and_the_sweep_lists_it(fi
     sweep = api.wait(api.run_deployment("sweep/sweep", {"lookback_hours": 1}))
     assert sweep["state"]["type"] == "COMPLETED"
     (table,) = [a for a in api.artifacts(sweep["id"]) if a["key"] == "sweep"]
-    rows = json.loads(table["data"])
-    assert [r["flow_run"] for r in rows] == [failed["name"]]
+    listed = [r["flow_run"] for r in json.loads(table["data"])]
+    assert failed["name"] in listed
+    assert all(name.startswith("broken-model-") for name in listed)  # only failed runs (other tests fail this target too)
