@@ -77,10 +77,18 @@ class Api:
         assert versions, f"no artifact {key} in flow run {flow_run_id}"
         return max(versions, key=lambda a: a["created"])
 
-    def logs(self, flow_run_id: str) -> list[str]:
-        response = self.http.post("/logs/filter", json={"logs": {"flow_run_id": {"any_": [flow_run_id]}}, "limit": 200})
-        response.raise_for_status()
-        return [log["message"] for log in response.json()]
+    def logs(self, flow_run_id: str, until: str = "", timeout: float = 30) -> list[str]:
+        """The run's log lines, oldest first; a run's last lines reach the server in a batch shortly after
+        it ends, so wait (up to ``timeout``) until a line contains ``until``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            query = {"logs": {"flow_run_id": {"any_": [flow_run_id]}}, "sort": "TIMESTAMP_ASC", "limit": 200}
+            response = self.http.post("/logs/filter", json=query)
+            response.raise_for_status()
+            lines = [log["message"] for log in response.json()]
+            if any(until in line for line in lines) or time.monotonic() > deadline:
+                return lines
+            time.sleep(0.5)
 
     def events(self, name: str, resource_id: str, timeout: float = 30) -> list[dict[str, Any]]:
         """Events are stored by a server service a few seconds after they arrive: poll for them."""
