@@ -60,7 +60,8 @@ def _trigger(deployment: str, number: int, spec: dict[str, Any]) -> Any:
     try:
         return _TRIGGER.validate_python({"name": f"{deployment}__automation_{number}", **spec})
     except ValidationError as exc:
-        raise SystemExit(f"prefect.yaml: deployment '{deployment}', trigger {number}: {exc}") from None
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'][1:]))}: {e['msg']}" for e in exc.errors())
+        raise SystemExit(f"prefect.yaml: deployment '{deployment}', trigger {number}: {problems}") from None
 
 
 def run(path: Path = Path("prefect.yaml")) -> None:
