@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import httpx
 import pytest
@@ -80,26 +80,38 @@ class Api:
     def logs(self, flow_run_id: str, until: str = "", timeout: float = 30) -> list[str]:
         """The run's log lines, oldest first; a run's last lines reach the server in a batch shortly after
         it ends, so wait (up to ``timeout``) until a line contains ``until``."""
+        query = {"logs": {"flow_run_id": {"any_": [flow_run_id]}}, "sort": "TIMESTAMP_ASC", "limit": 200}
+        return self._poll("/logs/filter", query, lambda body: [log["message"] for log in body], timeout,
+                          done=lambda lines: any(until in line for line in lines))
+
+    def _poll(self, path: str, query: dict[str, Any], read: Callable[[Any], Any], timeout: float,
+              done: Callable[[Any], bool] = bool) -> Any:
+        """POST ``query`` until ``done(read(answer))`` or ``timeout``: what a server service stores lags."""
         deadline = time.monotonic() + timeout
         while True:
-            query = {"logs": {"flow_run_id": {"any_": [flow_run_id]}}, "sort": "TIMESTAMP_ASC", "limit": 200}
-            response = self.http.post("/logs/filter", json=query)
+            response = self.http.post(path, json=query)
             response.raise_for_status()
-            lines = [log["message"] for log in response.json()]
-            if any(until in line for line in lines) or time.monotonic() > deadline:
-                return lines
+            found = read(response.json())
+            if done(found) or time.monotonic() > deadline:
+                return found
             time.sleep(0.5)
 
     def events(self, name: str, resource_id: str, timeout: float = 30) -> list[dict[str, Any]]:
         """Events are stored by a server service a few seconds after they arrive: poll for them."""
         query = {"filter": {"event": {"name": [name]}, "resource": {"id": [resource_id]}}, "limit": 50}
-        deadline = time.monotonic() + timeout
-        while True:
-            response = self.http.post("/events/filter", json=query)
-            response.raise_for_status()
-            if response.json()["events"] or time.monotonic() > deadline:
-                return response.json()["events"]
-            time.sleep(0.5)
+        return self._poll("/events/filter", query, lambda body: body["events"], timeout)
+
+
+def over_demo_data(name: str, monitor: str, label: str) -> str:
+    """A target ``<name>`` (model ``<name>-model``, no cooldown) that copies and trains on the demo's data."""
+    return local_target(
+        name,
+        [monitor],
+        landing="credit-default",
+        reference="data/training-store/credit-default/reference.csv",
+        label=label,
+        policy="cooldown_minutes = 0",
+    )
 
 
 # Two more targets: one whose landing folder stays empty, one whose training cannot succeed.
@@ -111,30 +123,12 @@ EXTRA_TARGETS = local_target(
     reference="data/training-store/credit-default/reference.csv",
     label="defaulted",
     policy="cooldown_minutes = 0, min_rows = 500",
-) + local_target(
-    "broken",
-    ["broken-monitor"],
-    model_name="broken-model",
-    data="broken",
-    landing="credit-default",
-    reference="data/training-store/credit-default/reference.csv",
-    label="no-such-column",
-    policy="cooldown_minutes = 0",
-)
+) + over_demo_data("broken", "broken-monitor", label="no-such-column")
 
 
 # The UI cockpit's own target and local drift monitor (over the demo's data), so its run has a drift
 # table and registers a version of its own model whatever the other tests did to credit-default.
-COCKPIT_TARGET = local_target(
-    "cockpit",
-    ["cockpit-drift"],
-    model_name="cockpit-model",
-    data="cockpit",
-    landing="credit-default",
-    reference="data/training-store/credit-default/reference.csv",
-    label="defaulted",
-    policy="cooldown_minutes = 0",
-) + f"""
+COCKPIT_TARGET = over_demo_data("cockpit", "cockpit-drift", label="defaulted") + f"""
 [[local_monitors]]
 name = "cockpit-drift"
 workspace = "{DEMO_WORKSPACE}"
