@@ -5,6 +5,8 @@
 On one machine this replaces a work pool and worker (``prefect deploy`` + ``prefect worker start``),
 which is how prefect.yaml is used to scale out. Pick-up latency is PREFECT_RUNNER_POLL_FREQUENCY; at most
 PREFECT_RUNNER_PROCESS_LIMIT (5) flow runs execute at once, the rest wait Scheduled.
+Schedules and event triggers are applied as ``prefect deploy`` applies them: a deployment's triggers
+become automations owned by the deployment, replaced each time the runner starts.
 """
 
 from __future__ import annotations
@@ -16,15 +18,18 @@ from typing import Any
 import yaml
 from prefect import serve
 from prefect.deployments.runner import RunnerDeployment
+from prefect.events import DeploymentTriggerTypes
 from prefect.flows import load_flow_from_entrypoint
 from prefect.schedules import Cron
 from prefect.settings import get_current_settings
+from pydantic import TypeAdapter, ValidationError
 
 from drift_retrain.concurrency import ensure_limits
 from drift_retrain.config import load_settings
 
 # prefect.yaml keys that are not to_deployment() options: work-pool settings, or handled here.
-_NOT_OPTIONS = {"work_pool", "build", "push", "pull", "entrypoint", "name", "schedules"}
+_NOT_OPTIONS = {"work_pool", "build", "push", "pull", "entrypoint", "name", "schedules", "triggers"}
+_TRIGGER = TypeAdapter(DeploymentTriggerTypes)
 
 
 def load_deployments(path: Path) -> list[RunnerDeployment]:
@@ -36,6 +41,8 @@ def load_deployments(path: Path) -> list[RunnerDeployment]:
         options: dict[str, Any] = {k: v for k, v in spec.items() if k not in _NOT_OPTIONS}
         if spec.get("schedules"):
             options["schedules"] = [_schedule(s) for s in spec["schedules"]]
+        if spec.get("triggers"):
+            options["triggers"] = [_trigger(spec["name"], i, t) for i, t in enumerate(spec["triggers"], start=1)]
         deployments.append(flow.to_deployment(name=spec["name"], **options))
     if not deployments:
         raise SystemExit(f"{path}: no deployments declared")
@@ -51,6 +58,15 @@ def _schedule(spec: dict[str, Any]) -> Any:
         parameters=spec.get("parameters") or {},
         active=spec.get("active", True),
     )
+
+
+def _trigger(deployment: str, number: int, spec: dict[str, Any]) -> Any:
+    """A deployment trigger as ``prefect deploy`` reads it (named ``<deployment>__automation_<n>`` unless named)."""
+    try:
+        return _TRIGGER.validate_python({"name": f"{deployment}__automation_{number}", **spec})
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'][1:]))}: {e['msg']}" for e in exc.errors())
+        raise SystemExit(f"prefect.yaml: deployment '{deployment}', trigger {number}: {problems}") from None
 
 
 def run(path: Path = Path("prefect.yaml")) -> None:

@@ -73,7 +73,7 @@ class _Pending:
 
     @property
     def name(self) -> str:
-        return flow_run_name(self.target, self.signal)
+        return flow_run_name(self.target, self.signal, self.started_by)
 
     def body(self) -> dict[str, Any]:
         return DeploymentFlowRunCreate(

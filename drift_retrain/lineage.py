@@ -10,9 +10,21 @@ from drift_retrain.results import CopyResult, Decision, TrainingResult
 from drift_retrain.signals import DriftSignal
 
 
-def flow_run_name(target: TargetConfig, signal: DriftSignal) -> str:
-    """``<model>-<drift run>``: says what happened to what, in every Prefect list."""
-    return f"{target.model_name}-{signal.run_id}"
+#: Who started a run, as its ``via:`` tag says: the Event Grid receiver, the scheduled sweep, or a person.
+WEBHOOK, SWEEP, MANUAL = "webhook", "sweep", "manual"
+
+
+def flow_run_name(target: TargetConfig, signal: DriftSignal, started_by: str = WEBHOOK) -> str:
+    """``<model>-<drift run>``: says what happened to what, in every Prefect list. A sweep's rerun ends in
+    ``-sweep`` so it stands apart from the webhook's run of the same signal; a manual run's drift run id
+    already begins with ``manual-``."""
+    name = f"{target.model_name}-{signal.run_id}"
+    return f"{name}-{SWEEP}" if started_by == SWEEP else name
+
+
+def started_by(tags: list[str]) -> str:
+    """Read back who started a run from its ``via:`` tag; a run without one was started by hand."""
+    return next((tag.removeprefix("via:") for tag in tags if tag.startswith("via:")), MANUAL)
 
 
 def flow_run_tags(target: TargetConfig, signal: DriftSignal, started_by: str) -> list[str]:

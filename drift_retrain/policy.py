@@ -49,6 +49,8 @@ def _drift(signal: DriftSignal, details: DriftDetails, policy: PolicyConfig) -> 
         if signal.breached_metrics:
             return Check(rule="drift", passed=True, detail="monitor breached: " + ", ".join(signal.breached_metrics))
         return Check(rule="drift", passed=False, detail="monitor run reports no breached metric")
+    if signal.kind is SignalKind.MANUAL:
+        return Check(rule="drift", passed=True, detail="retrain requested by hand: no drift run to check")
     coefficient = details.drift_coefficient if details.drift_coefficient is not None else signal.drift_coefficient
     source = "drift run" if details.drift_coefficient is not None else "event"
     if coefficient is None:

@@ -34,6 +34,7 @@ class SignalKind(StrEnum):
 
     DATASET_DRIFT = "dataset_drift"  # v1 data drift monitor, DatasetDriftDetected
     MODEL_MONITOR = "model_monitor"  # v2 model monitoring, RunStatusChanged with a breach tag
+    MANUAL = "manual"  # a person asked for a retrain from the deployment's Run form (no drift run)
 
 
 class InvalidEvent(ValueError):

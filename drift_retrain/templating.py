@@ -23,7 +23,7 @@ FIELDS: dict[str, str] = {
     "monitor": "the drift monitor's name (DataDriftName, or the v2 monitor)",
     "monitor_id": "DataDriftId (v1), empty for v2",
     "run_id": "the drift / monitor run id",
-    "kind": "dataset_drift or model_monitor",
+    "kind": "dataset_drift, model_monitor or manual",
     "window_start": "start of the drift window, ISO 8601 (empty when the event has none)",
     "window_end": "end of the drift window, ISO 8601",
     "window_start_date": "start of the window, YYYY-MM-DD",

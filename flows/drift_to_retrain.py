@@ -3,30 +3,59 @@ same flow runs on the embedded default and on Azure."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from functools import partial
+from typing import Any
 
 from prefect import flow, runtime
+from prefect.client.schemas.objects import FlowRun, State
 
 from drift_retrain.backends import build_backends
 from drift_retrain.concurrency import retrain_slot
 from drift_retrain.config import load_settings
-from drift_retrain.lineage import flow_run_name, lineage_tags
+from drift_retrain.lineage import flow_run_name, lineage_tags, started_by
+from drift_retrain.manual import requested_signal, target_choice
 from drift_retrain.policy import after_copy, after_training
+from drift_retrain.portal import retrain_links
 from drift_retrain.results import RetrainOutcome
 from drift_retrain.signals import DriftSignal
 from tasks.copy_data import copy_window
 from tasks.decide import current_champion, decide_retrain, redecide_in_slot
 from tasks.drift_details import pull_drift_details
 from tasks.register import register_model
-from tasks.report import report_copy, report_decision, report_model, report_training
+from tasks.report import label_run, report_copy, report_decision, report_failure, report_model, report_training
 from tasks.train import train_model
+
+#: The configured targets, a drop-down in the deployment's Run form.
+TargetName = target_choice()
+
+
+def _signal_of(parameters: dict[str, Any], request_id: str = "") -> DriftSignal:
+    settings = load_settings()
+    return requested_signal(
+        settings,
+        parameters.get("signal"),
+        parameters.get("target"),
+        parameters.get("window_start"),
+        parameters.get("window_end"),
+        request_id=request_id,
+    )
 
 
 def _name_this_run() -> str:
-    signal = runtime.flow_run.parameters["signal"]
-    signal = signal if isinstance(signal, DriftSignal) else DriftSignal.model_validate(signal)
+    signal = _signal_of(runtime.flow_run.parameters)
     target = load_settings().target_for(signal)
-    return flow_run_name(target, signal) if target else f"unrouted-{signal.run_id}"
+    return flow_run_name(target, signal, started_by(runtime.flow_run.tags)) if target else f"unrouted-{signal.run_id}"
+
+
+def _report_failure(flow: Any, flow_run: FlowRun, state: State) -> None:
+    """Failure and crash hook: emit ``drift-retrain.retrain.failed`` with the error, for automations."""
+    try:
+        signal = _signal_of(flow_run.parameters)
+        target = load_settings().target_for(signal)
+    except Exception:  # the parameters themselves were the problem: still say the run failed
+        signal, target = None, None
+    report_failure(target.model_name if target else None, signal, str(flow_run.id), state.message or state.name or "failed")
 
 
 @flow(
@@ -36,16 +65,32 @@ def _name_this_run() -> str:
     persist_result=True,
     result_serializer="json",
     log_prints=True,
+    on_failure=[_report_failure],
+    on_crashed=[_report_failure],
 )
-def drift_to_retrain(signal: DriftSignal, force: bool = False) -> RetrainOutcome:
-    """Retrain the model a drift signal is routed to, if the policy says so.
+def drift_to_retrain(
+    signal: DriftSignal | None = None,
+    target: TargetName | None = None,  # type: ignore[valid-type]
+    window_start: datetime | None = None,
+    window_end: datetime | None = None,
+    force: bool = False,
+) -> RetrainOutcome:
+    """Retrain the model a drift signal is routed to, or the target a person picked, if the policy says so.
 
     Args:
-        signal: The normalised drift signal (the webhook receiver fills this in).
+        signal: The drift signal; the webhook receiver and the sweep fill this in. Leave it empty to
+            retrain by hand.
+        target: Retrain by hand: the configured target (model) to retrain. Leave empty when a signal is given.
+        window_start: Retrain by hand: start of the data window (UTC). Default: 7 days before window_end.
+        window_end: Retrain by hand: end of the data window (UTC, exclusive). Default: the coming midnight
+            UTC. The same target and window is the same request: it registers at most one model version.
         force: Retrain even below the drift threshold, under the row minimum or inside the cooldown.
     """
     settings = load_settings()
-    target = settings.route(signal)
+    run_id = runtime.flow_run.id
+    signal = requested_signal(settings, signal, target, window_start, window_end, request_id=run_id)
+    target = settings.route(signal)  # from here on the target's whole configuration, not just its name
+    label_run(run_id, list(runtime.flow_run.tags), target, signal)
     backends = build_backends(settings, target)
     outcome = partial(RetrainOutcome.of, signal.identity, target.name, target.model_name)
 
@@ -76,7 +121,7 @@ def drift_to_retrain(signal: DriftSignal, force: bool = False) -> RetrainOutcome
             report_decision(signal, details, decision, target.model_name)
             return outcome(decision, details=details, copy_result=copy, training=training)
 
-        tags = lineage_tags(signal, target, decision, copy, training, runtime.flow_run.id)
+        tags = lineage_tags(signal, target, decision, copy, training, run_id)
         model = register_model(backends.registry, target.model_name, training, tags)
-    report_model(signal, model)
+    report_model(signal, model, retrain_links(settings, target, copy.run_id, training.job_id, model))
     return outcome(decision, details=details, copy_result=copy, training=training, model=model)

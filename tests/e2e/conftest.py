@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import httpx
 import pytest
 
 from drift_retrain import demo_data
+from drift_retrain.backends.local.monitor import drift_event, run_monitor
 from drift_retrain.config import Settings, load_settings
+from drift_retrain.delivery import post_events
 from drift_retrain.fake_azure import CLIENT_ID, CLIENT_SECRET, TENANT, FakeAzure
 from drift_retrain.stack import Stack, free_port
 from tests.conftest import DEMO_WORKSPACE, local_target, write_config
@@ -86,16 +88,41 @@ class Api:
         assert versions, f"no artifact {key} in flow run {flow_run_id}"
         return max(versions, key=lambda a: a["created"])
 
+    def logs(self, flow_run_id: str, until: str = "", timeout: float = 30) -> list[str]:
+        """The run's log lines, oldest first; a run's last lines reach the server in a batch shortly after
+        it ends, so wait (up to ``timeout``) until a line contains ``until``."""
+        query = {"logs": {"flow_run_id": {"any_": [flow_run_id]}}, "sort": "TIMESTAMP_ASC", "limit": 200}
+        return self._poll("/logs/filter", query, lambda body: [log["message"] for log in body], timeout,
+                          done=lambda lines: any(until in line for line in lines))
+
+    def _poll(self, path: str, query: dict[str, Any], read: Callable[[Any], Any], timeout: float,
+              done: Callable[[Any], bool] = bool) -> Any:
+        """POST ``query`` until ``done(read(answer))`` or ``timeout``: what a server service stores lags."""
+        deadline = time.monotonic() + timeout
+        while True:
+            response = self.http.post(path, json=query)
+            response.raise_for_status()
+            found = read(response.json())
+            if done(found) or time.monotonic() > deadline:
+                return found
+            time.sleep(0.5)
+
     def events(self, name: str, resource_id: str, timeout: float = 30) -> list[dict[str, Any]]:
         """Events are stored by a server service a few seconds after they arrive: poll for them."""
         query = {"filter": {"event": {"name": [name]}, "resource": {"id": [resource_id]}}, "limit": 50}
-        deadline = time.monotonic() + timeout
-        while True:
-            response = self.http.post("/events/filter", json=query)
-            response.raise_for_status()
-            if response.json()["events"] or time.monotonic() > deadline:
-                return response.json()["events"]
-            time.sleep(0.5)
+        return self._poll("/events/filter", query, lambda body: body["events"], timeout)
+
+
+def over_demo_data(name: str, monitor: str, label: str) -> str:
+    """A target ``<name>`` (model ``<name>-model``, no cooldown) that copies and trains on the demo's data."""
+    return local_target(
+        name,
+        [monitor],
+        landing="credit-default",
+        reference="data/training-store/credit-default/reference.csv",
+        label=label,
+        policy="cooldown_minutes = 0",
+    )
 
 
 # Two more targets: one whose landing folder stays empty, one whose training cannot succeed.
@@ -107,16 +134,19 @@ EXTRA_TARGETS = local_target(
     reference="data/training-store/credit-default/reference.csv",
     label="defaulted",
     policy="cooldown_minutes = 0, min_rows = 500",
-) + local_target(
-    "broken",
-    ["broken-monitor"],
-    model_name="broken-model",
-    data="broken",
-    landing="credit-default",
-    reference="data/training-store/credit-default/reference.csv",
-    label="no-such-column",
-    policy="cooldown_minutes = 0",
-)
+) + over_demo_data("broken", "broken-monitor", label="no-such-column")
+
+
+# The UI cockpit's own target and local drift monitor (over the demo's data), so its run has a drift
+# table and registers a version of its own model whatever the other tests did to credit-default.
+COCKPIT_TARGET = over_demo_data("cockpit", "cockpit-drift", label="defaulted") + f"""
+[[local_monitors]]
+name = "cockpit-drift"
+workspace = "{DEMO_WORKSPACE}"
+reference = "data/training-store/credit-default/reference.csv"
+landing = "data/landing/credit-default"
+label = "defaulted"
+"""
 
 # The crash tests' models, one per crash point, so that the slot a killed worker leaves behind (until its
 # lease expires) holds up no other case: they crash side by side, and rerun side by side.
@@ -228,7 +258,7 @@ def e2e_settings(tmp_path_factory: pytest.TempPathFactory, fake_azure: FakeAzure
     # A second, v2 monitor routed to the same model, to see its signal skipped by the cooldown.
     path = write_config(
         directory,
-        extra=EXTRA_TARGETS + CRASH_TARGETS + STORM_TARGETS + azure,
+        extra=EXTRA_TARGETS + COCKPIT_TARGET + CRASH_TARGETS + STORM_TARGETS + azure,
         **{r'monitors = \["credit-default-drift"\]': 'monitors = ["credit-default-drift", "credit-default-monitor"]'},
     )
     settings = load_settings(path)
@@ -246,3 +276,13 @@ def stack(e2e_settings: Settings):
 @pytest.fixture(scope="session")
 def api(stack: Stack) -> Api:
     return Api(stack.api_url)
+
+
+@pytest.fixture(scope="session")
+def cockpit_run(stack: Stack, api: Api, e2e_settings: Settings) -> dict[str, Any]:
+    """One drift signal of the cockpit's monitor, delivered over HTTP and retrained: the finished flow run."""
+    event = drift_event(run_monitor(e2e_settings.monitor("cockpit-drift"), e2e_settings))
+    response = post_events(stack.webhook_url, [event], stack.secret)
+    assert response.status_code == 200, response.text
+    (accepted,) = response.json()["accepted"]
+    return api.wait(accepted["flow_run_id"])

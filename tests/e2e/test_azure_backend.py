@@ -12,7 +12,9 @@ from drift_retrain.backends.base import SIGNAL_TAG
 from drift_retrain.delivery import post_events
 from drift_retrain.fake_azure import FakeAzure, RunScript
 from drift_retrain.signals import to_drift_signal
-from tests.conftest import dataset_drift
+from tests.conftest import DEMO_WORKSPACE, dataset_drift
+from tests.e2e.conftest import AZURE_FACTORY
+from drift_retrain.fake_azure import TENANT
 
 pytestmark = pytest.mark.e2e
 
@@ -89,6 +91,24 @@ def test_azure_run_reports_details_decision_and_model(azure_retrain, api) -> Non
     assert {"decision-azure-credit", "drift-azure-credit", "copy-azure-credit", "training-azure-credit", "model-azure-credit"} <= keys
     decision = api.latest_artifact(flow_run["id"], "decision-azure-credit")["data"]
     assert "drift coefficient 0.580 (drift run)" in decision  # the drift run's metrics, not the event's
+
+
+def test_the_model_report_links_the_portals_and_the_log_has_each_state_change_once(azure_retrain, api, fake_azure: FakeAzure) -> None:
+    """Deep links to the Data Factory run, the ML job and the model; one log line per external state change."""
+    _, flow_run = azure_retrain
+    adf_run = fake_azure.datafactory.created("copy-drift-window")[0].run_id
+    (job,) = [j.name for j in fake_azure.ml.jobs.values() if j.kind == "published_pipeline"]
+    model = api.latest_artifact(flow_run["id"], "model-azure-credit")["data"]
+    assert f"(https://adf.azure.com/en/monitoring/pipelineruns/{adf_run}?factory={AZURE_FACTORY})" in model
+    assert f"(https://ml.azure.com/runs/{job}?wsid={DEMO_WORKSPACE}&tid={TENANT})" in model
+    assert f"(https://ml.azure.com/model/azure-credit:1/details?wsid={DEMO_WORKSPACE}&tid={TENANT})" in model
+
+    for step, run_id, final in (("copy", adf_run, "Succeeded"), ("training", job, "Completed")):
+        lines = api.logs(flow_run["id"], until=f"-> {final}")
+        changes = [line.split(": ", 1)[1] for line in lines if line.startswith(f"{step} run {run_id}: ")]
+        assert changes[0].startswith("(started) -> ") and changes[-1].endswith(f"-> {final}"), changes
+        states = [change.split(" -> ")[1] for change in changes]
+        assert len(states) == len(set(states)), changes  # each state once, however many polls saw it
 
 
 def test_redelivery_starts_nothing_in_azure(azure_retrain, stack, api, fake_azure: FakeAzure) -> None:

@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Collection, Generic, TypeVar
 
+from drift_retrain.backends.base import log_state_change
 from drift_retrain.config import PollingConfig
 
 T = TypeVar("T")
@@ -113,14 +114,4 @@ class Poller(Generic[T]):
         if self.on_change is not None:
             self.on_change(run_id, before, after)
         else:
-            _run_logger().info("%s run %s: %s -> %s", self.step, run_id, before or "(started)", after)
-
-
-def _run_logger() -> logging.Logger | logging.LoggerAdapter:  # type: ignore[type-arg]
-    """The Prefect run's logger inside a flow or task (shown in the UI), the module logger elsewhere."""
-    try:
-        from prefect.logging import get_run_logger
-
-        return get_run_logger()
-    except Exception:
-        return log
+            log_state_change(self.step, run_id, before, after)

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from drift_retrain.atomic import read_json, staged_dir, write_json
-from drift_retrain.backends.base import StepFailed, run_key
+from drift_retrain.backends.base import StepFailed, log_state_change, run_key
 from drift_retrain.partitions import csv_files, in_window
 from drift_retrain.results import CopyResult
 from drift_retrain.signals import DriftSignal
@@ -27,6 +27,7 @@ class LocalCopy:
         run_id = run_key("copy", signal)
         if self._record(run_id).exists():
             return run_id  # this signal's copy already ran: reattach
+        log_state_change("copy", run_id, None, "InProgress")
         began = time.perf_counter()
         selected = in_window(self.source, signal.window_start, signal.window_end)
         files = [(day, f) for day, folder in selected for f in csv_files(folder)]
@@ -56,6 +57,7 @@ class LocalCopy:
             output_uri=str(output),
         )
         write_json(self._record(run_id), result.model_dump(mode="json"))
+        log_state_change("copy", run_id, "InProgress", result.status)
         self._started_here.add(run_id)
         return run_id
 

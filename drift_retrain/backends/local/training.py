@@ -14,7 +14,7 @@ from sklearn.model_selection import train_test_split
 
 from drift_retrain import tabular
 from drift_retrain.atomic import read_json, staged_dir, write_json
-from drift_retrain.backends.base import StepFailed, run_key
+from drift_retrain.backends.base import StepFailed, log_state_change, run_key
 from drift_retrain.config import LocalTrainingConfig
 from drift_retrain.results import CopyResult, TrainingResult
 from drift_retrain.signals import DriftSignal
@@ -32,12 +32,17 @@ class LocalTraining:
         job_id = run_key("train", signal)
         if (self.jobs / job_id / RESULT_FILE).exists():
             return job_id  # already trained for this signal: reattach
+        log_state_change("training", job_id, None, "Running")
         try:
             with staged_dir(self.jobs / job_id) as scratch:
                 result = self._train(job_id, Path(data.output_uri), scratch)
                 write_json(scratch / RESULT_FILE, result.model_dump(mode="json"))
         except FileExistsError:
             pass  # a concurrent attempt finished the same job first
+        except StepFailed as failure:
+            log_state_change("training", job_id, "Running", failure.status)
+            raise
+        log_state_change("training", job_id, "Running", "Completed")
         self._submitted_here.add(job_id)
         return job_id
 

@@ -1,0 +1,97 @@
+"""A retrain started by hand from the deployment's Run form, turned into a DriftSignal like any other.
+
+A manual request has no drift run, so it gets one: ``manual-<target>-<window start>-<window end>``.
+The identity (workspace + that run id) is deterministic, so asking twice for the same target and window
+is one signal: its copy and training reattach, and it registers at most one model version, with the same
+lineage tags as a drift-started retrain. The default window is the last 7 days up to the coming midnight
+UTC, so repeated clicks on one day are the same request.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, time, timedelta, timezone
+from typing import Annotated, Any
+
+from pydantic import Field, TypeAdapter
+
+from drift_retrain.config import ConfigError, Name, Settings, TargetConfig, load_settings
+from drift_retrain.signals import DriftSignal, SignalKind
+
+DEFAULT_WINDOW = timedelta(days=7)
+_WHEN = TypeAdapter(datetime | None)  # the form and the API send ISO 8601 strings
+
+
+class InvalidRequest(ValueError):
+    """The run's parameters do not describe one retrain; the message says which parameter is wrong."""
+
+
+def target_choice() -> Any:
+    """A target name whose schema lists the configured targets inline (``enum``): the Run form shows a
+    drop-down (even for a single target, where a ``Literal`` would be a fixed ``const``) and the server
+    refuses other names. The flow checks the name again against the configuration it runs with."""
+    try:
+        names = [target.name for target in load_settings().targets]
+    except ConfigError:
+        return Name
+    return Annotated[str, Field(json_schema_extra={"enum": names})]
+
+
+def _utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+
+def default_window(now: datetime) -> tuple[datetime, datetime]:
+    end = datetime.combine(now.astimezone(timezone.utc).date() + timedelta(days=1), time(), tzinfo=timezone.utc)
+    return end - DEFAULT_WINDOW, end
+
+
+def manual_signal(
+    target: TargetConfig,
+    window_start: datetime | None = None,
+    window_end: datetime | None = None,
+    *,
+    now: datetime | None = None,
+    request_id: str = "",
+) -> DriftSignal:
+    """The signal of a by-hand retrain of ``target`` over [window_start, window_end) (UTC)."""
+    now = now or datetime.now(timezone.utc)
+    end = _utc(window_end) if window_end else default_window(now)[1]
+    start = _utc(window_start) if window_start else end - DEFAULT_WINDOW
+    if start >= end:
+        raise InvalidRequest(f"window_start {start.isoformat()} must be before window_end {end.isoformat()}")
+    stamp = "%Y%m%dT%H%MZ"
+    run_id = f"manual-{target.name}-{start:{stamp}}-{end:{stamp}}"
+    return DriftSignal(
+        kind=SignalKind.MANUAL,
+        workspace_id=target.workspace,
+        monitor=target.monitors[0],
+        run_id=run_id,
+        event_id=f"manual:{request_id or run_id}",
+        event_time=now,
+        window_start=start,
+        window_end=end,
+    )
+
+
+def requested_signal(
+    settings: Settings,
+    signal: DriftSignal | dict[str, Any] | None,
+    target: str | None,
+    window_start: datetime | None = None,
+    window_end: datetime | None = None,
+    *,
+    request_id: str = "",
+) -> DriftSignal:
+    """The signal a run is about: the one the receiver or sweep passed, or a manual one from the form."""
+    if signal is not None:
+        if target is not None or window_start is not None or window_end is not None:
+            raise InvalidRequest(
+                "give either 'signal' (set by the webhook receiver and the sweep) or 'target' with an optional "
+                "window (a retrain by hand), not both"
+            )
+        return signal if isinstance(signal, DriftSignal) else DriftSignal.model_validate(signal)
+    if target is None:
+        known = ", ".join(t.name for t in settings.targets)
+        raise InvalidRequest(f"nothing to retrain: choose a 'target' ({known}) or pass a drift 'signal'")
+    start, end = _WHEN.validate_python(window_start), _WHEN.validate_python(window_end)
+    return manual_signal(settings.target(target), start, end, request_id=request_id)

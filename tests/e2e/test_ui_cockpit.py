@@ -1,0 +1,136 @@
+"""The Prefect UI as the cockpit, against a real server: a drift signal's run carries its artifacts, events
+and one log line per external state change; a registration triggers the example follow-up deployment;
+a retrain by hand from the Run form's parameters is named, tagged, deduplicated and registered with lineage;
+a failure is an event."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import pytest
+
+from drift_retrain.backends.base import SIGNAL_TAG
+from drift_retrain.backends.local.registry import FileModelRegistry
+from drift_retrain.delivery import post_events
+from drift_retrain.signals import to_drift_signal
+from tests.conftest import dataset_drift
+
+pytestmark = pytest.mark.e2e
+
+MODEL = "cockpit-model"
+
+
+def _registry(settings) -> FileModelRegistry:
+    return FileModelRegistry(settings.resolve(settings.target("cockpit").registry.path))
+
+
+def test_the_run_page_has_every_artifact_keyed_per_model(cockpit_run, api, e2e_settings) -> None:
+    assert cockpit_run["state"]["type"] == "COMPLETED", cockpit_run["state"]
+    decision = api.latest_artifact(cockpit_run["id"], "decision-cockpit-model")
+    for rule in ("already_handled", "drift", "min_rows", "cooldown"):
+        assert f"| {rule} | yes |" in decision["data"]
+
+    drift = api.latest_artifact(cockpit_run["id"], "drift-cockpit-model")
+    rows = json.loads(drift["data"])
+    assert [r["rank"] for r in rows] == list(range(1, len(rows) + 1))
+    assert all({"feature", "contribution", "psi", "ks_statistic", "threshold"} <= set(r) for r in rows)
+    assert rows[0]["threshold"] == pytest.approx(0.3)
+    assert "vs threshold 0.300" in drift["description"]
+
+    (copy,) = json.loads(api.latest_artifact(cockpit_run["id"], "copy-cockpit-model")["data"])
+    assert copy["rows_copied"] == 2100 and copy["status"] == "Succeeded"
+    training = json.loads(api.latest_artifact(cockpit_run["id"], "training-cockpit-model")["data"])
+    assert {"roc_auc", "accuracy"} <= {r["metric"] for r in training}
+
+    model = api.latest_artifact(cockpit_run["id"], "model-cockpit-model")
+    (version,) = [v for v in _registry(e2e_settings).versions(MODEL) if v.version == 1]
+    folder = e2e_settings.resolve(e2e_settings.target("cockpit").registry.path) / MODEL / "1"
+    assert f"[{MODEL} v1 in the local registry]({folder.resolve().as_uri()})" in model["data"]
+    assert version.tags["prefect.flow_run_id"] == cockpit_run["id"]
+
+
+def test_the_events_name_the_model_and_relate_the_signal(cockpit_run, api) -> None:
+    identity = _registry_identity(cockpit_run, api)
+    for name in ("drift-retrain.decision.made", "drift-retrain.model.registered"):
+        (event,) = [e for e in api.events(name, f"drift-retrain.model.{MODEL}") if e["payload"]["signal"] == identity]
+        roles = {r["prefect.resource.role"]: r for r in event["related"]}
+        assert roles["signal"]["prefect.resource.name"] == identity
+        assert {"drift-run", "monitor", "flow-run"} <= set(roles)
+        assert roles["flow-run"]["prefect.resource.id"] == f"prefect.flow-run.{cockpit_run['id']}"
+
+
+def _registry_identity(flow_run: dict[str, Any], api) -> str:
+    signal = api.flow_run(flow_run["id"])["parameters"]["signal"]
+    return to_drift_signal(signal["raw_event"]).identity
+
+
+def test_the_log_has_one_line_per_external_state_change_with_the_run_id(cockpit_run, api) -> None:
+    lines = api.logs(cockpit_run["id"], until="Running -> Completed")
+    copy_lines = [line for line in lines if line.startswith("copy run copy-")]
+    training_lines = [line for line in lines if line.startswith("training run train-")]
+    assert [line.split(": ", 1)[1] for line in copy_lines] == ["(started) -> InProgress", "InProgress -> Succeeded"]
+    assert [line.split(": ", 1)[1] for line in training_lines] == ["(started) -> Running", "Running -> Completed"]
+    assert len({line.split(":")[0] for line in copy_lines}) == 1  # the same run id on both lines
+
+
+def _promote_runs(api, model: str, version: int) -> list[dict[str, Any]]:
+    runs = api.flow_runs("promote/promote")
+    return [r for r in runs if r["parameters"].get("model") == model and r["parameters"].get("version") == version]
+
+
+def test_registering_a_model_runs_the_follow_up_deployment(cockpit_run, api) -> None:
+    """prefect.yaml's trigger on drift-retrain.model.registered, applied by the runner, fires on the server."""
+    deadline = time.monotonic() + 60
+    while not (runs := _promote_runs(api, MODEL, 1)) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    (promote,) = runs  # exactly one follow-up per registration
+    assert promote["parameters"]["signal"] == _registry_identity(cockpit_run, api)
+    assert promote["parameters"]["uri"].endswith("/cockpit-model/1/model.joblib")
+    done = api.wait(promote["id"])
+    assert done["state"]["type"] == "COMPLETED", done["state"]
+    (plan,) = [a for a in api.artifacts(done["id"]) if a["key"] == "promote-cockpit-model"]
+    assert plan["description"].startswith("would deploy cockpit-model v1 from ")
+
+
+def test_a_retrain_by_hand_from_the_run_form_is_named_tagged_registered_and_deduplicated(cockpit_run, api, e2e_settings) -> None:
+    window = {"window_start": "2026-01-01T00:00:00Z", "window_end": "2030-01-01T00:00:00Z"}
+    first = api.wait(api.run_deployment("drift-to-retrain/drift-to-retrain", {"target": "cockpit", **window}))
+    assert first["state"]["type"] == "COMPLETED", first["state"]
+    assert first["name"] == "cockpit-model-manual-cockpit-20260101T0000Z-20300101T0000Z"
+    assert {"model:cockpit-model", "target:cockpit", "kind:manual", "via:manual", "backend:local"} <= set(first["tags"])
+    (by_hand,) = [v for v in _registry(e2e_settings).versions(MODEL) if v.tags["prefect.flow_run_id"] == first["id"]]
+    assert by_hand.tags["drift.run_id"] == "manual-cockpit-20260101T0000Z-20300101T0000Z"
+    assert by_hand.tags["drift.kind"] == "manual"
+    assert by_hand.tags[SIGNAL_TAG].endswith("/runs/manual-cockpit-20260101T0000Z-20300101T0000Z")
+    count = len(_registry(e2e_settings).versions(MODEL))
+
+    again = api.wait(api.run_deployment("drift-to-retrain/drift-to-retrain", {"target": "cockpit", "force": True, **window}))
+    assert again["state"]["type"] == "COMPLETED"
+    decision = api.latest_artifact(again["id"], "decision-cockpit-model")
+    assert decision["description"].startswith(f"skip: already handled: registered as cockpit-model v{by_hand.version}")
+    assert len(_registry(e2e_settings).versions(MODEL)) == count  # force never registers a signal twice
+
+
+def test_parameters_that_name_no_configured_target_are_refused_by_the_server(stack, api) -> None:
+    deployment_id = api.http.get("/deployments/name/drift-to-retrain/drift-to-retrain").json()["id"]
+    response = api.http.post(f"/deployments/{deployment_id}/create_flow_run", json={"parameters": {"target": "nope"}})
+    assert response.status_code == 409, response.text
+    assert "nope" in response.text
+
+
+def test_a_failed_retrain_emits_retrain_failed_with_its_error(stack, api) -> None:
+    event = dataset_drift(
+        "broken_cockpit_1", "broken-monitor", StartTime="2026-01-01T00:00:00Z", EndTime="2030-01-01T00:00:00Z", DriftCoefficient=0.9
+    )
+    (accepted,) = post_events(stack.webhook_url, [event], stack.secret).json()["accepted"]
+    failed = api.wait(accepted["flow_run_id"])
+    assert failed["state"]["type"] == "FAILED"
+    identity = to_drift_signal(event).identity
+    (failure,) = [e for e in api.events("drift-retrain.retrain.failed", "drift-retrain.model.broken-model")
+                  if e["payload"]["signal"] == identity]
+    assert "label column 'no-such-column' not in" in failure["payload"]["error"]
+    roles = {r["prefect.resource.role"]: r["prefect.resource.id"] for r in failure["related"]}
+    assert roles["flow-run"] == f"prefect.flow-run.{failed['id']}"
+    assert roles["drift-run"] == "azureml.drift-run.broken_cockpit_1"
