@@ -2,7 +2,9 @@
 deadline that ends in cancellation (the caller's ``run_to_end`` cancels on ``StepTimedOut``).
 
 Polls start often (runs that fail fast are seen fast) and stretch while nothing changes, up to a
-ceiling, so a six-hour run costs a few hundred calls instead of one a minute.
+ceiling that is short while the run is young (a ten-minute run is seen ending within seconds) and grows
+with the run's age after that (an hour costs about thirty calls, six hours about fifty, where a fixed
+one-minute poll makes 60 and 360; measured in benchmarks/polling.py).
 """
 
 from __future__ import annotations
@@ -74,12 +76,15 @@ class Poller(Generic[T]):
     on_change: Callable[[str, str | None, str], None] | None = None
     calls: int = field(default=0, init=False)
 
-    def pause(self, unchanged_polls: int) -> float:
-        base = min(self.policy.max_interval, self.policy.initial_interval * self.policy.backoff**unchanged_polls)
+    def pause(self, unchanged_polls: int, age: float = 0.0) -> float:
+        """Seconds to wait after ``unchanged_polls`` polls without a change, ``age`` seconds into the wait."""
+        grown = self.policy.initial_interval * self.policy.backoff ** min(unchanged_polls, 64)
+        base = min(self.policy.ceiling(age), grown)
         return max(0.0, base * (1 + self.policy.jitter * (2 * self.rng() - 1)))
 
     def wait(self, run_id: str, fetch: Callable[[], T], status_of: Callable[[T], str], terminal: Collection[str]) -> T:
-        deadline = self.clock() + self.policy.timeout_minutes * 60
+        began = self.clock()
+        deadline = began + self.policy.timeout_minutes * 60
         last: str | None = None
         unchanged = 0
         while True:
@@ -89,7 +94,7 @@ class Poller(Generic[T]):
             except Exception as exc:
                 if not is_transient(exc):
                     raise
-                wait = max(self.pause(unchanged), retry_after(exc) or 0.0)
+                wait = max(self.pause(unchanged, self.clock() - began), retry_after(exc) or 0.0)
                 log.warning("%s run %s: status call failed (%s), trying again in %.0f s", self.step, run_id, exc, wait)
             else:
                 status = status_of(result)
@@ -100,7 +105,7 @@ class Poller(Generic[T]):
                     unchanged += 1
                 if status in terminal:
                     return result
-                wait = self.pause(unchanged)
+                wait = self.pause(unchanged, self.clock() - began)
             if self.clock() + wait > deadline:
                 remaining = deadline - self.clock()
                 if remaining <= 0:

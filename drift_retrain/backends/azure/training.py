@@ -17,6 +17,7 @@ from metrics of those names (0 when the pipeline logs none).
 from __future__ import annotations
 
 import logging
+import random
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -55,8 +56,8 @@ class MLJobFailed(StepFailed):
     """The Azure ML job (or v1 pipeline run) ended Failed, Canceled, NotResponding or Paused."""
 
 
-def training_pipeline(session: AzureSession, target: TargetConfig, ledger: RunLedger) -> TrainingPipeline:
-    """The implementation for ``target.training.kind``."""
+def training_pipeline(session: AzureSession, target: TargetConfig, ledger: RunLedger, **timing: Any) -> TrainingPipeline:
+    """The implementation for ``target.training.kind``; ``timing`` (sleep, clock, rng) drives its polling."""
     kinds: dict[type, Callable[..., TrainingPipeline]] = {
         PublishedPipelineConfig: PublishedPipelineTraining,
         PipelineJobConfig: PipelineJobTraining,
@@ -64,7 +65,7 @@ def training_pipeline(session: AzureSession, target: TargetConfig, ledger: RunLe
     }
     for config_type, implementation in kinds.items():
         if isinstance(target.training, config_type):
-            return implementation(session, target, ledger)
+            return implementation(session, target, ledger, **timing)
     raise ValueError(f"target {target.name}: training kind '{target.training.kind}' is not an Azure ML kind")
 
 
@@ -85,8 +86,18 @@ class _AzureMLTraining:
 
     config: PublishedPipelineConfig | PipelineJobConfig | BatchEndpointConfig
 
-    def __init__(self, session: AzureSession, target: TargetConfig, ledger: RunLedger) -> None:
+    def __init__(
+        self,
+        session: AzureSession,
+        target: TargetConfig,
+        ledger: RunLedger,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        rng: Callable[[], float] = random.random,
+    ) -> None:
         self.session, self.target, self.ledger = session, target, ledger
+        self._sleep, self._clock, self._rng = sleep, clock, rng
         self.config = target.training  # type: ignore[assignment]
         self.policy = self.config.polling or session.config.polling
         registry = target.registry
@@ -110,7 +121,7 @@ class _AzureMLTraining:
         return f"{uri}/paths/{self.model_path}" if self.model_path else uri
 
     def poller(self) -> Poller[Any]:
-        return Poller(self.policy, STEP)
+        return Poller(self.policy, STEP, clock=self._clock, sleep=self._sleep, rng=self._rng)
 
     def failure_message(self, job_id: str) -> str:
         """The service's error for a failed run, from run history (ARM job bodies carry none)."""
