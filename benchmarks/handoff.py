@@ -1,0 +1,142 @@
+"""Durable hand-off: drift signals/s accepted by the receiver into a real Prefect server (SQLite) at 1,
+8, 32 and 128 concurrent deliveries, over the best rate of raw serial ``create_flow_run`` calls to the
+same server in the same run; every answer's status and latency kept (0 5xx, p99 < 30 s). 100-event
+batches are reported beside. No runner: the runs stay Scheduled, so only their creation is measured.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import httpx
+
+from drift_retrain.stack import HOST, free_port, prefect_settings
+
+from benchmarks.common import Figure, Row, wait_until
+from benchmarks.load import LoadResult, post_all
+
+CONCURRENCY = (1, 8, 32, 128)
+SECRET = "bench-secret"
+
+
+def bodies(count: int, events: int = 1) -> list[bytes]:
+    """Deliveries of ``events`` DatasetDriftDetected events each, every event a new drift run."""
+    from tests.conftest import dataset_drift
+
+    return [json.dumps([dataset_drift(f"credit-default-drift_{uuid.uuid4().hex}") for _ in range(events)]).encode()
+            for _ in range(count)]
+
+
+def raw_serial_rate(api_url: str, deployment_id: str, calls: int) -> tuple[float, int]:
+    """Runs/s of one client calling create_flow_run back to back with the very requests the receiver
+    sends (a new signal each), and how many failed."""
+    from drift_retrain.config import load_settings
+    from drift_retrain.handoff import flow_run_body
+    from drift_retrain.signals import to_drift_signal
+
+    target = load_settings().targets[0]
+    requests = [flow_run_body(to_drift_signal(json.loads(body)[0]), target) for body in bodies(calls)]
+    failed = 0
+    with httpx.Client(base_url=api_url, timeout=30) as http:
+        began = time.perf_counter()
+        for request in requests:
+            try:
+                if http.post(f"/deployments/{deployment_id}/create_flow_run", json=request).status_code >= 300:
+                    failed += 1
+            except httpx.TransportError:  # Prefect drops connections under write pressure
+                failed += 1
+        return (calls - failed) / (time.perf_counter() - began), failed
+
+
+@contextmanager
+def receiver(api_url: str, config: Path, logs: Path) -> Iterator[str]:
+    """``drift-retrain webhook`` as deployed, talking to ``api_url``; yields its events URL."""
+    port = free_port()
+    env = dict(os.environ, PREFECT_API_URL=api_url, DRIFT_RETRAIN_CONFIG=str(config), DRIFT_RETRAIN_WEBHOOK_SECRET=SECRET)
+    log = open(logs / "webhook.log", "ab")
+    proc = subprocess.Popen([sys.executable, "-m", "drift_retrain.cli", "webhook", "--host", HOST, "--port", str(port)],
+                            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    log.close()
+    try:
+        wait_until(f"http://{HOST}:{port}/healthz", timeout=60)
+        yield f"http://{HOST}:{port}/api/eventgrid?code={SECRET}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def measure(repeats: int = 3, quick: bool = False) -> list[Row]:
+    from tests.e2e.servers import PrefectServer
+
+    from benchmarks.intake import bench_config
+
+    with tempfile.TemporaryDirectory(prefix="bench-handoff-") as tmp:
+        directory = Path(tmp)
+        server = PrefectServer(directory)
+        server.start()
+        try:
+            deployment_id = server.register_deployment()
+            config = bench_config(directory)
+            os.environ["DRIFT_RETRAIN_CONFIG"] = str(config)
+            time.sleep(5)  # a just-started server finishes its own start-up writes
+            raw_serial_rate(server.api_url, deployment_id, 10)  # warm up
+            raw_rates: list[float] = []
+            raw_rates.append(raw_serial_rate(server.api_url, deployment_id, 30 if quick else 150)[0])
+            by_level: dict[int, list[LoadResult]] = {c: [] for c in CONCURRENCY}
+            batches: list[LoadResult] = []
+            with receiver(server.api_url, config, directory) as url:
+                asyncio.run(post_all(url, bodies(10), 1))  # warm up: deployment looked up, connections open
+                for _ in range(repeats):
+                    for concurrency in CONCURRENCY:
+                        count = 20 if quick else max(150, 3 * concurrency)
+                        by_level[concurrency].append(asyncio.run(post_all(url, bodies(count), concurrency)))
+                    batches.append(asyncio.run(post_all(url, bodies(4 if quick else 10, 100), 4, events_per_body=100)))
+                    raw_rates.append(raw_serial_rate(server.api_url, deployment_id, 30 if quick else 150)[0])
+        finally:
+            server.stop()
+    best_raw = max(raw_rates)
+    rows = []
+    for concurrency, results in by_level.items():
+        rates = Figure.of(r.accepted_events / r.seconds for r in results)
+        ratio = Figure.of(r.accepted_events / r.seconds / best_raw for r in results)
+        errors = sum(r.server_errors for r in results)
+        p99 = Figure.of(r.p(0.99) for r in results)
+        met = ratio.median >= 0.8 and errors == 0 and p99.high < 30
+        rows.append(Row(
+            "handoff", f"durable hand-off, {concurrency} concurrent 1-event deliveries: signals/s vs raw serial",
+            f"{ratio.show(2)}x ({rates.show(1)}/s), 5xx {errors}, p99 {p99.show(2)} s",
+            f"raw serial create_flow_run: best {best_raw:.1f}/s ({Figure.of(raw_rates).show(1)})",
+            ">= 0.8, 0 5xx, p99 < 30 s", met,
+            {"ratio": ratio, "signals_per_s": rates, "raw_serial_per_s": Figure.of(raw_rates), "best_raw_per_s": best_raw,
+             "server_errors": errors, "p99_s": p99, "p50_s": Figure.of(r.p(0.5) for r in results),
+             "statuses": [r.statuses for r in results]},
+        ))
+    rates = Figure.of(r.accepted_events / r.seconds for r in batches)
+    errors = sum(r.server_errors for r in batches)
+    p99 = Figure.of(r.p(0.99) for r in batches)
+    rows.append(Row(
+        "handoff", "durable hand-off, 100-event batches (4 concurrent): runs/s",
+        f"{rates.show(1)}/s ({rates.median / best_raw:.2f}x), 5xx {errors}, p99 {p99.show(2)} s",
+        f"raw serial create_flow_run: best {best_raw:.1f}/s", "report", None,
+        {"runs_per_s": rates, "server_errors": errors, "p99_s": p99, "statuses": [r.statuses for r in batches]},
+    ))
+    return rows
+
+
+if __name__ == "__main__":
+    for row in measure(repeats=1, quick="--quick" in sys.argv):
+        print(row.what, "|", row.value, "|", row.reference, "|", row.met)
