@@ -6,8 +6,9 @@ import os
 import platform
 import statistics
 import subprocess
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import httpx
 
@@ -100,6 +101,21 @@ def _wrk_version() -> str:
         return (out.stdout or out.stderr).split("\n")[0].strip()
     except (OSError, subprocess.TimeoutExpired):
         return "not installed"
+
+
+@contextmanager
+def environment(**values: str) -> Iterator[None]:
+    """Set environment variables for the block (for the processes it starts), then restore them."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def wait_until(url: str, timeout: float = 60.0) -> None:

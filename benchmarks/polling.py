@@ -77,7 +77,7 @@ def _signal(n: int) -> Any:
     return to_drift_signal(dataset_drift(f"bench-drift_{1_700_000_000_000 + n}", workspace=WORKSPACE))
 
 
-def measure(repeats: int = 11, seed: int = 6) -> list[Row]:
+def measure(repeats: int = 11, seed: int = 6, durations: dict[str, float] = DURATIONS) -> list[Row]:
     os.environ[SECRET_ENV] = CLIENT_SECRET
     clock = VirtualClock()
     rng = random.Random(seed)
@@ -92,7 +92,7 @@ def measure(repeats: int = 11, seed: int = 6) -> list[Row]:
             timing = {"clock": clock, "sleep": clock.sleep, "rng": rng.random}
             copy = DataFactoryCopy(session, target, ledger, **timing)
             training = training_pipeline(session, target, ledger, **timing)
-            for label, seconds in DURATIONS.items():
+            for label, seconds in durations.items():
                 for _ in range(repeats):
                     n += 1
                     queued = rng.uniform(0, 30)
@@ -102,7 +102,7 @@ def measure(repeats: int = 11, seed: int = 6) -> list[Row]:
                     calls, delay = _ml_run(fake, training, signal, queued, seconds, clock)
                     _keep(results, ("Azure ML", label, policy_name), calls, delay)
             copy.close()
-    return _rows(results, repeats)
+    return _rows(results, repeats, durations)
 
 
 def _keep(results: dict, key: tuple[str, str, str], calls: int, delay: float) -> None:
@@ -131,10 +131,10 @@ def _ml_run(fake: FakeAzure, training: Any, signal: Any, queued: float, seconds:
     return run.status_calls, clock() - (run.ended_at or clock())
 
 
-def _rows(results: dict, repeats: int) -> list[Row]:
+def _rows(results: dict, repeats: int, durations: dict[str, float]) -> list[Row]:
     rows = []
     for service in ("Data Factory", "Azure ML"):
-        for label, seconds in DURATIONS.items():
+        for label, seconds in durations.items():
             calls, delays = results[(service, label, "adaptive")]
             fixed_calls, fixed_delays = results[(service, label, "fixed 60 s")]
             ours, theirs = Figure.of(calls), Figure.of(fixed_calls)

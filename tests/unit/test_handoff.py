@@ -213,6 +213,6 @@ def test_a_failed_write_halves_the_batch_and_successes_grow_it_back(settings) ->
             return h.batch_limit
 
     limit = asyncio.run(main())
-    # the failing batch is retried whole; the limit went 8 -> 4 -> 2, then +1 per success, +1/4 later
-    assert sizes == [8, 8, 8, 3, 4, 1]
-    assert limit == 6
+    # the failing batch is retried whole; the limit went 8 -> 4 -> 2, then doubled with each success
+    assert sizes == [8, 8, 8, 4, 4]
+    assert limit == 8
