@@ -8,7 +8,8 @@ import statistics
 import subprocess
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from typing import Any, Iterable, Iterator
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
 
 import httpx
 
@@ -116,6 +117,23 @@ def environment(**values: str) -> Iterator[None]:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+@contextmanager
+def server_process(command: list[str], env: dict[str, str], log: Path, ready: Callable[[subprocess.Popen[bytes]], None]) -> Iterator[int]:
+    """Run a server we start (output to ``log``) until ``ready`` returns; yields its pid; stops it after."""
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        ready(proc)
+        yield proc.pid
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def wait_until(url: str, timeout: float = 60.0) -> None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -23,9 +22,9 @@ from typing import Iterator
 
 import httpx
 
-from drift_retrain.stack import HOST, free_port, prefect_settings
+from drift_retrain.stack import HOST, free_port
 
-from benchmarks.common import Figure, Row, environment, wait_until
+from benchmarks.common import Figure, Row, environment, server_process, wait_until
 from benchmarks.load import LoadResult, post_all
 
 CONCURRENCY = (1, 8, 32, 128)
@@ -68,20 +67,9 @@ def receiver(api_url: str, config: Path, logs: Path) -> Iterator[tuple[str, int]
     """``drift-retrain webhook`` as deployed, talking to ``api_url``; yields its events URL and pid."""
     port = free_port()
     env = dict(os.environ, PREFECT_API_URL=api_url, DRIFT_RETRAIN_CONFIG=str(config), DRIFT_RETRAIN_WEBHOOK_SECRET=SECRET)
-    log = open(logs / "webhook.log", "ab")
-    proc = subprocess.Popen([sys.executable, "-m", "drift_retrain.cli", "webhook", "--host", HOST, "--port", str(port)],
-                            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    log.close()
-    try:
-        wait_until(f"http://{HOST}:{port}/healthz", timeout=60)
-        yield f"http://{HOST}:{port}/api/eventgrid?code={SECRET}", proc.pid
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    command = [sys.executable, "-m", "drift_retrain.cli", "webhook", "--host", HOST, "--port", str(port)]
+    with server_process(command, env, logs / "webhook.log", lambda _: wait_until(f"http://{HOST}:{port}/healthz")) as pid:
+        yield f"http://{HOST}:{port}/api/eventgrid?code={SECRET}", pid
 
 
 def measure(repeats: int = 3, quick: bool = False) -> list[Row]:

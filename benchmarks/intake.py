@@ -21,7 +21,7 @@ from typing import Iterator
 
 from drift_retrain.stack import HOST, free_port
 
-from benchmarks.common import Figure, Row, wait_until
+from benchmarks.common import Figure, Row, server_process
 
 SECRET = "bench-secret"
 LUA = """
@@ -57,22 +57,11 @@ def bench_config(directory: Path) -> Path:
 def serving(app: str, config: Path, logs: Path) -> Iterator[str]:
     """One of benchmarks.apps in its own process; yields the events URL."""
     port = free_port()
+    url = f"http://{HOST}:{port}/api/eventgrid?code={SECRET}"
     env = dict(os.environ, DRIFT_RETRAIN_CONFIG=str(config), DRIFT_RETRAIN_WEBHOOK_SECRET=SECRET)
-    log = open(logs / f"{app}.log", "ab")
-    proc = subprocess.Popen([sys.executable, "-m", "benchmarks.apps", app, "--port", str(port)], env=env,
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    log.close()
-    try:
-        url = f"http://{HOST}:{port}/api/eventgrid?code={SECRET}"
-        _wait_for_post(url, proc)
+    command = [sys.executable, "-m", "benchmarks.apps", app, "--port", str(port)]
+    with server_process(command, env, logs / f"{app}.log", lambda proc: _wait_for_post(url, proc)):
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def _wait_for_post(url: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:

@@ -14,7 +14,7 @@ import random
 import tempfile
 import threading
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from drift_retrain.backends.azure.datafactory import DataFactoryCopy
 from drift_retrain.backends.azure.session import AzureSession

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import random
 import tempfile
 import time
@@ -99,9 +98,11 @@ def runs_per_key(api_url: str, keys: list[str]) -> dict[str, int]:
     """How many flow runs Prefect holds for each idempotency key."""
     found: dict[str, int] = {}
     with httpx.Client(base_url=api_url, timeout=60) as api:
-        for start in range(0, len(keys), 200):
-            chunk = keys[start : start + 200]
-            runs = api.post("/flow_runs/filter", json={"flow_runs": {"idempotency_key": {"any_": chunk}}, "limit": 400}).json()
+        for start in range(0, len(keys), 50):  # Prefect answers at most 200 runs a call: room for repeats
+            chunk = keys[start : start + 50]
+            response = api.post("/flow_runs/filter", json={"flow_runs": {"idempotency_key": {"any_": chunk}}, "limit": 200})
+            response.raise_for_status()
+            runs = response.json()
             for run in runs:
                 found[run["idempotency_key"]] = found.get(run["idempotency_key"], 0) + 1
     return found
