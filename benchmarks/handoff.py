@@ -18,7 +18,7 @@ import time
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import httpx
 
@@ -72,21 +72,31 @@ def receiver(api_url: str, config: Path, logs: Path) -> Iterator[tuple[str, int]
         yield f"http://{HOST}:{port}/api/eventgrid?code={SECRET}", pid
 
 
-def measure(repeats: int = 3, quick: bool = False) -> list[Row]:
+@contextmanager
+def runnerless_prefect(directory: Path) -> Iterator[tuple[Any, str]]:
+    """A Prefect server (SQLite) with the drift-to-retrain deployment and no runner; yields the server
+    and the deployment id."""
     from tests.e2e.servers import PrefectServer
 
+    server = PrefectServer(directory)
+    with environment(**NO_RUNNER):
+        server.start()
+    try:
+        deployment_id = server.register_deployment()
+        time.sleep(5)  # a just-started server finishes its own start-up writes
+        yield server, deployment_id
+    finally:
+        server.stop()
+
+
+def measure(repeats: int = 3, quick: bool = False) -> list[Row]:
     from benchmarks.intake import bench_config
 
     calls = 30 if quick else 90
     with tempfile.TemporaryDirectory(prefix="bench-handoff-") as tmp:
         directory = Path(tmp)
-        server = PrefectServer(directory)
-        with environment(**NO_RUNNER):
-            server.start()
-        try:
-            deployment_id = server.register_deployment()
+        with runnerless_prefect(directory) as (server, deployment_id):
             config = bench_config(directory)
-            time.sleep(5)  # a just-started server finishes its own start-up writes
             raw_serial_rate(server.api_url, deployment_id, 10, config)  # warm up
             raw_rates: list[float] = []
             by_level: dict[int, list[LoadResult]] = {c: [] for c in CONCURRENCY}
@@ -105,8 +115,6 @@ def measure(repeats: int = 3, quick: bool = False) -> list[Row]:
                         local_best[concurrency].append(max(before, after))
                         before = after
                     batches.append(asyncio.run(post_all(url, bodies(4 if quick else 10, 100), 4, events_per_body=100)))
-        finally:
-            server.stop()
     best_raw = max(raw_rates)
     rows = []
     for concurrency, results in by_level.items():

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 
-from benchmarks.common import Figure, Row, environment
+from benchmarks.common import Figure, Row
 
 MODELS = 50
 WORKSPACE = ("/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/drift-retrain-demo"
@@ -116,20 +116,13 @@ def peak_rss_mb(pid: int) -> float:
 
 
 def measure(repeats: int = 3, events: int = 10_000, copies: int = 5) -> list[Row]:
-    from tests.e2e.servers import PrefectServer
-
-    from benchmarks.handoff import NO_RUNNER, receiver
+    from benchmarks.handoff import receiver, runnerless_prefect
 
     seconds, rss, retries, lost, doubled, refused = [], [], 0, 0, 0, 0
     with tempfile.TemporaryDirectory(prefix="bench-storm-") as tmp:
         directory = Path(tmp)
-        server = PrefectServer(directory)
-        with environment(**NO_RUNNER):
-            server.start()
-        try:
-            server.register_deployment()
+        with runnerless_prefect(directory) as (server, _):
             config = fifty_models(directory)
-            time.sleep(5)
             for n in range(repeats):
                 bodies, keys = storm(events, copies, seed=n)
                 with receiver(server.api_url, config, directory) as (url, pid):
@@ -140,9 +133,7 @@ def measure(repeats: int = 3, events: int = 10_000, copies: int = 5) -> list[Row
                 refused += int(counts["refused"])
                 found = runs_per_key(server.api_url, keys)
                 lost += sum(1 for k in keys if k not in found)
-                doubled += sum(n - 1 for n in found.values() if n > 1)
-        finally:
-            server.stop()
+                doubled += sum(count - 1 for count in found.values() if count > 1)
     took, peak = Figure.of(seconds), Figure.of(rss)
     distinct = events // copies
     return [Row(

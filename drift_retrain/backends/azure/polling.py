@@ -13,7 +13,7 @@ import logging
 import random
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Collection, Generic, TypeVar
+from typing import Callable, Collection, Generic, TypedDict, TypeVar
 
 from drift_retrain.config import PollingConfig
 
@@ -61,6 +61,14 @@ def is_transient(exc: BaseException) -> bool:
         return isinstance(exc, httpx.TransportError)
     except ImportError:  # pragma: no cover
         return False
+
+
+class PollTiming(TypedDict, total=False):
+    """What drives a wait besides its policy (tests and benchmarks inject a virtual clock)."""
+
+    sleep: Callable[[float], None]
+    clock: Callable[[], float]
+    rng: Callable[[], float]
 
 
 @dataclass

@@ -17,14 +17,13 @@ from metrics of those names (0 when the pipeline logs none).
 from __future__ import annotations
 
 import logging
-import random
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Unpack
 
 from drift_retrain.backends.azure.mlclient import ml_client
-from drift_retrain.backends.azure.polling import Poller, retry_after
+from drift_retrain.backends.azure.polling import Poller, PollTiming, retry_after
 from drift_retrain.backends.azure.session import AzureSession
 from drift_retrain.backends.azure.workspace_rest import RestError, WorkspaceRest, run_error_message
 from drift_retrain.backends.base import SIGNAL_TAG, StepFailed, TrainingPipeline, run_key
@@ -56,7 +55,9 @@ class MLJobFailed(StepFailed):
     """The Azure ML job (or v1 pipeline run) ended Failed, Canceled, NotResponding or Paused."""
 
 
-def training_pipeline(session: AzureSession, target: TargetConfig, ledger: RunLedger, **timing: Any) -> TrainingPipeline:
+def training_pipeline(
+    session: AzureSession, target: TargetConfig, ledger: RunLedger, **timing: Unpack[PollTiming]
+) -> TrainingPipeline:
     """The implementation for ``target.training.kind``; ``timing`` (sleep, clock, rng) drives its polling."""
     kinds: dict[type, Callable[..., TrainingPipeline]] = {
         PublishedPipelineConfig: PublishedPipelineTraining,
@@ -86,18 +87,9 @@ class _AzureMLTraining:
 
     config: PublishedPipelineConfig | PipelineJobConfig | BatchEndpointConfig
 
-    def __init__(
-        self,
-        session: AzureSession,
-        target: TargetConfig,
-        ledger: RunLedger,
-        *,
-        sleep: Callable[[float], None] = time.sleep,
-        clock: Callable[[], float] = time.monotonic,
-        rng: Callable[[], float] = random.random,
-    ) -> None:
+    def __init__(self, session: AzureSession, target: TargetConfig, ledger: RunLedger, **timing: Unpack[PollTiming]) -> None:
         self.session, self.target, self.ledger = session, target, ledger
-        self._sleep, self._clock, self._rng = sleep, clock, rng
+        self._timing = timing
         self.config = target.training  # type: ignore[assignment]
         self.policy = self.config.polling or session.config.polling
         registry = target.registry
@@ -121,7 +113,7 @@ class _AzureMLTraining:
         return f"{uri}/paths/{self.model_path}" if self.model_path else uri
 
     def poller(self) -> Poller[Any]:
-        return Poller(self.policy, STEP, clock=self._clock, sleep=self._sleep, rng=self._rng)
+        return Poller(self.policy, STEP, **self._timing)
 
     def failure_message(self, job_id: str) -> str:
         """The service's error for a failed run, from run history (ARM job bodies carry none)."""
