@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test install clean up
+.PHONY: demo test install clean up bench
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,9 @@ up: install  ## start the stack (Prefect server + UI, runner, webhook) and keep 
 
 test: install  ## run the whole test suite
 	$(BIN)/python -m pytest
+
+bench: install  ## every benchmark beside its reference: one table, also benchmarks/results.json (BENCH_ARGS=--quick)
+	$(BIN)/python -m benchmarks $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .drift-retrain

@@ -150,8 +150,10 @@ def create_app(settings: Settings | None = None, handoff: Handoff | None = None,
         publish = BackgroundTask(_publish, [(r.signal, r.target, run) for r, run in zip(delivery.signals, runs)])
         return JSONResponse({"accepted": accepted, "ignored": ignored}, background=publish if runs else None)
 
-    def _publish(handed: list[tuple[DriftSignal, TargetConfig, HandedOff]]) -> None:
-        """After the answer is sent; best effort: a failure here is logged, never the delivery's problem."""
+    async def _publish(handed: list[tuple[DriftSignal, TargetConfig, HandedOff]]) -> None:
+        """After the answer is sent; best effort: a failure here is logged, never the delivery's problem.
+        A coroutine, so it runs on the event loop: the feed's asyncio queue is not thread-safe, and a
+        worker-thread hop per delivery cost more than the rest of the receiver's work."""
         try:
             app.state.feed.publish([drift_detected(signal, target, run) for signal, target, run in handed])
         except Exception:

@@ -210,19 +210,37 @@ class CredentialConfig(_Strict):
 
 
 class PollingConfig(_Strict):
-    """How a wait on a Data Factory run or an ML job polls: adaptive, jittered, bounded."""
+    """How a wait on a Data Factory run or an ML job polls: adaptive, jittered, bounded.
+
+    Young runs are watched closely (a run of up to ``patient_after_minutes`` is seen ending within about
+    ``max_interval``); older runs are polled with patience, the pause growing with the time past that
+    age up to ``max_patient_interval``, so hours-long runs cost a few dozen calls (see benchmarks/)."""
 
     initial_interval: float = Field(default=5.0, gt=0, description="Seconds before the first status call")
-    max_interval: float = Field(default=60.0, gt=0, description="Longest pause between status calls")
-    backoff: float = Field(default=1.5, ge=1, description="Each unchanged status stretches the pause by this")
+    max_interval: float = Field(default=30.0, gt=0, description="Longest pause while the run is young")
+    backoff: float = Field(default=2.0, ge=1, description="Each unchanged status stretches the pause by this")
     jitter: float = Field(default=0.1, ge=0, le=1, description="Random +/- share of each pause")
     timeout_minutes: float = Field(default=360, gt=0, description="Overall limit; the run is cancelled past it")
+    patient_after_minutes: float = Field(
+        default=10, ge=0, description="Age of the wait after which pauses may exceed max_interval"
+    )
+    patience: float = Field(
+        default=2.0, ge=0, description="Past that age, a pause may be this many times the time past it"
+    )
+    max_patient_interval: float = Field(default=1200.0, gt=0, description="Longest pause of an old run")
 
     @model_validator(mode="after")
     def _ordered(self) -> "PollingConfig":
         if self.max_interval < self.initial_interval:
             raise ValueError("max_interval must be >= initial_interval")
+        if self.max_patient_interval < self.max_interval:
+            raise ValueError("max_patient_interval must be >= max_interval")
         return self
+
+    def ceiling(self, age: float) -> float:
+        """The longest pause allowed ``age`` seconds into the wait."""
+        past = age - self.patient_after_minutes * 60
+        return max(self.max_interval, min(self.max_patient_interval, self.patience * past))
 
 
 class AzureConfig(_Strict):

@@ -2,8 +2,9 @@
 their own automations on ``azureml.drift.detected``.
 
 Never in the acknowledgement's way: the webhook queues events after it has its answer; a small task
-posts them to ``POST /api/events`` one request at a time (Prefect's broker drops events under large
-concurrent batches). Prefect's events are at-most-once: a full queue or a failed post drops the event
+posts them to ``POST /api/events`` one request at a time, up to 20 events each (Prefect's broker drops
+events under large concurrent batches), lingering a second for more, so a burst of deliveries costs the
+Prefect server a post per second rather than one per delivery (it is busy creating their runs). Prefect's events are at-most-once: a full queue or a failed post drops the event
 and logs it. The event id is derived from the signal, so a redelivery's event is dropped by Prefect's
 de-duplication instead of appearing twice.
 """
@@ -78,10 +79,11 @@ class NullFeed:
 
 
 class PrefectEventFeed:
-    def __init__(self, api_url: str | None = None, max_pending: int = 1000, batch: int = 20) -> None:
+    def __init__(self, api_url: str | None = None, max_pending: int = 1000, batch: int = 20, linger: float = 1.0) -> None:
         self.api_url = api_url
         self.max_pending = max_pending
         self.batch = batch
+        self.linger = linger  # wait this long for more events: one post per burst, not per delivery
         self.dropped = 0
         self._queue: asyncio.Queue[Event] = asyncio.Queue(max_pending)
         self._http: httpx.AsyncClient | None = None
@@ -116,8 +118,12 @@ class PrefectEventFeed:
         assert self._http is not None
         while True:
             events = [await self._queue.get()]
-            while len(events) < self.batch and not self._queue.empty():
-                events.append(self._queue.get_nowait())
+            lingered = asyncio.get_running_loop().time() + self.linger
+            while len(events) < self.batch:
+                try:
+                    events.append(await asyncio.wait_for(self._queue.get(), max(0.0, lingered - asyncio.get_running_loop().time())))
+                except asyncio.TimeoutError:
+                    break
             body: list[dict[str, Any]] = [e.model_dump(mode="json") for e in events]
             try:
                 response = await self._http.post("events", json=body)

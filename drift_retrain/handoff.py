@@ -8,7 +8,10 @@ Prefect on SQLite takes one writer at a time and answers 503 ("database is locke
 clients write at once, while Event Grid delivers concurrently. So requests do not write themselves:
 they enqueue their signals and wait; one writer task drains the queue in arrival order and creates the
 runs in batches (Prefect's bulk endpoint for several, the single endpoint for one), retrying transient
-failures with backoff until a deadline well inside Event Grid's 30 s. A full queue, or a deadline
+failures with backoff until a deadline well inside Event Grid's 30 s. The batch size adapts: a failed
+write halves it (a shorter write transaction is less likely to meet Prefect's own writers, its event
+persister and services, on the same SQLite file), each success doubles it back up to ``batch_size``
+(a bulk create costs a few times less per run than single creates, so it is worth getting back). A full queue, or a deadline
 passed, fails the waiting requests at once (the webhook answers 503 with Retry-After).
 """
 
@@ -76,13 +79,18 @@ class _Pending:
         return flow_run_name(self.target, self.signal, self.started_by)
 
     def body(self) -> dict[str, Any]:
-        return DeploymentFlowRunCreate(
-            parameters={"signal": self.signal.model_dump(mode="json")},
-            state=to_state_create(Scheduled()),
-            name=self.name,
-            tags=flow_run_tags(self.target, self.signal, self.started_by),
-            idempotency_key=self.key,
-        ).model_dump(mode="json", exclude_unset=True)
+        return flow_run_body(self.signal, self.target, self.started_by)
+
+
+def flow_run_body(signal: DriftSignal, target: TargetConfig, started_by: str = "webhook") -> dict[str, Any]:
+    """The ``create_flow_run`` request for a signal: its parameters, name, tags and idempotency key."""
+    return DeploymentFlowRunCreate(
+        parameters={"signal": signal.model_dump(mode="json")},
+        state=to_state_create(Scheduled()),
+        name=flow_run_name(target, signal),
+        tags=flow_run_tags(target, signal, started_by),
+        idempotency_key=signal.idempotency_key,
+    ).model_dump(mode="json", exclude_unset=True)
 
 
 def prefect_http_client(api_url: str | None = None, timeout: float = 10.0) -> httpx.AsyncClient:
@@ -117,6 +125,7 @@ class PrefectHandoff:
         self._queue: deque[_Pending] = deque()
         self._wakeup = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
+        self.batch_limit = self.config.batch_size  # adapts between 1 and batch_size (see the module doc)
 
     async def __aenter__(self) -> "PrefectHandoff":
         if self._http is None:
@@ -192,6 +201,7 @@ class PrefectHandoff:
                 log.exception("hand-off writer failed")
                 self._fail(batch, HandoffUnavailable(f"{type(exc).__name__}: {exc}"))
             else:
+                self.batch_limit = min(self.config.batch_size, self.batch_limit * 2)
                 for item in batch:
                     if not item.future.done():
                         item.future.set_result(results[id(item)])
@@ -200,7 +210,7 @@ class PrefectHandoff:
         batch: list[_Pending] = []
         expired: list[_Pending] = []
         now = time.monotonic()
-        while self._queue and len(batch) < self.config.batch_size:
+        while self._queue and len(batch) < self.batch_limit:
             item = self._queue.popleft()
             if item.future.done():
                 continue  # its request gave up already
@@ -228,6 +238,7 @@ class PrefectHandoff:
                 return await asyncio.wait_for(self._create(batch), max(remaining, 0.1))
             except (_Transient, httpx.TransportError, asyncio.TimeoutError) as exc:
                 problem = f"{type(exc).__name__}: {exc}"
+                self.batch_limit = max(1, self.batch_limit // 2)
             remaining = deadline - time.monotonic()
             if remaining <= delay:
                 raise HandoffUnavailable(f"Prefect did not record the runs after {attempt} attempt(s): {problem}")

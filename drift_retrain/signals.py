@@ -121,6 +121,9 @@ def is_workspace_id(value: str) -> bool:
 
 def _ci(mapping: Mapping[str, Any], *names: str) -> Any:
     """Case-insensitive lookup over several spellings; Azure mixes PascalCase and camelCase."""
+    for name in names:  # the documented spelling is the usual one: found without lowering every key
+        if name in mapping:
+            return mapping[name]
     lowered = {str(k).lower(): v for k, v in mapping.items()}
     for name in names:
         if name.lower() in lowered:
@@ -161,13 +164,14 @@ def parse_envelope(event: Mapping[str, Any]) -> EventEnvelope:
 # --------------------------------------------------------------------------------------------
 
 
-def to_drift_signal(event: Mapping[str, Any]) -> DriftSignal:
+def to_drift_signal(event: Mapping[str, Any], envelope: EventEnvelope | None = None) -> DriftSignal:
     """Normalise one event into a DriftSignal.
 
     Raises ``NotADriftSignal`` for well-formed events that carry no drift and ``InvalidEvent`` for
-    drift events that cannot be read.
+    drift events that cannot be read. ``envelope``: the event's already parsed envelope (the receiver
+    has it), so it is not read twice.
     """
-    envelope = parse_envelope(event)
+    envelope = envelope or parse_envelope(event)
     if envelope.type.lower() == DATASET_DRIFT_DETECTED.lower():
         return _from_dataset_drift(envelope, dict(event))
     if envelope.type.lower() == RUN_STATUS_CHANGED.lower():

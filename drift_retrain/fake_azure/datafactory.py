@@ -331,9 +331,10 @@ class FakeDataFactory:
             run=ScriptedRun(
                 run_id=run_id,
                 script=plan.script,
-                started=_monotonic(),
+                started=self.fake.clock(),
                 cancel_statuses=("Canceling", "Cancelled"),
                 terminal=TERMINAL,
+                clock=self.fake.clock,
             ),
             subscription=p["sub"],
             resource_group=p["rg"],
@@ -415,12 +416,6 @@ class FakeDataFactory:
             if after <= run.created <= before:
                 value.append(run.body())
         return JSONResponse({"value": value, "continuationToken": None})
-
-
-def _monotonic() -> float:
-    import time
-
-    return time.monotonic()
 
 
 def _iso(value: datetime) -> str:

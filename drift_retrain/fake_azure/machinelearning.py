@@ -135,7 +135,7 @@ class FakeMachineLearning:
     def _new_job(self, name: str, kind: str, workspace: str, experiment: str, body: dict[str, Any],
                  tags: dict[str, str]) -> FakeJob:
         script, metrics = self._scripts.popleft() if self._scripts else (self.default_script, dict(self.default_metrics))
-        run = ScriptedRun(name, script, time.monotonic(), ML_CANCEL, TERMINAL)
+        run = ScriptedRun(name, script, self.fake.clock(), ML_CANCEL, TERMINAL, clock=self.fake.clock)
         job = FakeJob(name, kind, workspace, experiment, body, run, metrics, dict(tags or {}))
         self.jobs[name] = job
         return job

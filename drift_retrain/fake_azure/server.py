@@ -130,8 +130,16 @@ class FakeAzure:
     """Start with ``with FakeAzure() as azure:``; ``azure.url`` is the base URL, ``azure.ca_path`` the CA
     to trust. Services add their routes with ``mount(routes)`` before the server starts."""
 
-    def __init__(self, port: int = 0, workdir: Path | None = None, token_lifetime: float = 3600) -> None:
+    def __init__(
+        self,
+        port: int = 0,
+        workdir: Path | None = None,
+        token_lifetime: float = 3600,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.port = port or _free_port()
+        #: What scripted runs measure their progress by; a virtual clock replays hours in a moment.
+        self.clock = clock
         self.url = f"https://127.0.0.1:{self.port}"
         self._tmp = None if workdir else tempfile.TemporaryDirectory(prefix="fake-azure-")
         self.workdir = Path(workdir or self._tmp.name)  # type: ignore[union-attr]

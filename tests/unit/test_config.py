@@ -144,7 +144,9 @@ def _azure_config(tmp_path: Path, old: str, new: str) -> Path:
         ('factory = "/subscriptions/1', 'factory = "adf-prod"\n#', r"targets\.0\.copy\.factory: String should match pattern"),
         ('kind = "default"', 'kind = "client_secret"', r"azure\.credential: .*needs tenant_id, client_id, client_secret_env"),
         ('backend = "azure"', 'backend = "local"', r"targets\.0: .*backend 'local' needs local sections, but copy is kind 'data_factory'"),
-        ("max_interval = 60", "max_interval = 1", r"azure\.polling: .*max_interval must be >= initial_interval"),
+        ("max_interval = 30 ", "max_interval = 1 ", r"azure\.polling: .*max_interval must be >= initial_interval"),
+        ("max_patient_interval = 1200", "max_patient_interval = 10", r"azure\.polling: .*max_patient_interval must be >= max_interval"),
+        ("patience = 2 ", "patience = -1 ", r"azure\.polling\.patience: Input should be greater than or equal to 0"),
     ],
 )
 def test_bad_azure_field_is_named(tmp_path: Path, old: str, new: str, expected: str) -> None:

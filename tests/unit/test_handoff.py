@@ -193,3 +193,26 @@ def test_an_unreadable_answer_fails_its_request_at_once_and_the_writer_carries_o
 
     (run,) = asyncio.run(main())
     assert run.created and run.flow_run_name == "credit-default-a"
+
+
+def test_a_failed_write_halves_the_batch_and_successes_grow_it_back(settings) -> None:
+    fake = FakePrefect(script=[503, 503])  # the first batch meets a locked database twice
+    sizes: list[int] = []
+
+    async def recording(request: httpx.Request) -> httpx.Response:
+        if "create_flow_run" in request.url.path:
+            body = json.loads(request.content)
+            sizes.append(len(body) if isinstance(body, list) else 1)
+        return await fake(request)
+
+    async def main():
+        http = httpx.AsyncClient(transport=httpx.MockTransport(recording), base_url="http://prefect.test/api/")
+        async with PrefectHandoff(config=HandoffConfig(batch_size=8, deadline_seconds=10), http=http) as h:
+            await h.hand_off_all(items(settings, *[f"a{i}" for i in range(8)]))
+            await h.hand_off_all(items(settings, *[f"b{i}" for i in range(8)]))
+            return h.batch_limit
+
+    limit = asyncio.run(main())
+    # the failing batch is retried whole; the limit went 8 -> 4 -> 2, then doubled with each success
+    assert sizes == [8, 8, 8, 4, 4]
+    assert limit == 8

@@ -159,9 +159,27 @@ def test_one_notice_per_status_change_not_per_poll() -> None:
     assert changes == [(None, "Queued"), ("Queued", "InProgress"), ("InProgress", "Succeeded")]
 
 
-def test_a_six_hour_run_costs_a_few_hundred_calls_at_most() -> None:
+def test_a_young_run_is_polled_within_max_interval_and_an_old_one_with_growing_patience() -> None:
     clock = Clock()
-    p = poller(clock, initial_interval=5, max_interval=60, backoff=1.5, jitter=0.1, timeout_minutes=420)
+    p = poller(clock, initial_interval=5, max_interval=30, backoff=2, jitter=0, timeout_minutes=420,
+               patient_after_minutes=10, patience=2, max_patient_interval=1200)
     began = clock.now
     wait(p, lambda: "Succeeded" if clock.now - began >= 6 * 3600 else "InProgress")
-    assert 6 * 3600 / 66 <= p.calls <= 6 * 3600 / 54 + 15  # about one call a minute once at the ceiling
+    ages, age = [], 0.0
+    for pause in clock.pauses:
+        ages.append(age)
+        age += pause
+    young = [pause for pause, at in zip(clock.pauses, ages) if at < 600]
+    old = [(pause, at) for pause, at in zip(clock.pauses, ages) if at >= 600]
+    assert young[:4] == [5, 10, 20, 30] and max(young) == 30  # the first ten minutes: at most 30 s
+    assert all(pause == max(30, min(1200, 2 * (at - 600))) for pause, at in old)  # then: twice the time past
+    assert old[-1][0] == 1200
+    assert p.calls < 60  # a fixed one-minute poll makes 361
+
+
+def test_without_patience_the_ceiling_stays_max_interval() -> None:
+    clock = Clock()
+    p = poller(clock, initial_interval=5, max_interval=60, backoff=1.5, jitter=0, timeout_minutes=420, patience=0)
+    began = clock.now
+    wait(p, lambda: "Succeeded" if clock.now - began >= 6 * 3600 else "InProgress")
+    assert max(clock.pauses) == 60 and 6 * 3600 / 60 <= p.calls <= 6 * 3600 / 60 + 10

@@ -2,7 +2,9 @@
 deadline that ends in cancellation (the caller's ``run_to_end`` cancels on ``StepTimedOut``).
 
 Polls start often (runs that fail fast are seen fast) and stretch while nothing changes, up to a
-ceiling, so a six-hour run costs a few hundred calls instead of one a minute.
+ceiling that is short while the run is young (a ten-minute run is seen ending within seconds) and grows
+with the run's age after that (an hour costs about thirty calls, six hours about fifty, where a fixed
+one-minute poll makes 60 and 360; measured in benchmarks/polling.py).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import logging
 import random
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Collection, Generic, TypeVar
+from typing import Callable, Collection, Generic, TypedDict, TypeVar
 
 from drift_retrain.backends.base import log_state_change
 from drift_retrain.config import PollingConfig
@@ -62,6 +64,14 @@ def is_transient(exc: BaseException) -> bool:
         return False
 
 
+class PollTiming(TypedDict, total=False):
+    """What drives a wait besides its policy (tests and benchmarks inject a virtual clock)."""
+
+    sleep: Callable[[float], None]
+    clock: Callable[[], float]
+    rng: Callable[[], float]
+
+
 @dataclass
 class Poller(Generic[T]):
     """Poll ``fetch`` until ``status_of`` says terminal. Clock, sleep and randomness are injectable so the
@@ -75,12 +85,15 @@ class Poller(Generic[T]):
     on_change: Callable[[str, str | None, str], None] | None = None
     calls: int = field(default=0, init=False)
 
-    def pause(self, unchanged_polls: int) -> float:
-        base = min(self.policy.max_interval, self.policy.initial_interval * self.policy.backoff**unchanged_polls)
+    def pause(self, unchanged_polls: int, age: float = 0.0) -> float:
+        """Seconds to wait after ``unchanged_polls`` polls without a change, ``age`` seconds into the wait."""
+        grown = self.policy.initial_interval * self.policy.backoff ** min(unchanged_polls, 64)
+        base = min(self.policy.ceiling(age), grown)
         return max(0.0, base * (1 + self.policy.jitter * (2 * self.rng() - 1)))
 
     def wait(self, run_id: str, fetch: Callable[[], T], status_of: Callable[[T], str], terminal: Collection[str]) -> T:
-        deadline = self.clock() + self.policy.timeout_minutes * 60
+        began = self.clock()
+        deadline = began + self.policy.timeout_minutes * 60
         last: str | None = None
         unchanged = 0
         while True:
@@ -90,7 +103,7 @@ class Poller(Generic[T]):
             except Exception as exc:
                 if not is_transient(exc):
                     raise
-                wait = max(self.pause(unchanged), retry_after(exc) or 0.0)
+                wait = max(self.pause(unchanged, self.clock() - began), retry_after(exc) or 0.0)
                 log.warning("%s run %s: status call failed (%s), trying again in %.0f s", self.step, run_id, exc, wait)
             else:
                 status = status_of(result)
@@ -101,7 +114,7 @@ class Poller(Generic[T]):
                     unchanged += 1
                 if status in terminal:
                     return result
-                wait = self.pause(unchanged)
+                wait = self.pause(unchanged, self.clock() - began)
             if self.clock() + wait > deadline:
                 remaining = deadline - self.clock()
                 if remaining <= 0:

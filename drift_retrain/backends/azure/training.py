@@ -20,10 +20,10 @@ import logging
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Unpack
 
 from drift_retrain.backends.azure.mlclient import ml_client
-from drift_retrain.backends.azure.polling import Poller, retry_after
+from drift_retrain.backends.azure.polling import Poller, PollTiming, retry_after
 from drift_retrain.backends.azure.session import AzureSession
 from drift_retrain.backends.azure.workspace_rest import RestError, WorkspaceRest, run_error_message
 from drift_retrain.backends.base import SIGNAL_TAG, StepFailed, TrainingPipeline, run_key
@@ -55,8 +55,10 @@ class MLJobFailed(StepFailed):
     """The Azure ML job (or v1 pipeline run) ended Failed, Canceled, NotResponding or Paused."""
 
 
-def training_pipeline(session: AzureSession, target: TargetConfig, ledger: RunLedger) -> TrainingPipeline:
-    """The implementation for ``target.training.kind``."""
+def training_pipeline(
+    session: AzureSession, target: TargetConfig, ledger: RunLedger, **timing: Unpack[PollTiming]
+) -> TrainingPipeline:
+    """The implementation for ``target.training.kind``; ``timing`` (sleep, clock, rng) drives its polling."""
     kinds: dict[type, Callable[..., TrainingPipeline]] = {
         PublishedPipelineConfig: PublishedPipelineTraining,
         PipelineJobConfig: PipelineJobTraining,
@@ -64,7 +66,7 @@ def training_pipeline(session: AzureSession, target: TargetConfig, ledger: RunLe
     }
     for config_type, implementation in kinds.items():
         if isinstance(target.training, config_type):
-            return implementation(session, target, ledger)
+            return implementation(session, target, ledger, **timing)
     raise ValueError(f"target {target.name}: training kind '{target.training.kind}' is not an Azure ML kind")
 
 
@@ -85,8 +87,9 @@ class _AzureMLTraining:
 
     config: PublishedPipelineConfig | PipelineJobConfig | BatchEndpointConfig
 
-    def __init__(self, session: AzureSession, target: TargetConfig, ledger: RunLedger) -> None:
+    def __init__(self, session: AzureSession, target: TargetConfig, ledger: RunLedger, **timing: Unpack[PollTiming]) -> None:
         self.session, self.target, self.ledger = session, target, ledger
+        self._timing = timing
         self.config = target.training  # type: ignore[assignment]
         self.policy = self.config.polling or session.config.polling
         registry = target.registry
@@ -110,7 +113,7 @@ class _AzureMLTraining:
         return f"{uri}/paths/{self.model_path}" if self.model_path else uri
 
     def poller(self) -> Poller[Any]:
-        return Poller(self.policy, STEP)
+        return Poller(self.policy, STEP, **self._timing)
 
     def failure_message(self, job_id: str) -> str:
         """The service's error for a failed run, from run history (ARM job bodies carry none)."""
