@@ -19,7 +19,7 @@ from typing import Any
 from drift_retrain.backends.azure.datafactory import DataFactoryCopy
 from drift_retrain.backends.azure.session import AzureSession
 from drift_retrain.backends.azure.training import training_pipeline
-from drift_retrain.backends.ledger import RunLedger
+from drift_retrain.backends.ledger import FileRunLedger
 from drift_retrain.config import PollingConfig, Settings
 from drift_retrain.fake_azure import CLIENT_ID, CLIENT_SECRET, TENANT, FakeAzure, RunScript
 from drift_retrain.results import CopyResult
@@ -88,7 +88,7 @@ def measure(repeats: int = 11, seed: int = 6, durations: dict[str, float] = DURA
             settings = _settings(fake, Path(tmp) / policy_name.replace(" ", ""), policy)
             session = AzureSession.from_config(settings.azure)
             target = settings.targets[0]
-            ledger = RunLedger(Path(tmp) / "ledger" / policy_name.replace(" ", ""))
+            ledger = FileRunLedger(Path(tmp) / "ledger" / policy_name.replace(" ", ""))
             timing = {"clock": clock, "sleep": clock.sleep, "rng": rng.random}
             copy = DataFactoryCopy(session, target, ledger, **timing)
             training = training_pipeline(session, target, ledger, **timing)
