@@ -1,9 +1,9 @@
 """Step 3: copy the drift window's data into the training store (Data Factory, or local)."""
 
+from functools import partial
+
 from prefect import task
 from prefect.cache_policies import NO_CACHE
-
-from functools import partial
 
 from drift_retrain.backends.base import CopyPipeline, run_to_end
 from drift_retrain.results import CopyResult

@@ -1,9 +1,9 @@
 """Step 4: run the training pipeline on the copied data."""
 
+from functools import partial
+
 from prefect import task
 from prefect.cache_policies import NO_CACHE
-
-from functools import partial
 
 from drift_retrain.backends.base import TrainingPipeline, run_to_end
 from drift_retrain.results import CopyResult, TrainingResult
