@@ -30,15 +30,14 @@ from tasks.train import train_model
 TargetName = target_choice()
 
 
-def _signal_of(parameters: dict[str, Any], request_id: str = "") -> DriftSignal:
-    settings = load_settings()
+def _signal_of(parameters: dict[str, Any]) -> DriftSignal:
+    """The run's signal from its recorded parameters (naming the run, or reporting its failure)."""
     return requested_signal(
-        settings,
+        load_settings(),
         parameters.get("signal"),
         parameters.get("target"),
         parameters.get("window_start"),
         parameters.get("window_end"),
-        request_id=request_id,
     )
 
 

@@ -63,19 +63,21 @@ class ModelRegistry(Protocol):
         ...
 
 
-def run_logger() -> logging.Logger | logging.LoggerAdapter:  # type: ignore[type-arg]
-    """The Prefect run's logger inside a flow or task (shown in the UI), the module logger elsewhere."""
+def run_logger(fallback: logging.Logger) -> logging.Logger | logging.LoggerAdapter:  # type: ignore[type-arg]
+    """The Prefect run's logger inside a flow or task (shown in the UI), ``fallback`` elsewhere."""
     try:
         from prefect.logging import get_run_logger
 
         return get_run_logger()
     except Exception:
-        return logging.getLogger("drift_retrain")
+        return fallback
 
 
-def log_state_change(step: str, run_id: str, before: str | None, after: str) -> None:
+def log_state_change(
+    step: str, run_id: str, before: str | None, after: str, fallback: logging.Logger = logging.getLogger("drift_retrain")
+) -> None:
     """One log line per state change of an external run (never one per poll), with the run's id."""
-    run_logger().info("%s run %s: %s -> %s", step, run_id, before or "(started)", after)
+    run_logger(fallback).info("%s run %s: %s -> %s", step, run_id, before or "(started)", after)
 
 
 class StepFailed(RuntimeError):

@@ -107,10 +107,15 @@ class Api:
                 return found
             time.sleep(0.5)
 
-    def events(self, name: str, resource_id: str, timeout: float = 30) -> list[dict[str, Any]]:
-        """Events are stored by a server service a few seconds after they arrive: poll for them."""
+    def events(self, name: str, resource_id: str, signal: str | None = None, timeout: float = 30) -> list[dict[str, Any]]:
+        """Events are stored by a server service a few seconds after they arrive: poll for them (for the
+        events about ``signal`` when given: another run's event of the same model may be there first)."""
         query = {"filter": {"event": {"name": [name]}, "resource": {"id": [resource_id]}}, "limit": 50}
-        return self._poll("/events/filter", query, lambda body: body["events"], timeout)
+
+        def read(body: dict[str, Any]) -> list[dict[str, Any]]:
+            return [e for e in body["events"] if signal is None or e["payload"].get("signal") == signal]
+
+        return self._poll("/events/filter", query, read, timeout)
 
 
 def over_demo_data(name: str, monitor: str, label: str) -> str:

@@ -54,7 +54,7 @@ def test_the_run_page_has_every_artifact_keyed_per_model(cockpit_run, api, e2e_s
 def test_the_events_name_the_model_and_relate_the_signal(cockpit_run, api) -> None:
     identity = _registry_identity(cockpit_run, api)
     for name in ("drift-retrain.decision.made", "drift-retrain.model.registered"):
-        (event,) = [e for e in api.events(name, f"drift-retrain.model.{MODEL}") if e["payload"]["signal"] == identity]
+        (event,) = api.events(name, f"drift-retrain.model.{MODEL}", signal=identity)
         roles = {r["prefect.resource.role"]: r for r in event["related"]}
         assert roles["signal"]["prefect.resource.name"] == identity
         assert {"drift-run", "monitor", "flow-run"} <= set(roles)
@@ -128,8 +128,7 @@ def test_a_failed_retrain_emits_retrain_failed_with_its_error(stack, api) -> Non
     failed = api.wait(accepted["flow_run_id"])
     assert failed["state"]["type"] == "FAILED"
     identity = to_drift_signal(event).identity
-    (failure,) = [e for e in api.events("drift-retrain.retrain.failed", "drift-retrain.model.broken-model")
-                  if e["payload"]["signal"] == identity]
+    (failure,) = api.events("drift-retrain.retrain.failed", "drift-retrain.model.broken-model", signal=identity)
     assert "label column 'no-such-column' not in" in failure["payload"]["error"]
     roles = {r["prefect.resource.role"]: r["prefect.resource.id"] for r in failure["related"]}
     assert roles["flow-run"] == f"prefect.flow-run.{failed['id']}"

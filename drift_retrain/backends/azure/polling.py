@@ -127,4 +127,4 @@ class Poller(Generic[T]):
         if self.on_change is not None:
             self.on_change(run_id, before, after)
         else:
-            log_state_change(self.step, run_id, before, after)
+            log_state_change(self.step, run_id, before, after, fallback=log)
