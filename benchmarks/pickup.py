@@ -13,7 +13,6 @@ method timed; overhead = flow wall time - time inside the backends (local backen
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -27,7 +26,7 @@ import httpx
 
 from drift_retrain.stack import Stack, free_port, prefect_settings
 
-from benchmarks.common import Figure, Row
+from benchmarks.common import Figure, Row, environment
 
 
 def _states(api: httpx.Client, flow_run_id: str) -> dict[str, float]:
@@ -111,10 +110,20 @@ class _Timed:
 
 
 def orchestration_overhead(stack: Stack, event: dict[str, Any], repeats: int) -> tuple[list[float], list[float], list[float]]:
-    """(overhead, wall, backend) seconds per forced retrain, the flow run in this process."""
-    os.environ.update(prefect_settings(stack.settings.state_dir, stack.prefect_port))
-    os.environ["DRIFT_RETRAIN_CONFIG"] = str(stack.settings.source_file)
-    sys.path.insert(0, str(stack.project_dir))
+    """(overhead, wall, backend) seconds per forced retrain, the flow run in this process against the
+    stack's Prefect server."""
+    import prefect.settings
+    from prefect.settings import temporary_settings
+
+    stack_env = prefect_settings(stack.settings.state_dir, stack.prefect_port)
+    with environment(**stack_env, DRIFT_RETRAIN_CONFIG=str(stack.settings.source_file)), \
+            temporary_settings({getattr(prefect.settings, name): value for name, value in stack_env.items()}):
+        return _timed_retrains(stack, event, repeats)
+
+
+def _timed_retrains(stack: Stack, event: dict[str, Any], repeats: int) -> tuple[list[float], list[float], list[float]]:
+    if str(stack.project_dir) not in sys.path:
+        sys.path.insert(0, str(stack.project_dir))
     import flows.drift_to_retrain as module
     from drift_retrain.backends.base import Backends
     from drift_retrain.signals import to_drift_signal

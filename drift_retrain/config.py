@@ -92,7 +92,9 @@ class EntraConfig(_Strict):
 class HandoffConfig(_Strict):
     """How the receiver writes to Prefect: one ordered writer, batched, bounded, retried."""
 
-    batch_size: int = Field(default=50, ge=1, le=100, description="Runs per Prefect request (bulk limit 100)")
+    batch_size: int = Field(
+        default=20, ge=1, le=100, description="Most runs per Prefect request (bulk limit 100; see benchmarks/)"
+    )
     max_pending: int = Field(default=5000, ge=1, description="Signals waiting for the writer; beyond: 503 at once")
     deadline_seconds: float = Field(
         default=20, gt=0, le=28, description="Give up (503) before Event Grid's 30 s response timeout"
