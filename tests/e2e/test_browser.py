@@ -99,7 +99,7 @@ def test_the_flow_run_page_shows_the_run_its_artifacts_and_its_events(page, shot
     expect(page.get_by_text("drift-retrain.model.registered", exact=True).first).to_be_visible()
     expect(page.get_by_text("drift-retrain.decision.made", exact=True).first).to_be_visible()
     expect(page.get_by_text("drift-retrain.model.cockpit-model", exact=True).first).to_be_visible()
-    page.get_by_text("drift-retrain.model.registered", exact=True).first.scroll_into_view_if_needed()
+    page.get_by_text("drift-retrain.model.registered", exact=True).first.evaluate("e => e.scrollIntoView({block: 'center'})")
     page.screenshot(path=str(shots / "events.png"))
 
 
