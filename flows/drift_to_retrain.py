@@ -13,7 +13,7 @@ from prefect.client.schemas.objects import FlowRun, State
 from drift_retrain.backends import build_backends
 from drift_retrain.concurrency import retrain_slot
 from drift_retrain.config import load_settings
-from drift_retrain.lineage import flow_run_name, lineage_tags, started_by
+from drift_retrain.lineage import MANUAL, flow_run_name, lineage_tags, started_by
 from drift_retrain.manual import requested_signal, target_choice
 from drift_retrain.policy import after_copy, after_training
 from drift_retrain.portal import retrain_links
@@ -89,7 +89,8 @@ def drift_to_retrain(
     run_id = runtime.flow_run.id
     signal = requested_signal(settings, signal, target, window_start, window_end, request_id=run_id)
     target = settings.route(signal)  # from here on the target's whole configuration, not just its name
-    label_run(run_id, list(runtime.flow_run.tags), target, signal)
+    if started_by(runtime.flow_run.tags) == MANUAL:  # the receiver and the sweep tag their runs already
+        label_run(run_id, list(runtime.flow_run.tags), target, signal)
     backends = build_backends(settings, target)
     outcome = partial(RetrainOutcome.of, signal.identity, target.name, target.model_name)
 
@@ -122,5 +123,6 @@ def drift_to_retrain(
 
         tags = lineage_tags(signal, target, decision, copy, training, run_id)
         model = register_model(backends.registry, target.model_name, training, tags)
+    report_decision(signal, details, decision, target.model_name)  # with every rule: rows copied, the gate
     report_model(signal, model, retrain_links(settings, target, copy.run_id, training.job_id, model))
     return outcome(decision, details=details, copy_result=copy, training=training, model=model)
