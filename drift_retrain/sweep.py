@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from drift_retrain.backends.local.monitor import drift_event, monitor_store
+from drift_retrain.backends import missed_drift_sources
 from drift_retrain.config import Settings, TargetConfig
-from drift_retrain.signals import DriftSignal, to_drift_signal
+from drift_retrain.signals import DriftSignal
 
 
 @dataclass(frozen=True)
@@ -59,15 +59,20 @@ def _after(later: datetime | None, earlier: datetime | None) -> bool:
     return later is not None and (earlier is None or later > earlier)
 
 
-def local_missed_signals(settings: Settings, since: datetime) -> list[tuple[DriftSignal, TargetConfig]]:
-    """Drift the local monitors recorded since ``since``, as the signals their events would have carried.
-    Whether each already has a flow run is the hand-off's idempotency key to say."""
-    store = monitor_store(settings)
-    found = []
-    for monitor in settings.local_monitors:
-        for run in store.runs(monitor.name):
-            if run.has_drift and run.computed_at >= since:
-                signal = to_drift_signal(drift_event(run, event_id=f"sweep-{run.run_id}"))
-                if (target := settings.target_for(signal)) is not None:
-                    found.append((signal, target))
-    return found
+def missed_signals(settings: Settings, since: datetime) -> tuple[list[tuple[DriftSignal, TargetConfig]], list[SweepAction]]:
+    """Every target's drift raised since ``since`` (each signal paired with the target it routes to; a monitor
+    no target takes is ignored), and a row for each target whose drift could not all be looked at.
+    Whether a signal already has a flow run is the hand-off's idempotency key to say."""
+    found, unseen = [], []
+    for target in settings.targets:
+        for source in missed_drift_sources(settings, target):
+            if source.blind_spot:
+                unseen.append(SweepAction(f"target {target.name}", "", "", "not caught up", source.blind_spot))
+            try:
+                signals = source.signals_since(since)
+            except Exception as exc:  # one unreachable workspace must not stop the others' catch-up
+                unseen.append(SweepAction(f"target {target.name}", "", "", "catch-up failed", f"{type(exc).__name__}: {str(exc).splitlines()[0]}"))
+                continue
+            routed = ((s, settings.target_for(s)) for s in signals)
+            found += [(s, t) for s, t in routed if t is not None and t.name == target.name]
+    return found, unseen

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Callable, Protocol, TypeVar
 
 from drift_retrain.results import CopyResult, DriftDetails, ModelVersion, TrainingResult
@@ -60,6 +61,17 @@ class ModelRegistry(Protocol):
 
     def register(self, name: str, training: TrainingResult, tags: dict[str, str]) -> ModelVersion:
         """Register the job's model; idempotent on ``tags[SIGNAL_TAG]``."""
+        ...
+
+
+class MissedDriftSource(Protocol):
+    """Where the sweep finds drift whose event may never have arrived, for one target."""
+
+    #: What this source cannot see (said in the sweep's table), or None.
+    blind_spot: str | None
+
+    def signals_since(self, since: datetime) -> list[DriftSignal]:
+        """The target's drift signals raised since ``since``, exactly as their events would have carried them."""
         ...
 
 
