@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from typing import Any, Iterator
@@ -85,6 +86,13 @@ class Api:
         versions = [a for a in self.artifacts(flow_run_id) if a["key"] == key]
         assert versions, f"no artifact {key} in flow run {flow_run_id}"
         return max(versions, key=lambda a: a["created"])
+
+    def sweep_rows(self, **parameters: Any) -> dict[str, dict[str, str]]:
+        """Run the sweep deployment (last hour unless told) and return its table, row by flow run name."""
+        sweep = self.wait(self.run_deployment("sweep/sweep", {"lookback_hours": 1, **parameters}))
+        assert sweep["state"]["type"] == "COMPLETED", sweep["state"]
+        (table,) = [a for a in self.artifacts(sweep["id"]) if a["key"] == "sweep"]
+        return {r["flow_run"]: r for r in json.loads(table["data"])}
 
     def events(self, name: str, resource_id: str, timeout: float = 30) -> list[dict[str, Any]]:
         """Events are stored by a server service a few seconds after they arrive: poll for them."""
