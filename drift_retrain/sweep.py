@@ -1,5 +1,6 @@
-"""What the scheduled sweep does, as pure decisions: which failed retrains to rerun, and which drift
-signals never became a flow run (their event was lost) and must be handed off now.
+"""What the scheduled sweep decides: which failed retrains to rerun, and which drift signals the
+monitors raised (each target's ``MissedDriftSource``: local records, Azure ML monitor runs) to hand off
+again, in case their event was lost.
 
 A rerun is the same flow run scheduled again, so it keeps its parameters and reattaches to whatever
 its first attempt started (every external step is keyed by the signal). A caught-up signal is handed
