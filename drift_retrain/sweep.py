@@ -65,15 +65,15 @@ def missed_signals(settings: Settings, since: datetime) -> tuple[list[tuple[Drif
     no target takes is ignored), and a row for each target whose drift could not all be looked at.
     Whether a signal already has a flow run is the hand-off's idempotency key to say."""
     found, unseen = [], []
-    for target in settings.targets:
-        for source in missed_drift_sources(settings, target):
-            if source.blind_spot:
-                unseen.append(SweepAction(f"target {target.name}", "", "", "not caught up", source.blind_spot))
-            try:
-                signals = source.signals_since(since)
-            except Exception as exc:  # one unreachable workspace must not stop the others' catch-up
-                unseen.append(SweepAction(f"target {target.name}", "", "", "catch-up failed", f"{type(exc).__name__}: {str(exc).splitlines()[0]}"))
-                continue
-            routed = ((s, settings.target_for(s)) for s in signals)
-            found += [(s, t) for s, t in routed if t is not None and t.name == target.name]
+    for target, source in missed_drift_sources(settings):
+        if source.blind_spot:
+            unseen.append(SweepAction(f"target {target.name}", "", "", "not caught up", source.blind_spot))
+        try:
+            signals = source.signals_since(since)
+        except Exception as exc:  # one unreachable workspace must not stop the others' catch-up
+            problem = f"{type(exc).__name__}: {next(iter(str(exc).splitlines()), '')}"
+            unseen.append(SweepAction(f"target {target.name}", "", "", "catch-up failed", problem))
+            continue
+        routed = ((s, settings.target_for(s)) for s in signals)
+        found += [(s, t) for s, t in routed if t is not None and t.name == target.name]
     return found, unseen

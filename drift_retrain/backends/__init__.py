@@ -18,17 +18,21 @@ def build_backends(settings: Settings, target: TargetConfig) -> Backends:
     raise ValueError(f"target '{target.name}': unknown backend '{target.backend}'")  # config validation prevents this
 
 
-def missed_drift_sources(settings: Settings, target: TargetConfig) -> list[MissedDriftSource]:
-    """Where the sweep looks for a target's drift: the records of the local monitors it names (the embedded
+def missed_drift_sources(settings: Settings) -> list[tuple[TargetConfig, MissedDriftSource]]:
+    """Where the sweep looks for each target's drift: the records of the local monitors it names (the embedded
     stand-in for Azure's monitors, which may feed an azure target too), and on azure its workspace's runs."""
     from drift_retrain.backends.local.missed import LocalMonitorRecords
 
-    sources: list[MissedDriftSource] = [LocalMonitorRecords(settings, target)]
-    if target.backend == "azure":
-        from drift_retrain.backends.azure.missed import AzureMonitorRuns
-        from drift_retrain.backends.azure.session import AzureSession
+    sources: list[tuple[TargetConfig, MissedDriftSource]] = []
+    session = None  # one sign-in for every azure target
+    for target in settings.targets:
+        sources.append((target, LocalMonitorRecords(settings, target)))
+        if target.backend == "azure":
+            from drift_retrain.backends.azure.missed import AzureMonitorRuns
+            from drift_retrain.backends.azure.session import AzureSession
 
-        sources.append(AzureMonitorRuns(AzureSession.from_config(settings.azure), target))
+            session = session or AzureSession.from_config(settings.azure)
+            sources.append((target, AzureMonitorRuns(session, target)))
     return sources
 
 
