@@ -34,7 +34,7 @@ class SweepAction:
     flow_run: str
     id: str
     state: str
-    action: str  # "rerun", "superseded", "gave up"
+    action: str  # "rerun", "superseded", "gave up", "caught up", "already handed off", "not caught up", "catch-up failed"
     detail: str
 
 

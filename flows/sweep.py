@@ -68,7 +68,7 @@ async def sweep(lookback_hours: float = 24.0, max_attempts: int = 3, catch_up: b
         key="sweep",
         description=f"Failed or crashed retrains and missed drift in the last {lookback_hours:g} h",
     )
-    done = {kind: sum(a.action == kind for a in actions) for kind in ("rerun", "superseded", "gave up", "caught up")}
+    done = {kind: sum(a.action == kind for a in actions) for kind in ("rerun", "superseded", "gave up", "caught up", "catch-up failed")}
     print(f"sweep over the last {lookback_hours:g} h: " + ", ".join(f"{n} {kind}" for kind, n in done.items()))
     return rows
 
