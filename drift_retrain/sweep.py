@@ -1,5 +1,6 @@
-"""What the scheduled sweep does, as pure decisions: which failed retrains to rerun, and which drift
-signals never became a flow run (their event was lost) and must be handed off now.
+"""What the scheduled sweep decides: which failed retrains to rerun, and which drift signals the
+monitors raised (each target's ``MissedDriftSource``: local records, Azure ML monitor runs) to hand off
+again, in case their event was lost.
 
 A rerun is the same flow run scheduled again, so it keeps its parameters and reattaches to whatever
 its first attempt started (every external step is keyed by the signal). A caught-up signal is handed
@@ -11,9 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from drift_retrain.backends.local.monitor import drift_event, monitor_store
+from drift_retrain.backends import missed_drift_sources
 from drift_retrain.config import Settings, TargetConfig
-from drift_retrain.signals import DriftSignal, to_drift_signal
+from drift_retrain.signals import DriftSignal
 
 
 @dataclass(frozen=True)
@@ -33,7 +34,7 @@ class SweepAction:
     flow_run: str
     id: str
     state: str
-    action: str  # "rerun", "superseded", "gave up"
+    action: str  # "rerun", "superseded", "gave up", "caught up", "already handed off", "not caught up", "catch-up failed"
     detail: str
 
 
@@ -59,15 +60,20 @@ def _after(later: datetime | None, earlier: datetime | None) -> bool:
     return later is not None and (earlier is None or later > earlier)
 
 
-def local_missed_signals(settings: Settings, since: datetime) -> list[tuple[DriftSignal, TargetConfig]]:
-    """Drift the local monitors recorded since ``since``, as the signals their events would have carried.
-    Whether each already has a flow run is the hand-off's idempotency key to say."""
-    store = monitor_store(settings)
-    found = []
-    for monitor in settings.local_monitors:
-        for run in store.runs(monitor.name):
-            if run.has_drift and run.computed_at >= since:
-                signal = to_drift_signal(drift_event(run, event_id=f"sweep-{run.run_id}"))
-                if (target := settings.target_for(signal)) is not None:
-                    found.append((signal, target))
-    return found
+def missed_signals(settings: Settings, since: datetime) -> tuple[list[tuple[DriftSignal, TargetConfig]], list[SweepAction]]:
+    """Every target's drift raised since ``since`` (each signal paired with the target it routes to; a monitor
+    no target takes is ignored), and a row for each target whose drift could not all be looked at.
+    Whether a signal already has a flow run is the hand-off's idempotency key to say."""
+    found, unseen = [], []
+    for target, source in missed_drift_sources(settings):
+        if source.blind_spot:
+            unseen.append(SweepAction(f"target {target.name}", "", "", "not caught up", source.blind_spot))
+        try:
+            signals = source.signals_since(since)
+        except Exception as exc:  # one unreachable workspace must not stop the others' catch-up
+            problem = f"{type(exc).__name__}: {next(iter(str(exc).splitlines()), '')}"
+            unseen.append(SweepAction(f"target {target.name}", "", "", "catch-up failed", problem))
+            continue
+        routed = ((s, settings.target_for(s)) for s in signals)
+        found += [(s, t) for s, t in routed if t is not None and t.name == target.name]
+    return found, unseen

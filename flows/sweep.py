@@ -3,6 +3,7 @@ and say what it found and did in a table artifact."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta, timezone
 
 from prefect import flow, get_client
@@ -20,7 +21,7 @@ from prefect.states import Scheduled
 
 from drift_retrain.config import load_settings
 from drift_retrain.handoff import PrefectHandoff
-from drift_retrain.sweep import PastRun, SweepAction, local_missed_signals, plan_reruns
+from drift_retrain.sweep import PastRun, SweepAction, missed_signals, plan_reruns
 
 FLOW = "drift-to-retrain"
 
@@ -67,19 +68,19 @@ async def sweep(lookback_hours: float = 24.0, max_attempts: int = 3, catch_up: b
         key="sweep",
         description=f"Failed or crashed retrains and missed drift in the last {lookback_hours:g} h",
     )
-    done = {kind: sum(a.action == kind for a in actions) for kind in ("rerun", "superseded", "gave up", "caught up")}
+    done = {kind: sum(a.action == kind for a in actions) for kind in ("rerun", "superseded", "gave up", "caught up", "catch-up failed")}
     print(f"sweep over the last {lookback_hours:g} h: " + ", ".join(f"{n} {kind}" for kind, n in done.items()))
     return rows
 
 
 async def _catch_up(since: datetime) -> list[SweepAction]:
-    """Hand off every recorded drift signal the webhook's way; the idempotency key finds those it made."""
-    missed = local_missed_signals(load_settings(), since)
+    """Hand off every drift signal the monitors raised the webhook's way; the idempotency key finds those it made."""
+    missed, unseen = await asyncio.to_thread(missed_signals, load_settings(), since)  # Azure calls block
     if not missed:
-        return []
+        return unseen
     async with PrefectHandoff() as handoff:
         runs = await handoff.hand_off_all(missed, started_by="sweep")
-    return [
+    return unseen + [
         SweepAction(
             run.flow_run_name,
             run.flow_run_id.hex,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Callable, Protocol, TypeVar
 
 from drift_retrain.results import CopyResult, DriftDetails, ModelVersion, TrainingResult
@@ -78,6 +79,17 @@ def log_state_change(
 ) -> None:
     """One log line per state change of an external run (never one per poll), with the run's id."""
     run_logger(fallback).info("%s run %s: %s -> %s", step, run_id, before or "(started)", after)
+
+
+class MissedDriftSource(Protocol):
+    """Where the sweep finds drift whose event may never have arrived, for one target."""
+
+    #: What this source cannot see (said in the sweep's table), or None.
+    blind_spot: str | None
+
+    def signals_since(self, since: datetime) -> list[DriftSignal]:
+        """The target's drift signals raised since ``since``, exactly as their events would have carried them."""
+        ...
 
 
 class StepFailed(RuntimeError):

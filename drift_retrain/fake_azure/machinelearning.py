@@ -6,7 +6,8 @@ job bodies carry ``services.Studio``, model versions carry ``"flavors": {}`` (th
 model container is a 404 ``ModelNotFound``. The workspace's ``discoveryUrl`` and ``mlFlowTrackingUri``
 point back at this server, so the "regional host" of a v1 pipeline resolves to the fake too.
 
-Tests script what the next job does (``script_next_job``) and read what the SDKs sent from ``jobs``,
+Tests script what the next job does (``script_next_job``), add ended model-monitor runs
+(``add_monitor_run``) for ARM Jobs - List to page through, and read what the SDKs sent from ``jobs``,
 ``models`` and the server's request log.
 """
 
@@ -20,6 +21,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -62,7 +64,7 @@ class FakeJob(FollowsScript):
     """One job (v2 pipeline job, batch endpoint job) or v1 pipeline run on the fake."""
 
     name: str
-    kind: str  # "pipeline_job" | "batch_endpoint" | "published_pipeline"
+    kind: str  # "pipeline_job" | "batch_endpoint" | "published_pipeline" | "monitor_run"
     workspace: str  # ARM path of the workspace
     experiment: str
     body: dict[str, Any]  # what the client sent to create it
@@ -83,8 +85,8 @@ class FakeJob(FollowsScript):
 
 
 class FakeMachineLearning:
-    """Scripting API: ``script_next_job``, ``jobs``, ``models``, ``drift_runs``, ``components``,
-    ``add_batch_endpoint``."""
+    """Scripting API: ``script_next_job``, ``add_monitor_run``, ``jobs``, ``models``, ``drift_runs``,
+    ``components``, ``add_batch_endpoint``."""
 
     def __init__(self, fake: "FakeAzure") -> None:
         self.fake = fake
@@ -99,6 +101,8 @@ class FakeMachineLearning:
         self.default_metrics: dict[str, float] = {}
         self._lock = threading.Lock()
         self._v1_ids = itertools.count(1)
+        #: Jobs per page of ARM Jobs - List; the rest is behind the page's ``nextLink``.
+        self.jobs_page_size = 100
         #: Answer the workspace GET with ARM's 403, as for an identity without a role on the workspace.
         self.forbidden = False
         #: The workspace's regional host (discovery ``api``, MLflow tracking) when it should differ from the
@@ -124,6 +128,19 @@ class FakeMachineLearning:
         """The next job created (any kind) follows ``script`` and logs ``metrics``."""
         self._scripts.append((script, dict(metrics or {})))
 
+    def add_monitor_run(self, workspace: str, name: str, monitor: str, tags: dict[str, str],
+                        status: str = "Failed", created: datetime | None = None) -> FakeJob:
+        """A v2 model-monitor run of ``workspace`` (ARM id) that already ended with ``status``, created at
+        ``created`` (now by default), tagged as Azure ML model monitoring tags its runs."""
+        run = ScriptedRun(name, RunScript(steps=(("Running", 0.0),), final=status), time.monotonic(), ML_CANCEL, TERMINAL)
+        body = {"properties": {"jobType": "Pipeline", "experimentName": monitor, "displayName": name,
+                               "jobs": {}, "inputs": {}, "outputs": {}, "settings": {}}}
+        job = FakeJob(name, "monitor_run", workspace, monitor, body, run, tags=dict(tags))
+        if created is not None:
+            job.created = created.isoformat()
+        self.jobs[name] = job
+        return job
+
     def add_batch_endpoint(self, name: str, deployments: tuple[str, ...] = ("train",)) -> None:
         self.batch_endpoints[name] = {"deployments": list(deployments), "default": deployments[0] if deployments else None}
 
@@ -147,6 +164,7 @@ class FakeMachineLearning:
             Route(WS, self.get_workspace, methods=["GET"]),
             Route(WS + "/providers/Microsoft.Authorization/permissions", self.get_permissions, methods=["GET"]),
             Route("/discovery", self.discovery, methods=["GET"]),
+            Route(WS + "/jobs", self.list_jobs, methods=["GET"]),
             Route(WS + "/jobs/{name}", self.put_job, methods=["PUT"]),
             Route(WS + "/jobs/{name}", self.get_job, methods=["GET"]),
             Route(WS + "/jobs/{name}/cancel", self.cancel_job, methods=["POST"]),
@@ -223,6 +241,23 @@ class FakeMachineLearning:
                              "labeling": url, "modelmanagement": url, "pipelines": url, "studio": "https://ml.azure.com"})
 
     # -- jobs -----------------------------------------------------------------------------------
+
+    async def list_jobs(self, request: Request) -> Response:
+        """ARM Jobs - List: ``{"value": [JobBase...], "nextLink"}``, newest first. Honours ``tag`` (jobs that
+        carry that tag key) and ``$skip`` (the continuation token the previous page's ``nextLink`` carries)."""
+        workspace, query = _ws_path(request.path_params).lower(), request.query_params
+        tag, skip = query.get("tag"), int(query.get("$skip") or 0)
+        listed = sorted(
+            (j for j in list(self.jobs.values()) if j.kind != "published_pipeline" and j.workspace.lower() == workspace
+             and (tag is None or tag in j.tags)),
+            key=lambda j: j.created, reverse=True,
+        )
+        page = listed[skip: skip + self.jobs_page_size]
+        next_link = None
+        if skip + self.jobs_page_size < len(listed):
+            params = {**query, "$skip": str(skip + self.jobs_page_size)}
+            next_link = str(request.url.replace(query=urlencode(params)))
+        return JSONResponse({"value": [self._job_body(j) for j in page], "nextLink": next_link})
 
     async def put_job(self, request: Request) -> Response:
         p = request.path_params

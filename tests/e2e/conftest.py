@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from typing import Any, Callable, Iterator
@@ -55,20 +56,22 @@ class Api:
         raise AssertionError(f"flow run {flow_run_id} not finished after {timeout} s: {run['state']}")
 
     def flow_runs(self, deployment: str = "drift-to-retrain/drift-to-retrain") -> list[dict[str, Any]]:
+        """Every run of the deployment (all pages: the storm alone makes more than one answer holds)."""
         deployment_id = self.http.get(f"/deployments/name/{deployment}").json()["id"]
-        response = self.http.post("/flow_runs/filter", json={"deployments": {"id": {"any_": [deployment_id]}}, "limit": 200})
-        response.raise_for_status()
-        return response.json()
+        return self._all_runs({"deployments": {"id": {"any_": [deployment_id]}}})
 
     def flow_runs_like(self, prefix: str) -> list[dict[str, Any]]:
         """Every flow run whose name starts with ``prefix`` (all pages)."""
+        return [r for r in self._all_runs({"flow_runs": {"name": {"like_": prefix}}}) if r["name"].startswith(prefix)]
+
+    def _all_runs(self, query: dict[str, Any], page: int = 200) -> list[dict[str, Any]]:
+        """Oldest first, so runs created while the pages are read land on the last page, not between them."""
         found: list[dict[str, Any]] = []
         while True:
-            query = {"flow_runs": {"name": {"like_": prefix}}, "limit": 200, "offset": len(found)}
-            response = self.http.post("/flow_runs/filter", json=query)
+            response = self.http.post("/flow_runs/filter", json={**query, "sort": "EXPECTED_START_TIME_ASC", "limit": page, "offset": len(found)})
             response.raise_for_status()
-            found += [r for r in response.json() if r["name"].startswith(prefix)]
-            if len(response.json()) < 200:
+            found += response.json()
+            if len(response.json()) < page:
                 return found
 
     def run_deployment(self, deployment: str, parameters: dict[str, Any] | None = None) -> str:
@@ -87,6 +90,13 @@ class Api:
         versions = [a for a in self.artifacts(flow_run_id) if a["key"] == key]
         assert versions, f"no artifact {key} in flow run {flow_run_id}"
         return max(versions, key=lambda a: a["created"])
+
+    def sweep_rows(self, **parameters: Any) -> dict[str, dict[str, str]]:
+        """Run the sweep deployment (last hour unless told) and return its table, row by flow run name."""
+        sweep = self.wait(self.run_deployment("sweep/sweep", {"lookback_hours": 1, **parameters}))
+        assert sweep["state"]["type"] == "COMPLETED", sweep["state"]
+        (table,) = [a for a in self.artifacts(sweep["id"]) if a["key"] == "sweep"]
+        return {r["flow_run"]: r for r in json.loads(table["data"])}
 
     def logs(self, flow_run_id: str, until: str = "", timeout: float = 30) -> list[str]:
         """The run's log lines, oldest first; a run's last lines reach the server in a batch shortly after

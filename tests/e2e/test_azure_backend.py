@@ -10,11 +10,10 @@ import pytest
 
 from drift_retrain.backends.base import SIGNAL_TAG
 from drift_retrain.delivery import post_events
-from drift_retrain.fake_azure import FakeAzure, RunScript
+from drift_retrain.fake_azure import TENANT, FakeAzure, RunScript
 from drift_retrain.signals import to_drift_signal
-from tests.conftest import DEMO_WORKSPACE, dataset_drift
+from tests.conftest import DEMO_WORKSPACE, dataset_drift, monitor_breach
 from tests.e2e.conftest import AZURE_FACTORY
-from drift_retrain.fake_azure import TENANT
 
 pytestmark = pytest.mark.e2e
 
@@ -196,3 +195,24 @@ def test_cancelling_the_flow_run_while_it_trains_cancels_the_ml_job_and_the_repo
     assert job().status() in {"CancelRequested", "Canceled"}
     report = api.latest_artifact(flow_run_id, "cancelled-azure-credit")
     assert f"| training | `{job().name}` |" in report["data"] and "| cancel requested |" in report["data"]
+
+
+def test_the_sweep_catches_up_a_monitor_breach_whose_event_never_arrived(stack, api, fake_azure: FakeAzure) -> None:
+    run_id = f"azure-credit-monitor_{int(time.time() * 1000)}"
+    event = monitor_breach(run_id, workspace=DEMO_WORKSPACE, monitor="azure-credit-drift")  # never delivered
+    fake_azure.ml.add_monitor_run(DEMO_WORKSPACE, run_id, "azure-credit-drift", event["data"]["runTags"])
+    name = f"azure-credit-{run_id}"
+    assert not api.flow_runs_like(name)
+
+    row = api.sweep_rows()[name]
+    assert row["action"] == "caught up", row
+    caught = api.flow_run(row["id"])
+    assert caught["idempotency_key"] == to_drift_signal(event).idempotency_key  # the webhook's own key
+    assert "via:sweep" in caught["tags"]
+    assert fake_azure.sent("GET", "/workspaces/demo-workspace/jobs?")  # found through ARM Jobs - List
+
+    late = deliver(stack, event)  # the event turns up after all
+    assert late["duplicate"] and late["flow_run_id"] == caught["id"]
+    assert api.sweep_rows()[name]["action"] == "already handed off"
+    assert len(api.flow_runs_like(name)) == 1
+    assert api.wait(caught["id"])["state"]["type"] == "COMPLETED"

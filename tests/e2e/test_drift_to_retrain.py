@@ -4,7 +4,6 @@ one registered model version with its lineage; redeliveries and duplicates creat
 from __future__ import annotations
 
 import copy
-import json
 import subprocess
 import sys
 import time
@@ -133,13 +132,6 @@ def test_a_window_without_new_data_is_skipped_after_the_copy(stack, api, e2e_set
     assert FileModelRegistry(e2e_settings.resolve(e2e_settings.targets[0].registry.path)).versions("empty-model") == []
 
 
-def sweep_rows(api, **parameters) -> dict[str, dict]:
-    sweep = api.wait(api.run_deployment("sweep/sweep", {"lookback_hours": 1, **parameters}))
-    assert sweep["state"]["type"] == "COMPLETED", sweep["state"]
-    (table,) = [a for a in api.artifacts(sweep["id"]) if a["key"] == "sweep"]
-    return {r["flow_run"]: r for r in json.loads(table["data"])}
-
-
 def test_the_sweep_reruns_a_failed_retrain_a_bounded_number_of_times(first_delivery, stack, api, e2e_settings) -> None:
     run, _, _ = first_delivery
     event = dataset_drift(
@@ -150,7 +142,7 @@ def test_the_sweep_reruns_a_failed_retrain_a_bounded_number_of_times(first_deliv
     assert failed["state"]["type"] == "FAILED"
     assert "label column 'no-such-column' not in" in failed["state"]["message"]
 
-    rows = sweep_rows(api, max_attempts=2)
+    rows = api.sweep_rows(max_attempts=2)
     assert (rows[failed["name"]]["action"], rows[failed["name"]]["detail"]) == ("rerun", "attempt 2 of 2")
     assert rows[f"credit-default-{run.run_id}"]["action"] == "already handed off"  # the monitor's drift had its run
     deadline = time.monotonic() + 120
@@ -160,7 +152,7 @@ def test_the_sweep_reruns_a_failed_retrain_a_bounded_number_of_times(first_deliv
     assert again["state"]["type"] == "FAILED" and again["run_count"] == 2
     assert len([r for r in api.flow_runs() if r["name"] == failed["name"]]) == 1
 
-    assert sweep_rows(api, max_attempts=2)[failed["name"]]["action"] == "gave up"
+    assert api.sweep_rows(max_attempts=2)[failed["name"]]["action"] == "gave up"
     assert api.flow_run(failed["id"])["run_count"] == 2
 
 
@@ -170,7 +162,7 @@ def test_the_sweep_catches_up_drift_whose_event_never_arrived(first_delivery, st
     signal = to_drift_signal(drift_event(missed))
     assert not [r for r in api.flow_runs() if r["name"] == f"credit-default-{missed.run_id}"]
 
-    row = sweep_rows(api)[f"credit-default-{missed.run_id}"]
+    row = api.sweep_rows()[f"credit-default-{missed.run_id}"]
     assert row["action"] == "caught up"
     caught = api.flow_run(row["id"])
     assert caught["idempotency_key"] == signal.idempotency_key  # the webhook's own key
@@ -180,7 +172,7 @@ def test_the_sweep_catches_up_drift_whose_event_never_arrived(first_delivery, st
     late = post_events(stack.webhook_url, [drift_event(missed)], stack.secret)  # the event turns up after all
     (accepted,) = late.json()["accepted"]
     assert accepted["duplicate"] and accepted["flow_run_id"] == caught["id"]
-    assert sweep_rows(api)[f"credit-default-{missed.run_id}"]["action"] == "already handed off"
+    assert api.sweep_rows()[f"credit-default-{missed.run_id}"]["action"] == "already handed off"
     done = api.wait(caught["id"])
     assert done["state"]["type"] == "COMPLETED"
     assert api.latest_artifact(caught["id"], "decision-credit-default")["description"].startswith("skip: ")
