@@ -87,7 +87,7 @@ def flow_run_body(signal: DriftSignal, target: TargetConfig, started_by: str = "
     return DeploymentFlowRunCreate(
         parameters={"signal": signal.model_dump(mode="json")},
         state=to_state_create(Scheduled()),
-        name=flow_run_name(target, signal),
+        name=flow_run_name(target, signal, started_by),
         tags=flow_run_tags(target, signal, started_by),
         idempotency_key=signal.idempotency_key,
     ).model_dump(mode="json", exclude_unset=True)

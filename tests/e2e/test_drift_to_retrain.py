@@ -162,7 +162,8 @@ def test_the_sweep_catches_up_drift_whose_event_never_arrived(first_delivery, st
     signal = to_drift_signal(drift_event(missed))
     assert not [r for r in api.flow_runs() if r["name"] == f"credit-default-{missed.run_id}"]
 
-    row = api.sweep_rows()[f"credit-default-{missed.run_id}"]
+    caught_name = f"credit-default-{missed.run_id}-sweep"  # a run the sweep made is named apart from the webhook's
+    row = api.sweep_rows()[caught_name]
     assert row["action"] == "caught up"
     caught = api.flow_run(row["id"])
     assert caught["idempotency_key"] == signal.idempotency_key  # the webhook's own key
@@ -172,7 +173,7 @@ def test_the_sweep_catches_up_drift_whose_event_never_arrived(first_delivery, st
     late = post_events(stack.webhook_url, [drift_event(missed)], stack.secret)  # the event turns up after all
     (accepted,) = late.json()["accepted"]
     assert accepted["duplicate"] and accepted["flow_run_id"] == caught["id"]
-    assert api.sweep_rows()[f"credit-default-{missed.run_id}"]["action"] == "already handed off"
+    assert api.sweep_rows()[caught_name]["action"] == "already handed off"
     done = api.wait(caught["id"])
     assert done["state"]["type"] == "COMPLETED"
     assert api.latest_artifact(caught["id"], "decision-credit-default")["description"].startswith("skip: ")
