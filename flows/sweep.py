@@ -7,6 +7,7 @@ import asyncio
 from datetime import datetime, timedelta, timezone
 
 from prefect import flow, get_client
+from prefect.client.orchestration import PrefectClient
 from prefect.artifacts import acreate_table_artifact
 from prefect.client.schemas.filters import (
     FlowFilter,
@@ -17,6 +18,7 @@ from prefect.client.schemas.filters import (
     FlowRunFilterStateType,
 )
 from prefect.client.schemas.objects import FlowRun, StateType
+from prefect.client.schemas.sorting import FlowRunSort
 from prefect.states import Scheduled
 
 from drift_retrain.config import load_settings
@@ -31,15 +33,23 @@ def _past(run: FlowRun) -> PastRun:
     return PastRun(run.id.hex, run.name, model, run.state_type.value if run.state_type else "", run.start_time, run.run_count)
 
 
-async def _runs(client, since: datetime, states: list[StateType]) -> list[PastRun]:
-    runs = await client.read_flow_runs(
-        flow_filter=FlowFilter(name=FlowFilterName(any_=[FLOW])),
-        flow_run_filter=FlowRunFilter(
-            start_time=FlowRunFilterStartTime(after_=since),
-            state=FlowRunFilterState(type=FlowRunFilterStateType(any_=states)),
-        ),
-    )
-    return [_past(r) for r in runs]
+async def _runs(client: PrefectClient, since: datetime, states: list[StateType], page: int = 200) -> list[PastRun]:
+    """Every matching run, page by page: after a storm there are more than one answer holds."""
+    runs: list[FlowRun] = []
+    while True:
+        batch = await client.read_flow_runs(
+            flow_filter=FlowFilter(name=FlowFilterName(any_=[FLOW])),
+            flow_run_filter=FlowRunFilter(
+                start_time=FlowRunFilterStartTime(after_=since),
+                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=states)),
+            ),
+            sort=FlowRunSort.EXPECTED_START_TIME_ASC,
+            limit=page,
+            offset=len(runs),
+        )
+        runs += batch
+        if len(batch) < page:
+            return [_past(r) for r in runs]
 
 
 @flow(name="sweep", description="Rerun failed or crashed retrains and catch up drift whose event never arrived.", log_prints=True)
