@@ -123,6 +123,6 @@ def drift_to_retrain(
 
         tags = lineage_tags(signal, target, decision, copy, training, run_id)
         model = register_model(backends.registry, target.model_name, training, tags)
-    report_decision(signal, details, decision, target.model_name)  # with every rule: rows copied, the gate
+    report_decision(signal, details, decision, target.model_name, announce=False)  # every rule: rows copied, the gate
     report_model(signal, model, retrain_links(settings, target, copy.run_id, training.job_id, model))
     return outcome(decision, details=details, copy_result=copy, training=training, model=model)

@@ -70,8 +70,12 @@ def label_run(flow_run_id: str, tags: list[str], target: TargetConfig, signal: D
 
 
 @task(name="report-decision", cache_policy=NO_CACHE)
-def report_decision(signal: DriftSignal, details: DriftDetails, decision: Decision, model_name: str) -> None:
-    """The decision with every rule, pass or fail, and the drift table behind it."""
+def report_decision(
+    signal: DriftSignal, details: DriftDetails, decision: Decision, model_name: str, announce: bool = True
+) -> None:
+    """The decision with every rule, pass or fail, and the drift table behind it. ``announce=False`` only
+    rewrites the decision artifact with the rules checked since (the copy, the gate): the decision itself
+    did not change, so the drift table stays and automations do not hear it twice."""
     verdict = "**Retrain**" if decision.retrain else "**Skip**"
     window = (
         f" over [{signal.window_start:%Y-%m-%d %H:%M}, {signal.window_end:%Y-%m-%d %H:%M}) UTC"
@@ -94,6 +98,8 @@ def report_decision(signal: DriftSignal, details: DriftDetails, decision: Decisi
     ]
     get_run_logger().info("decision for %s on drift run %s: %s", model_name, signal.run_id, decision.summary)
     create_markdown_artifact("\n".join(lines), key=_key("decision", model_name), description=decision.summary)
+    if not announce:
+        return
     if details.features:
         create_table_artifact(
             drift_rows(details),
