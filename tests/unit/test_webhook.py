@@ -22,6 +22,7 @@ from starlette.testclient import TestClient
 
 from deployments.webhook import EVENTS_PATH, create_app
 from drift_retrain.config import ConfigError, HandoffConfig, Settings, load_settings
+from drift_retrain.feed import drift_detected
 from drift_retrain.handoff import HandedOff, HandoffUnavailable, PrefectHandoff
 from tests.conftest import DEMO_WORKSPACE, INTAKE_TARGETS, dataset_drift, local_target, monitor_breach, sample, write_config
 from tests.entra import TENANT, LocalTenant
@@ -560,7 +561,7 @@ class BrokenFeed:
     async def __aexit__(self, *exc: object) -> None:
         pass
 
-    def publish(self, events) -> None:
+    def publish(self, handed) -> None:
         raise RuntimeError("event feed is broken")
 
 
@@ -568,8 +569,8 @@ class RecordingFeed(BrokenFeed):
     def __init__(self) -> None:
         self.events: list = []
 
-    def publish(self, events) -> None:
-        self.events.extend(events)
+    def publish(self, handed) -> None:
+        self.events.extend(drift_detected(h) for h in handed)
 
 
 def test_an_event_per_accepted_signal_is_queued_for_the_feed(configured: Settings) -> None:
