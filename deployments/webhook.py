@@ -189,7 +189,7 @@ def create_app(settings: Settings | None = None, handoff: Handoff | None = None,
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        chosen_feed = feed or (NullFeed() if handoff is not None else PrefectEventFeed())
+        chosen_feed = feed or (PrefectEventFeed() if handoff is None and receiver.event_feed else NullFeed())
         async with handoff or PrefectHandoff(config=receiver.handoff) as entered, chosen_feed as publisher:
             app.state.handoff = entered
             app.state.feed = publisher

@@ -134,6 +134,11 @@ class ReceiverConfig(_Strict):
     )
     max_batch_events: int = Field(default=5000, ge=1, description="Event Grid's limit: 5000 events per batch")
     handoff: HandoffConfig = HandoffConfig()
+    event_feed: bool = Field(
+        default=True,
+        description="Post an azureml.drift.detected Prefect event per accepted signal (Prefect's event "
+        "ingestion competes with run creation: off spares it, measured in the hand-off benchmark)",
+    )
 
     @model_validator(mode="after")
     def _auth_is_explicit(self) -> "ReceiverConfig":

@@ -22,7 +22,7 @@ from starlette.testclient import TestClient
 
 from deployments.webhook import EVENTS_PATH, create_app
 from drift_retrain.config import ConfigError, HandoffConfig, Settings, load_settings
-from drift_retrain.feed import drift_detected
+from drift_retrain.feed import PrefectEventFeed, drift_detected
 from drift_retrain.handoff import HandedOff, HandoffUnavailable, PrefectHandoff
 from tests.conftest import DEMO_WORKSPACE, INTAKE_TARGETS, dataset_drift, local_target, monitor_breach, sample, write_config
 from tests.entra import TENANT, LocalTenant
@@ -479,6 +479,16 @@ def test_unreachable_prefect_is_503_not_an_acknowledgement(configured: Settings)
                 assert response.status_code == 503
                 assert response.headers["Retry-After"] == "30"
                 assert client.get("/healthz").json() == {"prefect": "unreachable"}
+
+
+@pytest.mark.parametrize("event_feed", [True, False])
+def test_the_event_feed_follows_the_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, event_feed: bool) -> None:
+    """Deployed (no handoff given), the receiver posts Prefect events unless [receiver] event_feed = false."""
+    monkeypatch.setenv("DRIFT_RETRAIN_WEBHOOK_SECRET", SECRET)
+    settings = load_settings(write_config(tmp_path, **{r"\[receiver\]\n": f"[receiver]\nevent_feed = {str(event_feed).lower()}\n"}))
+    with temporary_settings({PREFECT_API_URL: "http://127.0.0.1:9/api"}):
+        with TestClient(create_app(settings)) as client:
+            assert isinstance(client.app.state.feed, PrefectEventFeed) is event_feed
 
 
 def test_metrics_count_every_outcome_in_prometheus_text(configured: Settings) -> None:
