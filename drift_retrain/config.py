@@ -136,8 +136,8 @@ class ReceiverConfig(_Strict):
     handoff: HandoffConfig = HandoffConfig()
     event_feed: bool = Field(
         default=True,
-        description="Post an azureml.drift.detected Prefect event per accepted signal (Prefect's event "
-        "ingestion competes with run creation: off spares it, measured in the hand-off benchmark)",
+        description="Post an azureml.drift.detected Prefect event per accepted signal (off spares Prefect "
+        "their ingestion; the hand-off benchmark measures 1 concurrent delivery both ways)",
     )
 
     @model_validator(mode="after")
