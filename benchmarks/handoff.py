@@ -102,8 +102,13 @@ def measure(repeats: int = 3, quick: bool = False) -> list[Row]:
             by_level: dict[int, list[LoadResult]] = {c: [] for c in CONCURRENCY}
             local_best: dict[int, list[float]] = {c: [] for c in CONCURRENCY}
             batches: list[LoadResult] = []
-            with receiver(server.api_url, config, directory) as (url, _):
-                asyncio.run(post_all(url, bodies(10), 1))  # warm up: deployment looked up, connections open
+            feedless_config = bench_config(directory / "feedless", **{r"\[receiver\]\n": "[receiver]\nevent_feed = false\n"})
+            feedless: list[LoadResult] = []
+            feedless_best: list[float] = []
+            with receiver(server.api_url, config, directory) as (url, _), \
+                    receiver(server.api_url, feedless_config, directory / "feedless") as (feedless_url, _):
+                for warm_url in (url, feedless_url):  # warm up: deployment looked up, connections open
+                    asyncio.run(post_all(warm_url, bodies(10), 1))
                 before = raw_serial_rate(server.api_url, deployment_id, calls, config)[0]
                 raw_rates.append(before)
                 for _ in range(repeats):
@@ -114,6 +119,12 @@ def measure(repeats: int = 3, quick: bool = False) -> list[Row]:
                         raw_rates.append(after)
                         local_best[concurrency].append(max(before, after))
                         before = after
+                        if concurrency == 1:  # the same level without the event feed's posts to Prefect
+                            feedless.append(asyncio.run(post_all(feedless_url, bodies(count), 1)))
+                            after = raw_serial_rate(server.api_url, deployment_id, calls, config)[0]
+                            raw_rates.append(after)
+                            feedless_best.append(max(before, after))
+                            before = after
                     batches.append(asyncio.run(post_all(url, bodies(4 if quick else 10, 100), 4, events_per_body=100)))
     best_raw = max(raw_rates)
     rows = []
@@ -133,6 +144,15 @@ def measure(repeats: int = 3, quick: bool = False) -> list[Row]:
              "server_errors": errors, "p99_s": p99, "p50_s": Figure.of(r.p(0.5) for r in results),
              "statuses": [r.statuses for r in results]},
         ))
+    rates = Figure.of(r.accepted_events / r.seconds for r in feedless)
+    ratio = Figure.of(r.accepted_events / r.seconds / best for r, best in zip(feedless, feedless_best))
+    rows.append(Row(
+        "handoff", "durable hand-off, 1 concurrent, event feed off ([receiver] event_feed = false): signals/s vs raw serial",
+        f"{ratio.show(2)}x ({rates.show(1)}/s), 5xx {sum(r.server_errors for r in feedless)}",
+        f"raw serial create_flow_run, best of before/after: {Figure.of(feedless_best).show(1)}/s", "report", None,
+        {"ratio": ratio, "signals_per_s": rates, "reference_per_s": Figure.of(feedless_best),
+         "server_errors": sum(r.server_errors for r in feedless), "p99_s": Figure.of(r.p(0.99) for r in feedless)},
+    ))
     rates = Figure.of(r.accepted_events / r.seconds for r in batches)
     errors = sum(r.server_errors for r in batches)
     p99 = Figure.of(r.p(0.99) for r in batches)

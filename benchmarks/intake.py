@@ -46,11 +46,12 @@ def one_event_body() -> bytes:
     return json.dumps([dataset_drift("credit-default-drift_1795651200000")]).encode()
 
 
-def bench_config(directory: Path) -> Path:
-    """The shipped drift-retrain.toml with its state in ``directory``."""
+def bench_config(directory: Path, **replace: str) -> Path:
+    """The shipped drift-retrain.toml with its state in ``directory`` (regex edits as write_config's)."""
     from tests.conftest import write_config
 
-    return write_config(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    return write_config(directory, **replace)
 
 
 @contextmanager

@@ -25,7 +25,7 @@ from starlette.routing import Route
 
 from drift_retrain.auth import KeysUnavailable, Unauthorized, authenticator_for
 from drift_retrain.config import Settings, TargetConfig, load_settings
-from drift_retrain.feed import NullFeed, PrefectEventFeed, drift_detected
+from drift_retrain.feed import Handed, NullFeed, PrefectEventFeed
 from drift_retrain.handoff import HandedOff, HandoffUnavailable, PrefectHandoff
 from drift_retrain.intake import Delivery, Rejected, media_type, read_delivery
 from drift_retrain.metrics import ReceiverMetrics
@@ -48,7 +48,7 @@ class Handoff(Protocol):
 class Feed(Protocol):
     async def __aenter__(self) -> "Feed": ...
     async def __aexit__(self, *exc: object) -> None: ...
-    def publish(self, events: list) -> None: ...
+    def publish(self, handed: list[Handed]) -> None: ...
 
 
 def _error(status: int, message: str, **headers: str) -> JSONResponse:
@@ -147,15 +147,15 @@ def create_app(settings: Settings | None = None, handoff: Handoff | None = None,
         if delivery.signals:
             metrics.handoff_seconds.observe(time.monotonic() - started)
         ignored = [{"event_id": i.event_id, "event_type": i.event_type, "reason": i.reason} for i in delivery.ignored]
-        publish = BackgroundTask(_publish, [(r.signal, r.target, run) for r, run in zip(delivery.signals, runs)])
+        publish = BackgroundTask(_publish, [Handed(r.signal, r.target, run) for r, run in zip(delivery.signals, runs)])
         return JSONResponse({"accepted": accepted, "ignored": ignored}, background=publish if runs else None)
 
-    async def _publish(handed: list[tuple[DriftSignal, TargetConfig, HandedOff]]) -> None:
+    async def _publish(handed: list[Handed]) -> None:
         """After the answer is sent; best effort: a failure here is logged, never the delivery's problem.
         A coroutine, so it runs on the event loop: the feed's asyncio queue is not thread-safe, and a
         worker-thread hop per delivery cost more than the rest of the receiver's work."""
         try:
-            app.state.feed.publish([drift_detected(signal, target, run) for signal, target, run in handed])
+            app.state.feed.publish(handed)
         except Exception:
             log.exception("could not queue Prefect events for %d signal(s) (best effort)", len(handed))
 
@@ -189,7 +189,7 @@ def create_app(settings: Settings | None = None, handoff: Handoff | None = None,
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        chosen_feed = feed or (NullFeed() if handoff is not None else PrefectEventFeed())
+        chosen_feed = feed or (PrefectEventFeed() if handoff is None and receiver.event_feed else NullFeed())
         async with handoff or PrefectHandoff(config=receiver.handoff) as entered, chosen_feed as publisher:
             app.state.handoff = entered
             app.state.feed = publisher

@@ -134,6 +134,11 @@ class ReceiverConfig(_Strict):
     )
     max_batch_events: int = Field(default=5000, ge=1, description="Event Grid's limit: 5000 events per batch")
     handoff: HandoffConfig = HandoffConfig()
+    event_feed: bool = Field(
+        default=True,
+        description="Post an azureml.drift.detected Prefect event per accepted signal (off spares Prefect "
+        "their ingestion; the hand-off benchmark measures 1 concurrent delivery both ways)",
+    )
 
     @model_validator(mode="after")
     def _auth_is_explicit(self) -> "ReceiverConfig":

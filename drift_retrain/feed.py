@@ -1,7 +1,9 @@
 """Best-effort Prefect events for accepted signals, so the Event Feed shows each drift and users can hang
 their own automations on ``azureml.drift.detected``.
 
-Never in the acknowledgement's way: the webhook queues events after it has its answer; a small task
+Never in the acknowledgement's way: the webhook queues what it handed off after it has its answer, and
+the feed's own task builds the events (building a Prefect ``Event`` was about a third of a delivery's
+handling, so not on the request path, and not at all without a feed); that task
 posts them to ``POST /api/events`` one request at a time, up to 20 events each (Prefect's broker drops
 events under large concurrent batches), lingering a second for more, so a burst of deliveries costs the
 Prefect server a post per second rather than one per delivery (it is busy creating their runs). Prefect's events are at-most-once: a full queue or a failed post drops the event
@@ -14,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
@@ -35,11 +38,22 @@ def event_id(signal: DriftSignal) -> uuid.UUID:
     return uuid.uuid5(_NAMESPACE, f"{DRIFT_DETECTED}/{signal.identity}")
 
 
-def drift_detected(signal: DriftSignal, target: TargetConfig, run: HandedOff) -> Event:
+@dataclass(frozen=True)
+class Handed:
+    """A signal the webhook handed off, queued for the feed; ``received`` is when it was acknowledged."""
+
+    signal: DriftSignal
+    target: TargetConfig
+    run: HandedOff
+    received: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+
+
+def drift_detected(handed: Handed) -> Event:
     """The monitor is the resource; the flow run, the drift run, the workspace and the model are related."""
+    signal, target, run = handed.signal, handed.target, handed.run
     return Event(
         id=event_id(signal),
-        occurred=datetime.now(timezone.utc),  # received now; Azure's own event time is in the payload
+        occurred=handed.received,  # Azure's own event time is in the payload
         event=DRIFT_DETECTED,
         resource={
             "prefect.resource.id": f"azureml.monitor.{signal.workspace_name}.{signal.monitor}",
@@ -74,7 +88,7 @@ class NullFeed:
     async def __aexit__(self, *exc: object) -> None:
         pass
 
-    def publish(self, events: list[Event]) -> None:
+    def publish(self, handed: list[Handed]) -> None:
         pass
 
 
@@ -85,7 +99,7 @@ class PrefectEventFeed:
         self.batch = batch
         self.linger = linger  # wait this long for more events: one post per burst, not per delivery
         self.dropped = 0
-        self._queue: asyncio.Queue[Event] = asyncio.Queue(max_pending)
+        self._queue: asyncio.Queue[Handed] = asyncio.Queue(max_pending)
         self._http: httpx.AsyncClient | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -105,33 +119,33 @@ class PrefectEventFeed:
         if self._http is not None:
             await self._http.aclose()
 
-    def publish(self, events: list[Event]) -> None:
-        """Queue without waiting; a full queue drops (and counts) the event."""
-        for event in events:
+    def publish(self, handed: list[Handed]) -> None:
+        """Queue without waiting; a full queue drops (and counts) the signal's event."""
+        for item in handed:
             try:
-                self._queue.put_nowait(event)
+                self._queue.put_nowait(item)
             except asyncio.QueueFull:
                 self.dropped += 1
-                log.warning("event feed queue full, dropped %s %s", event.event, event.id)
+                log.warning("event feed queue full, dropped %s for %s", DRIFT_DETECTED, item.signal.identity)
 
     async def _post_forever(self) -> None:
         assert self._http is not None
         while True:
-            events = [await self._queue.get()]
+            items = [await self._queue.get()]
             lingered = asyncio.get_running_loop().time() + self.linger
-            while len(events) < self.batch:
+            while len(items) < self.batch:
                 try:
-                    events.append(await asyncio.wait_for(self._queue.get(), max(0.0, lingered - asyncio.get_running_loop().time())))
+                    items.append(await asyncio.wait_for(self._queue.get(), max(0.0, lingered - asyncio.get_running_loop().time())))
                 except asyncio.TimeoutError:
                     break
-            body: list[dict[str, Any]] = [e.model_dump(mode="json") for e in events]
             try:
+                body: list[dict[str, Any]] = [drift_detected(i).model_dump(mode="json") for i in items]
                 response = await self._http.post("events", json=body)
                 if response.status_code >= 300:
                     raise httpx.HTTPStatusError(str(response.status_code), request=response.request, response=response)
-            except httpx.HTTPError as exc:
-                self.dropped += len(events)
-                log.warning("could not publish %d Prefect event(s) (best effort, dropped): %s", len(events), exc)
+            except Exception as exc:  # never let the poster die: later events would pile up unsent
+                self.dropped += len(items)
+                log.warning("could not publish %d Prefect event(s) (best effort, dropped): %s", len(items), exc)
             finally:
-                for _ in events:
+                for _ in items:
                     self._queue.task_done()

@@ -11,16 +11,20 @@ import httpx
 import pytest
 
 from drift_retrain import feed as feed_module
-from drift_retrain.feed import DRIFT_DETECTED, PrefectEventFeed, drift_detected
+from drift_retrain.feed import DRIFT_DETECTED, Handed, PrefectEventFeed, drift_detected
 from drift_retrain.handoff import HandedOff
 from drift_retrain.signals import to_drift_signal
 from tests.conftest import dataset_drift
 
 
-def events(settings, *run_ids: str):
+def handed(settings, *run_ids: str) -> list[Handed]:
     target = settings.targets[0]
     run = HandedOff(uuid.uuid4(), "run-name", created=True)
-    return [drift_detected(to_drift_signal(dataset_drift(r)), target, run) for r in run_ids]
+    return [Handed(to_drift_signal(dataset_drift(r)), target, run) for r in run_ids]
+
+
+def events(settings, *run_ids: str):
+    return [drift_detected(h) for h in handed(settings, *run_ids)]
 
 
 @pytest.fixture
@@ -54,7 +58,7 @@ async def _until(condition, timeout: float = 5) -> None:
 def test_a_full_queue_drops_and_counts_instead_of_raising(settings) -> None:
     async def main():
         feed = PrefectEventFeed(max_pending=2)  # not entered: nothing drains the queue
-        feed.publish(events(settings, "a", "b", "c"))
+        feed.publish(handed(settings, "a", "b", "c"))
         return feed.dropped
 
     assert asyncio.run(main()) == 1
@@ -66,9 +70,9 @@ def test_a_failed_post_drops_its_events_and_later_events_still_go_out(settings, 
 
     async def main():
         async with PrefectEventFeed(batch=1) as feed:
-            feed.publish(events(settings, "lost"))
+            feed.publish(handed(settings, "lost"))
             await _until(lambda: feed.dropped == 1)
-            feed.publish(events(settings, "later"))
+            feed.publish(handed(settings, "later"))
             await _until(lambda: prefect_events["posted"] == ["later"])
             return feed.dropped
 

@@ -22,6 +22,7 @@ from starlette.testclient import TestClient
 
 from deployments.webhook import EVENTS_PATH, create_app
 from drift_retrain.config import ConfigError, HandoffConfig, Settings, load_settings
+from drift_retrain.feed import PrefectEventFeed, drift_detected
 from drift_retrain.handoff import HandedOff, HandoffUnavailable, PrefectHandoff
 from tests.conftest import DEMO_WORKSPACE, INTAKE_TARGETS, dataset_drift, local_target, monitor_breach, sample, write_config
 from tests.entra import TENANT, LocalTenant
@@ -480,6 +481,16 @@ def test_unreachable_prefect_is_503_not_an_acknowledgement(configured: Settings)
                 assert client.get("/healthz").json() == {"prefect": "unreachable"}
 
 
+@pytest.mark.parametrize("event_feed", [True, False])
+def test_the_event_feed_follows_the_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, event_feed: bool) -> None:
+    """Deployed (no handoff given), the receiver posts Prefect events unless [receiver] event_feed = false."""
+    monkeypatch.setenv("DRIFT_RETRAIN_WEBHOOK_SECRET", SECRET)
+    settings = load_settings(write_config(tmp_path, **{r"\[receiver\]\n": f"[receiver]\nevent_feed = {str(event_feed).lower()}\n"}))
+    with temporary_settings({PREFECT_API_URL: "http://127.0.0.1:9/api"}):
+        with TestClient(create_app(settings)) as client:
+            assert isinstance(client.app.state.feed, PrefectEventFeed) is event_feed
+
+
 def test_metrics_count_every_outcome_in_prometheus_text(configured: Settings) -> None:
     recorder = RecordingHandoff()
     with TestClient(create_app(configured, recorder)) as client:
@@ -560,7 +571,7 @@ class BrokenFeed:
     async def __aexit__(self, *exc: object) -> None:
         pass
 
-    def publish(self, events) -> None:
+    def publish(self, handed) -> None:
         raise RuntimeError("event feed is broken")
 
 
@@ -568,8 +579,8 @@ class RecordingFeed(BrokenFeed):
     def __init__(self) -> None:
         self.events: list = []
 
-    def publish(self, events) -> None:
-        self.events.extend(events)
+    def publish(self, handed) -> None:
+        self.events.extend(drift_detected(h) for h in handed)
 
 
 def test_an_event_per_accepted_signal_is_queued_for_the_feed(configured: Settings) -> None:
