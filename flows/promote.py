@@ -10,7 +10,11 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
 
-@flow(name="promote", description="Follow-up of drift-retrain.model.registered: say which model version would be deployed.")
+@flow(
+    name="promote",
+    flow_run_name="promote-{model}-v{version}",  # says which version, in every run list
+    description="Follow-up of drift-retrain.model.registered: say which model version would be deployed.",
+)
 def promote(model: str, version: int, uri: str = "", signal: str = "") -> str:
     """Args:
     model: Name of the registered model (the event's resource name).

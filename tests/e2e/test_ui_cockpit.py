@@ -89,6 +89,7 @@ def test_registering_a_model_runs_the_follow_up_deployment(cockpit_run, api) -> 
     assert promote["parameters"]["signal"] == _registry_identity(cockpit_run, api)
     assert promote["parameters"]["uri"].endswith("/cockpit-model/1/model.joblib")
     done = api.wait(promote["id"])
+    assert done["name"] == f"promote-{MODEL}-v1"  # the follow-up says which version it is about
     assert done["state"]["type"] == "COMPLETED", done["state"]
     (plan,) = [a for a in api.artifacts(done["id"]) if a["key"] == "promote-cockpit-model"]
     assert plan["description"].startswith("would deploy cockpit-model v1 from ")
