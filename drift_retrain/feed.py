@@ -3,10 +3,11 @@ their own automations on ``azureml.drift.detected``.
 
 Never in the acknowledgement's way: the webhook queues what it handed off after it has its answer, and
 the feed's own task builds the events (building a Prefect ``Event`` was about a third of a delivery's
-handling, so not on the request path, and not at all without a feed); that task
-posts them to ``POST /api/events`` one request at a time, up to 20 events each (Prefect's broker drops
-events under large concurrent batches), lingering a second for more, so a burst of deliveries costs the
-Prefect server a post per second rather than one per delivery (it is busy creating their runs). Prefect's events are at-most-once: a full queue or a failed post drops the event
+handling, so not on the request path, and not at all without a feed). That task posts them to
+``POST /api/events`` one request at a time, up to 20 events each (Prefect's broker drops events under
+large concurrent batches), lingering a second for more, so a burst of deliveries costs the Prefect
+server a post per second rather than one per delivery (it is busy creating their runs). Prefect's
+events are at-most-once: a full queue or a failed post drops the event
 and logs it. The event id is derived from the signal, so a redelivery's event is dropped by Prefect's
 de-duplication instead of appearing twice.
 """

@@ -15,9 +15,9 @@ WEBHOOK, SWEEP, MANUAL = "webhook", "sweep", "manual"
 
 
 def flow_run_name(target: TargetConfig, signal: DriftSignal, started_by: str = WEBHOOK) -> str:
-    """``<model>-<drift run>``: says what happened to what, in every Prefect list. A sweep's rerun ends in
-    ``-sweep`` so it stands apart from the webhook's run of the same signal; a manual run's drift run id
-    already begins with ``manual-``."""
+    """``<model>-<drift run>``: says what happened to what, in every Prefect list. A run the sweep caught up
+    (its event never arrived) ends in ``-sweep``, so it stands apart from webhook-started runs; a manual
+    run's drift run id already begins with ``manual-``."""
     name = f"{target.model_name}-{signal.run_id}"
     return f"{name}-{SWEEP}" if started_by == SWEEP else name
 

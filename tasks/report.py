@@ -115,7 +115,6 @@ def report_decision(
     )
 
 
-
 def _number(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
