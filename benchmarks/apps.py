@@ -21,8 +21,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from drift_retrain.config import TargetConfig, load_settings
-from drift_retrain.feed import NullFeed
-from drift_retrain.handoff import HandedOff
+from drift_retrain.intake.feed import NullFeed
+from drift_retrain.intake.handoff import HandedOff
 from drift_retrain.signals import DriftSignal
 
 
@@ -51,7 +51,7 @@ def bare_app() -> Starlette:
 
 
 def receiver_app() -> Starlette:
-    from deployments.webhook import create_app
+    from drift_retrain.intake.app import create_app
 
     return create_app(load_settings(), handoff=NoopHandoff(), feed=NullFeed())
 

@@ -22,7 +22,7 @@ from typing import Any, Iterator
 
 import httpx
 
-from drift_retrain.stack import HOST, free_port
+from drift_retrain.devstack.stack import HOST, free_port
 
 from benchmarks.common import Figure, Row, environment, server_process, wait_until
 from benchmarks.load import LoadResult, post_all
@@ -35,7 +35,7 @@ NO_RUNNER = {"PREFECT_SERVER_SERVICES_LATE_RUNS_ENABLED": "false"}
 
 def bodies(count: int, events: int = 1) -> list[bytes]:
     """Deliveries of ``events`` DatasetDriftDetected events each, every event a new drift run."""
-    from tests.conftest import dataset_drift
+    from drift_retrain.testing import dataset_drift
 
     return [json.dumps([dataset_drift(f"credit-default-drift_{uuid.uuid4().hex}") for _ in range(events)]).encode()
             for _ in range(count)]
@@ -45,8 +45,8 @@ def raw_serial_rate(api_url: str, deployment_id: str, calls: int, config: Path) 
     """Runs/s of one client calling create_flow_run back to back with the very requests the receiver
     sends (a new signal each), and how many failed."""
     from drift_retrain.config import load_settings
-    from drift_retrain.handoff import flow_run_body
-    from drift_retrain.signals import to_drift_signal
+    from drift_retrain.intake.handoff import flow_run_body
+    from drift_retrain.intake.parsing import to_drift_signal
 
     target = load_settings(config).targets[0]
     requests = [flow_run_body(to_drift_signal(json.loads(body)[0]), target) for body in bodies(calls)]
@@ -76,7 +76,7 @@ def receiver(api_url: str, config: Path, logs: Path) -> Iterator[tuple[str, int]
 def runnerless_prefect(directory: Path) -> Iterator[tuple[Any, str]]:
     """A Prefect server (SQLite) with the drift-to-retrain deployment and no runner; yields the server
     and the deployment id."""
-    from tests.e2e.servers import PrefectServer
+    from drift_retrain.testing import PrefectServer
 
     server = PrefectServer(directory)
     with environment(**NO_RUNNER):

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from drift_retrain.stack import HOST, free_port
+from drift_retrain.devstack.stack import HOST, free_port
 
 from benchmarks.common import Figure, Row, server_process
 
@@ -41,14 +41,14 @@ end
 
 
 def one_event_body() -> bytes:
-    from tests.conftest import dataset_drift
+    from drift_retrain.testing import dataset_drift
 
     return json.dumps([dataset_drift("credit-default-drift_1795651200000")]).encode()
 
 
 def bench_config(directory: Path, **replace: str) -> Path:
     """The shipped drift-retrain.toml with its state in ``directory`` (regex edits as write_config's)."""
-    from tests.conftest import write_config
+    from drift_retrain.testing import write_config
 
     directory.mkdir(parents=True, exist_ok=True)
     return write_config(directory, **replace)

@@ -24,7 +24,7 @@ from typing import Any
 
 import httpx
 
-from drift_retrain.stack import Stack, free_port, prefect_settings
+from drift_retrain.devstack.stack import Stack, free_port, prefect_settings
 
 from benchmarks.common import Figure, Row, environment
 
@@ -50,7 +50,7 @@ def _wait_final(api: httpx.Client, flow_run_id: str, timeout: float = 180) -> st
 
 
 def event_to_running(stack: Stack, event: dict[str, Any], repeats: int) -> dict[str, list[float]]:
-    from drift_retrain.delivery import post_events
+    from drift_retrain.devstack.sender import post_events
 
     found: dict[str, list[float]] = {"total": [], "ack": [], "pickup": [], "start": [], "flow": []}
     with httpx.Client(base_url=stack.api_url, timeout=30) as api:
@@ -126,7 +126,7 @@ def _timed_retrains(stack: Stack, event: dict[str, Any], repeats: int) -> tuple[
         sys.path.insert(0, str(stack.project_dir))
     import flows.drift_to_retrain as module
     from drift_retrain.backends.base import Backends
-    from drift_retrain.signals import to_drift_signal
+    from drift_retrain.intake.parsing import to_drift_signal
 
     real_build = module.build_backends
     spent: list[float] = []
@@ -155,10 +155,10 @@ def _timed_retrains(stack: Stack, event: dict[str, Any], repeats: int) -> tuple[
 
 
 def measure(repeats: int = 7) -> list[Row]:
-    from drift_retrain import demo_data
+    from drift_retrain.devstack import demo_data
     from drift_retrain.backends.local.monitor import drift_event, run_monitor
     from drift_retrain.config import load_settings
-    from tests.conftest import write_config
+    from drift_retrain.testing import write_config
 
     with tempfile.TemporaryDirectory(prefix="bench-pickup-") as tmp:
         settings = load_settings(write_config(Path(tmp)))

@@ -23,10 +23,10 @@ from drift_retrain.backends.ledger import FileRunLedger
 from drift_retrain.config import PollingConfig, Settings
 from drift_retrain.fake_azure import CLIENT_ID, CLIENT_SECRET, TENANT, FakeAzure, RunScript
 from drift_retrain.results import CopyResult
-from drift_retrain.signals import to_drift_signal
+from drift_retrain.intake.parsing import to_drift_signal
 
 from benchmarks.common import Figure, Row
-from tests.conftest import dataset_drift
+from drift_retrain.testing import dataset_drift
 
 DURATIONS = {"1 min": 60, "10 min": 600, "1 h": 3600, "6 h": 6 * 3600}
 FIXED_60S = PollingConfig(initial_interval=60, max_interval=60, backoff=1, jitter=0, patience=0,

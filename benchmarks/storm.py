@@ -25,7 +25,7 @@ WORKSPACE = ("/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups
 
 def fifty_models(directory: Path) -> Path:
     """The shipped config plus 49 more targets on the same workspace, one monitor each."""
-    from tests.conftest import write_config
+    from drift_retrain.testing import write_config
 
     extra = "".join(f"""
 [[targets]]
@@ -47,8 +47,8 @@ label = "defaulted"
 def storm(events: int, copies: int, seed: int) -> tuple[list[bytes], list[str]]:
     """Batches of 100 events; ``events / copies`` distinct signals each sent ``copies`` times, shuffled.
     Returns the bodies and the signals' idempotency keys."""
-    from drift_retrain.signals import to_drift_signal
-    from tests.conftest import dataset_drift
+    from drift_retrain.intake.parsing import to_drift_signal
+    from drift_retrain.testing import dataset_drift
 
     rng = random.Random(seed)
     monitors = ["credit-default-drift"] + [f"model-{i}-drift" for i in range(1, MODELS)]

@@ -36,7 +36,7 @@ def demo(
     ] = False,
 ) -> None:
     """Run the main job end to end on the embedded default (seeded data, drift, retrain, register)."""
-    from drift_retrain.demo import run_demo
+    from drift_retrain.devstack.demo import run_demo
 
     settings = _settings(config)
     if not azure_fake:
@@ -56,7 +56,7 @@ def demo(
 @app.command()
 def up(config: ConfigOption = None) -> None:
     """Start the stack (Prefect server + UI, runner, webhook receiver) and keep it up until Ctrl-C."""
-    from drift_retrain.stack import Stack, wait_until_interrupted
+    from drift_retrain.devstack.stack import Stack, wait_until_interrupted
 
     settings = _settings(config)
     with Stack(settings) as stack:
@@ -72,7 +72,7 @@ def webhook(
     port: Annotated[int, typer.Option(envvar="DRIFT_RETRAIN_WEBHOOK_PORT")] = 8088,
 ) -> None:
     """Run only the Event Grid webhook receiver (talks to $PREFECT_API_URL)."""
-    from deployments.webhook import serve
+    from drift_retrain.intake.app import serve
 
     serve(_settings(config), host=host, port=port)
 
@@ -92,7 +92,7 @@ def check(config: ConfigOption = None) -> None:
 @app.command()
 def runner(prefect_yaml: Annotated[Path, typer.Argument()] = Path("prefect.yaml")) -> None:
     """Serve prefect.yaml's deployments from this process (the one-machine runner)."""
-    from deployments.runner import run
+    from drift_retrain.devstack.runner import run
 
     run(prefect_yaml)
 
@@ -144,8 +144,8 @@ def send_event(
 
 
 def _post(settings: Settings, events: list[dict], url: str | None) -> None:
-    from drift_retrain.delivery import post_events
-    from drift_retrain.stack import HOST, WEBHOOK_PORT_ENV, local_secret
+    from drift_retrain.devstack.sender import post_events
+    from drift_retrain.devstack.stack import HOST, WEBHOOK_PORT_ENV, local_secret
 
     target = url or f"http://{HOST}:{os.environ.get(WEBHOOK_PORT_ENV, '8088')}/api/eventgrid"
     response = post_events(target, events, local_secret(settings))
@@ -166,7 +166,7 @@ def azure_subscription(
     output: Annotated[str, typer.Option("--format", help="az | bicep-params")] = "az",
 ) -> None:
     """Print the `az eventgrid event-subscription create` command(s) (or Bicep parameters) for a target."""
-    from drift_retrain.subscription import az_command, bicep_parameters, subscriptions_of
+    from drift_retrain.intake.subscription import az_command, bicep_parameters, subscriptions_of
 
     settings = _settings(config)
     if output not in ("az", "bicep-params"):

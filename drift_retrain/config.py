@@ -22,7 +22,7 @@ from pydantic import (
     model_validator,
 )
 
-from drift_retrain.filters import EventFilter
+from drift_retrain.intake.filters import EventFilter
 from drift_retrain.signals import DriftSignal, is_workspace_id
 from drift_retrain.templating import Template, TemplateMap
 

@@ -22,7 +22,7 @@ from prefect.client.schemas.sorting import FlowRunSort
 from prefect.states import Scheduled
 
 from drift_retrain.config import load_settings
-from drift_retrain.handoff import PrefectHandoff
+from drift_retrain.intake.handoff import PrefectHandoff
 from drift_retrain.sweep import PastRun, SweepAction, missed_signals, plan_reruns
 
 FLOW = "drift-to-retrain"

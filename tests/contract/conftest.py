@@ -19,8 +19,9 @@ from drift_retrain.backends.azure.session import AzureSession
 from drift_retrain.backends.ledger import FileRunLedger, RunLedger
 from drift_retrain.config import AzureConfig, Settings
 from drift_retrain.fake_azure import CLIENT_ID, CLIENT_SECRET, TENANT, FakeAzure
-from drift_retrain.signals import DriftSignal, to_drift_signal
-from tests.conftest import DEMO_WORKSPACE, dataset_drift
+from drift_retrain.signals import DriftSignal
+from drift_retrain.intake.parsing import to_drift_signal
+from drift_retrain.testing import DEMO_WORKSPACE, dataset_drift
 from tests.contract.ml_fixtures import FAST
 
 SECRET_ENV = "DRIFT_RETRAIN_TEST_CLIENT_SECRET"

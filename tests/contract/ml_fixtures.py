@@ -9,8 +9,9 @@ from typing import Any
 from drift_retrain.config import PollingConfig, TargetConfig
 from drift_retrain.fake_azure import RunScript
 from drift_retrain.results import CopyResult
-from drift_retrain.signals import DriftSignal, to_drift_signal
-from tests.conftest import dataset_drift
+from drift_retrain.signals import DriftSignal
+from drift_retrain.intake.parsing import to_drift_signal
+from drift_retrain.testing import dataset_drift
 
 WS = "/subscriptions/00000000-0000-0000-0000-00000000c0de/resourceGroups/ml-rg/providers/Microsoft.MachineLearningServices/workspaces/ml-ws"
 PIPELINE_YAML = Path(__file__).resolve().parent / "data" / "train_pipeline_job.yml"

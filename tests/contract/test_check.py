@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from drift_retrain.cli import app
 from drift_retrain.fake_azure import CLIENT_ID, TENANT, FakeAzure
-from tests.conftest import DEMO_WORKSPACE, write_config
+from drift_retrain.testing import DEMO_WORKSPACE, write_config
 from tests.contract.conftest import FACTORY, PIPELINE, SECRET_ENV
 
 

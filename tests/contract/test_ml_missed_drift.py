@@ -9,9 +9,10 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from drift_retrain.config import EventSubscriptionConfig, Settings
-from drift_retrain.signals import DATASET_DRIFT_DETECTED, MONITOR_BREACH_TAG, SignalKind, to_drift_signal
+from drift_retrain.signals import DATASET_DRIFT_DETECTED, MONITOR_BREACH_TAG, SignalKind
+from drift_retrain.intake.parsing import to_drift_signal
 from drift_retrain.sweep import missed_signals
-from tests.conftest import BREACH_TEXT, DEMO_WORKSPACE, monitor_breach
+from drift_retrain.testing import BREACH_TEXT, DEMO_WORKSPACE, monitor_breach
 from tests.contract.conftest import azure_settings
 from tests.contract.ml_fixtures import WS
 

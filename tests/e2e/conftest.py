@@ -10,13 +10,13 @@ from typing import Any, Callable, Iterator
 import httpx
 import pytest
 
-from drift_retrain import demo_data
+from drift_retrain.devstack import demo_data
 from drift_retrain.backends.local.monitor import drift_event, run_monitor
 from drift_retrain.config import Settings, load_settings
-from drift_retrain.delivery import post_events
+from drift_retrain.devstack.sender import post_events
 from drift_retrain.fake_azure import CLIENT_ID, CLIENT_SECRET, TENANT, FakeAzure
-from drift_retrain.stack import Stack, free_port
-from tests.conftest import DEMO_WORKSPACE, local_target, write_config
+from drift_retrain.devstack.stack import Stack, free_port
+from drift_retrain.testing import DEMO_WORKSPACE, local_target, write_config
 
 TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 

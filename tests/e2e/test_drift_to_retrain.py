@@ -15,9 +15,10 @@ import pytest
 from drift_retrain.backends.base import SIGNAL_TAG
 from drift_retrain.backends.local.monitor import drift_event, run_monitor
 from drift_retrain.backends.local.registry import FileModelRegistry
-from drift_retrain.delivery import post_events
-from drift_retrain.signals import MONITOR_BREACH_TAG, to_drift_signal
-from tests.conftest import dataset_drift, sample
+from drift_retrain.devstack.sender import post_events
+from drift_retrain.signals import MONITOR_BREACH_TAG
+from drift_retrain.intake.parsing import to_drift_signal
+from drift_retrain.testing import dataset_drift, sample
 
 pytestmark = pytest.mark.e2e
 

@@ -21,15 +21,16 @@ import httpx
 import pytest
 from hypothesis import given, settings as hypothesis_settings, strategies as st
 
-from deployments.webhook import EVENTS_PATH, create_app
+from drift_retrain.intake.app import EVENTS_PATH, create_app
 from drift_retrain.config import load_settings
-from drift_retrain.feed import DRIFT_DETECTED, PrefectEventFeed, event_id
-from drift_retrain.handoff import PrefectHandoff
-from drift_retrain.signals import MONITOR_BREACH_TAG, to_drift_signal
-from drift_retrain.stack import free_port
-from tests.conftest import BREACH_TEXT, DEMO_WORKSPACE, INTAKE_TARGETS, dataset_drift, local_target, monitor_breach, sample, write_config
+from drift_retrain.intake.feed import DRIFT_DETECTED, PrefectEventFeed, event_id
+from drift_retrain.intake.handoff import PrefectHandoff
+from drift_retrain.signals import MONITOR_BREACH_TAG
+from drift_retrain.intake.parsing import to_drift_signal
+from drift_retrain.devstack.stack import free_port
+from drift_retrain.testing import BREACH_TEXT, DEMO_WORKSPACE, INTAKE_TARGETS, dataset_drift, local_target, monitor_breach, sample, write_config
 from tests.e2e.conftest import Api
-from tests.e2e.servers import PrefectServer, running
+from drift_retrain.testing import PrefectServer, running
 from tests.entra import LocalTenant
 
 pytestmark = pytest.mark.e2e

@@ -21,8 +21,9 @@ from drift_retrain.backends.base import SIGNAL_TAG, run_key
 from drift_retrain.backends.local.monitor import latest_window
 from drift_retrain.backends.local.registry import FileModelRegistry
 from drift_retrain.fake_azure import FakeAzure, RunScript
-from drift_retrain.signals import DriftSignal, to_drift_signal
-from tests.conftest import dataset_drift
+from drift_retrain.signals import DriftSignal
+from drift_retrain.intake.parsing import to_drift_signal
+from drift_retrain.testing import dataset_drift
 from tests.e2e.conftest import AZURE_CRASH_CASES, CRASH_STEPS
 
 pytestmark = pytest.mark.e2e

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from drift_retrain import demo_data
+from drift_retrain.devstack import demo_data
 from drift_retrain.backends.local.monitor import drift_event, run_monitor
 from drift_retrain.config import load_settings
-from drift_retrain.delivery import post_events
-from drift_retrain.stack import Stack, free_port
-from tests.conftest import write_config
+from drift_retrain.devstack.sender import post_events
+from drift_retrain.devstack.stack import Stack, free_port
+from drift_retrain.testing import write_config
 from tests.e2e.conftest import Api
 
 pytestmark = pytest.mark.e2e

@@ -23,8 +23,9 @@ import pytest
 
 from drift_retrain.backends.local.monitor import latest_window
 from drift_retrain.backends.local.registry import FileModelRegistry
-from drift_retrain.signals import DriftSignal, to_drift_signal
-from tests.conftest import dataset_drift, monitor_breach
+from drift_retrain.signals import DriftSignal
+from drift_retrain.intake.parsing import to_drift_signal
+from drift_retrain.testing import dataset_drift, monitor_breach
 from tests.e2e.conftest import STORM_MODELS
 
 pytestmark = pytest.mark.e2e

@@ -13,9 +13,9 @@ import pytest
 
 from drift_retrain.backends.base import SIGNAL_TAG
 from drift_retrain.backends.local.registry import FileModelRegistry
-from drift_retrain.delivery import post_events
-from drift_retrain.signals import to_drift_signal
-from tests.conftest import dataset_drift
+from drift_retrain.devstack.sender import post_events
+from drift_retrain.intake.parsing import to_drift_signal
+from drift_retrain.testing import dataset_drift
 
 pytestmark = pytest.mark.e2e
 

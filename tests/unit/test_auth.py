@@ -10,7 +10,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from drift_retrain.auth import EntraBearer, JwksCache, KeysUnavailable, Unauthorized
+from drift_retrain.intake.auth import EntraBearer, JwksCache, KeysUnavailable, Unauthorized
 from drift_retrain.config import EntraConfig
 from tests.entra import AUDIENCE, TENANT, LocalTenant
 

@@ -7,7 +7,7 @@ import pytest
 
 from drift_retrain.concurrency import _prefect_unavailable, limit_name, model_limits
 from drift_retrain.config import load_settings
-from tests.conftest import local_target, write_config
+from drift_retrain.testing import local_target, write_config
 
 
 def test_one_limit_per_model_named_in_the_characters_prefect_takes(tmp_path) -> None:

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from drift_retrain.config import ConfigError, UnroutableSignal, load_settings
-from drift_retrain.signals import to_drift_signal
-from tests.conftest import DEMO_WORKSPACE, ROOT, sample, write_config
+from drift_retrain.intake.parsing import to_drift_signal
+from drift_retrain.testing import DEMO_WORKSPACE, ROOT, sample, write_config
 
 
 def test_shipped_config_loads_and_resolves_paths_under_state_dir(tmp_path: Path) -> None:

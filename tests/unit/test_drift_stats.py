@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from drift_retrain.drift_stats import drift_coefficient, feature_drift, psi
+from drift_retrain.backends.local.drift_stats import drift_coefficient, feature_drift, psi
 
 
 def test_psi_is_near_zero_for_the_same_distribution_and_large_for_a_shift() -> None:

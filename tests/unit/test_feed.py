@@ -10,11 +10,11 @@ import uuid
 import httpx
 import pytest
 
-from drift_retrain import feed as feed_module
-from drift_retrain.feed import DRIFT_DETECTED, Handed, PrefectEventFeed, drift_detected
-from drift_retrain.handoff import HandedOff
-from drift_retrain.signals import to_drift_signal
-from tests.conftest import dataset_drift
+from drift_retrain.intake import feed as feed_module
+from drift_retrain.intake.feed import DRIFT_DETECTED, Handed, PrefectEventFeed, drift_detected
+from drift_retrain.intake.handoff import HandedOff
+from drift_retrain.intake.parsing import to_drift_signal
+from drift_retrain.testing import dataset_drift
 
 
 def handed(settings, *run_ids: str) -> list[Handed]:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from drift_retrain.filters import AdvancedFilter, EventFilter, lookup, matches, rejection
+from drift_retrain.intake.filters import AdvancedFilter, EventFilter, lookup, matches, rejection
 from drift_retrain.signals import MONITOR_BREACH_TAG
-from tests.conftest import sample
+from drift_retrain.testing import sample
 
 BREACH = "has failed due to one or more features violating metric thresholds"
 

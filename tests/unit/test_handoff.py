@@ -15,9 +15,9 @@ import httpx
 import pytest
 
 from drift_retrain.config import HandoffConfig, Settings
-from drift_retrain.handoff import HandoffBusy, HandoffUnavailable, PrefectHandoff
-from drift_retrain.signals import to_drift_signal
-from tests.conftest import dataset_drift
+from drift_retrain.intake.handoff import HandoffBusy, HandoffUnavailable, PrefectHandoff
+from drift_retrain.intake.parsing import to_drift_signal
+from drift_retrain.testing import dataset_drift
 
 DEPLOYMENT = {"id": str(uuid.uuid4()), "flow_id": str(uuid.uuid4())}
 

@@ -10,8 +10,8 @@ from pathlib import Path
 from drift_retrain.backends.base import SIGNAL_TAG
 from drift_retrain.lineage import lineage_tags
 from drift_retrain.results import Check, CopyResult, Decision, TrainingResult
-from drift_retrain.signals import to_drift_signal
-from tests.conftest import dataset_drift
+from drift_retrain.intake.parsing import to_drift_signal
+from drift_retrain.testing import dataset_drift
 from tests.contract.ml_fixtures import target
 
 FLOW = Path(__file__).resolve().parents[2] / "flows" / "drift_to_retrain.py"

@@ -17,8 +17,8 @@ from drift_retrain.backends.local.monitor import drift_event, latest_window, mon
 from drift_retrain.backends.local.registry import FileModelRegistry
 from drift_retrain.config import Settings
 from drift_retrain.results import TrainingResult
-from drift_retrain.signals import to_drift_signal
-from tests.conftest import sample
+from drift_retrain.intake.parsing import to_drift_signal
+from drift_retrain.testing import sample
 
 
 @pytest.fixture

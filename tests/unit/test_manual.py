@@ -14,8 +14,9 @@ from drift_retrain.lineage import MANUAL, SWEEP, WEBHOOK, flow_run_name, flow_ru
 from drift_retrain.manual import InvalidRequest, manual_signal, requested_signal
 from drift_retrain.policy import decide
 from drift_retrain.results import DriftDetails
-from drift_retrain.signals import SignalKind, to_drift_signal
-from tests.conftest import dataset_drift
+from drift_retrain.signals import SignalKind
+from drift_retrain.intake.parsing import to_drift_signal
+from drift_retrain.testing import dataset_drift
 
 NOON = datetime(2026, 11, 26, 12, 30, tzinfo=timezone.utc)
 

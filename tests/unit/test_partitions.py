@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from drift_retrain.partitions import in_window, partitions
+from drift_retrain.backends.local.partitions import in_window, partitions
 
 
 def _days(root: Path, *names: str) -> None:

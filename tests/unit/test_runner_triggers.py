@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from prefect.events.schemas.deployment_triggers import DeploymentEventTrigger
 
-from deployments.runner import load_deployments
+from drift_retrain.devstack.runner import load_deployments
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -7,16 +7,9 @@ from datetime import datetime, timezone
 
 import pytest
 
-from drift_retrain.signals import (
-    MONITOR_BREACH_TAG,
-    DriftSignal,
-    InvalidEvent,
-    NotADriftSignal,
-    SignalKind,
-    parse_envelope,
-    to_drift_signal,
-)
-from tests.conftest import SAMPLE_WORKSPACE, sample
+from drift_retrain.signals import MONITOR_BREACH_TAG, DriftSignal, SignalKind
+from drift_retrain.intake.parsing import InvalidEvent, NotADriftSignal, parse_envelope, to_drift_signal
+from drift_retrain.testing import SAMPLE_WORKSPACE, sample
 
 BREACH = "has failed due to one or more features violating metric thresholds"
 

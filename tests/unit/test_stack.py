@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from drift_retrain.config import load_settings
-from drift_retrain.stack import Stack, StackError, _children, _wait_for_children, free_port, local_secret
-from tests.conftest import write_config
+from drift_retrain.devstack.stack import Stack, StackError, _children, _wait_for_children, free_port, local_secret
+from drift_retrain.testing import write_config
 
 
 def test_waits_for_child_processes_to_exit() -> None:

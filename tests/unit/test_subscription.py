@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 
 from drift_retrain.cli import app
 from drift_retrain.config import load_settings
-from drift_retrain.subscription import DEAD_LETTER_PLACEHOLDER, az_command, bicep_parameters, subscriptions_of
-from tests.conftest import DEMO_WORKSPACE, INTAKE_TARGETS, ROOT, write_config
+from drift_retrain.intake.subscription import DEAD_LETTER_PLACEHOLDER, az_command, bicep_parameters, subscriptions_of
+from drift_retrain.testing import DEMO_WORKSPACE, INTAKE_TARGETS, ROOT, write_config
 from tests.entra import LocalTenant
 
 SECRET = "never-print-me-123"

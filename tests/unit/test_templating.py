@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from drift_retrain.signals import to_drift_signal
+from drift_retrain.intake.parsing import to_drift_signal
 from drift_retrain.templating import FIELDS, render, render_one, signal_fields
-from tests.conftest import dataset_drift
+from drift_retrain.testing import dataset_drift
 
 
 def test_every_placeholder_is_filled_from_a_v1_signal() -> None:
@@ -30,7 +30,7 @@ def test_every_placeholder_is_filled_from_a_v1_signal() -> None:
 
 
 def test_v2_signal_leaves_v1_only_fields_empty() -> None:
-    from tests.conftest import sample
+    from drift_retrain.testing import sample
 
     event = sample("eg_RunStatusChanged.json")[0]
     event["data"]["runTags"] = {"azureml_modelmonitor_threshold_breached": "has failed due to one or more features violating metric thresholds: normalized_wasserstein_distance"}

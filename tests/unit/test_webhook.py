@@ -20,11 +20,11 @@ from hypothesis import HealthCheck, given, settings as hypothesis_settings, stra
 from prefect.settings import PREFECT_API_URL, temporary_settings
 from starlette.testclient import TestClient
 
-from deployments.webhook import EVENTS_PATH, create_app
+from drift_retrain.intake.app import EVENTS_PATH, create_app
 from drift_retrain.config import ConfigError, HandoffConfig, Settings, load_settings
-from drift_retrain.feed import PrefectEventFeed, drift_detected
-from drift_retrain.handoff import HandedOff, HandoffUnavailable, PrefectHandoff
-from tests.conftest import DEMO_WORKSPACE, INTAKE_TARGETS, dataset_drift, local_target, monitor_breach, sample, write_config
+from drift_retrain.intake.feed import PrefectEventFeed, drift_detected
+from drift_retrain.intake.handoff import HandedOff, HandoffUnavailable, PrefectHandoff
+from drift_retrain.testing import DEMO_WORKSPACE, INTAKE_TARGETS, dataset_drift, local_target, monitor_breach, sample, write_config
 from tests.entra import TENANT, LocalTenant
 
 SECRET = "s3cret-value"
@@ -488,7 +488,7 @@ def test_the_event_feed_follows_the_config(tmp_path: Path, monkeypatch: pytest.M
     settings = load_settings(write_config(tmp_path, **{r"\[receiver\]\n": f"[receiver]\nevent_feed = {str(event_feed).lower()}\n"}))
     with temporary_settings({PREFECT_API_URL: "http://127.0.0.1:9/api"}):
         with TestClient(create_app(settings)) as client:
-            assert isinstance(client.app.state.feed, PrefectEventFeed) is event_feed
+            assert isinstance(client.app.state.receiver.feed, PrefectEventFeed) is event_feed
 
 
 def test_metrics_count_every_outcome_in_prometheus_text(configured: Settings) -> None:
@@ -676,7 +676,7 @@ def test_the_secret_is_compared_in_constant_time(client, monkeypatch) -> None:
         compared.append((a, b))
         return real(a, b)
 
-    monkeypatch.setattr("drift_retrain.auth.hmac.compare_digest", spy)
+    monkeypatch.setattr("drift_retrain.intake.auth.hmac.compare_digest", spy)
     assert post(client, [drift("ct")], code="wrong").status_code == 401
     assert post(client, [drift("ct")]).status_code == 200
     assert compared == [(b"wrong", SECRET.encode()), (SECRET.encode(), SECRET.encode())]
@@ -879,7 +879,7 @@ def test_served_without_uvicorns_access_log_which_would_print_the_secret(configu
     monkeypatch.setattr(uvicorn, "run", lambda app, **options: calls.append(options))
     monkeypatch.setattr(logging, "basicConfig", lambda **kw: None)
     monkeypatch.setattr(logging.getLogger("httpx"), "level", logging.getLogger("httpx").level)  # serve() sets it
-    from deployments.webhook import serve
+    from drift_retrain.intake.app import serve
 
     serve(configured, port=18088)
     assert calls == [{"host": "127.0.0.1", "port": 18088, "access_log": False, "log_level": "info"}]

@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 from drift_retrain.backends.azure.mlclient import ml_client
 from drift_retrain.backends.azure.session import AzureSession
 from drift_retrain.config import TargetConfig
-from drift_retrain.signals import DATASET_DRIFT_DETECTED, MONITOR_BREACH_TAG, RUN_STATUS_CHANGED, DriftSignal, to_drift_signal
+from drift_retrain.signals import DATASET_DRIFT_DETECTED, MONITOR_BREACH_TAG, RUN_STATUS_CHANGED, DriftSignal
+from drift_retrain.intake.parsing import to_drift_signal
 
 if TYPE_CHECKING:
     from azure.ai.ml.entities import Job

@@ -13,11 +13,11 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
-from drift_retrain import tabular
+from drift_retrain.backends.local import tabular
 from drift_retrain.atomic import read_json, write_json
 from drift_retrain.config import LocalMonitorConfig, Settings
-from drift_retrain.drift_stats import feature_drift
-from drift_retrain.partitions import csv_files, in_window, partitions
+from drift_retrain.backends.local.drift_stats import feature_drift
+from drift_retrain.backends.local.partitions import csv_files, in_window, partitions
 from drift_retrain.results import FeatureDrift
 from drift_retrain.signals import DATASET_DRIFT_DETECTED
 

@@ -12,7 +12,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
 from sklearn.model_selection import train_test_split
 
-from drift_retrain import tabular
+from drift_retrain.backends.local import tabular
 from drift_retrain.atomic import read_json, staged_dir, write_json
 from drift_retrain.backends.base import StepFailed, log_state_change, run_key
 from drift_retrain.config import LocalTrainingConfig

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from drift_retrain.tabular import write_csv
+from drift_retrain.backends.local.tabular import write_csv
 
 COLUMNS = ["age", "income", "debt_ratio", "credit_lines", "late_payments", "utilization", "defaulted"]
 

@@ -25,13 +25,13 @@ import httpx
 from prefect.events import Event
 
 from drift_retrain.config import TargetConfig
-from drift_retrain.handoff import HandedOff, prefect_http_client
+from drift_retrain.intake.handoff import HandedOff, prefect_http_client
 from drift_retrain.signals import DriftSignal
 
 DRIFT_DETECTED = "azureml.drift.detected"
 _NAMESPACE = uuid.UUID("6f1c4b8e-3d7a-4f7e-9a51-2b8d0c4e7a10")
 
-log = logging.getLogger("drift_retrain.feed")
+log = logging.getLogger("drift_retrain.intake.feed")
 
 
 def event_id(signal: DriftSignal) -> uuid.UUID:

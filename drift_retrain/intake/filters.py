@@ -1,6 +1,6 @@
 """Event Grid subscription filters, evaluated by the receiver as a second line of defence.
 
-The same settings produce the Azure subscription (``drift_retrain.subscription``) and decide here which
+The same settings produce the Azure subscription (``drift_retrain.intake.subscription``) and decide here which
 delivered events a target takes, with Event Grid's own semantics:
 
 - included event types and subject begins/ends with; string comparisons are case-insensitive (the

@@ -16,12 +16,12 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import FlowRun
 from prefect.settings import temporary_settings
 
-from drift_retrain import demo_data
+from drift_retrain.devstack import demo_data
 from drift_retrain.backends.local.monitor import MonitorRun, drift_event, run_monitor
 from drift_retrain.config import ConfigError, Settings
-from drift_retrain.delivery import post_events
+from drift_retrain.devstack.sender import post_events
 from drift_retrain.results import Outcome, RetrainOutcome
-from drift_retrain.stack import Stack, prefect_settings, wait_until_interrupted
+from drift_retrain.devstack.stack import Stack, prefect_settings, wait_until_interrupted
 
 Say = Callable[[str], None]
 

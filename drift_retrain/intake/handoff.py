@@ -39,7 +39,7 @@ from drift_retrain.signals import DriftSignal
 DEPLOYMENT = "drift-to-retrain/drift-to-retrain"
 BULK_LIMIT = 100  # prefect.server.api.deployments.BULK_CREATE_LIMIT
 
-log = logging.getLogger("drift_retrain.handoff")
+log = logging.getLogger("drift_retrain.intake.handoff")
 
 
 class HandoffUnavailable(RuntimeError):

@@ -15,16 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from drift_retrain.config import ReceiverConfig, Settings, TargetConfig
-from drift_retrain.filters import rejection
-from drift_retrain.signals import (
-    SUBSCRIPTION_VALIDATION,
-    DriftSignal,
-    EventEnvelope,
-    InvalidEvent,
-    NotADriftSignal,
-    parse_envelope,
-    to_drift_signal,
-)
+from drift_retrain.intake.filters import rejection
+from drift_retrain.signals import SUBSCRIPTION_VALIDATION, DriftSignal
+from drift_retrain.intake.parsing import EventEnvelope, InvalidEvent, NotADriftSignal, parse_envelope, to_drift_signal
 
 #: Event Grid schema posts application/json; CloudEvents posts the other two (docs samples also use json).
 CONTENT_TYPES = ("application/json", "application/cloudevents+json", "application/cloudevents-batch+json")

@@ -26,7 +26,7 @@ from drift_retrain.config import Settings
 PREFECT_PORT_ENV = "DRIFT_RETRAIN_PREFECT_PORT"
 WEBHOOK_PORT_ENV = "DRIFT_RETRAIN_WEBHOOK_PORT"
 HOST = "127.0.0.1"
-PROJECT_DIR = Path(__file__).resolve().parent.parent  # holds prefect.yaml, flows/, tasks/
+PROJECT_DIR = Path(__file__).resolve().parents[2]  # the checkout: prefect.yaml, flows/, tasks/, deployments/
 
 
 class StackError(RuntimeError):

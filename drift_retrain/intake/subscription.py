@@ -13,7 +13,7 @@ import shlex
 from typing import Any
 
 from drift_retrain.config import EventSubscriptionConfig, ReceiverConfig, TargetConfig
-from drift_retrain.filters import NO_VALUE, SINGLE_VALUE, AdvancedFilter
+from drift_retrain.intake.filters import NO_VALUE, SINGLE_VALUE, AdvancedFilter
 from drift_retrain.signals import DATASET_DRIFT_DETECTED, MONITOR_BREACH_TAG, RUN_STATUS_CHANGED, workspace_name
 
 ENDPOINT_PLACEHOLDER = "https://<your-host>/api/eventgrid"

@@ -1,0 +1,204 @@
+"""What tests and benchmarks build on: the verbatim Azure samples turned into events for a workspace,
+a config in a temporary state dir, a bare Prefect server (no runner, so created runs stay Scheduled and
+cost nothing) and an ASGI app under real uvicorn. Needs a checkout (it reads tests/fixtures)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Iterator
+
+import httpx
+import uvicorn
+
+from drift_retrain.devstack.stack import HOST, PROJECT_DIR, free_port, prefect_settings
+
+ROOT = PROJECT_DIR  # the checkout: drift-retrain.toml, tests/fixtures
+SAMPLES = ROOT / "tests" / "fixtures" / "eventgrid"
+SAMPLE_WORKSPACE = (
+    "/subscriptions/{subscription-id}/resourceGroups/{resource-group-name}"
+    "/providers/Microsoft.MachineLearningServices/workspaces/{workspace-name}"
+)
+DEMO_WORKSPACE = (
+    "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/drift-retrain-demo"
+    "/providers/Microsoft.MachineLearningServices/workspaces/demo-workspace"
+)
+
+
+def sample(name: str) -> Any:
+    """A verbatim Microsoft docs sample from tests/fixtures/eventgrid/."""
+    return json.loads((SAMPLES / name).read_text())
+
+
+def dataset_drift(run_id: str, monitor: str = "credit-default-drift", workspace: str = DEMO_WORKSPACE, **data: Any) -> dict:
+    """The documented DatasetDriftDetected sample for our workspace and monitor, with a fresh event id
+    (as a new publication would have) and any other data fields overridden."""
+    event = sample("eg_DatasetDriftDetected.json")[0]
+    event["topic"] = workspace
+    event["id"] = str(uuid.uuid4())
+    event["data"].update(RunId=run_id, DataDriftName=monitor, **data)
+    return event
+
+
+def write_config(directory: Path, extra: str = "", **replace: str) -> Path:
+    """The shipped drift-retrain.toml with its state_dir moved into ``directory``, regex edits applied
+    and ``extra`` TOML appended."""
+    text = (ROOT / "drift-retrain.toml").read_text() + extra
+    text = text.replace('state_dir = ".drift-retrain"', f'state_dir = "{directory / "state"}"')
+    for pattern, value in replace.items():
+        text, count = re.subn(pattern, value, text)
+        assert count, f"config edit {pattern!r} matched nothing"
+    path = directory / "drift-retrain.toml"
+    path.write_text(text)
+    return path
+
+
+def local_target(
+    name: str,
+    monitors: list[str],
+    workspace: str = DEMO_WORKSPACE,
+    *,
+    model_name: str | None = None,
+    data: str | None = None,
+    landing: str | None = None,
+    reference: str | None = None,
+    label: str = "y",
+    policy: str = "",
+    extra: str = "",
+) -> str:
+    """One ``[[targets]]`` block on the local backend, as TOML to append to a test config. ``data`` names
+    its landing and training-store folders (``landing`` another landing folder); ``policy`` is an inline
+    table body; ``extra`` follows the block (e.g. its ``[[targets.subscriptions]]``)."""
+    data = data or name
+    reference = reference or f"data/training-store/{data}/reference.csv"
+    lines = [
+        "",
+        "[[targets]]",
+        f'name = "{name}"',
+        'backend = "local"',
+        f'workspace = "{workspace}"',
+        f"monitors = {json.dumps(monitors)}",
+        f'model_name = "{model_name or name + "-model"}"',
+        *([f"policy = {{ {policy} }}"] if policy else []),
+        f'copy = {{ source = "data/landing/{landing or data}", sink = "data/training-store/{data}" }}',
+        f'training = {{ reference = "{reference}", label = "{label}" }}',
+    ]
+    return "\n".join(lines) + "\n" + extra
+
+
+# Targets for the intake tests: the docs samples' workspace (so every verbatim sample is routable) and
+# a target behind a subscription filter in the demo workspace.
+INTAKE_TARGETS = local_target(
+    "docs-sample", ["myDriftMonitor", "docs-monitor"], SAMPLE_WORKSPACE, model_name="docs-model", data="docs"
+) + local_target(
+    "filtered",
+    ["filtered-monitor"],
+    extra="""
+[[targets.subscriptions]]
+name = "strong-drift-only"
+included_event_types = ["Microsoft.MachineLearningServices.DatasetDriftDetected"]
+subject_begins_with = "datadrifts/"
+advanced_filters = [
+  { operator = "NumberGreaterThanOrEquals", key = "data.DriftCoefficient", value = 0.5 },
+  { operator = "StringIn", key = "data.DataDriftName", values = ["filtered-monitor"] },
+]
+""",
+)
+
+BREACH_TEXT = "has failed due to one or more features violating metric thresholds"
+
+
+def monitor_breach(run_id: str, workspace: str = SAMPLE_WORKSPACE, monitor: str = "docs-monitor", cloudevents: bool = False) -> dict:
+    """The documented RunStatusChanged sample turned into an Azure ML v2 model-monitor breach."""
+    event = sample("ce_RunStatusChanged.json" if cloudevents else "eg_RunStatusChanged.json")[0]
+    event["source" if cloudevents else "topic"] = workspace
+    event["id"] = str(uuid.uuid4())
+    event["data"]["runId"] = run_id
+    event["data"]["runTags"] = {
+        "azureml_modelmonitor_threshold_breached": f"Monitor {monitor} {BREACH_TEXT}: normalized_wasserstein_distance",
+        "azureml_modelmonitor_name": monitor,
+    }
+    return event
+
+
+class PrefectServer:
+    def __init__(self, home: Path, port: int | None = None) -> None:
+        self.home = home
+        self.port = port or free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{HOST}:{self.port}/api"
+
+    def start(self, timeout: float = 120) -> None:
+        env = dict(os.environ) | prefect_settings(self.home, self.port)
+        log = open(self.home / "prefect-server.log", "ab")
+        prefect = Path(sys.executable).with_name("prefect")
+        self.proc = subprocess.Popen([str(prefect), "server", "start"], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"prefect server exited: see {self.home / 'prefect-server.log'}")
+            try:
+                if httpx.get(f"{self.api_url}/health", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.25)
+        raise RuntimeError("prefect server not healthy in time")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=10)
+        self.proc = None
+
+    def register_deployment(self, flow: str = "drift-to-retrain", name: str = "drift-to-retrain") -> str:
+        """The deployment the receiver creates runs of, without a runner to execute them."""
+        api = httpx.Client(base_url=self.api_url, timeout=30)
+
+        def post(path: str, body: dict) -> dict:  # a just-started server's SQLite may answer 503 for a moment
+            for _ in range(40):
+                response = api.post(path, json=body)
+                if response.status_code != 503:
+                    break
+                time.sleep(0.25)
+            response.raise_for_status()
+            return response.json()
+
+        flow_id = post("/flows/", {"name": flow})["id"]
+        return post("/deployments/", {"name": name, "flow_id": flow_id, "enforce_parameter_schema": False})["id"]
+
+
+@contextlib.contextmanager
+def running(app: Any) -> Iterator[str]:
+    """Serve an ASGI app with real uvicorn on a free port in a thread; yields its base URL."""
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host=HOST, port=port, log_level="warning", access_log=False, lifespan="on"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.05)
+    try:
+        yield f"http://{HOST}:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
