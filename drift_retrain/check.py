@@ -19,7 +19,7 @@ import httpx
 
 from drift_retrain.backends.azure.arm import ArmId
 from drift_retrain.backends.azure.workspace_rest import WORKSPACE_API_VERSION
-from drift_retrain.config import ConfigError, DataFactoryCopyConfig, Settings, TargetConfig, load_settings
+from drift_retrain.config import AzureTarget, ConfigError, DataFactoryCopyConfig, Settings, load_settings
 
 WORKSPACE_ROLE = "AzureML Data Scientist"
 FACTORY_ROLE = "Data Factory Contributor"
@@ -55,11 +55,11 @@ def run_checks(config: str | os.PathLike[str] | None = None) -> list[CheckResult
         settings = load_settings(config)
     except ConfigError as exc:
         return [CheckResult("config", False, str(exc))]
-    azure = [t for t in settings.targets if t.backend == "azure"]
+    azure = [t for t in settings.targets if isinstance(t, AzureTarget)]
     results = [
         CheckResult("config", True, f"{settings.source_file}: {len(settings.targets)} target(s), {len(azure)} on azure")
     ]
-    results += [CheckResult(f"target {t.name}", True, "local backend, nothing to reach") for t in settings.targets if t.backend != "azure"]
+    results += [CheckResult(f"target {t.name}", True, "local backend, nothing to reach") for t in settings.targets if t.backend == "local"]
     if not azure:
         return results
     return results + AzureChecks(settings).run(azure)
@@ -80,7 +80,7 @@ class AzureChecks:
         self.arm = settings.azure.resource_manager.rstrip("/")
         self.identity = describe_identity(settings)
 
-    def run(self, targets: list[TargetConfig]) -> list[CheckResult]:
+    def run(self, targets: list[AzureTarget]) -> list[CheckResult]:
         from drift_retrain.backends.azure.session import AzureSession
 
         try:
@@ -110,7 +110,7 @@ class AzureChecks:
             close()
         return results
 
-    def _target(self, index: int, target: TargetConfig, get: Callable[[str, str], httpx.Response]) -> list[CheckResult]:
+    def _target(self, index: int, target: AzureTarget, get: Callable[[str, str], httpx.Response]) -> list[CheckResult]:
         workspace_ok = self._read(
             f"{target.name}: workspace",
             target.workspace,
@@ -127,34 +127,33 @@ class AzureChecks:
                 )
             )
         copy = target.copy_step
-        if isinstance(copy, DataFactoryCopyConfig):
-            factory_ok = self._read(
-                f"{target.name}: data factory",
-                copy.factory,
-                lambda: get(copy.factory, "2018-06-01"),
-                role=FACTORY_ROLE,
-                field=f"targets.{index}.copy.factory",
+        factory_ok = self._read(
+            f"{target.name}: data factory",
+            copy.factory,
+            lambda: get(copy.factory, "2018-06-01"),
+            role=FACTORY_ROLE,
+            field=f"targets.{index}.copy.factory",
+        )
+        results.append(factory_ok)
+        if factory_ok.ok:
+            pipeline_id = f"{copy.factory}/pipelines/{copy.pipeline}"
+            results.append(
+                self._read(
+                    f"{target.name}: pipeline {copy.pipeline}",
+                    pipeline_id,
+                    lambda: get(pipeline_id, "2018-06-01"),
+                    role=FACTORY_ROLE,
+                    field=f"targets.{index}.copy.pipeline",
+                    grant_on=copy.factory,
+                    describe=lambda response: self._parameters(target.name, index, copy, pipeline_id, response),
+                )
             )
-            results.append(factory_ok)
-            if factory_ok.ok:
-                pipeline_id = f"{copy.factory}/pipelines/{copy.pipeline}"
-                results.append(
-                    self._read(
-                        f"{target.name}: pipeline {copy.pipeline}",
-                        pipeline_id,
-                        lambda: get(pipeline_id, "2018-06-01"),
-                        role=FACTORY_ROLE,
-                        field=f"targets.{index}.copy.pipeline",
-                        grant_on=copy.factory,
-                        describe=lambda response: self._parameters(target.name, index, copy, pipeline_id, response),
-                    )
+            results.append(
+                self._may(
+                    f"{target.name}: run permission", copy.factory, FACTORY_ACTIONS, FACTORY_ROLE,
+                    "may start, watch and cancel pipeline runs", get,
                 )
-                results.append(
-                    self._may(
-                        f"{target.name}: run permission", copy.factory, FACTORY_ACTIONS, FACTORY_ROLE,
-                        "may start, watch and cancel pipeline runs", get,
-                    )
-                )
+            )
         return results
 
     def _parameters(

@@ -18,7 +18,7 @@ from urllib.parse import quote, urlencode
 
 from pydantic import BaseModel, ConfigDict
 
-from drift_retrain.config import DataFactoryCopyConfig, Settings, TargetConfig
+from drift_retrain.config import Settings, TargetConfig
 from drift_retrain.results import ModelVersion
 
 DATA_FACTORY_STUDIO = "https://adf.azure.com"
@@ -57,9 +57,11 @@ def retrain_links(settings: Settings, target: TargetConfig, copy_run_id: str, jo
         folder = Path(model.uri).resolve().parent
         return [Link(label=f"{model.name} v{model.version} in the local registry", url=folder.as_uri())]
     tenant = settings.azure.credential.tenant_id
-    links = []
-    if isinstance(target.copy_step, DataFactoryCopyConfig):
-        links.append(Link(label=f"Data Factory run {copy_run_id}", url=data_factory_run(target.copy_step.factory, copy_run_id)))
-    links.append(Link(label=f"Azure ML job {job_id}", url=ml_job(target.workspace, job_id, tenant)))
-    links.append(Link(label=f"Azure ML model {model.name}:{model.version}", url=ml_model(target.workspace, model.name, model.version, tenant)))
-    return links
+    return [
+        Link(label=f"Data Factory run {copy_run_id}", url=data_factory_run(target.copy_step.factory, copy_run_id)),
+        Link(label=f"Azure ML job {job_id}", url=ml_job(target.workspace, job_id, tenant)),
+        Link(
+            label=f"Azure ML model {model.name}:{model.version}",
+            url=ml_model(target.workspace, model.name, model.version, tenant),
+        ),
+    ]

@@ -11,11 +11,9 @@ def build_backends(settings: Settings, target: TargetConfig) -> Backends:
         from drift_retrain.backends.local import local_backends
 
         return local_backends(settings, target)
-    if target.backend == "azure":
-        from drift_retrain.backends.azure import azure_backends
+    from drift_retrain.backends.azure import azure_backends
 
-        return azure_backends(settings, target)
-    raise ValueError(f"target '{target.name}': unknown backend '{target.backend}'")  # config validation prevents this
+    return azure_backends(settings, target)
 
 
 def missed_drift_sources(settings: Settings) -> list[tuple[TargetConfig, MissedDriftSource]]:

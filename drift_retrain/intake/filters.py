@@ -60,10 +60,16 @@ class _Strict(BaseModel):
 class AdvancedFilter(_Strict):
     """One Event Grid advanced filter, e.g. ``data.RunTags.x StringContains 'has failed'``."""
 
-    operator: Operator
-    key: str = Field(min_length=1, pattern=r"^[^.\s]+(\.[^.\s]+){0,9}$", description="e.g. data.ModelTags.key1")
-    value: float | bool | None = Field(default=None, description="For the single-value operators")
-    values: list[str] | list[float] | list[list[float]] | None = Field(default=None, description="For the others")
+    operator: Operator = Field(description="Event Grid's advanced filter operator, e.g. StringContains.")
+    key: str = Field(
+        min_length=1, pattern=r"^[^.\s]+(\.[^.\s]+){0,9}$", description="The event field compared, e.g. data.ModelTags.key1."
+    )
+    value: float | bool | None = Field(
+        default=None, description="The one value of a single-value operator (NumberLessThan, BoolEquals, ...)."
+    )
+    values: list[str] | list[float] | list[list[float]] | None = Field(
+        default=None, description="The values of the other operators ([low, high] pairs for the InRange ones)."
+    )
 
     @model_validator(mode="after")
     def _arity(self) -> "AdvancedFilter":
@@ -102,12 +108,16 @@ class AdvancedFilter(_Strict):
 class EventFilter(_Strict):
     """What one Event Grid subscription lets through (empty: everything)."""
 
-    included_event_types: list[str] = Field(default_factory=list, description="Empty: all event types")
-    subject_begins_with: str = ""
-    subject_ends_with: str = ""
-    subject_case_sensitive: bool = False
-    advanced_filters: list[AdvancedFilter] = Field(default_factory=list, max_length=MAX_ADVANCED_FILTERS)
-    advanced_filtering_on_arrays: bool = False
+    included_event_types: list[str] = Field(default=[], description="Event types let through; empty: all event types.")
+    subject_begins_with: str = Field(default="", description="Let through only events whose subject begins with this.")
+    subject_ends_with: str = Field(default="", description="Let through only events whose subject ends with this.")
+    subject_case_sensitive: bool = Field(default=False, description="Compare the subject filters case-sensitively.")
+    advanced_filters: list[AdvancedFilter] = Field(
+        default=[], max_length=MAX_ADVANCED_FILTERS, description="Filters on event fields, all of which must hold."
+    )
+    advanced_filtering_on_arrays: bool = Field(
+        default=False, description="Match array-valued event fields element by element in advanced filters."
+    )
 
 
 def lookup(event: Mapping[str, Any], key: str) -> Any:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from drift_retrain.config import PollingConfig, TargetConfig
+from drift_retrain.config import AzureTarget, PollingConfig
 from drift_retrain.fake_azure import RunScript
 from drift_retrain.results import CopyResult
 from drift_retrain.signals import DriftSignal
@@ -18,9 +18,9 @@ PIPELINE_YAML = Path(__file__).resolve().parent / "data" / "train_pipeline_job.y
 FAST = PollingConfig(initial_interval=0.05, max_interval=0.2, jitter=0.0, timeout_minutes=1)
 
 
-def target(training: dict[str, Any], registry: dict[str, Any] | None = None, model_name: str = "credit-default") -> TargetConfig:
+def target(training: dict[str, Any], registry: dict[str, Any] | None = None, model_name: str = "credit-default") -> AzureTarget:
     """An azure target on the fake's workspace with the given training section."""
-    return TargetConfig.model_validate({
+    return AzureTarget.model_validate({
         "name": "credit-default",
         "backend": "azure",
         "workspace": WS,

@@ -8,18 +8,10 @@ from __future__ import annotations
 
 from drift_retrain.backends.base import Backends
 from drift_retrain.backends.ledger import PrefectVariableLedger, RunLedger
-from drift_retrain.config import (
-    AzureRegistryConfig,
-    BatchEndpointConfig,
-    DataFactoryCopyConfig,
-    PipelineJobConfig,
-    PublishedPipelineConfig,
-    Settings,
-    TargetConfig,
-)
+from drift_retrain.config import AzureTarget, Settings
 
 
-def azure_backends(settings: Settings, target: TargetConfig, ledger: RunLedger | None = None) -> Backends:
+def azure_backends(settings: Settings, target: AzureTarget, ledger: RunLedger | None = None) -> Backends:
     """``ledger``: where started run ids are recorded; by default on the Prefect server, shared by every worker."""
     from drift_retrain.backends.azure.datafactory import DataFactoryCopy
     from drift_retrain.backends.azure.details import AzureDriftDetails
@@ -27,9 +19,6 @@ def azure_backends(settings: Settings, target: TargetConfig, ledger: RunLedger |
     from drift_retrain.backends.azure.session import AzureSession
     from drift_retrain.backends.azure.training import training_pipeline
 
-    assert isinstance(target.copy_step, DataFactoryCopyConfig)  # the config validated backend and kinds
-    assert isinstance(target.training, (PublishedPipelineConfig, PipelineJobConfig, BatchEndpointConfig))
-    assert isinstance(target.registry, AzureRegistryConfig)
     session = AzureSession.from_config(settings.azure)
     ledger = ledger or PrefectVariableLedger()
     return Backends(

@@ -22,7 +22,7 @@ from drift_retrain.backends.azure.polling import Poller, retry_after
 from drift_retrain.backends.azure.session import AzureSession
 from drift_retrain.backends.base import StepFailed, run_key
 from drift_retrain.backends.ledger import RunLedger
-from drift_retrain.config import DataFactoryCopyConfig, TargetConfig
+from drift_retrain.config import AzureTarget
 from drift_retrain.results import CopyResult
 from drift_retrain.signals import DriftSignal
 from drift_retrain.templating import render, render_one, signal_fields
@@ -67,7 +67,7 @@ class DataFactoryCopy:
     def __init__(
         self,
         session: AzureSession,
-        target: TargetConfig,
+        target: AzureTarget,
         ledger: RunLedger,
         *,
         sleep: Callable[[float], None] = time.sleep,
@@ -75,10 +75,8 @@ class DataFactoryCopy:
         rng: Callable[[], float] = random.random,
         client_options: Mapping[str, Any] | None = None,
     ) -> None:
-        if not isinstance(target.copy_step, DataFactoryCopyConfig):
-            raise TypeError(f"target '{target.name}': copy.kind is '{target.copy_step.kind}', not 'data_factory'")
         self.session, self.target, self.ledger = session, target, ledger
-        self.config: DataFactoryCopyConfig = target.copy_step
+        self.config = target.copy_step
         factory = ArmId.parse(self.config.factory)
         self.resource_group, self.factory = factory.resource_group, factory.name
         self.policy = self.config.polling or session.config.polling

@@ -22,7 +22,7 @@ from collections import defaultdict
 
 from drift_retrain.backends.azure.session import AzureSession
 from drift_retrain.backends.azure.workspace_rest import RestError, WorkspaceRest
-from drift_retrain.config import TargetConfig
+from drift_retrain.config import AzureTarget
 from drift_retrain.results import DriftDetails, FeatureDrift
 from drift_retrain.signals import DriftSignal
 
@@ -46,7 +46,7 @@ _SEP = re.compile(r"[./:]")
 
 
 class AzureDriftDetails:
-    def __init__(self, session: AzureSession, target: TargetConfig) -> None:
+    def __init__(self, session: AzureSession, target: AzureTarget) -> None:
         self.session, self.target = session, target
         self._rest: dict[str, WorkspaceRest] = {}
 

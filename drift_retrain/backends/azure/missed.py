@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from drift_retrain.backends.azure.mlclient import ml_client
 from drift_retrain.backends.azure.session import AzureSession
-from drift_retrain.config import TargetConfig
+from drift_retrain.config import AzureTarget
 from drift_retrain.signals import DATASET_DRIFT_DETECTED, MONITOR_BREACH_TAG, RUN_STATUS_CHANGED, DriftSignal
 from drift_retrain.intake.parsing import to_drift_signal
 
@@ -34,7 +34,7 @@ V1_BLIND_SPOT = (
 class AzureMonitorRuns:
     """The v2 model-monitor breaches in one target's workspace, listed through azure-ai-ml."""
 
-    def __init__(self, session: AzureSession, target: TargetConfig) -> None:
+    def __init__(self, session: AzureSession, target: AzureTarget) -> None:
         self.session, self.target = session, target
         self.blind_spot = V1_BLIND_SPOT if _v1_only(target) else None
 
@@ -77,7 +77,7 @@ def _created(job: "Job") -> datetime:
     return created if created.tzinfo else created.replace(tzinfo=timezone.utc)
 
 
-def _v1_only(target: TargetConfig) -> bool:
+def _v1_only(target: AzureTarget) -> bool:
     """Its Event Grid subscriptions let only DatasetDriftDetected through (v1 data drift, nothing v2)."""
     kinds = [[t.lower() for t in s.included_event_types] for s in target.subscriptions]
     return bool(kinds) and all(k and RUN_STATUS_CHANGED.lower() not in k for k in kinds) and any(

@@ -15,7 +15,7 @@ from typing import Any
 from drift_retrain.backends.azure.mlclient import ml_client
 from drift_retrain.backends.azure.session import AzureSession
 from drift_retrain.backends.base import SIGNAL_TAG
-from drift_retrain.config import AzureRegistryConfig, TargetConfig
+from drift_retrain.config import AzureTarget
 from drift_retrain.results import ModelVersion, TrainingResult
 
 METRIC_PREFIX = "metric."
@@ -24,8 +24,7 @@ TRUNCATED = "... (full value in the version's properties)"
 
 
 class AzureModelRegistry:
-    def __init__(self, session: AzureSession, target: TargetConfig) -> None:
-        assert isinstance(target.registry, AzureRegistryConfig)
+    def __init__(self, session: AzureSession, target: AzureTarget) -> None:
         self.session, self.target, self.config = session, target, target.registry
 
     @property

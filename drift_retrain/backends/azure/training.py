@@ -20,7 +20,7 @@ import logging
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Unpack
+from typing import Any, Unpack
 
 from drift_retrain.backends.azure.mlclient import ml_client
 from drift_retrain.backends.azure.polling import Poller, PollTiming, retry_after
@@ -28,13 +28,7 @@ from drift_retrain.backends.azure.session import AzureSession
 from drift_retrain.backends.azure.workspace_rest import RestError, WorkspaceRest, run_error_message
 from drift_retrain.backends.base import SIGNAL_TAG, StepFailed, TrainingPipeline, run_key
 from drift_retrain.backends.ledger import RunLedger
-from drift_retrain.config import (
-    AzureRegistryConfig,
-    BatchEndpointConfig,
-    PipelineJobConfig,
-    PublishedPipelineConfig,
-    TargetConfig,
-)
+from drift_retrain.config import AzureTarget, BatchEndpointConfig, PipelineJobConfig, PublishedPipelineConfig
 from drift_retrain.results import CopyResult, TrainingResult
 from drift_retrain.signals import DriftSignal
 from drift_retrain.templating import render, render_one, signal_fields
@@ -56,18 +50,16 @@ class MLJobFailed(StepFailed):
 
 
 def training_pipeline(
-    session: AzureSession, target: TargetConfig, ledger: RunLedger, **timing: Unpack[PollTiming]
+    session: AzureSession, target: AzureTarget, ledger: RunLedger, **timing: Unpack[PollTiming]
 ) -> TrainingPipeline:
     """The implementation for ``target.training.kind``; ``timing`` (sleep, clock, rng) drives its polling."""
-    kinds: dict[type, Callable[..., TrainingPipeline]] = {
-        PublishedPipelineConfig: PublishedPipelineTraining,
-        PipelineJobConfig: PipelineJobTraining,
-        BatchEndpointConfig: BatchEndpointTraining,
-    }
-    for config_type, implementation in kinds.items():
-        if isinstance(target.training, config_type):
-            return implementation(session, target, ledger, **timing)
-    raise ValueError(f"target {target.name}: training kind '{target.training.kind}' is not an Azure ML kind")
+    match target.training:
+        case PublishedPipelineConfig():
+            return PublishedPipelineTraining(session, target, ledger, **timing)
+        case PipelineJobConfig():
+            return PipelineJobTraining(session, target, ledger, **timing)
+        case BatchEndpointConfig():
+            return BatchEndpointTraining(session, target, ledger, **timing)
 
 
 def attempt_name(key: str, attempt: int) -> str:
@@ -87,13 +79,12 @@ class _AzureMLTraining:
 
     config: PublishedPipelineConfig | PipelineJobConfig | BatchEndpointConfig
 
-    def __init__(self, session: AzureSession, target: TargetConfig, ledger: RunLedger, **timing: Unpack[PollTiming]) -> None:
+    def __init__(self, session: AzureSession, target: AzureTarget, ledger: RunLedger, **timing: Unpack[PollTiming]) -> None:
         self.session, self.target, self.ledger = session, target, ledger
         self._timing = timing
-        self.config = target.training  # type: ignore[assignment]
+        self.config = target.training  # the subclass's kind: training_pipeline picked the class by it
         self.policy = self.config.polling or session.config.polling
-        registry = target.registry
-        self.model_path = registry.path if isinstance(registry, AzureRegistryConfig) else ""
+        self.model_path = target.registry.path
         regional = getattr(self.config, "regional_host", None)
         self.rest = WorkspaceRest(session, target.workspace, regional)
         self._reattached: set[str] = set()

@@ -8,10 +8,10 @@ from drift_retrain.backends.local.details import LocalDriftDetails
 from drift_retrain.backends.local.monitor import monitor_store
 from drift_retrain.backends.local.registry import FileModelRegistry
 from drift_retrain.backends.local.training import LocalTraining
-from drift_retrain.config import Settings, TargetConfig
+from drift_retrain.config import LocalTarget, Settings
 
 
-def local_backends(settings: Settings, target: TargetConfig) -> Backends:
+def local_backends(settings: Settings, target: LocalTarget) -> Backends:
     runs = settings.state_dir / "runs"
     return Backends(
         details=LocalDriftDetails(monitor_store(settings)),
