@@ -20,7 +20,7 @@ from drift_retrain.backends.azure.datafactory import DataFactoryCopy
 from drift_retrain.backends.azure.session import AzureSession
 from drift_retrain.backends.azure.training import training_pipeline
 from drift_retrain.backends.ledger import FileRunLedger
-from drift_retrain.config import PollingConfig, Settings
+from drift_retrain.config import AzureTarget, PollingConfig, Settings
 from drift_retrain.fake_azure import CLIENT_ID, CLIENT_SECRET, TENANT, FakeAzure, RunScript
 from drift_retrain.results import CopyResult
 from drift_retrain.intake.parsing import to_drift_signal
@@ -88,6 +88,7 @@ def measure(repeats: int = 11, seed: int = 6, durations: dict[str, float] = DURA
             settings = _settings(fake, Path(tmp) / policy_name.replace(" ", ""), policy)
             session = AzureSession.from_config(settings.azure)
             target = settings.targets[0]
+            assert isinstance(target, AzureTarget)  # _settings configures an azure target
             ledger = FileRunLedger(Path(tmp) / "ledger" / policy_name.replace(" ", ""))
             timing = {"clock": clock, "sleep": clock.sleep, "rng": rng.random}
             copy = DataFactoryCopy(session, target, ledger, **timing)

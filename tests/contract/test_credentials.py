@@ -19,14 +19,16 @@ from drift_retrain.backends.azure.datafactory import DataFactoryCopy
 from drift_retrain.backends.azure.session import AzureSession, build_credential
 from drift_retrain.backends.base import run_to_end
 from drift_retrain.backends.ledger import FileRunLedger
-from drift_retrain.config import AzureConfig, ConfigError
+from drift_retrain.config import AzureConfig, AzureTarget, ConfigError
 from drift_retrain.fake_azure import CLIENT_ID, TENANT, FakeAzure, RunScript
 from tests.contract.conftest import PIPELINE, SECRET_ENV, azure_settings, drift_signal
 
 
 def _copy_once(tmp_path: Path, fake: FakeAzure) -> tuple[DataFactoryCopy, object]:
     settings = azure_settings(tmp_path, fake)
-    copy = DataFactoryCopy(AzureSession.from_config(settings.azure), settings.targets[0], FileRunLedger(tmp_path / "ledger"))
+    target = settings.targets[0]
+    assert isinstance(target, AzureTarget)  # azure_settings configures an azure target
+    copy = DataFactoryCopy(AzureSession.from_config(settings.azure), target, FileRunLedger(tmp_path / "ledger"))
     signal = drift_signal()
     try:
         return copy, run_to_end(lambda: copy.start(signal), copy.wait, copy.cancel)

@@ -19,7 +19,7 @@ from drift_retrain.backends.azure.polling import StepTimedOut
 from drift_retrain.backends.azure.session import AzureSession
 from drift_retrain.backends.base import StepFailed, run_key, run_to_end
 from drift_retrain.backends.ledger import FileRunLedger
-from drift_retrain.config import PolicyConfig
+from drift_retrain.config import AzureTarget, PolicyConfig
 from drift_retrain.fake_azure import FakeAzure, RunScript
 from drift_retrain.fake_azure.datafactory import RunPlan
 from drift_retrain.policy import after_copy
@@ -72,9 +72,11 @@ def make_copy(
     **settings: Any,
 ) -> DataFactoryCopy:
     config = azure_settings(tmp_path, fake, **settings)
+    target = config.targets[0]
+    assert isinstance(target, AzureTarget)  # azure_settings configures an azure target
     copy = DataFactoryCopy(
         AzureSession.from_config(config.azure),
-        config.targets[0],
+        target,
         FileRunLedger(config.state_dir / "runs" / "azure"),
         sleep=sleep,
         client_options=client_options or FAST_SDK_RETRIES,
