@@ -200,7 +200,7 @@ def _sections(
 ) -> Iterator[str]:
     """One heading and table per section, then its subsections; a model met again links to its table."""
     header = f"[[{path}]]" if many else f"[{path}]" if path else "top level"
-    title = f"`{header}`" + "".join(f" ({part})" for part in (variant, within) if part)
+    title = f"`{header}`" + (f" ({variant})" if variant else "") + (f" (in {within})" if within else "")
     if model in seen:
         first_anchor, first_title = seen[model]
         yield f"### {title} {{#{anchor}}}\n\nThe same fields as {first_title} ([above](#{first_anchor})).\n"
@@ -236,8 +236,8 @@ def _sections(
         )
     yield "\n".join(rows) + "\n"
     for child, child_path, child_many, child_anchor, label in children:
-        inherited = ", ".join(part for part in (variant, within) if part)
-        yield from _sections(child, child_path, child_many, child_anchor, seen, used, label, inherited and f"in {inherited}".replace("in in ", "in "))
+        inherited = ", ".join(part for part in (variant, within) if part) or None
+        yield from _sections(child, child_path, child_many, child_anchor, seen, used, label, inherited)
 
 
 def config_reference(settings_model: Any) -> str:

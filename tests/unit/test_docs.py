@@ -204,3 +204,22 @@ def test_the_benchmark_page_shows_every_row_of_results_json() -> None:
     page = hooks.benchmark_results(results_file)
     for row in rows:
         assert hooks._cell(row["what"]) in page and hooks._cell(str(row["value"])) in page
+
+
+def test_the_config_error_shown_in_the_docs_is_what_check_prints(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from drift_retrain.cli import app
+
+    page = (DOCS / "configuration.md").read_text(encoding="utf-8")
+    (shown,) = re.findall(r"<!-- config-error-output[^>]*-->\s*\n```[a-z]*\n(.*?)\n```", page, re.DOTALL)
+    config = (ROOT / "drift-retrain.toml").read_text(encoding="utf-8")
+    config = re.sub(r"(?m)^drift_threshold = .*$", "drift_threshold = 1.5", config)
+    config = re.sub(r"(?m)^model_name = .*\n", "", config)
+    bad = tmp_path / "bad.toml"
+    bad.write_text(config, encoding="utf-8")
+
+    result = CliRunner().invoke(app, ["check", "--config", str(bad)])
+    printed = result.output.strip().replace(str(bad), "<file>")
+    assert result.exit_code == 2
+    assert printed == re.sub(r"(FAIL  config: )\S+(: invalid configuration)", r"\1<file>\2", shown.strip())
