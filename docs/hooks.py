@@ -4,6 +4,8 @@
   section and field of the config file, walked generically from the pydantic models in
   ``drift_retrain/config.py`` (field, type, default, constraints, description; a union of sections
   becomes one table per variant), so a model change shows up here without editing this page.
+- ``configuration.md``: ``<!-- generated: template-placeholders -->`` becomes the table of template
+  placeholders, from ``drift_retrain.templating.FIELDS`` (what the config loader accepts).
 - ``benchmarks.md``: the marker ``<!-- generated: benchmark-results -->`` becomes the machine and every row
   of ``benchmarks/results.json`` (what, value, reference, target, met).
 
@@ -23,6 +25,7 @@ from typing import Any, Iterator
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG_MARKER = "<!-- generated: config-reference -->"
 BENCH_MARKER = "<!-- generated: benchmark-results -->"
+PLACEHOLDERS_MARKER = "<!-- generated: template-placeholders -->"
 
 
 def on_config(config: Any) -> Any:
@@ -37,6 +40,10 @@ def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
         from drift_retrain.config import Settings
 
         markdown = markdown.replace(CONFIG_MARKER, config_reference(Settings))
+    if PLACEHOLDERS_MARKER in markdown:
+        from drift_retrain.templating import FIELDS
+
+        markdown = markdown.replace(PLACEHOLDERS_MARKER, template_placeholders(FIELDS))
     if BENCH_MARKER in markdown:
         markdown = markdown.replace(BENCH_MARKER, benchmark_results(ROOT / "benchmarks" / "results.json"))
     return markdown
@@ -249,6 +256,13 @@ def config_reference(settings_model: Any) -> str:
     )
     body = list(_sections(settings_model, "", False, "cfg-top", {}, {"cfg-top"}))
     return intro + "\n" + "\n".join(body)
+
+
+def template_placeholders(fields: dict[str, str]) -> str:
+    """Every placeholder a template may use, with its meaning, as the config loader knows them."""
+    rows = ["| placeholder | value |", "|---|---|"]
+    rows += [f"| `{{{name}}}` | {_cell(meaning)} |" for name, meaning in fields.items()]
+    return "\n".join(rows) + "\n"
 
 
 # ------------------------------------------------------------------------------------------------
