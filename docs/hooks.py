@@ -6,6 +6,8 @@
   becomes one table per variant), so a model change shows up here without editing this page.
 - ``configuration.md``: ``<!-- generated: template-placeholders -->`` becomes the table of template
   placeholders, from ``drift_retrain.templating.FIELDS`` (what the config loader accepts).
+- ``getting-started.md``: ``<!-- generated: make-targets -->`` becomes the Makefile's documented targets
+  (``target: ...  ## what it does``).
 - ``benchmarks.md``: the marker ``<!-- generated: benchmark-results -->`` becomes the machine and every row
   of ``benchmarks/results.json`` (what, value, reference, target, met).
 
@@ -26,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIG_MARKER = "<!-- generated: config-reference -->"
 BENCH_MARKER = "<!-- generated: benchmark-results -->"
 PLACEHOLDERS_MARKER = "<!-- generated: template-placeholders -->"
+MAKE_MARKER = "<!-- generated: make-targets -->"
 
 
 def on_config(config: Any) -> Any:
@@ -44,6 +47,8 @@ def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
         from drift_retrain.templating import FIELDS
 
         markdown = markdown.replace(PLACEHOLDERS_MARKER, template_placeholders(FIELDS))
+    if MAKE_MARKER in markdown:
+        markdown = markdown.replace(MAKE_MARKER, make_targets(ROOT / "Makefile"))
     if BENCH_MARKER in markdown:
         markdown = markdown.replace(BENCH_MARKER, benchmark_results(ROOT / "benchmarks" / "results.json"))
     return markdown
@@ -262,6 +267,16 @@ def template_placeholders(fields: dict[str, str]) -> str:
     """Every placeholder a template may use, with its meaning, as the config loader knows them."""
     rows = ["| placeholder | value |", "|---|---|"]
     rows += [f"| `{{{name}}}` | {_cell(meaning)} |" for name, meaning in fields.items()]
+    return "\n".join(rows) + "\n"
+
+
+def make_targets(makefile: Path) -> str:
+    """The Makefile's targets that say what they do (``name: prerequisites  ## description``)."""
+    rows = ["| command | what it does |", "|---|---|"]
+    for line in makefile.read_text(encoding="utf-8").splitlines():
+        target, colon, rest = line.partition(":")
+        if colon and "##" in rest and target.strip() and not target.startswith(("\t", " ", "#", "$")):
+            rows.append(f"| `make {target.strip()}` | {_cell(rest.split('##', 1)[1].strip())} |")
     return "\n".join(rows) + "\n"
 
 

@@ -223,3 +223,11 @@ def test_the_config_error_shown_in_the_docs_is_what_check_prints(tmp_path: Path)
     printed = result.output.strip().replace(str(bad), "<file>")
     assert result.exit_code == 2
     assert printed == re.sub(r"(FAIL  config: )\S+(: invalid configuration)", r"\1<file>\2", shown.strip())
+
+
+def test_the_make_targets_table_lists_every_documented_target() -> None:
+    makefile = ROOT / "Makefile"
+    documented = re.findall(r"(?m)^([A-Za-z][\w-]*):[^\n#]*##", makefile.read_text(encoding="utf-8"))
+    table = _hooks().make_targets(makefile)
+    assert {"demo", "test", "docs"} <= set(documented)
+    assert all(f"| `make {target}` |" in table for target in documented)
