@@ -231,3 +231,17 @@ def test_the_make_targets_table_lists_every_documented_target() -> None:
     table = _hooks().make_targets(makefile)
     assert {"demo", "test", "docs"} <= set(documented)
     assert all(f"| `make {target}` |" in table for target in documented)
+
+
+def test_the_subscription_commands_shown_in_the_docs_are_what_the_cli_prints() -> None:
+    from typer.testing import CliRunner
+
+    from drift_retrain.cli import app
+
+    page = (DOCS / "azure-setup.md").read_text(encoding="utf-8")
+    (shown,) = re.findall(r"<!-- subscription-output[^>]*-->\s*\n```[a-z]*\n(.*?)\n```", page, re.DOTALL)
+    command, _, expected = shown.partition("\n")
+    args = command.removeprefix("$ drift-retrain ").split() + ["--config", str(ROOT / "drift-retrain.toml")]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == expected.strip()
