@@ -245,3 +245,17 @@ def test_the_subscription_commands_shown_in_the_docs_are_what_the_cli_prints() -
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert result.output.strip() == expected.strip()
+
+
+def test_every_test_the_docs_name_exists() -> None:
+    """The fault matrix and the testing page name tests; a renamed or removed test must take its row along."""
+    missing = []
+    for page in [README, *PAGES]:
+        for path, names in re.findall(r"(tests/[\w/]+\.py)((?:(?:`, `)?::test_\w+)*)", page.read_text(encoding="utf-8")):
+            source = ROOT / path
+            if not source.exists():
+                missing.append(f"{page.name}: {path}")
+                continue
+            text = source.read_text(encoding="utf-8")
+            missing += [f"{page.name}: {path}::{n}" for n in re.findall(r"::(test_\w+)", names) if f"def {n}(" not in text]
+    assert not missing, f"tests named in the docs that do not exist: {missing}"
