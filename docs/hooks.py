@@ -20,9 +20,10 @@ import json
 import sys
 import types
 import typing
+from collections.abc import Iterator
 from enum import Enum
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG_MARKER = "<!-- generated: config-reference -->"
@@ -96,7 +97,9 @@ def _type_name(annotation: Any) -> str:
         return " \\| ".join(dict.fromkeys(_type_name(a) for a in union))
     origin = typing.get_origin(annotation)
     if origin is typing.Literal:
-        return " \\| ".join(f'`{json.dumps(v.value if isinstance(v, Enum) else v)}`' for v in typing.get_args(annotation))
+        return " \\| ".join(
+            f"`{json.dumps(v.value if isinstance(v, Enum) else v)}`" for v in typing.get_args(annotation)
+        )
     if origin in (list, tuple, set, frozenset):
         (item, *_) = typing.get_args(annotation) or (Any,)
         return f"list of {_type_name(item)}"

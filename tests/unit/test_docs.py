@@ -127,7 +127,7 @@ def test_the_readme_summary_is_what_the_demo_prints_for_the_recorded_run() -> No
     _summarise(flow_run, RetrainOutcome.model_validate(recorded["outcome"]), run["url"], printed.append)  # type: ignore[arg-type]
 
     (block,) = [block for page, block in _demo_blocks() if page == README]
-    summary = block.splitlines()[-len(printed):]
+    summary = block.splitlines()[-len(printed) :]
     assert summary == printed, "README.md's demo summary differs from what the demo prints for the recorded run"
 
 
@@ -173,7 +173,7 @@ def test_the_configuration_reference_lists_every_field_of_the_config_models() ->
 
 
 def test_the_configuration_reference_follows_a_union_of_targets_on_backend() -> None:
-    from typing import Annotated, Literal, Union
+    from typing import Annotated, Literal
 
     from pydantic import BaseModel, Field
 
@@ -190,7 +190,7 @@ def test_the_configuration_reference_follows_a_union_of_targets_on_backend() -> 
         factory: str = Field(description="the Data Factory")
 
     class File(BaseModel):
-        targets: list[Annotated[Union[LocalTarget, AzureTarget], Field(discriminator="backend")]]
+        targets: list[Annotated[LocalTarget | AzureTarget, Field(discriminator="backend")]]
 
     reference = _hooks().config_reference(File)
     assert '`[[targets]]` (backend = "local")' in reference and '`[[targets]]` (backend = "azure")' in reference
@@ -241,7 +241,7 @@ def test_the_subscription_commands_shown_in_the_docs_are_what_the_cli_prints() -
     page = (DOCS / "azure-setup.md").read_text(encoding="utf-8")
     (shown,) = re.findall(r"<!-- subscription-output[^>]*-->\s*\n```[a-z]*\n(.*?)\n```", page, re.DOTALL)
     command, _, expected = shown.partition("\n")
-    args = command.removeprefix("$ drift-retrain ").split() + ["--config", str(ROOT / "drift-retrain.toml")]
+    args = [*command.removeprefix("$ drift-retrain ").split(), "--config", str(ROOT / "drift-retrain.toml")]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert result.output.strip() == expected.strip()
@@ -251,11 +251,15 @@ def test_every_test_the_docs_name_exists() -> None:
     """The fault matrix and the testing page name tests; a renamed or removed test must take its row along."""
     missing = []
     for page in [README, *PAGES]:
-        for path, names in re.findall(r"(tests/[\w/]+\.py)((?:(?:`, `)?::test_\w+)*)", page.read_text(encoding="utf-8")):
+        for path, names in re.findall(
+            r"(tests/[\w/]+\.py)((?:(?:`, `)?::test_\w+)*)", page.read_text(encoding="utf-8")
+        ):
             source = ROOT / path
             if not source.exists():
                 missing.append(f"{page.name}: {path}")
                 continue
             text = source.read_text(encoding="utf-8")
-            missing += [f"{page.name}: {path}::{n}" for n in re.findall(r"::(test_\w+)", names) if f"def {n}(" not in text]
+            missing += [
+                f"{page.name}: {path}::{n}" for n in re.findall(r"::(test_\w+)", names) if f"def {n}(" not in text
+            ]
     assert not missing, f"tests named in the docs that do not exist: {missing}"
