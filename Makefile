@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test install clean up bench
+.PHONY: demo test install clean up bench docs
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -14,6 +14,10 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	touch $@
 
 install: $(VENV)/.installed
+
+$(VENV)/.docs-installed: pyproject.toml | $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet -e '.[test,docs]'
+	touch $@
 
 demo: install  ## run the main job end to end on the embedded default
 	$(BIN)/drift-retrain demo
@@ -27,5 +31,8 @@ test: install  ## run the whole test suite
 bench: install  ## every benchmark beside its reference: one table, also benchmarks/results.json (BENCH_ARGS=--quick)
 	$(BIN)/python -m benchmarks $(BENCH_ARGS)
 
+docs: $(VENV)/.docs-installed  ## the docs site into site/; --strict: a broken link or anchor fails the build
+	$(BIN)/mkdocs build --strict
+
 clean:
-	rm -rf $(VENV) .drift-retrain
+	rm -rf $(VENV) .drift-retrain site

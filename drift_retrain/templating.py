@@ -13,7 +13,7 @@ from pydantic import AfterValidator
 
 from drift_retrain.signals import DriftSignal
 
-#: Every placeholder a template may use, and what it means (shown in the README and in errors).
+#: Every placeholder a template may use, and what it means (shown in errors and, generated, on docs/configuration.md).
 FIELDS: dict[str, str] = {
     "signal_identity": "workspace/runs/<drift run>: the signal's identity",
     "signal_key": "a 20-hex digest of the identity, safe in any name",

@@ -15,7 +15,9 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 TENANT = "1912158f-712f-400e-819d-8498b1ad6f85"
 AUDIENCE = "4d57fb6b-75ff-4e75-b2f1-b7788685f383"
-EVENT_GRID_APP_ID = "4962773b-9cdb-44cf-a8bf-237846a00ab7"  # Azure Event Grid's first-party app (WIRE.md), not read from the code under test
+# Azure Event Grid's first-party app, not read from the code under test: $eventGridAppId in MicrosoftDocs/azure-docs
+# articles/event-grid/scripts/powershell-webhook-secure-delivery-azure-ad-app.md.
+EVENT_GRID_APP_ID = "4962773b-9cdb-44cf-a8bf-237846a00ab7"
 
 
 class LocalTenant:

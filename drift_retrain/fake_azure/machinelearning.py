@@ -36,7 +36,8 @@ WS = "/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.MachineLearni
 JOB_TYPE = "Microsoft.MachineLearningServices/workspaces/jobs"
 LOCATION = "westus"
 
-#: Azure ML job statuses (WIRE.md §4) and the ones a job never leaves.
+#: Azure ML job statuses a job never leaves, as azure-ai-ml's own waits have them (RunHistoryConstants.TERMINAL_STATUSES,
+#: Azure/azure-sdk-for-python sdk/ml/azure-ai-ml/azure/ai/ml/operations/_run_history_constants.py).
 TERMINAL = frozenset({"Completed", "Failed", "Canceled", "NotResponding", "Paused"})
 ML_CANCEL = ("CancelRequested", "Canceled")
 DEFAULT_SCRIPT = RunScript(steps=(("NotStarted", 0.05), ("Running", 0.15)), final="Completed")
@@ -178,7 +179,9 @@ class FakeMachineLearning:
             Route(WS + "/batchEndpoints/{endpoint}", self.get_batch_endpoint, methods=["GET"]),
             Route(WS + "/batchEndpoints/{endpoint}/deployments", self.list_batch_deployments, methods=["GET"]),
             Route("/batchscoring" + WS + "/{endpoint}/jobs", self.invoke_batch, methods=["POST"]),
-            # v1 pipelines on the regional host (WIRE.md §4).
+            # v1 pipelines on the regional host: a published pipeline's REST endpoint (POST, ExperimentName and
+            # ParameterAssignments; MicrosoftDocs/azure-ai-docs articles/machine-learning/v1/how-to-deploy-pipelines.md),
+            # at the path azureml-pipeline-core builds for `published_pipeline.endpoint`.
             Route("/pipelines/v1.0" + WS + "/PipelineRuns/PipelineSubmit/{pipeline}", self.submit_v1, methods=["POST"]),
             Route("/pipelines/v1.0" + WS + "/PipelineRuns/PipelineEndpointSubmit/Id/{pipeline}", self.submit_v1,
                   methods=["POST"]),

@@ -3,8 +3,8 @@ install`). One drift signal goes through the stack; its flow run page must show 
 (decision, drift table, model link) and its events, and the Run form must offer a retrain by hand.
 
 Skipped only when /usr/bin/chromium is absent (`.ci/run` installs it, so CI runs this). Screenshots go to
-``$DRIFT_RETRAIN_SCREENSHOTS`` when set (``DRIFT_RETRAIN_SCREENSHOTS=docs`` refreshes the README's), else
-to the test's temporary directory.
+``$DRIFT_RETRAIN_SCREENSHOTS`` when set (``DRIFT_RETRAIN_SCREENSHOTS=docs`` refreshes the ones the docs pages
+show), else to the test's temporary directory.
 """
 
 from __future__ import annotations

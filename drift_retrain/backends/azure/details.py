@@ -4,7 +4,9 @@ monitor run, read through MLflow's ``runs/get`` on the workspace's tracking URI.
 azure-ai-ml has no metrics API (``jobs.get`` gives status and tags only, and v1 drift runs are not v2
 jobs), and MLflow's REST answer carries the run's status and tags as well, so one call serves both kinds.
 
-Metric names (WIRE.md §3): v1 logs the dataset-level ``datadrift_coefficient`` and, per feature,
+Metric names (v1: MicrosoftDocs/azure-ai-docs articles/machine-learning/v1/how-to-monitor-datasets.md; v2: the
+monitoring components, Azure/azureml-assets assets/model_monitoring/components/src/): v1 logs the dataset-level
+``datadrift_coefficient`` and, per feature,
 ``datadrift_contribution``, ``wasserstein_distance``, ``energy_distance``; v2 signals log
 ``jensen_shannon_distance``, ``normalized_wasserstein_distance``, ``population_stability_index``,
 ``two_sample_kolmogorov_smirnov_test``, ... per feature. A per-feature metric is read from a key that

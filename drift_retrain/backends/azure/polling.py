@@ -2,9 +2,10 @@
 deadline that ends in cancellation (the caller's ``run_to_end`` cancels on ``StepTimedOut``).
 
 Polls start often (runs that fail fast are seen fast) and stretch while nothing changes, up to a
-ceiling that is short while the run is young (a ten-minute run is seen ending within seconds) and grows
-with the run's age after that (an hour costs about thirty calls, six hours about fifty, where a fixed
-one-minute poll makes 60 and 360; measured in benchmarks/polling.py).
+ceiling that is short while the run is young and grows with the run's age after that, so young runs are
+seen ending quickly and hours-long runs cost a few dozen calls. The calls and detection delays beside a
+fixed one-minute poll are measured by benchmarks/polling.py and shown on the docs' Benchmarks page
+(docs/benchmarks.md, generated from benchmarks/results.json).
 """
 
 from __future__ import annotations

@@ -36,7 +36,8 @@ from drift_retrain.templating import render, render_one, signal_fields
 log = logging.getLogger("drift_retrain.azure")
 
 STEP = "training"
-#: Azure ML job statuses a job never leaves (WIRE.md §4); all but Completed are failures.
+#: Azure ML job statuses a job never leaves (azure-ai-ml's RunHistoryConstants.TERMINAL_STATUSES, Azure/azure-sdk-for-python
+#: sdk/ml/azure-ai-ml/azure/ai/ml/operations/_run_history_constants.py); all but Completed are failures.
 TERMINAL = frozenset({"Completed", "Failed", "Canceled", "NotResponding", "Paused"})
 SUCCEEDED = "Completed"
 FAILED_ENDS = TERMINAL - {SUCCEEDED}

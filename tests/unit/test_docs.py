@@ -1,0 +1,265 @@
+"""The README and the docs pages stay true: size, links, and the demo output they show.
+
+The demo output blocks (marked ``<!-- demo-output ... -->``) are checked two ways: every line must have
+the shape of a line the demo prints (a pattern built from the format strings in
+``drift_retrain/devstack/demo.py`` and the ``demo`` command in ``drift_retrain/cli.py``), and the summary
+in the README must be exactly what the demo's printer renders from the recorded outcome of that run
+(``tests/fixtures/demo/recorded.json``). Change a label in the demo and these fail until the docs follow.
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import json
+import re
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+README = ROOT / "README.md"
+DOCS = ROOT / "docs"
+PAGES = sorted(DOCS.glob("*.md"))
+README_LIMIT = 10_000  # bytes: "README ≤ 10 KB" (issue 12), read as 10,000 to hold under either meaning of KB
+
+_FENCE = re.compile(r"^(```|~~~).*?^\1\s*$", re.MULTILINE | re.DOTALL)
+_CODE_SPAN = re.compile(r"`[^`\n]*`")
+_INLINE_LINK = re.compile(r"!?\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
+_REFERENCE = re.compile(r"^\s{0,3}\[[^\]]+\]:\s*<?(\S+?)>?(?:\s+\"[^\"]*\")?\s*$", re.MULTILINE)
+_DEMO_BLOCK = re.compile(r"<!-- demo-output[^>]*-->\s*\n```[a-z]*\n(.*?)\n```", re.DOTALL)
+
+
+def _prose(markdown: str) -> str:
+    """The Markdown without fenced code and code spans: links there are examples, not links."""
+    return _CODE_SPAN.sub("", _FENCE.sub("", markdown))
+
+
+def _links(markdown: str) -> list[str]:
+    prose = _prose(markdown)
+    return _INLINE_LINK.findall(prose) + _REFERENCE.findall(prose)
+
+
+def test_the_readme_is_at_most_10_kb() -> None:
+    size = README.stat().st_size
+    assert size <= README_LIMIT, f"README.md is {size} bytes; move detail into docs/ (limit {README_LIMIT})"
+
+
+@pytest.mark.parametrize("page", [README, *PAGES], ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_relative_link_points_to_an_existing_file(page: Path) -> None:
+    broken = []
+    for target in _links(page.read_text(encoding="utf-8")):
+        if re.match(r"^[a-z][a-z0-9+.-]*:", target, re.IGNORECASE) or target.startswith("#"):
+            continue  # http(s), mailto: checked by nobody here; an anchor in the same page: by mkdocs --strict
+        path = target.split("#", 1)[0].split("?", 1)[0]
+        if not (page.parent / path).exists():
+            broken.append(target)
+    assert not broken, f"{page.relative_to(ROOT)} links to missing files: {broken}"
+
+
+def test_the_link_finder_sees_links_and_skips_code() -> None:
+    sample = "See [a](docs/a.md#x), ![b](b.png) and `[c](c.md)`.\n\n```\n[d](d.md)\n```\n\n[e]: e.md\n"
+    assert sorted(_links(sample)) == ["b.png", "docs/a.md#x", "e.md"]
+
+
+# ------------------------------------------------------------------------------------------------
+# The demo output shown in the docs
+# ------------------------------------------------------------------------------------------------
+
+
+def _pattern(node: ast.expr) -> str | None:
+    """A regex for the text an expression formats: literals verbatim, anything computed as a wildcard."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return re.escape(node.value)
+    if isinstance(node, ast.JoinedStr):
+        parts = [_pattern(value) if isinstance(value, ast.Constant) else ".*?" for value in node.values]
+        return "".join(part or "" for part in parts)
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
+        left, right = _pattern(node.left), _pattern(node.right)
+        return (left if left is not None else ".*?") + (right if right is not None else ".*?")
+    return None  # not a string the printer spells out: no pattern
+
+
+def _printed_patterns() -> list[str]:
+    """The line shapes the demo prints: ``say(...)`` in devstack/demo.py, ``typer.echo(...)`` in cli's demo."""
+    found: list[ast.expr] = []
+    demo = ast.parse((ROOT / "drift_retrain" / "devstack" / "demo.py").read_text(encoding="utf-8"))
+    found += [n.args[0] for n in ast.walk(demo) if isinstance(n, ast.Call) and getattr(n.func, "id", None) == "say"]
+    cli = ast.parse((ROOT / "drift_retrain" / "cli.py").read_text(encoding="utf-8"))
+    command = next(n for n in ast.walk(cli) if isinstance(n, ast.FunctionDef) and n.name == "demo")
+    found += [
+        n.args[0]
+        for n in ast.walk(command)
+        if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and n.func.attr == "echo"
+    ]
+    patterns = [p for p in map(_pattern, found) if p is not None]
+    assert all(p == "" or re.sub(r"\.\*\?", "", p).strip() for p in patterns), "a pattern with no literal text"
+    return patterns
+
+
+def _demo_blocks() -> list[tuple[Path, str]]:
+    blocks = []
+    for page in [README, *PAGES]:
+        blocks += [(page, block) for block in _DEMO_BLOCK.findall(page.read_text(encoding="utf-8"))]
+    return blocks
+
+
+def test_the_readme_shows_a_demo_output_block() -> None:
+    assert [page for page, _ in _demo_blocks()].count(README) == 1
+
+
+@pytest.mark.parametrize("page,block", _demo_blocks(), ids=[f"{p.name}:{i}" for i, (p, _) in enumerate(_demo_blocks())])
+def test_every_line_of_a_demo_output_block_is_one_the_demo_prints(page: Path, block: str) -> None:
+    patterns = [re.compile(p) for p in _printed_patterns()]
+    unknown = [line for line in block.splitlines() if not any(p.fullmatch(line) for p in patterns)]
+    assert not unknown, f"{page.name}: lines the demo does not print (did its labels change?): {unknown}"
+
+
+def test_the_readme_summary_is_what_the_demo_prints_for_the_recorded_run() -> None:
+    from drift_retrain.devstack.demo import _summarise
+    from drift_retrain.results import RetrainOutcome
+
+    recorded = json.loads((ROOT / "tests" / "fixtures" / "demo" / "recorded.json").read_text(encoding="utf-8"))
+    run = recorded["flow_run"]
+    flow_run = SimpleNamespace(name=run["name"], state=SimpleNamespace(name=run["state"], message=""))
+    printed: list[str] = []
+    _summarise(flow_run, RetrainOutcome.model_validate(recorded["outcome"]), run["url"], printed.append)  # type: ignore[arg-type]
+
+    (block,) = [block for page, block in _demo_blocks() if page == README]
+    summary = block.splitlines()[-len(printed) :]
+    assert summary == printed, "README.md's demo summary differs from what the demo prints for the recorded run"
+
+
+# ------------------------------------------------------------------------------------------------
+# The generated pages (docs/hooks.py)
+# ------------------------------------------------------------------------------------------------
+
+
+@functools.cache
+def _hooks():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("docs_hooks", DOCS / "hooks.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _every_field(model: type, seen: set[type] | None = None) -> set[str]:
+    """Every field name (or alias) of a model and of the sections it holds, walked like the hook does."""
+    hooks, seen = _hooks(), seen if seen is not None else set()
+    if model in seen:
+        return set()
+    seen.add(model)
+    names = set()
+    for name, field in model.model_fields.items():  # type: ignore[attr-defined]
+        if field.exclude:
+            continue
+        names.add(field.alias or name)
+        for child, _, _ in hooks._models_in(field.annotation):
+            names |= _every_field(child, seen)
+    return names
+
+
+def test_the_configuration_reference_lists_every_field_of_the_config_models() -> None:
+    from drift_retrain.config import Settings
+
+    reference = _hooks().config_reference(Settings)
+    missing = sorted(name for name in _every_field(Settings) if f"| `{name}` |" not in reference)
+    assert not missing, f"fields missing from the generated reference: {missing}"
+    assert "`[[targets]]`" in reference and '(kind = "data_factory")' in reference
+
+
+def test_the_configuration_reference_follows_a_union_of_targets_on_backend() -> None:
+    from typing import Annotated, Literal
+
+    from pydantic import BaseModel, Field
+
+    class LocalTarget(BaseModel):
+        """A target on this machine."""
+
+        backend: Literal["local"] = Field(description="where the steps run")
+        name: str
+
+    class AzureTarget(BaseModel):
+        """A target on Azure."""
+
+        backend: Literal["azure"]
+        factory: str = Field(description="the Data Factory")
+
+    class File(BaseModel):
+        targets: list[Annotated[LocalTarget | AzureTarget, Field(discriminator="backend")]]
+
+    reference = _hooks().config_reference(File)
+    assert '`[[targets]]` (backend = "local")' in reference and '`[[targets]]` (backend = "azure")' in reference
+    assert "| `factory` | string | **required** |  | the Data Factory |" in reference
+
+
+def test_the_benchmark_page_shows_every_row_of_results_json() -> None:
+    results_file = ROOT / "benchmarks" / "results.json"
+    rows = json.loads(results_file.read_text(encoding="utf-8"))["rows"]
+    hooks = _hooks()
+    page = hooks.benchmark_results(results_file)
+    for row in rows:
+        assert hooks._cell(row["what"]) in page and hooks._cell(str(row["value"])) in page
+
+
+def test_the_config_error_shown_in_the_docs_is_what_check_prints(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from drift_retrain.cli import app
+
+    page = (DOCS / "configuration.md").read_text(encoding="utf-8")
+    (shown,) = re.findall(r"<!-- config-error-output[^>]*-->\s*\n```[a-z]*\n(.*?)\n```", page, re.DOTALL)
+    config = (ROOT / "drift-retrain.toml").read_text(encoding="utf-8")
+    config = re.sub(r"(?m)^drift_threshold = .*$", "drift_threshold = 1.5", config)
+    config = re.sub(r"(?m)^model_name = .*\n", "", config)
+    bad = tmp_path / "bad.toml"
+    bad.write_text(config, encoding="utf-8")
+
+    result = CliRunner().invoke(app, ["check", "--config", str(bad)])
+    printed = result.output.strip().replace(str(bad), "<file>")
+    assert result.exit_code == 2
+    assert printed == re.sub(r"(FAIL  config: )\S+(: invalid configuration)", r"\1<file>\2", shown.strip())
+
+
+def test_the_make_targets_table_lists_every_documented_target() -> None:
+    makefile = ROOT / "Makefile"
+    documented = re.findall(r"(?m)^([A-Za-z][\w-]*):[^\n#]*##", makefile.read_text(encoding="utf-8"))
+    table = _hooks().make_targets(makefile)
+    assert {"demo", "test", "docs"} <= set(documented)
+    assert all(f"| `make {target}` |" in table for target in documented)
+
+
+def test_the_subscription_commands_shown_in_the_docs_are_what_the_cli_prints() -> None:
+    from typer.testing import CliRunner
+
+    from drift_retrain.cli import app
+
+    page = (DOCS / "azure-setup.md").read_text(encoding="utf-8")
+    (shown,) = re.findall(r"<!-- subscription-output[^>]*-->\s*\n```[a-z]*\n(.*?)\n```", page, re.DOTALL)
+    command, _, expected = shown.partition("\n")
+    args = [*command.removeprefix("$ drift-retrain ").split(), "--config", str(ROOT / "drift-retrain.toml")]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == expected.strip()
+
+
+def test_every_test_the_docs_name_exists() -> None:
+    """The fault matrix and the testing page name tests; a renamed or removed test must take its row along."""
+    missing = []
+    for page in [README, *PAGES]:
+        for path, names in re.findall(
+            r"(tests/[\w/]+\.py)((?:(?:`, `)?::test_\w+)*)", page.read_text(encoding="utf-8")
+        ):
+            source = ROOT / path
+            if not source.exists():
+                missing.append(f"{page.name}: {path}")
+                continue
+            text = source.read_text(encoding="utf-8")
+            missing += [
+                f"{page.name}: {path}::{n}" for n in re.findall(r"::(test_\w+)", names) if f"def {n}(" not in text
+            ]
+    assert not missing, f"tests named in the docs that do not exist: {missing}"
