@@ -12,7 +12,7 @@ from datetime import timedelta
 
 import pytest
 
-from drift_retrain.backends.base import SIGNAL_TAG
+from drift_retrain.names import SIGNAL_TAG
 from drift_retrain.backends.local.monitor import drift_event, run_monitor
 from drift_retrain.backends.local.registry import FileModelRegistry
 from drift_retrain.devstack.sender import post_events
