@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from drift_retrain.names import SIGNAL_TAG
 from drift_retrain.backends.local.registry import FileModelRegistry
 from drift_retrain.devstack.sender import post_events
 from drift_retrain.intake.parsing import to_drift_signal
+from drift_retrain.names import SIGNAL_TAG
 from drift_retrain.testing import dataset_drift
 
 pytestmark = pytest.mark.e2e

@@ -6,8 +6,8 @@ import httpx
 import pytest
 
 from drift_retrain.concurrency import _prefect_unavailable, model_limits
-from drift_retrain.names import limit_name
 from drift_retrain.config import load_settings
+from drift_retrain.names import limit_name
 from drift_retrain.testing import local_target, write_config
 
 
