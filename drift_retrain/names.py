@@ -107,6 +107,17 @@ def ledger_variable_name(step: str, key: str) -> str:
     return name
 
 
+# -- Azure Event Grid subscriptions -----------------------------------------------------------------
+
+#: One subscription per signal kind: v1 dataset drift, v2 model-monitor breach.
+V1_DRIFT_SUBSCRIPTION, V2_MONITOR_SUBSCRIPTION = "v1-drift", "v2-monitor"
+
+
+def event_subscription_name(target_name: str, kind: str) -> str:
+    """``<target>-v1-drift`` / ``<target>-v2-monitor``: the Event Grid subscriptions the project creates."""
+    return f"{target_name}-{kind}"
+
+
 # -- Prefect flows, deployments, flow runs and their tags --------------------------------------------
 
 PROJECT_TAG = "drift-retrain"
