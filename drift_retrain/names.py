@@ -198,7 +198,9 @@ def window_of(tags: Mapping[str, str]) -> tuple[datetime, datetime] | None:
 
 # -- artifact keys -----------------------------------------------------------------------------------
 
-DECISION, DRIFT, COPY, TRAINING, MODEL, CANCELLED, PROMOTION = "decision", "drift", "copy", "training", "model", "cancelled", "promote"
+#: What each keyed artifact reports (``<kind>-<model>``); the sweep's table has one key for all models.
+DECISION, DRIFT, COPY, TRAINING, MODEL = "decision", "drift", "copy", "training", "model"
+CANCELLED, PROMOTION = "cancelled", "promote"
 SWEEP_ARTIFACT = "sweep"
 
 

@@ -131,6 +131,7 @@ def test_one_signal_has_the_same_resource_ids_on_the_feed_and_in_the_flow_report
 def test_a_manual_signal_relates_no_drift_run_and_a_v2_breach_does() -> None:
     manual = manual_signal(TARGET, datetime(2026, 1, 1, tzinfo=timezone.utc), datetime(2026, 1, 8, tzinfo=timezone.utc))
     assert manual.run_id == f"manual-{TARGET.name}-20260101T0000Z-20260108T0000Z"
+    assert manual.kind == names.MANUAL_KIND  # names cannot import SignalKind (signals imports names)
     assert names.DRIFT_RUN_ROLE not in {r[names.ROLE] for r in names.signal_related(manual)}
     breach = to_drift_signal(monitor_breach("monitor-run-1"))
     assert names.DRIFT_RUN_ROLE in {r[names.ROLE] for r in names.signal_related(breach)}
