@@ -45,7 +45,8 @@ def test_the_digest_is_stable_bounded_and_one_length_everywhere() -> None:
 
 
 def test_identity_and_idempotency_key_ignore_workspace_casing_but_not_the_run() -> None:
-    lower, upper = _signal(), to_drift_signal(dataset_drift("credit-default-drift_1717000000000", workspace=_signal().workspace_id.upper()))
+    lower = _signal()
+    upper = to_drift_signal(dataset_drift("credit-default-drift_1717000000000", workspace=lower.workspace_id.upper()))
     assert lower.identity == upper.identity and lower.idempotency_key == upper.idempotency_key
     assert lower.idempotency_key == f"drift:demo-workspace:credit-default-drift_1717000000000:{lower.digest}"
     assert _signal("other").idempotency_key != lower.idempotency_key
@@ -64,7 +65,10 @@ def test_run_keys_and_job_names_are_per_signal_and_per_attempt() -> None:
         names.ledger_variable_name("copy", "has a space")
 
 
-@pytest.mark.parametrize("text", ["credit-default", "Credit_Default.v2", "  spaced  out  ", "ünïcode/model%&<>", "--a--", "a" * 300])
+SLUGGED = ["credit-default", "Credit_Default.v2", "  spaced  out  ", "ünïcode/model%&<>", "--a--", "a" * 300]
+
+
+@pytest.mark.parametrize("text", SLUGGED)
 def test_slugs_are_what_prefect_takes_for_artifact_keys_and_limit_names(text: str) -> None:
     for made in (names.slug(text), names.artifact_key(names.DECISION, text), names.limit_name(text)):
         assert made and raise_on_name_alphanumeric_dashes_only(made) == made
@@ -94,7 +98,8 @@ def _lineage(signal) -> dict[str, str]:
                       data_written=1, files_read=1, files_written=1, copy_duration=1.0, throughput=1.0, output_uri="x")
     training = TrainingResult(job_id=names.training_run_key(signal), status="Completed", metrics={}, rows_train=1, rows_test=1,
                               model_uri="x", duration=1.0)
-    return lineage_tags(signal, TARGET, Decision(retrain=True, checks=[Check(rule="r", passed=True, detail="d")]), copy, training, "f")
+    decision = Decision(retrain=True, checks=[Check(rule="r", passed=True, detail="d")])
+    return lineage_tags(signal, TARGET, decision, copy, training, "f")
 
 
 def test_lineage_tags_are_read_back_by_the_policy() -> None:
