@@ -8,14 +8,13 @@ silently runs unguarded beside another one.
 from __future__ import annotations
 
 import os
-import re
 import time
 from contextlib import ExitStack, contextmanager
 from typing import Iterator
 
 from drift_retrain.config import Settings
+from drift_retrain.names import limit_name
 
-LIMIT_PREFIX = "drift-retrain-model-"
 LEASE_ENV = "DRIFT_RETRAIN_SLOT_LEASE_SECONDS"
 
 
@@ -24,11 +23,6 @@ def lease_seconds() -> float:
     (plus the Prefect server's repossessor interval). 60 s, Prefect's minimum, unless
     $DRIFT_RETRAIN_SLOT_LEASE_SECONDS says more."""
     return float(os.environ.get(LEASE_ENV, "60"))
-
-
-def limit_name(model_name: str) -> str:
-    """``drift-retrain-model-<model>``, in the lowercase letters, digits and dashes every Prefect name takes."""
-    return LIMIT_PREFIX + re.sub(r"[^a-z0-9-]+", "-", model_name.lower()).strip("-")
 
 
 def model_limits(settings: Settings) -> list[str]:

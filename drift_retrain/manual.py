@@ -15,6 +15,7 @@ from typing import Annotated, Any
 from pydantic import Field, TypeAdapter
 
 from drift_retrain.config import ConfigError, Name, Settings, TargetConfig, load_settings
+from drift_retrain.names import manual_event_id, manual_run_id
 from drift_retrain.signals import DriftSignal, SignalKind
 
 DEFAULT_WINDOW = timedelta(days=7)
@@ -59,14 +60,13 @@ def manual_signal(
     start = _utc(window_start) if window_start else end - DEFAULT_WINDOW
     if start >= end:
         raise InvalidRequest(f"window_start {start.isoformat()} must be before window_end {end.isoformat()}")
-    stamp = "%Y%m%dT%H%MZ"
-    run_id = f"manual-{target.name}-{start:{stamp}}-{end:{stamp}}"
+    run_id = manual_run_id(target.name, start, end)
     return DriftSignal(
         kind=SignalKind.MANUAL,
         workspace_id=target.workspace,
         monitor=target.monitors[0],
         run_id=run_id,
-        event_id=f"manual:{request_id or run_id}",
+        event_id=manual_event_id(request_id or run_id),
         event_time=now,
         window_start=start,
         window_end=end,

@@ -8,6 +8,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 from drift_retrain.config import GateConfig, PolicyConfig
+from drift_retrain.names import signal_of, window_of
 from drift_retrain.results import Check, Decision, DriftDetails, ModelVersion, TrainingResult
 from drift_retrain.signals import DriftSignal, SignalKind
 
@@ -39,7 +40,7 @@ def decide(
 
 def _already_handled(signal: DriftSignal, history: list[ModelVersion]) -> Check:
     for version in history:
-        if version.tags.get("drift_retrain.signal") == signal.identity:
+        if signal_of(version.tags) == signal.identity:
             return Check(rule="already_handled", passed=False, detail=f"already handled: registered as {version.name} v{version.version}")
     return Check(rule="already_handled", passed=True, detail="no model version was registered for this drift run yet")
 
@@ -94,7 +95,7 @@ def covered_by(signal: DriftSignal, history: list[ModelVersion]) -> Check:
     if signal.window_start is None or signal.window_end is None:
         return Check(rule="covered_by", passed=True, detail="the signal names no window; no retrain can cover it")
     for version in sorted(history, key=lambda v: v.version, reverse=True):
-        window = _window_of(version)
+        window = window_of(version.tags)
         if window and window[0] <= signal.window_start and signal.window_end <= window[1]:
             return Check(
                 rule="covered_by",
@@ -102,13 +103,6 @@ def covered_by(signal: DriftSignal, history: list[ModelVersion]) -> Check:
                 detail=f"covered by {version.name} v{version.version} (trained on [{window[0]:%Y-%m-%d %H:%M}, {window[1]:%Y-%m-%d %H:%M}))",
             )
     return Check(rule="covered_by", passed=True, detail="no registered version covers this window")
-
-
-def _window_of(version: ModelVersion) -> tuple[datetime, datetime] | None:
-    start, end = version.tags.get("drift.window_start"), version.tags.get("drift.window_end")
-    if not start or not end:
-        return None
-    return datetime.fromisoformat(start), datetime.fromisoformat(end)
 
 
 def in_slot(

@@ -7,13 +7,14 @@ type, and everything downstream sees only ``DriftSignal``.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from drift_retrain import names
 
 DATASET_DRIFT_DETECTED = "Microsoft.MachineLearningServices.DatasetDriftDetected"
 RUN_STATUS_CHANGED = "Microsoft.MachineLearningServices.RunStatusChanged"
@@ -64,18 +65,17 @@ class DriftSignal(BaseModel):
     @property
     def identity(self) -> str:
         """Workspace + drift run: the same drift is the same signal, however often it is delivered."""
-        return f"{self.workspace_id.lower()}/runs/{self.run_id}"
+        return names.signal_identity(self.workspace_id, self.run_id)
 
     @property
     def digest(self) -> str:
-        """20 hex digits of the identity's SHA-256, safe in any name: run keys and ``{signal_key}``."""
-        return hashlib.sha256(self.identity.encode()).hexdigest()[:20]
+        """The identity's fixed-length fingerprint (``names.digest``): run keys, job names, ``{signal_key}``."""
+        return names.digest(self.identity)
 
     @property
     def idempotency_key(self) -> str:
-        """Readable, bounded and collision-safe key for Prefect's per-flow idempotency."""
-        digest = hashlib.sha256(self.identity.encode()).hexdigest()[:16]
-        return f"drift:{self.workspace_name.lower()}:{self.run_id}:{digest}"
+        """Prefect's per-flow idempotency key (``names.idempotency_key``)."""
+        return names.idempotency_key(self)
 
 
 def workspace_name(workspace_id: str) -> str:

@@ -21,6 +21,7 @@ import httpx
 import uvicorn
 
 from drift_retrain.devstack.stack import HOST, PROJECT_DIR, free_port, prefect_settings
+from drift_retrain.names import RETRAIN_DEPLOYMENT_NAME, RETRAIN_FLOW
 
 ROOT = PROJECT_DIR  # the checkout: drift-retrain.toml, tests/fixtures
 SAMPLES = ROOT / "tests" / "fixtures" / "eventgrid"
@@ -168,7 +169,7 @@ class PrefectServer:
                 self.proc.wait(timeout=10)
         self.proc = None
 
-    def register_deployment(self, flow: str = "drift-to-retrain", name: str = "drift-to-retrain") -> str:
+    def register_deployment(self, flow: str = RETRAIN_FLOW, name: str = RETRAIN_DEPLOYMENT_NAME) -> str:
         """The deployment the receiver creates runs of, without a runner to execute them."""
         api = httpx.Client(base_url=self.api_url, timeout=30)
 

@@ -13,8 +13,9 @@ from prefect.client.schemas.objects import FlowRun, State
 from drift_retrain.backends import build_backends
 from drift_retrain.concurrency import retrain_slot
 from drift_retrain.config import load_settings
-from drift_retrain.lineage import MANUAL, flow_run_name, lineage_tags, started_by
+from drift_retrain.lineage import lineage_tags
 from drift_retrain.manual import requested_signal, target_choice
+from drift_retrain.names import MANUAL, RETRAIN_FLOW, flow_run_name, started_by, unrouted_run_name
 from drift_retrain.policy import after_copy, after_training
 from drift_retrain.portal import retrain_links
 from drift_retrain.results import RetrainOutcome
@@ -44,7 +45,7 @@ def _signal_of(parameters: dict[str, Any]) -> DriftSignal:
 def _name_this_run() -> str:
     signal = _signal_of(runtime.flow_run.parameters)
     target = load_settings().target_for(signal)
-    return flow_run_name(target, signal, started_by(runtime.flow_run.tags)) if target else f"unrouted-{signal.run_id}"
+    return flow_run_name(target, signal, started_by(runtime.flow_run.tags)) if target else unrouted_run_name(signal)
 
 
 def _report_failure(flow: Any, flow_run: FlowRun, state: State) -> None:
@@ -58,7 +59,7 @@ def _report_failure(flow: Any, flow_run: FlowRun, state: State) -> None:
 
 
 @flow(
-    name="drift-to-retrain",
+    name=RETRAIN_FLOW,
     flow_run_name=_name_this_run,
     description="Pull drift details, decide, copy the drift window, train, register with lineage, report.",
     persist_result=True,

@@ -9,11 +9,13 @@ from __future__ import annotations
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
+from drift_retrain.names import MODEL_REGISTERED, PROMOTE_FLOW, PROMOTE_RUN_NAME, PROMOTION, artifact_key
+
 
 @flow(
-    name="promote",
-    flow_run_name="promote-{model}-v{version}",  # says which version, in every run list
-    description="Follow-up of drift-retrain.model.registered: say which model version would be deployed.",
+    name=PROMOTE_FLOW,
+    flow_run_name=PROMOTE_RUN_NAME,  # says which version, in every run list
+    description=f"Follow-up of {MODEL_REGISTERED}: say which model version would be deployed.",
 )
 def promote(model: str, version: int, uri: str = "", signal: str = "") -> str:
     """Args:
@@ -24,6 +26,6 @@ def promote(model: str, version: int, uri: str = "", signal: str = "") -> str:
     """
     plan = f"would deploy {model} v{version} from {uri or 'the registry'}"
     get_run_logger().info("%s (retrained for signal %s)", plan, signal or "unknown")
-    key = "".join(c if c.isalnum() else "-" for c in f"promote-{model}".lower())
-    create_markdown_artifact(f"# Promotion of `{model}` v{version}\n\n- {plan}\n- signal: `{signal}`", key=key, description=plan)
+    report = f"# Promotion of `{model}` v{version}\n\n- {plan}\n- signal: `{signal}`"
+    create_markdown_artifact(report, key=artifact_key(PROMOTION, model), description=plan)
     return plan

@@ -23,14 +23,13 @@ from prefect.states import Scheduled
 
 from drift_retrain.config import load_settings
 from drift_retrain.intake.handoff import PrefectHandoff
+from drift_retrain.names import RETRAIN_FLOW, SWEEP, SWEEP_ARTIFACT, SWEEP_FLOW, model_of_run
 from drift_retrain.sweep import PastRun, SweepAction, missed_signals, plan_reruns
-
-FLOW = "drift-to-retrain"
 
 
 def _past(run: FlowRun) -> PastRun:
-    model = next((t.split(":", 1)[1] for t in run.tags if t.startswith("model:")), "")
-    return PastRun(run.id.hex, run.name, model, run.state_type.value if run.state_type else "", run.start_time, run.run_count)
+    state = run.state_type.value if run.state_type else ""
+    return PastRun(run.id.hex, run.name, model_of_run(run.tags), state, run.start_time, run.run_count)
 
 
 async def _runs(client: PrefectClient, since: datetime, states: list[StateType], page: int = 200) -> list[PastRun]:
@@ -38,7 +37,7 @@ async def _runs(client: PrefectClient, since: datetime, states: list[StateType],
     runs: list[FlowRun] = []
     while True:
         batch = await client.read_flow_runs(
-            flow_filter=FlowFilter(name=FlowFilterName(any_=[FLOW])),
+            flow_filter=FlowFilter(name=FlowFilterName(any_=[RETRAIN_FLOW])),
             flow_run_filter=FlowRunFilter(
                 start_time=FlowRunFilterStartTime(after_=since),
                 state=FlowRunFilterState(type=FlowRunFilterStateType(any_=states)),
@@ -52,7 +51,7 @@ async def _runs(client: PrefectClient, since: datetime, states: list[StateType],
             return [_past(r) for r in runs]
 
 
-@flow(name="sweep", description="Rerun failed or crashed retrains and catch up drift whose event never arrived.", log_prints=True)
+@flow(name=SWEEP_FLOW, description="Rerun failed or crashed retrains and catch up drift whose event never arrived.", log_prints=True)
 async def sweep(lookback_hours: float = 24.0, max_attempts: int = 3, catch_up: bool = True) -> list[dict[str, str]]:
     """Args:
     lookback_hours: How far back to look for failed retrains and for drift without a flow run.
@@ -75,7 +74,7 @@ async def sweep(lookback_hours: float = 24.0, max_attempts: int = 3, catch_up: b
     ]
     await acreate_table_artifact(
         rows or [{"flow_run": "", "id": "", "state": "", "action": "nothing to do", "detail": ""}],
-        key="sweep",
+        key=SWEEP_ARTIFACT,
         description=f"Failed or crashed retrains and missed drift in the last {lookback_hours:g} h",
     )
     done = {kind: sum(a.action == kind for a in actions) for kind in ("rerun", "superseded", "gave up", "caught up", "catch-up failed")}
@@ -89,7 +88,7 @@ async def _catch_up(since: datetime) -> list[SweepAction]:
     if not missed:
         return unseen
     async with PrefectHandoff() as handoff:
-        runs = await handoff.hand_off_all(missed, started_by="sweep")
+        runs = await handoff.hand_off_all(missed, started_by=SWEEP)
     return unseen + [
         SweepAction(
             run.flow_run_name,

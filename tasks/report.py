@@ -3,7 +3,6 @@ events other automations can trigger on."""
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from prefect import get_client, get_run_logger, task
@@ -12,50 +11,31 @@ from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
 
 from drift_retrain.config import TargetConfig
-from drift_retrain.lineage import flow_run_tags, started_by
+from drift_retrain.names import (
+    CANCELLED,
+    COPY,
+    DECISION,
+    DECISION_MADE,
+    DRIFT,
+    ID,
+    MODEL,
+    MODEL_REGISTERED,
+    NAME,
+    RETRAIN_FAILED,
+    TRAINING,
+    artifact_key,
+    flow_run_related,
+    flow_run_resource_id,
+    flow_run_tags,
+    model_resource,
+    signal_related,
+    started_by,
+)
 from drift_retrain.portal import Link
 from drift_retrain.results import CopyResult, Decision, DriftDetails, ModelVersion, TrainingResult
-from drift_retrain.signals import DriftSignal, SignalKind
+from drift_retrain.signals import DriftSignal
 
-DECISION_MADE = "drift-retrain.decision.made"
-MODEL_REGISTERED = "drift-retrain.model.registered"
-RETRAIN_FAILED = "drift-retrain.retrain.failed"
 TOP_FEATURES = 10  # rows of the drift table
-
-
-def _key(kind: str, model_name: str) -> str:
-    """Artifact keys allow lowercase letters, digits and dashes only."""
-    return re.sub(r"[^a-z0-9-]+", "-", f"{kind}-{model_name}".lower()).strip("-")
-
-
-def model_resource(model_name: str) -> dict[str, str]:
-    """The primary resource of every event: automations match ``drift-retrain.model.<name>``."""
-    return {"prefect.resource.id": f"drift-retrain.model.{model_name}", "prefect.resource.name": model_name}
-
-
-def signal_related(signal: DriftSignal) -> list[dict[str, str]]:
-    """The signal (its identity), and the Azure ML drift run and monitor behind it, as related resources."""
-    related = [
-        {
-            "prefect.resource.id": f"drift-retrain.signal.{signal.digest}",
-            "prefect.resource.role": "signal",
-            "prefect.resource.name": signal.identity,
-        },
-        {
-            "prefect.resource.id": f"azureml.monitor.{signal.monitor}",
-            "prefect.resource.role": "monitor",
-            "prefect.resource.name": signal.monitor,
-        },
-    ]
-    if signal.kind is not SignalKind.MANUAL:
-        related.append(
-            {
-                "prefect.resource.id": f"azureml.drift-run.{signal.run_id}",
-                "prefect.resource.role": "drift-run",
-                "prefect.resource.name": signal.run_id,
-            }
-        )
-    return related
 
 
 @task(name="label-run", cache_policy=NO_CACHE)
@@ -97,13 +77,13 @@ def report_decision(
         f"Signal: `{signal.identity}`",
     ]
     get_run_logger().info("decision for %s on drift run %s: %s", model_name, signal.run_id, decision.summary)
-    create_markdown_artifact("\n".join(lines), key=_key("decision", model_name), description=decision.summary)
+    create_markdown_artifact("\n".join(lines), key=artifact_key(DECISION, model_name), description=decision.summary)
     if not announce:
         return
     if details.features:
         create_table_artifact(
             drift_rows(details),
-            key=_key("drift", model_name),
+            key=artifact_key(DRIFT, model_name),
             description=f"Top {min(len(details.features), TOP_FEATURES)} of {len(details.features)} features by drift; "
             f"dataset drift coefficient {_number(details.drift_coefficient)} vs threshold {_number(details.threshold)}",
         )
@@ -132,7 +112,7 @@ def drift_rows(details: DriftDetails) -> list[dict[str, Any]]:
 
 @task(name="report-copy", cache_policy=NO_CACHE)
 def report_copy(copy: CopyResult, model_name: str) -> None:
-    create_table_artifact([copy.model_dump()], key=_key("copy", model_name), description=f"Copy run {copy.run_id}")
+    create_table_artifact([copy.model_dump()], key=artifact_key(COPY, model_name), description=f"Copy run {copy.run_id}")
 
 
 @task(name="report-training", cache_policy=NO_CACHE)
@@ -148,7 +128,7 @@ def report_training(training: TrainingResult, model_name: str, champion: ModelVe
         for name, value in training.metrics.items()
     ]
     versus = f" vs champion v{champion.version}" if champion else " (no champion yet)"
-    create_table_artifact(rows, key=_key("training", model_name), description=f"Metrics of job {training.job_id}{versus}")
+    create_table_artifact(rows, key=artifact_key(TRAINING, model_name), description=f"Metrics of job {training.job_id}{versus}")
 
 
 @task(name="report-model", cache_policy=NO_CACHE)
@@ -167,7 +147,7 @@ def report_model(signal: DriftSignal, model: ModelVersion, links: list[Link]) ->
         *[f"| {k} | {v[:200]} |" for k, v in sorted(model.tags.items()) if k != "decision.checks"],
     ]
     get_run_logger().info("%s v%s %s from drift run %s", model.name, model.version, state, signal.run_id)
-    create_markdown_artifact("\n".join(lines), key=_key("model", model.name), description=f"{model.name} v{model.version}")
+    create_markdown_artifact("\n".join(lines), key=artifact_key(MODEL, model.name), description=f"{model.name} v{model.version}")
     emit_event(
         MODEL_REGISTERED,
         resource=model_resource(model.name),
@@ -188,11 +168,11 @@ def report_failure(model_name: str | None, signal: DriftSignal | None, flow_run_
     resource = (
         model_resource(model_name)
         if model_name
-        else {"prefect.resource.id": f"prefect.flow-run.{flow_run_id}", "prefect.resource.name": "unknown model"}
+        else {ID: flow_run_resource_id(flow_run_id), NAME: "unknown model"}
     )
     related = signal_related(signal) if signal else []
     if model_name:
-        related.append({"prefect.resource.id": f"prefect.flow-run.{flow_run_id}", "prefect.resource.role": "flow-run"})
+        related.append(flow_run_related(flow_run_id))
     emit_event(
         RETRAIN_FAILED,
         resource=resource,
@@ -211,4 +191,5 @@ def report_cancelled(step: str, model_name: str, run_id: str, why: str, outcome:
         f"| {step} | `{run_id}` | {why or 'interruption'} | {outcome} |",
     ]
     get_run_logger().warning("%s run %s of %s: %s (%s)", step, run_id, model_name, outcome, why)
-    create_markdown_artifact("\n".join(lines), key=_key("cancelled", model_name), description=f"{step} run {run_id}: {outcome}")
+    key = artifact_key(CANCELLED, model_name)
+    create_markdown_artifact("\n".join(lines), key=key, description=f"{step} run {run_id}: {outcome}")

@@ -1,7 +1,8 @@
 """The small interfaces every step talks to; ``local`` and (later) ``azure`` implement them.
 
-External work is started and waited on as separate calls, and every start is keyed by the signal, so a
-rerun reattaches to the run it already started instead of starting a second one.
+External work is started and waited on as separate calls, and every start is keyed by the signal
+(``names.copy_run_key`` / ``names.training_run_key``), so a rerun reattaches to the run it already started
+instead of starting a second one.
 """
 
 from __future__ import annotations
@@ -14,14 +15,7 @@ from typing import Callable, Protocol, TypeVar
 from drift_retrain.results import CopyResult, DriftDetails, ModelVersion, TrainingResult
 from drift_retrain.signals import DriftSignal
 
-SIGNAL_TAG = "drift_retrain.signal"
-
 R = TypeVar("R")
-
-
-def run_key(prefix: str, signal: DriftSignal) -> str:
-    """A deterministic external run id for one step of one signal (the reattach key)."""
-    return f"{prefix}-{signal.digest}"
 
 
 class DriftDetailsSource(Protocol):
@@ -60,7 +54,7 @@ class ModelRegistry(Protocol):
         ...
 
     def register(self, name: str, training: TrainingResult, tags: dict[str, str]) -> ModelVersion:
-        """Register the job's model; idempotent on ``tags[SIGNAL_TAG]``."""
+        """Register the job's model; idempotent on the signal tag (``names.signal_of(tags)``)."""
         ...
 
 

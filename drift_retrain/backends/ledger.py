@@ -8,14 +8,12 @@ uses lives on the Prefect server every worker talks to (one Prefect Variable per
 
 from __future__ import annotations
 
-import re
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol
 
 from drift_retrain.atomic import read_json, write_json
-
-VARIABLE_PREFIX = "drift_retrain_run"
+from drift_retrain.names import ledger_variable_name, ledger_variable_tags
 
 
 class RunLedger(Protocol):
@@ -51,28 +49,20 @@ class FileRunLedger:
         return record
 
 
-def variable_name(step: str, key: str) -> str:
-    """``drift_retrain_run__<step>__<key>``: Variable names take lowercase letters, digits, - and _."""
-    name = f"{VARIABLE_PREFIX}__{step}__{key}".lower()
-    if not re.fullmatch(r"[a-z0-9_-]{1,255}", name):
-        raise ValueError(f"ledger key {step!r}/{key!r} does not make a valid Prefect Variable name: {name!r}")
-    return name
-
-
 class PrefectVariableLedger:
     """The ledger on the Prefect server: every worker (and every rerun) sees what any attempt recorded."""
 
     def get(self, step: str, key: str) -> dict[str, Any] | None:
         from prefect.variables import Variable
 
-        value = Variable.get(variable_name(step, key), default=None)
+        value = Variable.get(ledger_variable_name(step, key), default=None)
         return dict(value) if isinstance(value, dict) else None
 
     def put(self, step: str, key: str, run_id: str, **details: Any) -> dict[str, Any]:
         from prefect.variables import Variable
 
         record = _record(run_id, {k: _jsonable(v) for k, v in details.items()})
-        Variable.set(variable_name(step, key), record, tags=["drift-retrain", f"step:{step}"], overwrite=True)
+        Variable.set(ledger_variable_name(step, key), record, tags=ledger_variable_tags(step), overwrite=True)
         return record
 
 

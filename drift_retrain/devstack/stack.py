@@ -22,6 +22,7 @@ from typing import Callable
 import httpx
 
 from drift_retrain.config import Settings
+from drift_retrain.names import RETRAIN_DEPLOYMENT
 
 PREFECT_PORT_ENV = "DRIFT_RETRAIN_PREFECT_PORT"
 WEBHOOK_PORT_ENV = "DRIFT_RETRAIN_WEBHOOK_PORT"
@@ -218,7 +219,7 @@ class Stack:
     def _deployment_served_since(self, started: datetime) -> bool:
         """The runner (re)applies its deployments at start: ready once they are updated after our start."""
         try:
-            response = httpx.get(f"{self.api_url}/deployments/name/drift-to-retrain/drift-to-retrain", timeout=2)
+            response = httpx.get(f"{self.api_url}/deployments/name/{RETRAIN_DEPLOYMENT}", timeout=2)
         except httpx.HTTPError:
             return False
         if response.status_code != 200:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -26,17 +25,17 @@ from prefect.events import Event
 
 from drift_retrain.config import TargetConfig
 from drift_retrain.intake.handoff import HandedOff, prefect_http_client
+from drift_retrain.names import (
+    DRIFT_DETECTED,
+    drift_detected_event_id,
+    flow_run_related,
+    model_related,
+    monitor_resource,
+    signal_related,
+)
 from drift_retrain.signals import DriftSignal
 
-DRIFT_DETECTED = "azureml.drift.detected"
-_NAMESPACE = uuid.UUID("6f1c4b8e-3d7a-4f7e-9a51-2b8d0c4e7a10")
-
 log = logging.getLogger("drift_retrain.intake.feed")
-
-
-def event_id(signal: DriftSignal) -> uuid.UUID:
-    """The same signal always makes the same event id: Prefect drops a redelivery's repeat."""
-    return uuid.uuid5(_NAMESPACE, f"{DRIFT_DETECTED}/{signal.identity}")
 
 
 @dataclass(frozen=True)
@@ -50,22 +49,18 @@ class Handed:
 
 
 def drift_detected(handed: Handed) -> Event:
-    """The monitor is the resource; the flow run, the drift run, the workspace and the model are related."""
+    """The monitor is the resource; the signal, workspace and drift run (the same ids as on the flow's own
+    events of the signal), the flow run and the model are related."""
     signal, target, run = handed.signal, handed.target, handed.run
     return Event(
-        id=event_id(signal),
+        id=drift_detected_event_id(signal),
         occurred=handed.received,  # Azure's own event time is in the payload
         event=DRIFT_DETECTED,
-        resource={
-            "prefect.resource.id": f"azureml.monitor.{signal.workspace_name}.{signal.monitor}",
-            "prefect.resource.name": signal.monitor,
-            "azureml.workspace": signal.workspace_id,
-        },
+        resource=monitor_resource(signal),
         related=[
-            {"prefect.resource.id": f"prefect.flow-run.{run.flow_run_id}", "prefect.resource.role": "flow-run",
-             "prefect.resource.name": run.flow_run_name},
-            {"prefect.resource.id": f"azureml.run.{signal.run_id}", "prefect.resource.role": "drift-run"},
-            {"prefect.resource.id": f"drift-retrain.model.{target.model_name}", "prefect.resource.role": "model"},
+            *signal_related(signal, monitor=False),
+            flow_run_related(run.flow_run_id, run.flow_run_name),
+            model_related(target.model_name),
         ],
         payload={
             "kind": signal.kind.value,

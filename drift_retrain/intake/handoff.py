@@ -33,10 +33,9 @@ from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_KEY, PREFECT_A
 from prefect.states import Scheduled, to_state_create
 
 from drift_retrain.config import HandoffConfig, TargetConfig
-from drift_retrain.lineage import flow_run_name, flow_run_tags
+from drift_retrain.names import RETRAIN_DEPLOYMENT, WEBHOOK, flow_run_name, flow_run_tags
 from drift_retrain.signals import DriftSignal
 
-DEPLOYMENT = "drift-to-retrain/drift-to-retrain"
 BULK_LIMIT = 100  # prefect.server.api.deployments.BULK_CREATE_LIMIT
 
 log = logging.getLogger("drift_retrain.intake.handoff")
@@ -82,7 +81,7 @@ class _Pending:
         return flow_run_body(self.signal, self.target, self.started_by)
 
 
-def flow_run_body(signal: DriftSignal, target: TargetConfig, started_by: str = "webhook") -> dict[str, Any]:
+def flow_run_body(signal: DriftSignal, target: TargetConfig, started_by: str = WEBHOOK) -> dict[str, Any]:
     """The ``create_flow_run`` request for a signal: its parameters, name, tags and idempotency key."""
     return DeploymentFlowRunCreate(
         parameters={"signal": signal.model_dump(mode="json")},
@@ -112,7 +111,7 @@ class PrefectHandoff:
 
     def __init__(
         self,
-        deployment: str = DEPLOYMENT,
+        deployment: str = RETRAIN_DEPLOYMENT,
         config: HandoffConfig | None = None,
         api_url: str | None = None,
         http: httpx.AsyncClient | None = None,
@@ -153,11 +152,11 @@ class PrefectHandoff:
         except httpx.HTTPError:
             return False
 
-    async def hand_off(self, signal: DriftSignal, target: TargetConfig, started_by: str = "webhook") -> HandedOff:
+    async def hand_off(self, signal: DriftSignal, target: TargetConfig, started_by: str = WEBHOOK) -> HandedOff:
         return (await self.hand_off_all([(signal, target)], started_by))[0]
 
     async def hand_off_all(
-        self, items: Iterable[tuple[DriftSignal, TargetConfig]], started_by: str = "webhook"
+        self, items: Iterable[tuple[DriftSignal, TargetConfig]], started_by: str = WEBHOOK
     ) -> list[HandedOff]:
         """Every signal recorded as a run, in order, or ``HandoffUnavailable``: all or none acknowledged."""
         items = list(items)

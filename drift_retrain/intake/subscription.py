@@ -14,6 +14,7 @@ from typing import Any
 
 from drift_retrain.config import EventSubscriptionConfig, ReceiverConfig, TargetConfig
 from drift_retrain.intake.filters import NO_VALUE, SINGLE_VALUE, AdvancedFilter
+from drift_retrain.names import V1_DRIFT_SUBSCRIPTION, V2_MONITOR_SUBSCRIPTION, event_subscription_name
 from drift_retrain.signals import DATASET_DRIFT_DETECTED, MONITOR_BREACH_TAG, RUN_STATUS_CHANGED, workspace_name
 
 ENDPOINT_PLACEHOLDER = "https://<your-host>/api/eventgrid"
@@ -30,12 +31,12 @@ def default_subscriptions(target: TargetConfig) -> list[EventSubscriptionConfig]
     so the v2 breach filter needs a subscription of its own)."""
     return [
         EventSubscriptionConfig(
-            name=f"{target.name}-v1-drift",
+            name=event_subscription_name(target.name, V1_DRIFT_SUBSCRIPTION),
             included_event_types=[DATASET_DRIFT_DETECTED],
             advanced_filters=[AdvancedFilter(operator="StringIn", key="data.DataDriftName", values=list(target.monitors))],
         ),
         EventSubscriptionConfig(
-            name=f"{target.name}-v2-monitor",
+            name=event_subscription_name(target.name, V2_MONITOR_SUBSCRIPTION),
             included_event_types=[RUN_STATUS_CHANGED],
             advanced_filters=[AdvancedFilter(operator="StringContains", key=f"data.RunTags.{MONITOR_BREACH_TAG}", values=[BREACH_TEXT])],
         ),

@@ -17,11 +17,12 @@ import pytest
 from drift_retrain.backends.azure.datafactory import DataFactoryCopy, DataFactoryRunCancelled, DataFactoryRunFailed
 from drift_retrain.backends.azure.polling import StepTimedOut
 from drift_retrain.backends.azure.session import AzureSession
-from drift_retrain.backends.base import StepFailed, run_key, run_to_end
+from drift_retrain.backends.base import StepFailed, run_to_end
 from drift_retrain.backends.ledger import FileRunLedger
 from drift_retrain.config import AzureTarget, PolicyConfig
 from drift_retrain.fake_azure import FakeAzure, RunScript
 from drift_retrain.fake_azure.datafactory import RunPlan
+from drift_retrain.names import copy_run_key
 from drift_retrain.policy import after_copy
 from drift_retrain.results import Check, Decision
 from drift_retrain.templating import signal_fields
@@ -297,7 +298,7 @@ def test_recovery_reruns_from_the_failed_activity_and_uses_its_result(tmp_path: 
     assert first.status() == "Failed"
     assert recovery.query == {"referencePipelineRunId": first.run_id, "isRecovery": "true", "startFromFailure": "true"}
     assert (result.run_id, result.rows_copied) == (recovery.run_id, 777)
-    assert copy.ledger.get("copy", run_key("copy", signal))["run_id"] == recovery.run_id
+    assert copy.ledger.get("copy", copy_run_key(signal))["run_id"] == recovery.run_id
 
     again = make_copy(tmp_path, fake_azure, copy={"recover_from_failure": True})  # a rerun of the flow
     assert run_to_end(lambda: again.start(signal), again.wait, again.cancel).reattached
@@ -472,11 +473,11 @@ def test_a_recorded_run_data_factory_no_longer_knows_is_replaced_by_a_new_run(tm
     """Data Factory keeps run history for 45 days: a ledger record older than that (404) starts a new run."""
     copy = make_copy(tmp_path, fake_azure)
     signal = drift_signal()
-    copy.ledger.put("copy", run_key("copy", signal), "6a1b2c3d-0000-4000-8000-00000000dead", pipeline=PIPELINE)
+    copy.ledger.put("copy", copy_run_key(signal), "6a1b2c3d-0000-4000-8000-00000000dead", pipeline=PIPELINE)
 
     result = run_to_end(lambda: copy.start(signal), copy.wait, copy.cancel)
 
     [run] = fake_azure.datafactory.created()
     assert (result.run_id, result.status, result.reattached) == (run.run_id, "Succeeded", False)
     assert fake_azure.sent("GET", "/pipelineruns/6a1b2c3d-0000-4000-8000-00000000dead?")  # it looked first
-    assert copy.ledger.get("copy", run_key("copy", signal))["run_id"] == run.run_id
+    assert copy.ledger.get("copy", copy_run_key(signal))["run_id"] == run.run_id

@@ -10,7 +10,8 @@ import pytest
 
 from drift_retrain.backends.azure.polling import StepTimedOut
 from drift_retrain.backends.azure.training import training_pipeline
-from drift_retrain.backends.base import run_key, run_to_end
+from drift_retrain.backends.base import run_to_end
+from drift_retrain.names import training_run_key
 from tests.contract.ml_fixtures import (
     PIPELINE_YAML,
     QUICK,
@@ -107,7 +108,7 @@ def test_a_rerun_after_a_timed_out_job_trains_again_as_the_next_attempt(kind, fa
     assert len(fake.ml.jobs) == 2 and result.job_id != first.name
     assert result.status == "Completed" and result.metrics == {"roc_auc": 0.9} and not result.reattached
     assert first.cancel_calls == 1  # an ended attempt is not cancelled again
-    assert ledger.get("training", run_key("train", sig))["attempt"] == 2
+    assert ledger.get("training", training_run_key(sig))["attempt"] == 2
     if kind != "published_pipeline":  # v2 names are ours: deterministic per attempt
         assert result.job_id == f"{first.name}-2"
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import timezone
 
 from drift_retrain.backends.azure.registry import MAX_TAG_VALUE, AzureModelRegistry
-from drift_retrain.backends.base import SIGNAL_TAG
+from drift_retrain.names import SIGNAL_TAG
 from drift_retrain.results import TrainingResult
 from tests.contract.ml_fixtures import (
     WS,

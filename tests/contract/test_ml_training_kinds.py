@@ -13,7 +13,7 @@ from drift_retrain.backends.azure.training import (
     training_pipeline,
 )
 from drift_retrain.backends.azure.workspace_rest import RestError
-from drift_retrain.backends.base import SIGNAL_TAG
+from drift_retrain.names import SIGNAL_TAG, training_run_key
 from tests.contract.ml_fixtures import (
     PIPELINE_YAML,
     QUICK,
@@ -208,9 +208,7 @@ def test_batch_endpoint_invoke_creates_a_named_job(fake, ml_session, ledger):
 
 
 def _key(sig):  # the deterministic per-signal job name
-    from drift_retrain.backends.base import run_key
-
-    return run_key("train", sig)
+    return training_run_key(sig)
 
 
 @pytest.mark.parametrize("kind", ["published_pipeline", "pipeline_job", "batch_endpoint"])

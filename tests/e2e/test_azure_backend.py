@@ -8,10 +8,10 @@ import uuid
 
 import pytest
 
-from drift_retrain.backends.base import SIGNAL_TAG
 from drift_retrain.devstack.sender import post_events
 from drift_retrain.fake_azure import TENANT, FakeAzure, RunScript
 from drift_retrain.intake.parsing import to_drift_signal
+from drift_retrain.names import SIGNAL_TAG
 from drift_retrain.testing import DEMO_WORKSPACE, dataset_drift, monitor_breach
 from tests.e2e.conftest import AZURE_FACTORY
 

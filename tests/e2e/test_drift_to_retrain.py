@@ -12,7 +12,18 @@ from datetime import timedelta
 
 import pytest
 
-from drift_retrain.backends.base import SIGNAL_TAG
+from drift_retrain.names import (
+    DECISION_MADE,
+    DRIFT_DETECTED,
+    MODEL_REGISTERED,
+    SIGNAL_TAG,
+    drift_run_resource_id,
+    flow_run_resource_id,
+    model_resource_id,
+    monitor_resource_id,
+    signal_resource_id,
+    workspace_resource_id,
+)
 from drift_retrain.backends.local.monitor import drift_event, run_monitor
 from drift_retrain.backends.local.registry import FileModelRegistry
 from drift_retrain.devstack.sender import post_events
@@ -69,6 +80,43 @@ def test_the_run_reports_its_artifacts_and_events(first_delivery, api) -> None:
     (registered,) = api.events("drift-retrain.model.registered", "drift-retrain.model.credit-default")
     assert registered["payload"]["version"] == 1
     assert {"drift-run", "monitor", "flow-run"} <= {r["prefect.resource.role"] for r in registered["related"]}
+
+
+def test_one_signal_is_followed_by_its_resource_id_from_drift_detected_to_model_registered(first_delivery, api) -> None:
+    """Every event of one signal, the receiver's and the flow's, relates the signal's resource id and the same
+    workspace, monitor, drift run, flow run and model ids: an automation matching ``drift-retrain.signal.<digest>``
+    (as this query of the server's events does) sees the signal's whole story, in order."""
+    _, event, flow_run = first_delivery
+    signal = to_drift_signal(event)
+    story = [DRIFT_DETECTED, DECISION_MADE, MODEL_REGISTERED]
+    query = {"filter": {"related": {"id": [signal_resource_id(signal)]}, "event": {"name": story}}, "limit": 50}
+    deadline = time.monotonic() + 60  # the server stores events a few seconds after they arrive
+    while True:
+        response = api.http.post("/events/filter", json=query)
+        response.raise_for_status()
+        found = sorted(response.json()["events"], key=lambda e: e["occurred"])
+        if len(found) >= len(story) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert [e["event"] for e in found] == story  # one of each, in the order they happened
+
+    expected = {
+        "signal": signal_resource_id(signal),
+        "workspace": workspace_resource_id(signal),
+        "monitor": monitor_resource_id(signal),
+        "drift-run": drift_run_resource_id(signal),
+        "flow-run": flow_run_resource_id(flow_run["id"]),
+        "model": model_resource_id("credit-default"),
+    }
+    assert expected["drift-run"] == f"azureml.drift-run.demo-workspace.{signal.run_id}"
+    for each in found:
+        related = {r["prefect.resource.role"]: r["prefect.resource.id"] for r in each["related"]}
+        ids = {role: id_ for role, id_ in related.items() if role in expected}
+        primary = "monitor" if each["event"] == DRIFT_DETECTED else "model"  # the feed's resource is the monitor
+        ids[primary] = each["resource"]["prefect.resource.id"]
+        assert ids == expected, each["event"]
+    assert {e["payload"].get("signal") for e in found[1:]} == {signal.identity}
+    assert found[-1]["resource"]["prefect.resource.name"] == "credit-default"  # what the promote trigger reads
 
 
 def test_redelivery_and_duplicate_subscription_create_no_second_run(first_delivery, stack, api, e2e_settings) -> None:

@@ -23,8 +23,9 @@ from hypothesis import given, settings as hypothesis_settings, strategies as st
 
 from drift_retrain.intake.app import EVENTS_PATH, create_app
 from drift_retrain.config import load_settings
-from drift_retrain.intake.feed import DRIFT_DETECTED, PrefectEventFeed, event_id
+from drift_retrain.intake.feed import PrefectEventFeed
 from drift_retrain.intake.handoff import PrefectHandoff
+from drift_retrain.names import DRIFT_DETECTED, drift_detected_event_id
 from drift_retrain.signals import MONITOR_BREACH_TAG
 from drift_retrain.intake.parsing import to_drift_signal
 from drift_retrain.devstack.stack import free_port
@@ -312,9 +313,9 @@ def test_each_accepted_signal_is_a_prefect_event_related_to_its_run(receiver, ap
     (published,) = _poll_event(api, "feed-1")
     related = {r["prefect.resource.role"]: r["prefect.resource.id"] for r in published["related"]}
     assert related["flow-run"] == f"prefect.flow-run.{accepted['flow_run_id']}"
-    assert related["drift-run"] == "azureml.run.feed-1"
+    assert related["drift-run"] == "azureml.drift-run.demo-workspace.feed-1"
     assert published["payload"]["event_id"] == event["id"]
-    assert published["id"] == str(event_id(to_drift_signal(event)))
+    assert published["id"] == str(drift_detected_event_id(to_drift_signal(event)))
     redelivered = deliver(receiver, [event], headers={"aeg-delivery-count": "1"})
     assert redelivered.json()["accepted"][0]["duplicate"]
     # the feed posts in order: once a later signal's event is stored, the repeat (same event id) has been

@@ -17,7 +17,7 @@ from datetime import timedelta
 
 import pytest
 
-from drift_retrain.backends.base import SIGNAL_TAG, run_key
+from drift_retrain.names import COPY_RUN_TAG, SIGNAL_TAG, TRAINING_JOB_TAG, copy_run_key, training_run_key
 from drift_retrain.backends.local.monitor import latest_window
 from drift_retrain.backends.local.registry import FileModelRegistry
 from drift_retrain.fake_azure import FakeAzure, RunScript
@@ -143,8 +143,8 @@ def test_local_rerun_after_a_sigkill_at_each_step_boundary_registers_exactly_one
     (version,) = registry.versions(f"crash-{step}")  # exactly one, whatever the crash point
     assert version.tags[SIGNAL_TAG] == case.signal.identity
     assert version.tags["prefect.flow_run_id"] == case.flow_run_id
-    assert version.tags["training.job_id"] == run_key("train", case.signal)
-    assert version.tags["copy.run_id"] == run_key("copy", case.signal)
+    assert version.tags[TRAINING_JOB_TAG] == training_run_key(case.signal)
+    assert version.tags[COPY_RUN_TAG] == copy_run_key(case.signal)
     decision = api.latest_artifact(case.flow_run_id, f"decision-crash-{step}")["description"]
     if step == "register-model":  # registered before the crash: the rerun finds it and says so
         assert decision.startswith(f"skip: already handled: registered as crash-{step} v1")

@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from drift_retrain.backends.base import SIGNAL_TAG
 from drift_retrain.backends.local.registry import FileModelRegistry
 from drift_retrain.devstack.sender import post_events
 from drift_retrain.intake.parsing import to_drift_signal
+from drift_retrain.names import SIGNAL_TAG
 from drift_retrain.testing import dataset_drift
 
 pytestmark = pytest.mark.e2e
@@ -133,4 +133,4 @@ def test_a_failed_retrain_emits_retrain_failed_with_its_error(stack, api) -> Non
     assert "label column 'no-such-column' not in" in failure["payload"]["error"]
     roles = {r["prefect.resource.role"]: r["prefect.resource.id"] for r in failure["related"]}
     assert roles["flow-run"] == f"prefect.flow-run.{failed['id']}"
-    assert roles["drift-run"] == "azureml.drift-run.broken_cockpit_1"
+    assert roles["drift-run"] == "azureml.drift-run.demo-workspace.broken_cockpit_1"

@@ -5,8 +5,9 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from drift_retrain.concurrency import _prefect_unavailable, limit_name, model_limits
+from drift_retrain.concurrency import _prefect_unavailable, model_limits
 from drift_retrain.config import load_settings
+from drift_retrain.names import limit_name
 from drift_retrain.testing import local_target, write_config
 
 

@@ -11,9 +11,10 @@ import httpx
 import pytest
 
 from drift_retrain.intake import feed as feed_module
-from drift_retrain.intake.feed import DRIFT_DETECTED, Handed, PrefectEventFeed, drift_detected
+from drift_retrain.intake.feed import Handed, PrefectEventFeed, drift_detected
 from drift_retrain.intake.handoff import HandedOff
 from drift_retrain.intake.parsing import to_drift_signal
+from drift_retrain.names import DRIFT_DETECTED
 from drift_retrain.testing import dataset_drift
 
 
@@ -79,11 +80,17 @@ def test_a_failed_post_drops_its_events_and_later_events_still_go_out(settings, 
     assert asyncio.run(main()) == 1
 
 
-def test_the_event_names_the_monitor_as_resource_and_the_run_as_related(settings) -> None:
+def test_the_event_names_the_monitor_as_resource_and_the_signal_and_run_as_related(settings) -> None:
     (event,) = events(settings, "r1")
+    signal = to_drift_signal(dataset_drift("r1"))
     assert event.event == DRIFT_DETECTED
     assert event.resource["prefect.resource.id"] == "azureml.monitor.demo-workspace.credit-default-drift"
+    assert event.resource["azureml.workspace.id"] == signal.workspace_id
     roles = {r["prefect.resource.role"]: r["prefect.resource.id"] for r in event.related}
-    assert roles["flow-run"].startswith("prefect.flow-run.") and roles["drift-run"] == "azureml.run.r1"
+    assert roles["flow-run"].startswith("prefect.flow-run.")
+    assert roles["drift-run"] == "azureml.drift-run.demo-workspace.r1"
+    assert roles["signal"] == f"drift-retrain.signal.{signal.digest}"
+    assert roles["workspace"] == "azureml.workspace.demo-workspace"
+    assert roles["model"] == "drift-retrain.model.credit-default"
     (again,) = events(settings, "r1")  # a redelivery: same signal, so the same event id for Prefect to drop
     assert again.id == event.id

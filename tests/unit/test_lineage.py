@@ -7,8 +7,8 @@ import ast
 import json
 from pathlib import Path
 
-from drift_retrain.backends.base import SIGNAL_TAG
 from drift_retrain.lineage import lineage_tags
+from drift_retrain.names import SIGNAL_TAG
 from drift_retrain.results import Check, CopyResult, Decision, TrainingResult
 from drift_retrain.intake.parsing import to_drift_signal
 from drift_retrain.testing import dataset_drift

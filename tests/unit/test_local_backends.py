@@ -10,12 +10,13 @@ import joblib
 import numpy as np
 import pytest
 
-from drift_retrain.backends.base import SIGNAL_TAG, StepFailed
+from drift_retrain.backends.base import StepFailed
 from drift_retrain.backends.local import local_backends
 from drift_retrain.backends.local.copy import LocalCopy
 from drift_retrain.backends.local.monitor import drift_event, latest_window, monitor_store, run_monitor
 from drift_retrain.backends.local.registry import FileModelRegistry
 from drift_retrain.config import Settings
+from drift_retrain.names import SIGNAL_TAG
 from drift_retrain.results import TrainingResult
 from drift_retrain.intake.parsing import to_drift_signal
 from drift_retrain.testing import sample

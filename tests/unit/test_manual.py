@@ -10,7 +10,7 @@ from prefect.utilities.callables import parameter_schema
 from prefect.utilities.schema_tools.validation import ValidationError, validate
 
 from drift_retrain.config import ConfigError, Settings
-from drift_retrain.lineage import MANUAL, SWEEP, WEBHOOK, flow_run_name, flow_run_tags, started_by
+from drift_retrain.names import MANUAL, SWEEP, WEBHOOK, flow_run_name, flow_run_tags, started_by
 from drift_retrain.manual import InvalidRequest, manual_signal, requested_signal
 from drift_retrain.policy import decide
 from drift_retrain.results import DriftDetails

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from drift_retrain.backends.base import SIGNAL_TAG
+from drift_retrain.names import SIGNAL_TAG, WINDOW_END_TAG, WINDOW_START_TAG
 from drift_retrain.config import GateConfig, PolicyConfig
 from drift_retrain.policy import after_copy, after_training, champion, covered_by, decide, enough_rows_copied, in_slot
 from drift_retrain.results import DriftDetails, ModelVersion, TrainingResult
@@ -155,7 +155,7 @@ def windowed(run_id: str = "m_1", days: int = 7, end: datetime = WINDOW_END, **f
 
 
 def trained_on(n: int, minutes_ago: float, start: datetime, end: datetime, identity: str = "other") -> ModelVersion:
-    tags = {SIGNAL_TAG: identity, "drift.window_start": start.isoformat(), "drift.window_end": end.isoformat()}
+    tags = {SIGNAL_TAG: identity, WINDOW_START_TAG: start.isoformat(), WINDOW_END_TAG: end.isoformat()}
     return ModelVersion(name="model", version=n, uri="x", created_at=NOW - timedelta(minutes=minutes_ago), tags=tags)
 
 

@@ -20,9 +20,10 @@ from azure.core.exceptions import HttpResponseError, ServiceRequestError, Servic
 from drift_retrain.backends.azure.arm import ArmId
 from drift_retrain.backends.azure.polling import Poller, retry_after
 from drift_retrain.backends.azure.session import AzureSession
-from drift_retrain.backends.base import StepFailed, run_key
+from drift_retrain.backends.base import StepFailed
 from drift_retrain.backends.ledger import RunLedger
 from drift_retrain.config import AzureTarget
+from drift_retrain.names import COPY_STEP, copy_run_key
 from drift_retrain.results import CopyResult
 from drift_retrain.signals import DriftSignal
 from drift_retrain.templating import render, render_one, signal_fields
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("drift_retrain.azure")
 
-STEP = "copy"
+STEP = COPY_STEP
 #: Data Factory pipeline run statuses: Queued, InProgress and Canceling are still running.
 TERMINAL = frozenset({"Succeeded", "Failed", "Cancelled"})
 RUNNING = frozenset({"Queued", "InProgress"})
@@ -115,7 +116,7 @@ class DataFactoryCopy:
     def start(self, signal: DriftSignal) -> str:
         """Reattach to this signal's recorded run while it is running or succeeded; otherwise start one
         (from the failed activity of a recorded failed run when ``recover_from_failure``)."""
-        key = run_key(STEP, signal)
+        key = copy_run_key(signal)
         fields = signal_fields(signal, self.target.model_name, self.target.name)
         record = self.ledger.get(STEP, key)
         if record is not None:

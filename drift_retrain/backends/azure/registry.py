@@ -14,8 +14,8 @@ from typing import Any
 
 from drift_retrain.backends.azure.mlclient import ml_client
 from drift_retrain.backends.azure.session import AzureSession
-from drift_retrain.backends.base import SIGNAL_TAG
 from drift_retrain.config import AzureTarget
+from drift_retrain.names import SIGNAL_TAG, signal_of
 from drift_retrain.results import ModelVersion, TrainingResult
 
 METRIC_PREFIX = "metric."
@@ -43,10 +43,10 @@ class AzureModelRegistry:
     def register(self, name: str, training: TrainingResult, tags: dict[str, str]) -> ModelVersion:
         from azure.ai.ml.entities import Model
 
-        signal = tags.get(SIGNAL_TAG)
+        signal = signal_of(tags)
         if signal:
             for version in self.versions(name):
-                if version.tags.get(SIGNAL_TAG) == signal:
+                if signal_of(version.tags) == signal:
                     return version.model_copy(update={"already_registered": True})
         short_tags, long_values = _fit_tags(tags)
         properties = {

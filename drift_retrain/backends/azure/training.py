@@ -26,16 +26,17 @@ from drift_retrain.backends.azure.mlclient import ml_client
 from drift_retrain.backends.azure.polling import Poller, PollTiming, retry_after
 from drift_retrain.backends.azure.session import AzureSession
 from drift_retrain.backends.azure.workspace_rest import RestError, WorkspaceRest, run_error_message
-from drift_retrain.backends.base import SIGNAL_TAG, StepFailed, TrainingPipeline, run_key
+from drift_retrain.backends.base import StepFailed, TrainingPipeline
 from drift_retrain.backends.ledger import RunLedger
 from drift_retrain.config import AzureTarget, BatchEndpointConfig, PipelineJobConfig, PublishedPipelineConfig
+from drift_retrain.names import COPY_RUN_TAG, SIGNAL_TAG, TARGET_TAG, TRAINING_STEP, training_job_name, training_run_key
 from drift_retrain.results import CopyResult, TrainingResult
 from drift_retrain.signals import DriftSignal
 from drift_retrain.templating import render, render_one, signal_fields
 
 log = logging.getLogger("drift_retrain.azure")
 
-STEP = "training"
+STEP = TRAINING_STEP
 #: Azure ML job statuses a job never leaves (azure-ai-ml's RunHistoryConstants.TERMINAL_STATUSES, Azure/azure-sdk-for-python
 #: sdk/ml/azure-ai-ml/azure/ai/ml/operations/_run_history_constants.py); all but Completed are failures.
 TERMINAL = frozenset({"Completed", "Failed", "Canceled", "NotResponding", "Paused"})
@@ -61,12 +62,6 @@ def training_pipeline(
             return PipelineJobTraining(session, target, ledger, **timing)
         case BatchEndpointConfig():
             return BatchEndpointTraining(session, target, ledger, **timing)
-
-
-def attempt_name(key: str, attempt: int) -> str:
-    """The job name of one attempt: the signal's key first, then ``-2``, ``-3``... for reruns after a
-    failure. Deterministic, so a crash between creating a job and recording it still reattaches."""
-    return key if attempt == 1 else f"{key}-{attempt}"
 
 
 def job_status(job: Any) -> str:
@@ -98,7 +93,7 @@ class _AzureMLTraining:
 
     def tags(self, signal: DriftSignal, data: CopyResult) -> dict[str, str]:
         """Tags on the job: the signal's identity (what a human or a sweep finds it by) and lineage."""
-        return {SIGNAL_TAG: signal.identity, "drift_retrain.target": self.target.name, "copy.run_id": data.run_id}
+        return {SIGNAL_TAG: signal.identity, TARGET_TAG: self.target.name, COPY_RUN_TAG: data.run_id}
 
     def model_uri(self, job_id: str) -> str:
         uri = f"azureml://jobs/{job_id}/outputs/{self.config.model_output}"
@@ -150,14 +145,14 @@ class _V2JobTraining(_AzureMLTraining):
         except ResourceNotFoundError:
             return None
 
-    def current_attempt(self, key: str) -> tuple[str, int, bool]:
+    def current_attempt(self, signal: DriftSignal) -> tuple[str, int, bool]:
         """(job name, attempt, reattached) for this signal. An attempt that is running or completed is
         reattached; one that ended in failure (Failed, Canceled, NotResponding, Paused) makes way for the
         next, so a rerun after a failure or a timeout trains again instead of repeating the old end."""
-        recorded = self.ledger.get(STEP, key)
+        recorded = self.ledger.get(STEP, training_run_key(signal))
         attempt = int(recorded.get("attempt", 1)) if recorded else 1
         while True:
-            name = attempt_name(key, attempt)
+            name = training_job_name(signal, attempt)
             job = self.existing(name)
             if job is None:
                 return name, attempt, False
@@ -172,12 +167,11 @@ class _V2JobTraining(_AzureMLTraining):
     def submit(self, signal: DriftSignal, data: CopyResult) -> str:
         """Reattach to this signal's running or completed attempt, else create the next attempt under its
         deterministic name and record it."""
-        key = run_key("train", signal)
-        name, attempt, reattached = self.current_attempt(key)
+        name, attempt, reattached = self.current_attempt(signal)
         if reattached:
             return name
         job_name, details = self.create(name, signal, data)
-        self.ledger.put(STEP, key, job_name, **details, attempt=attempt)
+        self.ledger.put(STEP, training_run_key(signal), job_name, **details, attempt=attempt)
         return job_name
 
     def create(self, name: str, signal: DriftSignal, data: CopyResult) -> tuple[str, dict[str, Any]]:
@@ -270,7 +264,7 @@ class PublishedPipelineTraining(_AzureMLTraining):
     config: PublishedPipelineConfig
 
     def submit(self, signal: DriftSignal, data: CopyResult) -> str:
-        key = run_key("train", signal)
+        key = training_run_key(signal)
         recorded = self.ledger.get(STEP, key)
         attempt = 1
         if recorded is not None:

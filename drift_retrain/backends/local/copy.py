@@ -8,8 +8,9 @@ import time
 from pathlib import Path
 
 from drift_retrain.atomic import read_json, staged_dir, write_json
-from drift_retrain.backends.base import StepFailed, log_state_change, run_key
+from drift_retrain.backends.base import StepFailed, log_state_change
 from drift_retrain.backends.local.partitions import csv_files, in_window
+from drift_retrain.names import COPY_STEP, copy_run_key
 from drift_retrain.results import CopyResult
 from drift_retrain.signals import DriftSignal
 from drift_retrain.backends.local.tabular import count_rows
@@ -24,10 +25,10 @@ class LocalCopy:
         return self.runs / f"{run_id}.json"
 
     def start(self, signal: DriftSignal) -> str:
-        run_id = run_key("copy", signal)
+        run_id = copy_run_key(signal)
         if self._record(run_id).exists():
             return run_id  # this signal's copy already ran: reattach
-        log_state_change("copy", run_id, None, "InProgress")
+        log_state_change(COPY_STEP, run_id, None, "InProgress")
         began = time.perf_counter()
         selected = in_window(self.source, signal.window_start, signal.window_end)
         files = [(day, f) for day, folder in selected for f in csv_files(folder)]
@@ -57,14 +58,14 @@ class LocalCopy:
             output_uri=str(output),
         )
         write_json(self._record(run_id), result.model_dump(mode="json"))
-        log_state_change("copy", run_id, "InProgress", result.status)
+        log_state_change(COPY_STEP, run_id, "InProgress", result.status)
         self._started_here.add(run_id)
         return run_id
 
     def wait(self, run_id: str) -> CopyResult:
         record = self._record(run_id)
         if not record.exists():
-            raise StepFailed("copy", run_id, "NotFound", f"no local copy run {run_id}")
+            raise StepFailed(COPY_STEP, run_id, "NotFound", f"no local copy run {run_id}")
         result = CopyResult.model_validate(read_json(record))
         return result.model_copy(update={"reattached": run_id not in self._started_here})
 

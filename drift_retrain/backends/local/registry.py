@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from drift_retrain.atomic import file_lock, read_json, staged_dir, write_json
-from drift_retrain.backends.base import SIGNAL_TAG
+from drift_retrain.names import signal_of
 from drift_retrain.results import ModelVersion, TrainingResult
 
 META_FILE = "model.json"
@@ -31,11 +31,11 @@ class FileModelRegistry:
         return sorted(found, key=lambda v: v.version)
 
     def register(self, name: str, training: TrainingResult, tags: dict[str, str]) -> ModelVersion:
-        signal = tags.get(SIGNAL_TAG)
+        signal = signal_of(tags)
         with file_lock(self.root / name / ".lock"):
             existing = self.versions(name)
             for version in existing:
-                if signal and version.tags.get(SIGNAL_TAG) == signal:
+                if signal and signal_of(version.tags) == signal:
                     return version.model_copy(update={"already_registered": True})
             number = max((v.version for v in existing), default=0) + 1
             final = self.root / name / str(number)

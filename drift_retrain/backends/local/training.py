@@ -14,8 +14,9 @@ from sklearn.model_selection import train_test_split
 
 from drift_retrain.backends.local import tabular
 from drift_retrain.atomic import read_json, staged_dir, write_json
-from drift_retrain.backends.base import StepFailed, log_state_change, run_key
+from drift_retrain.backends.base import StepFailed, log_state_change
 from drift_retrain.config import LocalTrainingConfig
+from drift_retrain.names import TRAINING_STEP, training_run_key
 from drift_retrain.results import CopyResult, TrainingResult
 from drift_retrain.signals import DriftSignal
 
@@ -29,10 +30,10 @@ class LocalTraining:
         self._submitted_here: set[str] = set()
 
     def submit(self, signal: DriftSignal, data: CopyResult) -> str:
-        job_id = run_key("train", signal)
+        job_id = training_run_key(signal)
         if (self.jobs / job_id / RESULT_FILE).exists():
             return job_id  # already trained for this signal: reattach
-        log_state_change("training", job_id, None, "Running")
+        log_state_change(TRAINING_STEP, job_id, None, "Running")
         try:
             with staged_dir(self.jobs / job_id) as scratch:
                 result = self._train(job_id, Path(data.output_uri), scratch)
@@ -40,16 +41,16 @@ class LocalTraining:
         except FileExistsError:
             pass  # a concurrent attempt finished the same job first
         except StepFailed as failure:
-            log_state_change("training", job_id, "Running", failure.status)
+            log_state_change(TRAINING_STEP, job_id, "Running", failure.status)
             raise
-        log_state_change("training", job_id, "Running", "Completed")
+        log_state_change(TRAINING_STEP, job_id, "Running", "Completed")
         self._submitted_here.add(job_id)
         return job_id
 
     def wait(self, job_id: str) -> TrainingResult:
         path = self.jobs / job_id / RESULT_FILE
         if not path.exists():
-            raise StepFailed("training", job_id, "NotFound", f"no local training job {job_id}")
+            raise StepFailed(TRAINING_STEP, job_id, "NotFound", f"no local training job {job_id}")
         result = TrainingResult.model_validate(read_json(path))
         return result.model_copy(update={"reattached": job_id not in self._submitted_here})
 
@@ -61,12 +62,12 @@ class LocalTraining:
         header, reference = tabular.read_csv(self.reference)
         window_files = sorted(window_dir.rglob("*.csv"))
         if not window_files:
-            raise StepFailed("training", job_id, "Failed", f"no copied data in {window_dir}")
+            raise StepFailed(TRAINING_STEP, job_id, "Failed", f"no copied data in {window_dir}")
         window_header, window = tabular.read_many(window_files)
         if window_header != header:
-            raise StepFailed("training", job_id, "Failed", f"window columns {window_header} differ from reference {header}")
+            raise StepFailed(TRAINING_STEP, job_id, "Failed", f"window columns {window_header} differ from reference {header}")
         if self.config.label not in header:
-            raise StepFailed("training", job_id, "Failed", f"label column '{self.config.label}' not in {header}")
+            raise StepFailed(TRAINING_STEP, job_id, "Failed", f"label column '{self.config.label}' not in {header}")
         label = header.index(self.config.label)
         features = [i for i in range(len(header)) if i != label]
         data = np.vstack([reference, window])

@@ -1,0 +1,299 @@
+"""The one vocabulary: every name, key, tag and resource id drift-retrain writes, and the readers of them.
+
+A name written in one module and read in another (a tag the policy reads back, a key a rerun reattaches by,
+a resource id an automation matches) is defined here once, writer and reader side by side, so they cannot
+disagree. Pure: no Prefect, no Azure, nothing from ``backends`` or ``intake`` (and only type names from
+the rest of the package), so every layer can import it.
+
+Resource ids of Prefect events, one scheme for every event of a signal (the feed's ``azureml.drift.detected``
+and the flow's decision, registration and failure events), so an automation can follow one signal:
+
+- ``drift-retrain.signal.<digest>``             the signal (name: its identity), related to every event
+- ``azureml.workspace.<workspace>``             the Azure ML workspace (label ``azureml.workspace.id``: its ARM id)
+- ``azureml.monitor.<workspace>.<monitor>``     the drift monitor
+- ``azureml.drift-run.<workspace>.<run id>``    the drift (monitor) run; a manual signal has none
+- ``drift-retrain.model.<model>``               the model: primary resource of the flow's events
+- ``prefect.flow-run.<id>``                     the flow run (Prefect's own scheme)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import uuid
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from drift_retrain.config import TargetConfig
+    from drift_retrain.signals import DriftSignal
+
+
+# -- slugs -------------------------------------------------------------------------------------------
+
+_NOT_SLUG = re.compile(r"[^a-z0-9-]+")
+
+
+def slug(text: str) -> str:
+    """Lowercase letters, digits and dashes, what Prefect artifact keys take and every other Prefect name
+    accepts: each run of other characters becomes one dash, and no dash leads or trails."""
+    return _NOT_SLUG.sub("-", text.lower()).strip("-")
+
+
+# -- the signal: identity, digest, idempotency key ---------------------------------------------------
+
+#: Hex digits of the identity's SHA-256 in every key derived from it (80 bits: collision-safe, short).
+DIGEST_LENGTH = 20
+
+
+def signal_identity(workspace_id: str, run_id: str) -> str:
+    """Workspace + drift run: the same drift is the same signal, however often it is delivered."""
+    return f"{workspace_id.lower()}/runs/{run_id}"
+
+
+def digest(identity: str) -> str:
+    """The identity's fixed-length fingerprint, safe in any name: run keys, job names, ``{signal_key}``, ids."""
+    return hashlib.sha256(identity.encode()).hexdigest()[:DIGEST_LENGTH]
+
+
+def idempotency_key(signal: DriftSignal) -> str:
+    """Prefect's per-flow idempotency key: readable (workspace and drift run first), collision-safe (digest)."""
+    return f"drift:{signal.workspace_name.lower()}:{signal.run_id}:{signal.digest}"
+
+
+def manual_run_id(target_name: str, window_start: datetime, window_end: datetime) -> str:
+    """The drift run id a retrain by hand gets: one per target and window, so asking twice is one signal."""
+    stamp = "%Y%m%dT%H%MZ"
+    return f"manual-{target_name}-{window_start:{stamp}}-{window_end:{stamp}}"
+
+
+def manual_event_id(request_id: str) -> str:
+    return f"manual:{request_id}"
+
+
+# -- external runs: reattach keys, ledger, Azure ML job names ----------------------------------------
+
+#: The steps that start external work; each names its ledger records and its failures.
+COPY_STEP, TRAINING_STEP = "copy", "training"
+
+
+def copy_run_key(signal: DriftSignal) -> str:
+    """The copy's deterministic run id (local) and ledger key (Data Factory): a rerun reattaches by it."""
+    return f"copy-{signal.digest}"
+
+
+def training_run_key(signal: DriftSignal) -> str:
+    """The training's deterministic job id (local), ledger key and first Azure ML job name."""
+    return f"train-{signal.digest}"
+
+
+def training_job_name(signal: DriftSignal, attempt: int = 1) -> str:
+    """The Azure ML job name of one attempt: the signal's key first, then ``-2``, ``-3``... for reruns after
+    a failure. Deterministic, so a crash between creating a job and recording it still reattaches."""
+    key = training_run_key(signal)
+    return key if attempt == 1 else f"{key}-{attempt}"
+
+
+LEDGER_VARIABLE_PREFIX = "drift_retrain_run"
+_VARIABLE_NAME = re.compile(r"[a-z0-9_-]{1,255}")
+
+
+def ledger_variable_name(step: str, key: str) -> str:
+    """``drift_retrain_run__<step>__<key>``: Variable names take lowercase letters, digits, - and _."""
+    name = f"{LEDGER_VARIABLE_PREFIX}__{step}__{key}".lower()
+    if not _VARIABLE_NAME.fullmatch(name):
+        raise ValueError(f"ledger key {step!r}/{key!r} does not make a valid Prefect Variable name: {name!r}")
+    return name
+
+
+# -- Azure Event Grid subscriptions -----------------------------------------------------------------
+
+#: One subscription per signal kind: v1 dataset drift, v2 model-monitor breach.
+V1_DRIFT_SUBSCRIPTION, V2_MONITOR_SUBSCRIPTION = "v1-drift", "v2-monitor"
+
+
+def event_subscription_name(target_name: str, kind: str) -> str:
+    """``<target>-v1-drift`` / ``<target>-v2-monitor``: the Event Grid subscriptions the project creates."""
+    return f"{target_name}-{kind}"
+
+
+# -- Prefect flows, deployments, flow runs and their tags --------------------------------------------
+
+PROJECT_TAG = "drift-retrain"
+RETRAIN_FLOW, SWEEP_FLOW, PROMOTE_FLOW = "drift-to-retrain", "sweep", "promote"
+RETRAIN_DEPLOYMENT_NAME = "drift-to-retrain"
+RETRAIN_DEPLOYMENT = f"{RETRAIN_FLOW}/{RETRAIN_DEPLOYMENT_NAME}"  # <flow>/<deployment>, as the API looks it up
+#: The promote flow's run name template (Prefect fills in the flow's parameters).
+PROMOTE_RUN_NAME = "promote-{model}-v{version}"
+
+#: Who started a run, as its ``via:`` tag says: the Event Grid receiver, the scheduled sweep, or a person.
+WEBHOOK, SWEEP, MANUAL = "webhook", "sweep", "manual"
+
+MODEL_PREFIX, VIA_PREFIX = "model:", "via:"
+
+
+def flow_run_name(target: TargetConfig, signal: DriftSignal, started_by: str = WEBHOOK) -> str:
+    """``<model>-<drift run>``: says what happened to what, in every Prefect list. A run the sweep caught up
+    (its event never arrived) ends in ``-sweep``, so it stands apart from webhook-started runs; a manual
+    run's drift run id already begins with ``manual-``."""
+    name = f"{target.model_name}-{signal.run_id}"
+    return f"{name}-{SWEEP}" if started_by == SWEEP else name
+
+
+def unrouted_run_name(signal: DriftSignal) -> str:
+    """The name of a run whose signal no target takes (it fails; the name still says which drift run)."""
+    return f"unrouted-{signal.run_id}"
+
+
+def flow_run_tags(target: TargetConfig, signal: DriftSignal, started_by: str) -> list[str]:
+    return [
+        f"{MODEL_PREFIX}{target.model_name}",
+        f"target:{target.name}",
+        f"workspace:{signal.workspace_name}",
+        f"monitor:{signal.monitor}",
+        f"kind:{signal.kind.value}",
+        f"backend:{target.backend}",
+        f"{VIA_PREFIX}{started_by}",
+    ]
+
+
+def started_by(tags: Iterable[str]) -> str:
+    """Read back who started a run from its ``via:`` tag; a run without one was started by hand."""
+    return next((tag.removeprefix(VIA_PREFIX) for tag in tags if tag.startswith(VIA_PREFIX)), MANUAL)
+
+
+def model_of_run(tags: Iterable[str]) -> str:
+    """Read back the model a run retrains from its ``model:`` tag ("" when it has none)."""
+    return next((tag.removeprefix(MODEL_PREFIX) for tag in tags if tag.startswith(MODEL_PREFIX)), "")
+
+
+def ledger_variable_tags(step: str) -> list[str]:
+    return [PROJECT_TAG, f"step:{step}"]
+
+
+# -- tags on Azure ML jobs and model versions (lineage) ----------------------------------------------
+
+#: The signal's identity: registration is idempotent on it and the policy's "already handled" reads it.
+SIGNAL_TAG = "drift_retrain.signal"
+TARGET_TAG = "drift_retrain.target"
+WINDOW_START_TAG, WINDOW_END_TAG = "drift.window_start", "drift.window_end"
+COPY_RUN_TAG = "copy.run_id"
+TRAINING_JOB_TAG = "training.job_id"
+FLOW_RUN_TAG = "prefect.flow_run_id"
+
+
+def signal_of(tags: Mapping[str, str]) -> str | None:
+    """The identity of the signal a job or model version was made for, or None."""
+    return tags.get(SIGNAL_TAG) or None
+
+
+def window_of(tags: Mapping[str, str]) -> tuple[datetime, datetime] | None:
+    """The data window a model version was trained on, or None when its tags name none."""
+    start, end = tags.get(WINDOW_START_TAG), tags.get(WINDOW_END_TAG)
+    if not start or not end:
+        return None
+    return datetime.fromisoformat(start), datetime.fromisoformat(end)
+
+
+# -- artifact keys -----------------------------------------------------------------------------------
+
+#: What each keyed artifact reports (``<kind>-<model>``); the sweep's table has one key for all models.
+DECISION, DRIFT, COPY, TRAINING, MODEL = "decision", "drift", "copy", "training", "model"
+CANCELLED, PROMOTION = "cancelled", "promote"
+SWEEP_ARTIFACT = "sweep"
+
+
+def artifact_key(kind: str, model_name: str) -> str:
+    """``<kind>-<model>``: keyed per model, so the UI finds each kind of report across runs."""
+    return slug(f"{kind}-{model_name}")
+
+
+# -- concurrency limits ------------------------------------------------------------------------------
+
+LIMIT_PREFIX = "drift-retrain-model-"
+
+
+def limit_name(model_name: str) -> str:
+    """``drift-retrain-model-<model>``: the global concurrency limit that keeps one retrain per model."""
+    return LIMIT_PREFIX + slug(model_name)
+
+
+# -- Prefect events and their resources --------------------------------------------------------------
+
+DRIFT_DETECTED = "azureml.drift.detected"
+DECISION_MADE = "drift-retrain.decision.made"
+MODEL_REGISTERED = "drift-retrain.model.registered"
+RETRAIN_FAILED = "drift-retrain.retrain.failed"
+
+ID, NAME, ROLE = "prefect.resource.id", "prefect.resource.name", "prefect.resource.role"
+WORKSPACE_ID_LABEL = "azureml.workspace.id"
+SIGNAL_ROLE, WORKSPACE_ROLE, MONITOR_ROLE, DRIFT_RUN_ROLE = "signal", "workspace", "monitor", "drift-run"
+MODEL_ROLE, FLOW_RUN_ROLE = "model", "flow-run"
+
+MANUAL_KIND = "manual"  # SignalKind.MANUAL (a StrEnum: equal to its value), not imported: signals imports this module
+_EVENT_NAMESPACE = uuid.UUID("6f1c4b8e-3d7a-4f7e-9a51-2b8d0c4e7a10")
+
+
+def signal_resource_id(signal: DriftSignal) -> str:
+    return f"drift-retrain.signal.{signal.digest}"
+
+
+def workspace_resource_id(signal: DriftSignal) -> str:
+    return f"azureml.workspace.{signal.workspace_name.lower()}"
+
+
+def monitor_resource_id(signal: DriftSignal) -> str:
+    return f"azureml.monitor.{signal.workspace_name.lower()}.{signal.monitor}"
+
+
+def drift_run_resource_id(signal: DriftSignal) -> str:
+    return f"azureml.drift-run.{signal.workspace_name.lower()}.{signal.run_id}"
+
+
+def model_resource_id(model_name: str) -> str:
+    """What automations match a model's events by (prefect.yaml's promote trigger: ``drift-retrain.model.*``)."""
+    return f"drift-retrain.model.{model_name}"
+
+
+def flow_run_resource_id(flow_run_id: object) -> str:
+    return f"prefect.flow-run.{flow_run_id}"
+
+
+def model_resource(model_name: str) -> dict[str, str]:
+    """The primary resource of the flow's events; the promote trigger reads the model from its name."""
+    return {ID: model_resource_id(model_name), NAME: model_name}
+
+
+def monitor_resource(signal: DriftSignal) -> dict[str, str]:
+    """The primary resource of ``azureml.drift.detected``: the monitor that saw the drift."""
+    return {ID: monitor_resource_id(signal), NAME: signal.monitor, WORKSPACE_ID_LABEL: signal.workspace_id}
+
+
+def signal_related(signal: DriftSignal, *, monitor: bool = True) -> list[dict[str, str]]:
+    """The signal and the Azure ML workspace, monitor and drift run behind it, as related resources: the
+    same ids on every event of the signal. ``monitor=False`` when the monitor is the event's own resource."""
+    related = [
+        {ID: signal_resource_id(signal), ROLE: SIGNAL_ROLE, NAME: signal.identity},
+        {ID: workspace_resource_id(signal), ROLE: WORKSPACE_ROLE, NAME: signal.workspace_name,
+         WORKSPACE_ID_LABEL: signal.workspace_id},
+    ]
+    if monitor:
+        related.append({ID: monitor_resource_id(signal), ROLE: MONITOR_ROLE, NAME: signal.monitor})
+    if signal.kind != MANUAL_KIND:  # a retrain by hand has no drift run
+        related.append({ID: drift_run_resource_id(signal), ROLE: DRIFT_RUN_ROLE, NAME: signal.run_id})
+    return related
+
+
+def model_related(model_name: str) -> dict[str, str]:
+    return {ID: model_resource_id(model_name), ROLE: MODEL_ROLE, NAME: model_name}
+
+
+def flow_run_related(flow_run_id: object, name: str | None = None) -> dict[str, str]:
+    related = {ID: flow_run_resource_id(flow_run_id), ROLE: FLOW_RUN_ROLE}
+    return {**related, NAME: name} if name else related
+
+
+def drift_detected_event_id(signal: DriftSignal) -> uuid.UUID:
+    """The same signal always makes the same ``azureml.drift.detected`` event id: Prefect drops a repeat."""
+    return uuid.uuid5(_EVENT_NAMESPACE, f"{DRIFT_DETECTED}/{signal.identity}")
