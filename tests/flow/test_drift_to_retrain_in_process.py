@@ -122,7 +122,7 @@ def test_a_skip_at_the_first_decision_starts_nothing_and_says_why(
     found = artifacts(prefect_api, run.id)
     assert keys(target, found) == {"decision", "drift"}
     decision = found[f"decision-{target.model}"]["data"]
-    assert f"**Skip**" in decision and rules(decision)[failed_rule] == "no"
+    assert "**Skip**" in decision and rules(decision)[failed_rule] == "no"
     assert [rule for rule, passed in rules(decision).items() if passed == "no"] == [failed_rule]
     assert found[f"decision-{target.model}"]["description"] == run.outcome.reason
 
