@@ -77,8 +77,8 @@ def report_decision(
     rewrites the decision artifact with the rules checked since (the copy, the gate): the decision itself
     did not change, so the drift table stays and automations do not hear it twice."""
     get_run_logger().info("decision for %s on drift run %s: %s", model_name, signal.run_id, decision.summary)
-    create_markdown_artifact(decision_markdown(signal, details, decision, model_name), key=_key("decision", model_name),
-                             description=decision.summary)
+    markdown = decision_markdown(signal, details, decision, model_name)
+    create_markdown_artifact(markdown, key=_key("decision", model_name), description=decision.summary)
     if not announce:
         return
     if details.features:
@@ -229,10 +229,8 @@ def failure_event(model_name: str | None, signal: DriftSignal | None, flow_run_i
 def report_cancelled(step: str, model_name: str, run_id: str, why: str, outcome: str) -> None:
     """Called (not a task: the flow is being torn down) when an interrupted wait cancelled its external run."""
     get_run_logger().warning("%s run %s of %s: %s (%s)", step, run_id, model_name, outcome, why)
-    create_markdown_artifact(
-        cancelled_markdown(step, model_name, run_id, why, outcome), key=_key("cancelled", model_name),
-        description=f"{step} run {run_id}: {outcome}",
-    )
+    markdown = cancelled_markdown(step, model_name, run_id, why, outcome)
+    create_markdown_artifact(markdown, key=_key("cancelled", model_name), description=f"{step} run {run_id}: {outcome}")
 
 
 def cancelled_markdown(step: str, model_name: str, run_id: str, why: str, outcome: str) -> str:
