@@ -27,9 +27,10 @@ from drift_retrain.testing import DEMO_WORKSPACE, dataset_drift, local_target, w
 WINDOW_END = datetime(2026, 11, 23, tzinfo=timezone.utc)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
-    """The tier's one Prefect server; an HTTP client on its API (what the UI reads too)."""
+    """The one Prefect server of these tests; an HTTP client on its API (what the UI reads too). Package-scoped:
+    the harness points this whole process at its server, so it ends with tests/flow, before any other test runs."""
     from prefect.settings import (
         PREFECT_API_URL,
         PREFECT_LOCAL_STORAGE_PATH,
