@@ -152,10 +152,11 @@ class MemoryRegistry:
             for version in existing:
                 if signal and version.tags.get(SIGNAL_TAG) == signal:
                     return version.model_copy(update={"already_registered": True})
+            number = max((v.version for v in existing), default=0) + 1
             version = ModelVersion(
                 name=name,
-                version=max((v.version for v in existing), default=0) + 1,
-                uri=f"memory://registry/{name}/{len(existing) + 1}/model.joblib",
+                version=number,
+                uri=f"memory://registry/{name}/{number}/model.joblib",
                 created_at=datetime.now(timezone.utc),
                 tags=tags,
                 metrics=training.metrics,
