@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test install clean up bench docs
+.PHONY: demo test test-fast install clean up bench docs
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,11 @@ up: install  ## start the stack (Prefect server + UI, runner, webhook) and keep 
 
 test: install  ## run the whole test suite
 	$(BIN)/python -m pytest
+
+# The unit tests and the flow in-process (tests/flow: one ephemeral Prefect server, in-memory steps); no stack,
+# no loopback Azure, no scikit-learn runs. Under a minute; `make test` runs all of it and the rest.
+test-fast: install  ## run the fast tier: unit tests and the flow in-process, in under a minute
+	$(BIN)/python -m pytest tests/unit tests/flow -m "not slow and not e2e"
 
 bench: install  ## every benchmark beside its reference: one table, also benchmarks/results.json (BENCH_ARGS=--quick)
 	$(BIN)/python -m benchmarks $(BENCH_ARGS)

@@ -1,6 +1,7 @@
 """What tests and benchmarks build on: the verbatim Azure samples turned into events for a workspace,
 a config in a temporary state dir, a bare Prefect server (no runner, so created runs stay Scheduled and
-cost nothing) and an ASGI app under real uvicorn. Needs a checkout (it reads tests/fixtures)."""
+cost nothing), an ASGI app under real uvicorn, and every step in memory (``drift_retrain.backends.memory``,
+given to an in-process flow run with ``backends_in_process``). Needs a checkout (it reads tests/fixtures)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,14 @@ from typing import Any, Iterator
 import httpx
 import uvicorn
 
+from drift_retrain.backends import backends_in_process  # noqa: F401  (re-exported: the in-process seam)
+from drift_retrain.backends.memory import (  # noqa: F401  (re-exported: every step in memory)
+    MemoryCopy,
+    MemoryDriftDetails,
+    MemoryRegistry,
+    MemoryTraining,
+    memory_backends,
+)
 from drift_retrain.devstack.stack import HOST, PROJECT_DIR, free_port, prefect_settings
 from drift_retrain.names import RETRAIN_DEPLOYMENT_NAME, RETRAIN_FLOW
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from datetime import datetime, timedelta, timezone
 
-from prefect import flow, get_client
+from prefect import flow, get_client, get_run_logger
 from prefect.client.orchestration import PrefectClient
 from prefect.artifacts import acreate_table_artifact
 from prefect.client.schemas.filters import (
@@ -51,7 +51,7 @@ async def _runs(client: PrefectClient, since: datetime, states: list[StateType],
             return [_past(r) for r in runs]
 
 
-@flow(name=SWEEP_FLOW, description="Rerun failed or crashed retrains and catch up drift whose event never arrived.", log_prints=True)
+@flow(name=SWEEP_FLOW, description="Rerun failed or crashed retrains and catch up drift whose event never arrived.")
 async def sweep(lookback_hours: float = 24.0, max_attempts: int = 3, catch_up: bool = True) -> list[dict[str, str]]:
     """Args:
     lookback_hours: How far back to look for failed retrains and for drift without a flow run.
@@ -77,8 +77,11 @@ async def sweep(lookback_hours: float = 24.0, max_attempts: int = 3, catch_up: b
         key=SWEEP_ARTIFACT,
         description=f"Failed or crashed retrains and missed drift in the last {lookback_hours:g} h",
     )
+    log = get_run_logger()
+    for a in actions:  # each action a line in the run's log too, in the flow's prose: "sweep: <action> <run>: <detail>"
+        log.info("sweep: %s %s: %s", a.action, a.flow_run, a.detail)
     done = {kind: sum(a.action == kind for a in actions) for kind in ("rerun", "superseded", "gave up", "caught up", "catch-up failed")}
-    print(f"sweep over the last {lookback_hours:g} h: " + ", ".join(f"{n} {kind}" for kind, n in done.items()))
+    log.info("sweep: over the last %g h: %s", lookback_hours, ", ".join(f"{n} {kind}" for kind, n in done.items()))
     return rows
 
 

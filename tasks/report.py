@@ -56,6 +56,23 @@ def report_decision(
     """The decision with every rule, pass or fail, and the drift table behind it. ``announce=False`` only
     rewrites the decision artifact with the rules checked since (the copy, the gate): the decision itself
     did not change, so the drift table stays and automations do not hear it twice."""
+    get_run_logger().info("decision for %s on drift run %s: %s", model_name, signal.run_id, decision.summary)
+    markdown = decision_markdown(signal, details, decision, model_name)
+    create_markdown_artifact(markdown, key=artifact_key(DECISION, model_name), description=decision.summary)
+    if not announce:
+        return
+    if details.features:
+        create_table_artifact(drift_rows(details), key=artifact_key(DRIFT, model_name), description=drift_description(details))
+    emit_event(
+        DECISION_MADE,
+        resource=model_resource(model_name),
+        related=signal_related(signal),
+        payload={"retrain": decision.retrain, "summary": decision.summary, "signal": signal.identity},
+    )
+
+
+def decision_markdown(signal: DriftSignal, details: DriftDetails, decision: Decision, model_name: str) -> str:
+    """The decision artifact: the verdict, the drift run it is about, one table row per rule, the details' source."""
     verdict = "**Retrain**" if decision.retrain else "**Skip**"
     window = (
         f" over [{signal.window_start:%Y-%m-%d %H:%M}, {signal.window_end:%Y-%m-%d %H:%M}) UTC"
@@ -76,22 +93,13 @@ def report_decision(
         "",
         f"Signal: `{signal.identity}`",
     ]
-    get_run_logger().info("decision for %s on drift run %s: %s", model_name, signal.run_id, decision.summary)
-    create_markdown_artifact("\n".join(lines), key=artifact_key(DECISION, model_name), description=decision.summary)
-    if not announce:
-        return
-    if details.features:
-        create_table_artifact(
-            drift_rows(details),
-            key=artifact_key(DRIFT, model_name),
-            description=f"Top {min(len(details.features), TOP_FEATURES)} of {len(details.features)} features by drift; "
-            f"dataset drift coefficient {_number(details.drift_coefficient)} vs threshold {_number(details.threshold)}",
-        )
-    emit_event(
-        DECISION_MADE,
-        resource=model_resource(model_name),
-        related=signal_related(signal),
-        payload={"retrain": decision.retrain, "summary": decision.summary, "signal": signal.identity},
+    return "\n".join(lines)
+
+
+def drift_description(details: DriftDetails) -> str:
+    return (
+        f"Top {min(len(details.features), TOP_FEATURES)} of {len(details.features)} features by drift; "
+        f"dataset drift coefficient {_number(details.drift_coefficient)} vs threshold {_number(details.threshold)}"
     )
 
 
@@ -118,7 +126,15 @@ def report_copy(copy: CopyResult, model_name: str) -> None:
 @task(name="report-training", cache_policy=NO_CACHE)
 def report_training(training: TrainingResult, model_name: str, champion: ModelVersion | None) -> None:
     """The new model's metrics beside the current champion's, so the gate's comparison is visible."""
-    rows = [
+    versus = f" vs champion v{champion.version}" if champion else " (no champion yet)"
+    create_table_artifact(
+        training_rows(training, champion), key=artifact_key(TRAINING, model_name), description=f"Metrics of job {training.job_id}{versus}"
+    )
+
+
+def training_rows(training: TrainingResult, champion: ModelVersion | None) -> list[dict[str, Any]]:
+    """One row per metric the job reported: the challenger's value and the champion's (None without one)."""
+    return [
         {
             "metric": name,
             "challenger": value,
@@ -127,27 +143,13 @@ def report_training(training: TrainingResult, model_name: str, champion: ModelVe
         }
         for name, value in training.metrics.items()
     ]
-    versus = f" vs champion v{champion.version}" if champion else " (no champion yet)"
-    create_table_artifact(rows, key=artifact_key(TRAINING, model_name), description=f"Metrics of job {training.job_id}{versus}")
 
 
 @task(name="report-model", cache_policy=NO_CACHE)
 def report_model(signal: DriftSignal, model: ModelVersion, links: list[Link]) -> None:
     """The registered version, where to find it (portal deep links or the registry folder), its lineage."""
-    state = "already registered (reused)" if model.already_registered else "registered"
-    lines = [
-        f"# `{model.name}` v{model.version} {state}",
-        "",
-        *[f"- [{link.label}]({link.url})" for link in links],
-        f"- location: `{model.uri}`",
-        f"- metrics: {', '.join(f'{k} = {v}' for k, v in model.metrics.items())}",
-        "",
-        "| lineage tag | value |",
-        "|---|---|",
-        *[f"| {k} | {v[:200]} |" for k, v in sorted(model.tags.items()) if k != "decision.checks"],
-    ]
-    get_run_logger().info("%s v%s %s from drift run %s", model.name, model.version, state, signal.run_id)
-    create_markdown_artifact("\n".join(lines), key=artifact_key(MODEL, model.name), description=f"{model.name} v{model.version}")
+    get_run_logger().info("%s v%s %s from drift run %s", model.name, model.version, _registration(model), signal.run_id)
+    create_markdown_artifact(model_markdown(model, links), key=artifact_key(MODEL, model.name), description=f"{model.name} v{model.version}")
     emit_event(
         MODEL_REGISTERED,
         resource=model_resource(model.name),
@@ -162,9 +164,36 @@ def report_model(signal: DriftSignal, model: ModelVersion, links: list[Link]) ->
     )
 
 
+def _registration(model: ModelVersion) -> str:
+    return "already registered (reused)" if model.already_registered else "registered"
+
+
+def model_markdown(model: ModelVersion, links: list[Link]) -> str:
+    """The model artifact: the version, its links, location, metrics and lineage tags (the decision's
+    checks are left out: the decision artifact shows them as a table)."""
+    lines = [
+        f"# `{model.name}` v{model.version} {_registration(model)}",
+        "",
+        *[f"- [{link.label}]({link.url})" for link in links],
+        f"- location: `{model.uri}`",
+        f"- metrics: {', '.join(f'{k} = {v}' for k, v in model.metrics.items())}",
+        "",
+        "| lineage tag | value |",
+        "|---|---|",
+        *[f"| {k} | {v[:200]} |" for k, v in sorted(model.tags.items()) if k != "decision.checks"],
+    ]
+    return "\n".join(lines)
+
+
 def report_failure(model_name: str | None, signal: DriftSignal | None, flow_run_id: str, error: str) -> None:
     """``drift-retrain.retrain.failed``: the flow failed or crashed; ``error`` is its state's message.
     Called from the flow's failure hook, so a signal that could not even be read is reported too."""
+    emit_event(RETRAIN_FAILED, **failure_event(model_name, signal, flow_run_id, error))
+
+
+def failure_event(model_name: str | None, signal: DriftSignal | None, flow_run_id: str, error: str) -> dict[str, Any]:
+    """The failed event's resource (the model, or the flow run when not even the model is known), related
+    resources (the signal's, the flow run) and payload."""
     resource = (
         model_resource(model_name)
         if model_name
@@ -173,16 +202,18 @@ def report_failure(model_name: str | None, signal: DriftSignal | None, flow_run_
     related = signal_related(signal) if signal else []
     if model_name:
         related.append(flow_run_related(flow_run_id))
-    emit_event(
-        RETRAIN_FAILED,
-        resource=resource,
-        related=related,
-        payload={"error": error, "signal": signal.identity if signal else None, "flow_run_id": flow_run_id},
-    )
+    payload = {"error": error, "signal": signal.identity if signal else None, "flow_run_id": flow_run_id}
+    return {"resource": resource, "related": related, "payload": payload}
 
 
 def report_cancelled(step: str, model_name: str, run_id: str, why: str, outcome: str) -> None:
     """Called (not a task: the flow is being torn down) when an interrupted wait cancelled its external run."""
+    get_run_logger().warning("%s run %s of %s: %s (%s)", step, run_id, model_name, outcome, why)
+    markdown = cancelled_markdown(step, model_name, run_id, why, outcome)
+    create_markdown_artifact(markdown, key=artifact_key(CANCELLED, model_name), description=f"{step} run {run_id}: {outcome}")
+
+
+def cancelled_markdown(step: str, model_name: str, run_id: str, why: str, outcome: str) -> str:
     lines = [
         f"# `{model_name}`: {step} run cancelled",
         "",
@@ -190,6 +221,4 @@ def report_cancelled(step: str, model_name: str, run_id: str, why: str, outcome:
         "|---|---|---|---|",
         f"| {step} | `{run_id}` | {why or 'interruption'} | {outcome} |",
     ]
-    get_run_logger().warning("%s run %s of %s: %s (%s)", step, run_id, model_name, outcome, why)
-    key = artifact_key(CANCELLED, model_name)
-    create_markdown_artifact("\n".join(lines), key=key, description=f"{step} run {run_id}: {outcome}")
+    return "\n".join(lines)

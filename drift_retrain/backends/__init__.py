@@ -2,11 +2,36 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+from typing import Callable, Iterator
+
 from drift_retrain.backends.base import Backends, MissedDriftSource
 from drift_retrain.config import Settings, TargetConfig
 
+#: Builds the steps of one target; ``backends_in_process`` puts one in place of the configured choice.
+BackendFactory = Callable[[Settings, TargetConfig], Backends]
+
+_in_process: BackendFactory | None = None
+
+
+@contextmanager
+def backends_in_process(factory: BackendFactory) -> Iterator[None]:
+    """Flows run in this process (``drift_to_retrain(...)`` called directly, as the fast tests and a notebook
+    do) get their steps from ``factory`` instead of the target's configured backend. The flow itself is
+    unchanged; the seam is the one place it asks for its backends. Process-wide, not per thread: a flow
+    run may execute on another thread than the one that entered this block."""
+    global _in_process
+    previous, _in_process = _in_process, factory
+    try:
+        yield
+    finally:
+        _in_process = previous
+
 
 def build_backends(settings: Settings, target: TargetConfig) -> Backends:
+    """The target's steps: ``local`` or ``azure`` as configured, unless ``backends_in_process`` says otherwise."""
+    if _in_process is not None:
+        return _in_process(settings, target)
     if target.backend == "local":
         from drift_retrain.backends.local import local_backends
 
@@ -34,4 +59,4 @@ def missed_drift_sources(settings: Settings) -> list[tuple[TargetConfig, MissedD
     return sources
 
 
-__all__ = ["Backends", "MissedDriftSource", "build_backends", "missed_drift_sources"]
+__all__ = ["BackendFactory", "Backends", "MissedDriftSource", "backends_in_process", "build_backends", "missed_drift_sources"]

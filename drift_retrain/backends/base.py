@@ -68,6 +68,30 @@ def run_logger(fallback: logging.Logger) -> logging.Logger | logging.LoggerAdapt
         return fallback
 
 
+class RunLog:
+    """The lines a user needs (state changes, reattaching, recovery, retries, cancels), said where they are read:
+    inside a flow or task run on the run's own logger, so they are in the run's log in the Prefect UI with no
+    logging setup on the worker; elsewhere (the CLI, a contract test) on the stdlib logger ``name``.
+
+    One format for all of them: a prose line that starts with the step (``copy: ...``, ``training: ...``), and
+    ``<step> run <id>: <before> -> <after>`` for a state change of an external run (``log_state_change``)."""
+
+    def __init__(self, name: str) -> None:
+        self.fallback = logging.getLogger(name)
+
+    def debug(self, msg: str, *args: object) -> None:
+        run_logger(self.fallback).debug(msg, *args)
+
+    def info(self, msg: str, *args: object) -> None:
+        run_logger(self.fallback).info(msg, *args)
+
+    def warning(self, msg: str, *args: object) -> None:
+        run_logger(self.fallback).warning(msg, *args)
+
+    def error(self, msg: str, *args: object) -> None:
+        run_logger(self.fallback).error(msg, *args)
+
+
 def log_state_change(
     step: str, run_id: str, before: str | None, after: str, fallback: logging.Logger = logging.getLogger("drift_retrain")
 ) -> None:
@@ -119,7 +143,7 @@ def run_to_end(
     except StepFailed:
         raise  # the run already ended; nothing to cancel
     except BaseException as interruption:
-        log = logging.getLogger("drift_retrain")
+        log = RunLog("drift_retrain")
         try:
             cancel(run_id)
             outcome = "cancel requested"

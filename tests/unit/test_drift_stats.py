@@ -20,6 +20,7 @@ def test_psi_handles_a_constant_reference() -> None:
     assert psi(np.zeros(100), np.ones(100)) > 1
 
 
+@pytest.mark.slow  # a real domain classifier and permutation importance: seconds
 def test_coefficient_is_low_without_drift_and_high_with_it() -> None:
     rng = np.random.default_rng(1)
     reference = rng.normal(0, 1, (3000, 3))
@@ -33,6 +34,7 @@ def test_coefficient_is_low_without_drift_and_high_with_it() -> None:
     assert shares.sum() == pytest.approx(1)
 
 
+@pytest.mark.slow  # a real domain classifier and permutation importance: seconds
 def test_feature_drift_ranks_the_shifted_feature_first() -> None:
     rng = np.random.default_rng(2)
     reference = rng.normal(0, 1, (3000, 3))

@@ -22,12 +22,17 @@ from drift_retrain.intake.parsing import to_drift_signal
 from drift_retrain.testing import sample
 
 
+#: Real scikit-learn drift statistics (and training) on seeded demo data: seconds each, so not in ``make test-fast``.
+slow = pytest.mark.slow
+
+
 @pytest.fixture
 def monitored(demo_settings: Settings):
     run = run_monitor(demo_settings.local_monitors[0], demo_settings)
     return demo_settings, run, to_drift_signal(drift_event(run))
 
 
+@slow
 def test_monitor_detects_the_seeded_shift_and_records_the_run(monitored) -> None:
     settings, run, _ = monitored
     assert run.has_drift and run.drift_coefficient >= 0.3
@@ -37,6 +42,7 @@ def test_monitor_detects_the_seeded_shift_and_records_the_run(monitored) -> None
     assert monitor_store(settings).load(run.monitor, run.run_id) == run
 
 
+@slow
 def test_monitor_run_id_is_deterministic_per_window(monitored) -> None:
     settings, run, _ = monitored
     again = run_monitor(settings.local_monitors[0], settings)
@@ -46,6 +52,7 @@ def test_monitor_run_id_is_deterministic_per_window(monitored) -> None:
     assert end - start == timedelta(days=7)
 
 
+@slow
 def test_drift_event_has_exactly_the_documented_shape(monitored) -> None:
     _, run, signal = monitored
     documented = sample("eg_DatasetDriftDetected.json")[0]
@@ -56,6 +63,7 @@ def test_drift_event_has_exactly_the_documented_shape(monitored) -> None:
     assert signal.run_id == run.run_id and signal.drift_coefficient == run.drift_coefficient
 
 
+@slow
 def test_details_come_from_the_monitor_record(monitored) -> None:
     settings, run, signal = monitored
     backends = local_backends(settings, settings.targets[0])
@@ -67,6 +75,7 @@ def test_details_come_from_the_monitor_record(monitored) -> None:
     assert not missing.available and "deciding on the event's own data" in missing.source
 
 
+@slow
 def test_copy_takes_the_window_reports_like_data_factory_and_reattaches(monitored) -> None:
     settings, run, signal = monitored
     target = settings.targets[0]
@@ -89,6 +98,7 @@ def test_copy_takes_the_window_reports_like_data_factory_and_reattaches(monitore
     assert len(list((settings.resolve(target.copy_step.sink) / "increments").iterdir())) == 1
 
 
+@slow
 def test_copy_of_a_window_without_data_copies_nothing(monitored, tmp_path: Path) -> None:
     _, _, signal = monitored
     later = signal.model_copy(update={"run_id": "later", "window_start": datetime(2030, 1, 1, tzinfo=timezone.utc), "window_end": datetime(2030, 1, 8, tzinfo=timezone.utc)})
@@ -103,6 +113,7 @@ def test_wait_on_an_unknown_run_fails_with_its_id(tmp_path: Path) -> None:
         copy.wait("nope")
 
 
+@slow
 def test_training_is_real_and_reattaches(monitored) -> None:
     settings, _, signal = monitored
     backends = local_backends(settings, settings.targets[0])

@@ -9,7 +9,6 @@ run that failed is rerun from its failed activity at most once per wait when the
 from __future__ import annotations
 
 import json
-import logging
 import random
 import time
 from datetime import datetime, timedelta, timezone
@@ -20,7 +19,7 @@ from azure.core.exceptions import HttpResponseError, ServiceRequestError, Servic
 from drift_retrain.backends.azure.arm import ArmId
 from drift_retrain.backends.azure.polling import Poller, retry_after
 from drift_retrain.backends.azure.session import AzureSession
-from drift_retrain.backends.base import StepFailed
+from drift_retrain.backends.base import RunLog, StepFailed
 from drift_retrain.backends.ledger import RunLedger
 from drift_retrain.config import AzureTarget
 from drift_retrain.names import COPY_STEP, copy_run_key
@@ -32,7 +31,7 @@ if TYPE_CHECKING:
     from azure.mgmt.datafactory import DataFactoryManagementClient
     from azure.mgmt.datafactory.models import PipelineRun
 
-log = logging.getLogger("drift_retrain.azure")
+log = RunLog("drift_retrain.azure")  # in the run's log in the UI; this logger outside a run
 
 STEP = COPY_STEP
 #: Data Factory pipeline run statuses: Queued, InProgress and Canceling are still running.
@@ -146,7 +145,7 @@ class DataFactoryCopy:
         run = self._poll(current)
         if run.status == "Failed" and self.config.recover_from_failure and not _is_recovery(run):
             failure = self._failure(run)
-            log.warning("copy run %s failed (%s); rerunning it from the failed activity", current, failure.message)
+            log.warning("copy: Data Factory run %s failed (%s); rerunning it from the failed activity", current, failure.message)
             recovery = self._create({}, reference=current)
             if current in self._keys:
                 self.ledger.put(STEP, self._keys[current], recovery, pipeline=self.config.pipeline, recovery_of=current)
@@ -165,11 +164,11 @@ class DataFactoryCopy:
         for rid in dict.fromkeys(filter(None, (self._successor.get(run_id), run_id))):
             try:
                 self.client.pipeline_runs.cancel(self.resource_group, self.factory, rid, is_recursive=True)
-                log.info("copy run %s: cancel requested", rid)
+                log.info("copy: cancel requested for Data Factory run %s", rid)
             except HttpResponseError as exc:
                 code = getattr(exc.error, "code", None)
                 if code == "PipelineRunNotRunning" or exc.status_code == 404:
-                    log.info("copy run %s: nothing to cancel (%s)", rid, code or exc.status_code)
+                    log.info("copy: nothing to cancel, Data Factory run %s is not running (%s)", rid, code or exc.status_code)
                     continue
                 raise
 

@@ -10,18 +10,17 @@ fixed one-minute poll are measured by benchmarks/polling.py and shown on the doc
 
 from __future__ import annotations
 
-import logging
 import random
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Collection, Generic, TypedDict, TypeVar
 
-from drift_retrain.backends.base import log_state_change
+from drift_retrain.backends.base import RunLog, log_state_change
 from drift_retrain.config import PollingConfig
 
 T = TypeVar("T")
 
-log = logging.getLogger("drift_retrain.azure")
+log = RunLog("drift_retrain.azure")  # in the run's log in the UI; this logger outside a run
 
 #: HTTP statuses worth another try: throttling, timeouts and server-side failures.
 TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
@@ -105,7 +104,7 @@ class Poller(Generic[T]):
                 if not is_transient(exc):
                     raise
                 wait = max(self.pause(unchanged, self.clock() - began), retry_after(exc) or 0.0)
-                log.warning("%s run %s: status call failed (%s), trying again in %.0f s", self.step, run_id, exc, wait)
+                log.warning("%s: status call for run %s failed (%s); trying again in %.0f s", self.step, run_id, exc, wait)
             else:
                 status = status_of(result)
                 if status != last:
@@ -128,4 +127,4 @@ class Poller(Generic[T]):
         if self.on_change is not None:
             self.on_change(run_id, before, after)
         else:
-            log_state_change(self.step, run_id, before, after, fallback=log)
+            log_state_change(self.step, run_id, before, after, fallback=log.fallback)

@@ -16,7 +16,6 @@ from metrics of those names (0 when the pipeline logs none).
 
 from __future__ import annotations
 
-import logging
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -26,7 +25,7 @@ from drift_retrain.backends.azure.mlclient import ml_client
 from drift_retrain.backends.azure.polling import Poller, PollTiming, retry_after
 from drift_retrain.backends.azure.session import AzureSession
 from drift_retrain.backends.azure.workspace_rest import RestError, WorkspaceRest, run_error_message
-from drift_retrain.backends.base import StepFailed, TrainingPipeline
+from drift_retrain.backends.base import RunLog, StepFailed, TrainingPipeline
 from drift_retrain.backends.ledger import RunLedger
 from drift_retrain.config import AzureTarget, BatchEndpointConfig, PipelineJobConfig, PublishedPipelineConfig
 from drift_retrain.names import COPY_RUN_TAG, SIGNAL_TAG, TARGET_TAG, TRAINING_STEP, training_job_name, training_run_key
@@ -34,7 +33,7 @@ from drift_retrain.results import CopyResult, TrainingResult
 from drift_retrain.signals import DriftSignal
 from drift_retrain.templating import render, render_one, signal_fields
 
-log = logging.getLogger("drift_retrain.azure")
+log = RunLog("drift_retrain.azure")  # in the run's log in the UI; this logger outside a run
 
 STEP = TRAINING_STEP
 #: Azure ML job statuses a job never leaves (azure-ai-ml's RunHistoryConstants.TERMINAL_STATUSES, Azure/azure-sdk-for-python
@@ -115,7 +114,7 @@ class _AzureMLTraining:
         try:
             metrics, _ = self.rest.metrics(job_id)
         except Exception as exc:
-            log.warning("training job %s: metrics could not be read (%s); registering without them", job_id, exc)
+            log.warning("training: metrics of job %s could not be read (%s); registering without them", job_id, exc)
             metrics = {}
         duration = ((ended or datetime.now(timezone.utc)) - started).total_seconds() if started else 0.0
         return TrainingResult(
@@ -159,9 +158,9 @@ class _V2JobTraining(_AzureMLTraining):
             status = job_status(job)
             if status not in FAILED_ENDS:
                 self._reattached.add(name)
-                log.info("training job %s already exists for this signal (%s): reattaching", name, status)
+                log.info("training: reattached to job %s (%s) of this signal", name, status)
                 return name, attempt, True
-            log.info("training job %s ended %s: this rerun starts attempt %d", name, status, attempt + 1)
+            log.info("training: job %s ended %s; this rerun starts attempt %d", name, status, attempt + 1)
             attempt += 1
 
     def submit(self, signal: DriftSignal, data: CopyResult) -> str:
@@ -185,7 +184,7 @@ class _V2JobTraining(_AzureMLTraining):
 
     def cancel(self, job_id: str) -> None:
         """Ask the service to cancel; the poller is not waited on (the service takes its time)."""
-        log.warning("training job %s: cancelling", job_id)
+        log.warning("training: cancelling job %s", job_id)
         self.ml.jobs.begin_cancel(job_id)
 
 
@@ -272,9 +271,9 @@ class PublishedPipelineTraining(_AzureMLTraining):
             status = self._status_of_recorded(run_id)
             if status not in FAILED_ENDS | {GONE}:
                 self._reattached.add(run_id)
-                log.info("pipeline run %s already submitted for this signal (%s): reattaching", run_id, status)
+                log.info("training: reattached to pipeline run %s (%s) of this signal", run_id, status)
                 return run_id
-            log.info("pipeline run %s ended %s: this rerun submits attempt %d", run_id, status, attempt + 1)
+            log.info("training: pipeline run %s ended %s; this rerun submits attempt %d", run_id, status, attempt + 1)
             attempt += 1
         fields = self.fields(signal, data)
         experiment = render_one(self.config.experiment_name, fields)
@@ -309,7 +308,7 @@ class PublishedPipelineTraining(_AzureMLTraining):
                 if exc.status_code != 429 or attempt == SUBMIT_ATTEMPTS - 1:
                     raise
                 wait = retry_after(exc) or self.policy.initial_interval * 2**attempt
-                log.warning("pipeline submit throttled (%s); sending it again in %.1f s", exc.message, wait)
+                log.warning("training: pipeline submit throttled (%s); sending it again in %.1f s", exc.message, wait)
                 time.sleep(wait)
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -327,7 +326,7 @@ class PublishedPipelineTraining(_AzureMLTraining):
         return self.result(job_id, status, _parse_time(run.get("startTimeUtc")), _parse_time(run.get("endTimeUtc")))
 
     def cancel(self, job_id: str) -> None:
-        log.warning("pipeline run %s: cancelling", job_id)
+        log.warning("training: cancelling pipeline run %s", job_id)
         self.rest.cancel_run(job_id)
 
 
