@@ -169,7 +169,8 @@ def test_the_configuration_reference_lists_every_field_of_the_config_models() ->
     reference = _hooks().config_reference(Settings)
     missing = sorted(name for name in _every_field(Settings) if f"| `{name}` |" not in reference)
     assert not missing, f"fields missing from the generated reference: {missing}"
-    assert "`[[targets]]`" in reference and '(kind = "data_factory")' in reference
+    assert '`[[targets]]` (backend = "local")' in reference and '`[[targets]]` (backend = "azure")' in reference
+    assert '[kind = "published_pipeline"]' in reference  # the azure target's training kinds, one table each
 
 
 def test_the_configuration_reference_follows_a_union_of_targets_on_backend() -> None:

@@ -132,8 +132,9 @@ def test_the_failure_event_names_the_model_the_signal_the_drift_run_and_the_flow
     assert event["resource"]["prefect.resource.name"] == "credit"
     assert event["payload"] == {"error": "copy run adf-1 ended Failed: sink unreachable", "signal": signal().identity, "flow_run_id": "run-123"}
     roles = {r["prefect.resource.role"]: r for r in event["related"]}
-    assert set(roles) == {"signal", "monitor", "drift-run", "flow-run"}
+    assert set(roles) == {"signal", "workspace", "monitor", "drift-run", "flow-run"}
     assert roles["signal"]["prefect.resource.name"] == signal().identity
+    assert roles["workspace"]["prefect.resource.name"] == "ws-one"
     assert roles["monitor"]["prefect.resource.name"] == "credit-drift"
     assert roles["drift-run"]["prefect.resource.name"] == "drift_42"
     assert "run-123" in roles["flow-run"]["prefect.resource.id"]
