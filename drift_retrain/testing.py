@@ -1,6 +1,10 @@
 """What tests and benchmarks build on: the verbatim Azure samples turned into events for a workspace,
 a config in a temporary state dir, a bare Prefect server (no runner, so created runs stay Scheduled and
-cost nothing) and an ASGI app under real uvicorn. Needs a checkout (it reads tests/fixtures)."""
+cost nothing) and an ASGI app under real uvicorn. Needs a checkout (it reads tests/fixtures).
+
+For a suite that holds on a busy machine: ``RetryWhileBusy`` (Prefect's 503 while SQLite is locked is "try
+again"), ``spawn`` and ``stop_strays`` (no process a test started outlives the run). Event Grid's own
+retries live with the sender: ``drift_retrain.devstack.sender.deliver_events``."""
 
 from __future__ import annotations
 
@@ -190,7 +194,7 @@ class RetryWhileBusy(httpx.HTTPTransport):
         pause = 0.1
         while True:
             response = super().handle_request(request)
-            if response.status_code not in (429, 503) or time.monotonic() + pause > give_up:
+            if response.status_code != 503 or time.monotonic() + pause > give_up:
                 return response
             response.close()
             time.sleep(pause)

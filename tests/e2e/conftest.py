@@ -25,7 +25,7 @@ class Api:
     """Just enough of Prefect's REST API to assert on what the server recorded."""
 
     def __init__(self, url: str) -> None:
-        self.http = httpx.Client(base_url=url, timeout=30, transport=RetryWhileBusy())
+        self.http = httpx.Client(base_url=url, timeout=60, transport=RetryWhileBusy())
 
     def flow_run(self, flow_run_id: str) -> dict[str, Any]:
         response = self.http.get(f"/flow_runs/{flow_run_id}")
