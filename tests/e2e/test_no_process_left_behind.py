@@ -7,7 +7,6 @@ suite's fixtures do, with this suite's plugin (tests/conftest.py) loaded."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
