@@ -1,7 +1,11 @@
 """What tests and benchmarks build on: the verbatim Azure samples turned into events for a workspace,
 a config in a temporary state dir, a bare Prefect server (no runner, so created runs stay Scheduled and
 cost nothing), an ASGI app under real uvicorn, and every step in memory (``drift_retrain.backends.memory``,
-given to an in-process flow run with ``backends_in_process``). Needs a checkout (it reads tests/fixtures)."""
+given to an in-process flow run with ``backends_in_process``). Needs a checkout (it reads tests/fixtures).
+
+For a suite that holds on a busy machine: ``RetryWhileBusy`` (Prefect's 503 while SQLite is locked is "try
+again"), ``spawn`` and ``stop_strays`` (no process a test started outlives the run). Event Grid's own
+retries live with the sender: ``drift_retrain.devstack.sender.deliver_events``."""
 
 from __future__ import annotations
 
@@ -29,7 +33,7 @@ from drift_retrain.backends.memory import (  # noqa: F401  (re-exported: every s
     MemoryTraining,
     memory_backends,
 )
-from drift_retrain.devstack.stack import HOST, PROJECT_DIR, free_port, prefect_settings
+from drift_retrain.devstack.stack import HOST, PROJECT_DIR, STARTUP_SECONDS, child_options, free_port, prefect_settings
 from drift_retrain.names import RETRAIN_DEPLOYMENT_NAME, RETRAIN_FLOW
 
 ROOT = PROJECT_DIR  # the checkout: drift-retrain.toml, tests/fixtures
@@ -150,49 +154,98 @@ class PrefectServer:
     def api_url(self) -> str:
         return f"http://{HOST}:{self.port}/api"
 
-    def start(self, timeout: float = 120) -> None:
+    def start(self, timeout: float = STARTUP_SECONDS) -> None:
+        """Start and wait until healthy; whatever ends the wait (an error, a timeout, Ctrl-C) stops the server."""
         env = dict(os.environ) | prefect_settings(self.home, self.port)
         log = open(self.home / "prefect-server.log", "ab")
         prefect = Path(sys.executable).with_name("prefect")
-        self.proc = subprocess.Popen([str(prefect), "server", "start"], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = spawn([str(prefect), "server", "start"], env=env, stdout=log, stderr=subprocess.STDOUT)
         log.close()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"prefect server exited: see {self.home / 'prefect-server.log'}")
-            try:
-                if httpx.get(f"{self.api_url}/health", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.25)
-        raise RuntimeError("prefect server not healthy in time")
+        try:
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"prefect server exited: see {self.home / 'prefect-server.log'}")
+                try:
+                    if httpx.get(f"{self.api_url}/health", timeout=5).status_code == 200:
+                        return
+                except httpx.HTTPError:
+                    pass
+                time.sleep(0.25)
+            raise RuntimeError(f"prefect server not healthy within {timeout:.0f} s: see {self.home / 'prefect-server.log'}")
+        except BaseException:
+            self.stop()
+            raise
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=10)
+            _stop_group(self.proc)
         self.proc = None
 
     def register_deployment(self, flow: str = RETRAIN_FLOW, name: str = RETRAIN_DEPLOYMENT_NAME) -> str:
         """The deployment the receiver creates runs of, without a runner to execute them."""
-        api = httpx.Client(base_url=self.api_url, timeout=30)
+        with httpx.Client(base_url=self.api_url, timeout=30, transport=RetryWhileBusy()) as api:
+            flow_id = api.post("/flows/", json={"name": flow}).raise_for_status().json()["id"]
+            body = {"name": name, "flow_id": flow_id, "enforce_parameter_schema": False}
+            return api.post("/deployments/", json=body).raise_for_status().json()["id"]
 
-        def post(path: str, body: dict) -> dict:  # a just-started server's SQLite may answer 503 for a moment
-            for _ in range(40):
-                response = api.post(path, json=body)
-                if response.status_code != 503:
-                    break
-                time.sleep(0.25)
-            response.raise_for_status()
-            return response.json()
 
-        flow_id = post("/flows/", {"name": flow})["id"]
-        return post("/deployments/", {"name": name, "flow_id": flow_id, "enforce_parameter_schema": False})["id"]
+class RetryWhileBusy(httpx.HTTPTransport):
+    """Prefect on SQLite answers 503 ("database is locked", nothing written) while another writer holds the
+    lock, for longer the busier the machine; Prefect's own client retries those, and so do the tests' calls:
+    again after a growing pause, until ``deadline`` seconds have passed (then the 503 is the answer)."""
+
+    def __init__(self, deadline: float = 120.0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.deadline = deadline
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        give_up = time.monotonic() + self.deadline
+        pause = 0.1
+        while True:
+            response = super().handle_request(request)
+            if response.status_code != 503 or time.monotonic() + pause > give_up:
+                return response
+            response.close()
+            time.sleep(pause)
+            pause = min(pause * 2, 2.0)
+
+
+# -- no process left behind -------------------------------------------------------------------------
+
+_started: list[subprocess.Popen[bytes]] = []
+
+
+def spawn(command: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
+    """Start a process for a test: a process group of its own (stopped whole), SIGTERM should the test run
+    die first (see ``child_options``), and on the list that ``stop_strays`` empties at the session's end."""
+    proc: subprocess.Popen[bytes] = subprocess.Popen(command, **child_options(), **kwargs)
+    _started.append(proc)
+    return proc
+
+
+def _stop_group(proc: subprocess.Popen[bytes], grace: float = 20) -> None:
+    """SIGTERM the process's group, SIGKILL it after ``grace`` seconds; reaped either way."""
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 10)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            pass
+        try:
+            proc.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def stop_strays() -> list[int]:
+    """The session's safety net: stop every process group ``spawn`` or ``PrefectServer`` started that still
+    runs (a test that failed or was interrupted before its own clean-up); returns their pids."""
+    strays = [proc for proc in _started if proc.poll() is None]
+    for proc in strays:
+        _stop_group(proc, grace=5)
+    _started.clear()
+    return [proc.pid for proc in strays]
 
 
 @contextlib.contextmanager
@@ -202,7 +255,7 @@ def running(app: Any) -> Iterator[str]:
     server = uvicorn.Server(uvicorn.Config(app, host=HOST, port=port, log_level="warning", access_log=False, lifespan="on"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 120  # polls: seconds on a quiet machine, longer on a busy one
     while not server.started:
         if time.monotonic() > deadline or not thread.is_alive():
             raise RuntimeError("uvicorn did not start")

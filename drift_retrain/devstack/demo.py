@@ -19,7 +19,7 @@ from prefect.settings import temporary_settings
 from drift_retrain.devstack import demo_data
 from drift_retrain.backends.local.monitor import MonitorRun, drift_event, run_monitor
 from drift_retrain.config import ConfigError, Settings
-from drift_retrain.devstack.sender import post_events
+from drift_retrain.devstack.sender import deliver_events
 from drift_retrain.results import Outcome, RetrainOutcome
 from drift_retrain.devstack.stack import Stack, prefect_settings, wait_until_interrupted
 
@@ -61,7 +61,7 @@ def run_demo(
             return 0
         if on_drift is not None:
             on_drift(run)
-        response = post_events(stack.webhook_url, [drift_event(run)], stack.secret)
+        response = deliver_events(stack.webhook_url, [drift_event(run)], stack.secret)  # retried on 503, as Event Grid does
         if response.status_code != 200:
             raise DemoFailed(f"webhook answered {response.status_code}: {response.text}")
         accepted = response.json()["accepted"][0]

@@ -8,16 +8,18 @@ port is set with PREFECT_SERVER_API_PORT, not ``--port``, so the UI calls the ri
 
 from __future__ import annotations
 
+import ctypes
 import os
 import secrets
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import httpx
 
@@ -28,6 +30,10 @@ PREFECT_PORT_ENV = "DRIFT_RETRAIN_PREFECT_PORT"
 WEBHOOK_PORT_ENV = "DRIFT_RETRAIN_WEBHOOK_PORT"
 HOST = "127.0.0.1"
 PROJECT_DIR = Path(__file__).resolve().parents[2]  # the checkout: prefect.yaml, flows/, tasks/, deployments/
+# How long each part may take to come up. Each wait polls and ends early when the part is ready or its
+# process exits, so a generous bound costs nothing on a quick machine and holds on a busy one (seconds
+# each on a laptop; a minute and more on two cores shared with other test suites).
+STARTUP_SECONDS = 240.0
 
 
 class StackError(RuntimeError):
@@ -43,6 +49,33 @@ def free_port() -> int:
 def _port_in_use(port: int) -> bool:
     with socket.socket() as sock:
         return sock.connect_ex((HOST, port)) == 0
+
+
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def child_options() -> dict[str, Any]:
+    """Popen keywords for a process we supervise: a session (so a process group) of its own, stopped as a
+    whole with ``os.killpg``; and on Linux, when started from the main thread, SIGTERM once we die without
+    stopping it (a supervisor or a test run killed with SIGKILL leaves no server holding its port). Main
+    thread only: the kernel sends the signal when the *thread* that started the child ends."""
+    options: dict[str, Any] = {"start_new_session": True}
+    if sys.platform == "linux" and threading.current_thread() is threading.main_thread():
+        options["preexec_fn"] = _die_with(os.getpid())
+    return options
+
+
+def _die_with(parent: int) -> Callable[[], None]:
+    """A preexec_fn (runs in the child between fork and exec): ask for SIGTERM when the parent dies, and
+    exit at once if it already has (it died between the fork and the prctl). Resolved before the fork."""
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+
+    def preexec() -> None:
+        prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return preexec
 
 
 def local_secret(settings: Settings) -> str:
@@ -146,14 +179,14 @@ class Stack:
                 raise StackError(f"port {port} ({name}) is already in use by something else; set {env_name} to a free port")
         started = datetime.now(timezone.utc)
         server = self._spawn("prefect-server", [*_prefect_cli(), "server", "start"])
-        self._wait("Prefect server", server, lambda: self._healthy(f"{self.api_url}/health"), timeout=120)
+        self._wait("Prefect server", server, lambda: self._healthy(f"{self.api_url}/health"), timeout=STARTUP_SECONDS)
         runner = self._spawn("runner", [sys.executable, "-m", "deployments.runner", str(self.project_dir / "prefect.yaml")])
-        self._wait("runner", runner, lambda: self._deployment_served_since(started), timeout=120)
+        self._wait("runner", runner, lambda: self._deployment_served_since(started), timeout=STARTUP_SECONDS)
         receiver = self._spawn(
             "webhook",
             [sys.executable, "-m", "drift_retrain.cli", "webhook", "--host", HOST, "--port", str(self.webhook_port)],
         )
-        self._wait("webhook receiver", receiver, lambda: self._healthy(self._healthz()), timeout=60)
+        self._wait("webhook receiver", receiver, lambda: self._healthy(self._healthz()), timeout=STARTUP_SECONDS)
 
     def stop(self, drain_seconds: float = 60) -> None:
         """Stop children in reverse order: receiver and runner first, the server last.
@@ -182,9 +215,7 @@ class Stack:
     def _spawn(self, name: str, command: list[str]) -> subprocess.Popen[bytes]:
         self.logs.mkdir(parents=True, exist_ok=True)
         log = open(self.logs / f"{name}.log", "ab")
-        proc = subprocess.Popen(
-            command, cwd=self.project_dir, env=self.env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
+        proc = subprocess.Popen(command, cwd=self.project_dir, env=self.env(), stdout=log, stderr=subprocess.STDOUT, **child_options())
         log.close()
         self._procs.append((name, proc))
         return proc

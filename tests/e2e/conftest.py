@@ -13,40 +13,26 @@ import pytest
 from drift_retrain.devstack import demo_data
 from drift_retrain.backends.local.monitor import drift_event, run_monitor
 from drift_retrain.config import Settings, load_settings
-from drift_retrain.devstack.sender import post_events
+from drift_retrain.devstack.sender import deliver_events
 from drift_retrain.fake_azure import CLIENT_ID, CLIENT_SECRET, TENANT, FakeAzure
 from drift_retrain.devstack.stack import Stack, free_port
-from drift_retrain.testing import DEMO_WORKSPACE, local_target, write_config
+from drift_retrain.testing import DEMO_WORKSPACE, RetryWhileBusy, local_target, write_config
 
 TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
-
-
-class _RetryWhileLocked(httpx.HTTPTransport):
-    """Prefect on SQLite answers 503 ("database is locked", nothing written) while another writer holds
-    the lock; Prefect's own client retries those, and so do the tests' calls (a few seconds at most)."""
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        for _ in range(40):
-            response = super().handle_request(request)
-            if response.status_code != 503:
-                return response
-            response.close()
-            time.sleep(0.25)
-        return super().handle_request(request)
 
 
 class Api:
     """Just enough of Prefect's REST API to assert on what the server recorded."""
 
     def __init__(self, url: str) -> None:
-        self.http = httpx.Client(base_url=url, timeout=30, transport=_RetryWhileLocked())
+        self.http = httpx.Client(base_url=url, timeout=60, transport=RetryWhileBusy())
 
     def flow_run(self, flow_run_id: str) -> dict[str, Any]:
         response = self.http.get(f"/flow_runs/{flow_run_id}")
         response.raise_for_status()
         return response.json()
 
-    def wait(self, flow_run_id: str, timeout: float = 180) -> dict[str, Any]:
+    def wait(self, flow_run_id: str, timeout: float = 420) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             run = self.flow_run(flow_run_id)
@@ -98,7 +84,7 @@ class Api:
         (table,) = [a for a in self.artifacts(sweep["id"]) if a["key"] == "sweep"]
         return {r["flow_run"]: r for r in json.loads(table["data"])}
 
-    def logs(self, flow_run_id: str, until: str = "", timeout: float = 30) -> list[str]:
+    def logs(self, flow_run_id: str, until: str = "", timeout: float = 90) -> list[str]:
         """The run's log lines, oldest first; a run's last lines reach the server in a batch shortly after
         it ends, so wait (up to ``timeout``) until a line contains ``until``."""
         query = {"logs": {"flow_run_id": {"any_": [flow_run_id]}}, "sort": "TIMESTAMP_ASC", "limit": 200}
@@ -117,7 +103,7 @@ class Api:
                 return found
             time.sleep(0.5)
 
-    def events(self, name: str, resource_id: str, signal: str | None = None, timeout: float = 30) -> list[dict[str, Any]]:
+    def events(self, name: str, resource_id: str, signal: str | None = None, timeout: float = 90) -> list[dict[str, Any]]:
         """Events are stored by a server service a few seconds after they arrive: poll for them (for the
         events about ``signal`` when given: another run's event of the same model may be there first)."""
         query = {"filter": {"event": {"name": [name]}, "resource": {"id": [resource_id]}}, "limit": 50}
@@ -297,7 +283,7 @@ def api(stack: Stack) -> Api:
 def cockpit_run(stack: Stack, api: Api, e2e_settings: Settings) -> dict[str, Any]:
     """One drift signal of the cockpit's monitor, delivered over HTTP and retrained: the finished flow run."""
     event = drift_event(run_monitor(e2e_settings.monitor("cockpit-drift"), e2e_settings))
-    response = post_events(stack.webhook_url, [event], stack.secret)
+    response = deliver_events(stack.webhook_url, [event], stack.secret)
     assert response.status_code == 200, response.text
     (accepted,) = response.json()["accepted"]
     return api.wait(accepted["flow_run_id"])

@@ -49,7 +49,8 @@ def page(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
             args=CHROMIUM_FLAGS,
             viewport={"width": 1400, "height": 1000},
         )
-        context.set_default_timeout(30_000)
+        context.set_default_timeout(60_000)
+        expect.set_options(timeout=30_000)  # expect's own default is 5 s: too short for a busy machine
         yield context.new_page()
         context.close()
 
@@ -129,7 +130,7 @@ def test_a_retrain_by_hand_is_started_from_the_run_form(page, shots, stack, api)
     page.get_by_role("button", name="Submit").click()
 
     page.wait_for_url(re.compile(rf"/deployments/deployment/{deployment_id}"))  # the UI shows the deployment's runs
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 120
     while not (new := [r for r in api.flow_runs() if r["id"] not in before]) and time.monotonic() < deadline:
         time.sleep(0.5)
     (created,) = new

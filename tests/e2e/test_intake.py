@@ -8,9 +8,11 @@ stopped -> 503, restarted -> redelivery -> exactly one run per signal.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -28,10 +30,11 @@ from drift_retrain.intake.handoff import PrefectHandoff
 from drift_retrain.names import DRIFT_DETECTED, drift_detected_event_id
 from drift_retrain.signals import MONITOR_BREACH_TAG
 from drift_retrain.intake.parsing import to_drift_signal
-from drift_retrain.devstack.stack import free_port
+from drift_retrain.devstack.sender import EVENT_GRID_RESPONSE_TIMEOUT, Delivery, redeliver
+from drift_retrain.devstack.stack import STARTUP_SECONDS, free_port
 from drift_retrain.testing import BREACH_TEXT, DEMO_WORKSPACE, INTAKE_TARGETS, dataset_drift, local_target, monitor_breach, sample, write_config
+from drift_retrain.testing import PrefectServer, running, spawn
 from tests.e2e.conftest import Api
-from drift_retrain.testing import PrefectServer, running
 from tests.entra import LocalTenant
 
 pytestmark = pytest.mark.e2e
@@ -76,9 +79,11 @@ RECEIVER_EDIT = {SECRET_ENV: f'{SECRET_ENV}\nsecret_header = "X-Drift-Retrain-Ke
 def prefect(tmp_path_factory):
     server = PrefectServer(tmp_path_factory.mktemp("intake-prefect"))
     server.start()
-    server.register_deployment()
-    yield server
-    server.stop()
+    try:
+        server.register_deployment()
+        yield server
+    finally:
+        server.stop()
 
 
 def receiver_app(settings, prefect: PrefectServer, secret: str | None = SECRET):
@@ -106,11 +111,31 @@ def api(prefect) -> Api:
     return Api(prefect.api_url)
 
 
-def deliver(url: str, body, *, code: str | None = SECRET, content_type: str = EG, headers: dict | None = None) -> httpx.Response:
+def attempt(url: str, body, *, code: str | None = SECRET, content_type: str = EG, headers: dict | None = None,
+            delivery_count: int = 0, timeout: float = 35) -> httpx.Response:
+    """One delivery attempt, as Event Grid makes it (a test that expects a 503 on purpose asserts on this)."""
     content = body if isinstance(body, (bytes, str)) else json.dumps(body)
     params = {"code": code} if code is not None else None
-    base = {"Content-Type": content_type, "aeg-event-type": "Notification", "aeg-delivery-count": "0"}
-    return httpx.post(url + EVENTS_PATH, content=content, params=params, headers=base | (headers or {}), timeout=35)
+    base = {"Content-Type": content_type, "aeg-event-type": "Notification"}
+    return httpx.post(url + EVENTS_PATH, content=content, params=params, timeout=timeout,
+                      headers=base | (headers or {}) | {"aeg-delivery-count": str(delivery_count)})
+
+
+def deliver(url: str, body, *, code: str | None = SECRET, content_type: str = EG, headers: dict | None = None,
+            delivery_count: int = 0) -> Delivery:
+    """Event Grid's delivery: attempted again (count + 1) on 503/429, a timeout or a refused connection, after
+    Retry-After, within a bound; any other answer is final at once (a 4xx is never retried)."""
+    return redeliver(
+        lambda count, timeout: attempt(url, body, code=code, content_type=content_type, headers=headers, delivery_count=count, timeout=timeout),
+        first_count=delivery_count,
+        url=url,
+    )
+
+
+def made_the_run(delivery: Delivery, accepted: dict) -> bool:
+    """This delivery created the signal's run: not a duplicate, unless an earlier attempt of the same delivery
+    was answered 503 after Prefect had recorded it (Event Grid then retries, and the retry finds the run)."""
+    return not accepted["duplicate"] or delivery.retried > 0
 
 
 def runs_named(api: Api, name: str) -> list[dict]:
@@ -124,7 +149,7 @@ def test_every_drift_sample_in_both_schemas_becomes_one_run(receiver, api) -> No
     first = deliver(receiver, sample("eg_DatasetDriftDetected.json"))
     assert first.status_code == 200, first.text
     (created,) = first.json()["accepted"]
-    assert not created["duplicate"] and created["flow_run_name"] == SAMPLE_RUN
+    assert made_the_run(first, created) and created["flow_run_name"] == SAMPLE_RUN
     for name, content_type in [
         ("ce_DatasetDriftDetected.json", "application/cloudevents-batch+json"),
         ("ce_DatasetDriftDetected.json", "application/json"),
@@ -158,7 +183,8 @@ def test_every_sample_batched_other_events_ignored_drift_deduplicated(receiver, 
 def test_v2_breach_in_both_schemas_is_one_run(receiver, api) -> None:
     eg = monitor_breach("v2-breach-1")
     ce = monitor_breach("v2-breach-1", cloudevents=True)
-    assert deliver(receiver, [eg]).json()["accepted"][0]["duplicate"] is False
+    first = deliver(receiver, [eg])
+    assert made_the_run(first, first.json()["accepted"][0])
     assert deliver(receiver, ce, content_type="application/cloudevents+json").json()["accepted"][0]["duplicate"] is True
     assert len(runs_named(api, "docs-model-v2-breach-1")) == 1
 
@@ -167,7 +193,8 @@ def test_handshakes_over_http(receiver) -> None:
     response = deliver(receiver, sample("subscription_validation_event.json"), headers={"aeg-event-type": "SubscriptionValidation"})
     assert response.status_code == 200
     assert response.json() == sample("subscription_validation_response.json")
-    options = httpx.options(receiver + EVENTS_PATH, headers={"WebHook-Request-Origin": "eventgrid.azure.net", "WebHook-Request-Rate": "60"})
+    options = httpx.options(receiver + EVENTS_PATH, headers={"WebHook-Request-Origin": "eventgrid.azure.net", "WebHook-Request-Rate": "60"},
+                            timeout=30)
     assert options.status_code == 200
     assert options.headers["WebHook-Allowed-Origin"] == "eventgrid.azure.net"
     assert options.headers["WebHook-Allowed-Rate"] == "*"
@@ -271,7 +298,7 @@ def test_refusals_create_nothing(receiver, api, make, kwargs, status, message) -
 )
 def test_fuzzed_input_over_http_never_5xx_never_a_run(receiver, api, body, content_type, kind) -> None:
     before = len(api.flow_runs())
-    response = deliver(receiver, body, content_type=content_type, headers={"aeg-event-type": kind})
+    response = attempt(receiver, body, content_type=content_type, headers={"aeg-event-type": kind})  # no 5xx, even once
     assert response.status_code in (200, 400, 413), response.text
     assert len(api.flow_runs()) == before
 
@@ -286,15 +313,18 @@ def test_32_concurrent_deliveries_and_a_duplicate_subscription_are_all_acknowled
         twin = copy.deepcopy(event)
         twin["id"] = str(uuid.uuid4())
         twins.append(twin)
-    began = time.monotonic()
     with ThreadPoolExecutor(64) as pool:
         responses = list(pool.map(lambda e: deliver(receiver, [e]), events + twins))
-    elapsed = time.monotonic() - began
-    assert [r.status_code for r in responses] == [200] * 64, [r.text for r in responses if r.status_code != 200][:3]
-    assert elapsed < 30
+    assert [r.status_code for r in responses] == [200] * 64, [str(r) for r in responses if r.status_code != 200][:3]
+    attempts = [a for r in responses for a in r.attempts]
+    # every attempt answered within Event Grid's response timeout (a 503 within it is an answer, and retried)
+    assert all(a.status is not None and a.seconds < EVENT_GRID_RESPONSE_TIMEOUT for a in attempts), [str(r) for r in responses if r.retried]
     for event, first, second in zip(events, responses[:32], responses[32:]):
         assert first.json()["accepted"][0]["flow_run_id"] == second.json()["accepted"][0]["flow_run_id"]
-        assert [a["duplicate"] for a in first.json()["accepted"] + second.json()["accepted"]].count(False) == 1
+        made = [a["duplicate"] for a in first.json()["accepted"] + second.json()["accepted"]].count(False)
+        assert made == 1 or (made == 0 and (first.retried or second.retried))  # see made_the_run
+    slowest = max(a.seconds for a in attempts)
+    print(f"burst: 64 deliveries in {len(attempts)} attempts, slowest answer {slowest:.1f} s")
     names = [r["name"] for r in api.flow_runs() if r["name"].startswith("credit-default-burst-")]
     assert sorted(names) == sorted(f"credit-default-burst-{i}" for i in range(32))
 
@@ -302,7 +332,7 @@ def test_32_concurrent_deliveries_and_a_duplicate_subscription_are_all_acknowled
 def test_redelivery_of_the_same_event_maps_to_the_same_run(receiver, api) -> None:
     event = dataset_drift("redelivered-1")
     first = deliver(receiver, [event]).json()["accepted"][0]
-    again = deliver(receiver, [event], headers={"aeg-delivery-count": "1"}).json()["accepted"][0]
+    again = deliver(receiver, [event], delivery_count=1).json()["accepted"][0]
     assert again["duplicate"] and again["flow_run_id"] == first["flow_run_id"]
     assert len(runs_named(api, "credit-default-redelivered-1")) == 1
 
@@ -316,7 +346,7 @@ def test_each_accepted_signal_is_a_prefect_event_related_to_its_run(receiver, ap
     assert related["drift-run"] == "azureml.drift-run.demo-workspace.feed-1"
     assert published["payload"]["event_id"] == event["id"]
     assert published["id"] == str(drift_detected_event_id(to_drift_signal(event)))
-    redelivered = deliver(receiver, [event], headers={"aeg-delivery-count": "1"})
+    redelivered = deliver(receiver, [event], delivery_count=1)
     assert redelivered.json()["accepted"][0]["duplicate"]
     # the feed posts in order: once a later signal's event is stored, the repeat (same event id) has been
     # posted too, and Prefect dropped it instead of storing it twice
@@ -337,8 +367,8 @@ def _poll_event(api: Api, run_id: str, timeout: float = 30) -> list[dict]:
 
 
 def test_healthz_and_metrics_over_http(receiver) -> None:
-    assert httpx.get(receiver + "/healthz").json() == {"prefect": "ok"}
-    metrics = httpx.get(receiver + "/metrics").text
+    assert httpx.get(receiver + "/healthz", timeout=30).json() == {"prefect": "ok"}
+    metrics = httpx.get(receiver + "/metrics", timeout=30).text
     accepted = next(line for line in metrics.splitlines() if line.startswith('drift_retrain_events_total{outcome="accepted"}'))
     assert float(accepted.rsplit(" ", 1)[1]) >= 32
     duplicate = next(line for line in metrics.splitlines() if line.startswith('drift_retrain_events_total{outcome="duplicate"}'))
@@ -353,54 +383,60 @@ def test_a_receiver_killed_mid_batch_and_restarted_makes_one_run_per_signal(pref
     settings_file = write_config(tmp_path, extra=INTAKE_TARGETS)  # the default 20 s hand-off deadline
     env = dict(os.environ) | {"PREFECT_API_URL": prefect.api_url, "DRIFT_RETRAIN_WEBHOOK_SECRET": SECRET}
 
+    started: list[subprocess.Popen] = []
+
     def start() -> tuple[subprocess.Popen, str]:
         port = free_port()
-        process = subprocess.Popen([sys.executable, "-m", "drift_retrain.cli", "webhook", "--config", str(settings_file), "--port", str(port)],
-                                   env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        process = spawn([sys.executable, "-m", "drift_retrain.cli", "webhook", "--config", str(settings_file), "--port", str(port)],
+                        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        started.append(process)
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + STARTUP_SECONDS
         while True:
             try:
-                if httpx.get(url + "/healthz", timeout=2).status_code == 200:
+                if httpx.get(url + "/healthz", timeout=5).status_code == 200:
                     return process, url
             except httpx.HTTPError:
                 pass
             assert process.poll() is None and time.monotonic() < deadline, "the receiver did not start"
             time.sleep(0.2)
 
-    tag = uuid.uuid4().hex[:6]
-    batch = [dataset_drift(f"midbatch-{tag}-{i:04d}") for i in range(400)]
-    names = {f"credit-default-midbatch-{tag}-{i:04d}" for i in range(400)}
-
-    def made() -> int:
-        query = {"flow_runs": {"name": {"like_": f"credit-default-midbatch-{tag}-"}}}
-        return api.http.post("/flow_runs/count", json=query).json()
-
-    first, url = start()
-    with ThreadPoolExecutor(1) as pool:
-        in_flight = pool.submit(deliver, url, batch)
-        deadline = time.monotonic() + 60
-        while made() == 0:
-            assert time.monotonic() < deadline, "the receiver never started creating the batch's runs"
-            time.sleep(0.02)
-        first.kill()
-        first.wait(timeout=10)
-        with pytest.raises(httpx.HTTPError):
-            in_flight.result(timeout=30)  # never acknowledged: Event Grid will redeliver
-    partial = made()
-    assert 0 < partial < len(batch), f"{partial} runs at the kill: not mid-batch"
-
-    second, url = start()
     try:
-        redelivered = deliver(url, batch, headers={"aeg-delivery-count": "1"})
-        assert redelivered.status_code == 200, redelivered.text[:300]
+        tag = uuid.uuid4().hex[:6]
+        batch = [dataset_drift(f"midbatch-{tag}-{i:04d}") for i in range(400)]
+        names = {f"credit-default-midbatch-{tag}-{i:04d}" for i in range(400)}
+
+        def made() -> int:
+            query = {"flow_runs": {"name": {"like_": f"credit-default-midbatch-{tag}-"}}}
+            return api.http.post("/flow_runs/count", json=query).json()
+
+        first, url = start()
+        with ThreadPoolExecutor(1) as pool:
+            in_flight = pool.submit(attempt, url, batch)  # the attempt the kill cuts off
+            deadline = time.monotonic() + 120
+            while made() == 0:
+                assert time.monotonic() < deadline, "the receiver never started creating the batch's runs"
+                time.sleep(0.02)
+            first.kill()
+            first.wait(timeout=10)
+            with pytest.raises(httpx.HTTPError):
+                in_flight.result(timeout=30)  # never acknowledged: Event Grid will redeliver
+        partial = made()
+        assert 0 < partial < len(batch), f"{partial} runs at the kill: not mid-batch"
+
+        _, url = start()
+        redelivered = deliver(url, batch, delivery_count=1)  # Event Grid's redelivery, itself retried on 503 like any
+        assert redelivered.status_code == 200, f"{redelivered}: {redelivered.text[:300]}"
+        print(f"mid-batch: {partial} of {len(batch)} runs made before the kill; redelivery {redelivered}")
         accepted = redelivered.json()["accepted"]
         assert sum(a["duplicate"] for a in accepted) >= partial  # the dead receiver's runs were found, not remade
+        runs = [r["name"] for r in api.flow_runs_like(f"credit-default-midbatch-{tag}-")]
+        assert sorted(runs) == sorted(names)  # exactly one run per signal
     finally:
-        second.terminate()
-        second.wait(timeout=30)
-    runs = [r["name"] for r in api.flow_runs_like(f"credit-default-midbatch-{tag}-")]
-    assert sorted(runs) == sorted(names)  # exactly one run per signal
+        for process in started:  # killed or not, whatever failed
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=30)
 
 
 def test_prefect_down_is_503_and_redelivery_after_restart_makes_one_run_each(receiver, prefect, api) -> None:
@@ -409,15 +445,16 @@ def test_prefect_down_is_503_and_redelivery_after_restart_makes_one_run_each(rec
     prefect.stop()
     try:
         began = time.monotonic()
-        refused = deliver(receiver, batch)
+        refused = attempt(receiver, batch)  # one attempt: the 503 is the point
         assert refused.status_code == 503 and refused.headers["Retry-After"] == "30"
-        assert time.monotonic() - began < 10  # within the configured 4 s deadline, far inside Event Grid's 30 s
-        assert httpx.get(receiver + "/healthz").status_code == 503
+        # the configured 4 s deadline, plus room for a loaded machine: well inside Event Grid's 30 s
+        assert time.monotonic() - began < EVENT_GRID_RESPONSE_TIMEOUT / 2
+        assert httpx.get(receiver + "/healthz", timeout=30).status_code == 503
     finally:
         prefect.start()
-    for attempt in (1, 2):  # Event Grid retries the whole batch; a retry may even arrive twice
-        retried = deliver(receiver, batch, headers={"aeg-delivery-count": str(attempt)})
+    for count in (1, 2):  # Event Grid retries the whole batch; a retry may even arrive twice
+        retried = deliver(receiver, batch, delivery_count=count)
         assert retried.status_code == 200, retried.text
     for i in range(3):
         assert len(runs_named(api, f"credit-default-outage-{i}")) == 1
-    assert httpx.get(receiver + "/healthz").status_code == 200
+    assert httpx.get(receiver + "/healthz", timeout=30).status_code == 200

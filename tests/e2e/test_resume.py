@@ -9,6 +9,9 @@ enough."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -23,10 +26,12 @@ from drift_retrain.backends.local.registry import FileModelRegistry
 from drift_retrain.fake_azure import FakeAzure, RunScript
 from drift_retrain.signals import DriftSignal
 from drift_retrain.intake.parsing import to_drift_signal
-from drift_retrain.testing import dataset_drift
+from drift_retrain.testing import dataset_drift, spawn
 from tests.e2e.conftest import AZURE_CRASH_CASES, CRASH_STEPS
 
-pytestmark = pytest.mark.e2e
+# The crash fixture (crash every case, wait out the dead workers' leases, rerun every case) is set up inside
+# the first test's time limit; on two cores shared with another suite it can need more than the default 600 s.
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1500)]
 
 
 @dataclass
@@ -56,12 +61,20 @@ def new_flow_run(api, signal: DriftSignal) -> str:
 def worker(stack, flow_run_id: str, kill_after: str | None = None) -> subprocess.Popen:
     """Run the flow run in a process of its own, the way a worker does (``tests/e2e/crash_run.py``)."""
     command = [sys.executable, "-m", "tests.e2e.crash_run", flow_run_id, *(["--kill-after", kill_after] if kill_after else [])]
-    return subprocess.Popen(command, cwd=stack.project_dir, env=stack.env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    return spawn(command, cwd=stack.project_dir, env=stack.env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 
-def finish(process: subprocess.Popen, timeout: float = 300) -> tuple[int, str]:
+def finish(process: subprocess.Popen, timeout: float = 600) -> tuple[int, str]:
     out, _ = process.communicate(timeout=timeout)
     return process.returncode, out.decode(errors="replace")
+
+
+def stop(processes: list[subprocess.Popen]) -> None:
+    """Whatever failed, no worker outlives the fixture (each is a process group of its own)."""
+    for process in processes:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
 
 
 def wait_until(condition, what: str, timeout: float = 120) -> None:
@@ -97,15 +110,27 @@ def crashes(stack, api, e2e_settings, fake_azure: FakeAzure) -> dict[str, Case]:
     for case in AZURE_CRASH_CASES:
         run_id = f"azure-{case}-drift_{stamp}"
         fake_azure.ml.drift_runs[run_id] = {"datadrift_coefficient": 0.7}
-        fake_azure.datafactory.script("copy-drift-window", RunScript(steps=(("Queued", 0.3), ("InProgress", 4.0)), final="Succeeded"))
-        fake_azure.ml.script_next_job(RunScript(steps=(("Running", 4.0),), final="Completed"), metrics={"roc_auc": 0.9})
+        fake_azure.datafactory.script("copy-drift-window", RunScript(steps=(("Queued", 0.3), ("InProgress", 8.0)), final="Succeeded"))
+        fake_azure.ml.script_next_job(RunScript(steps=(("Running", 8.0),), final="Completed"), metrics={"roc_auc": 0.9})
         event = dataset_drift(run_id, monitor=f"azure-{case}-drift", StartTime="2026-10-01T00:00:00Z", EndTime="2026-10-08T00:00:00Z")
         cases[case] = Case(to_drift_signal(event), "")
     for case in cases.values():
         case.flow_run_id = new_flow_run(api, case.signal)
 
     hooked = {name: name if name in CRASH_STEPS else ("register-model" if name == "after-registration" else None) for name in cases}
+    started: list[subprocess.Popen] = []
+    try:
+        _crash_and_rerun(stack, api, fake_azure, cases, hooked, started)
+    finally:
+        stop(started)
+    return cases
+
+
+def _crash_and_rerun(stack, api, fake_azure: FakeAzure, cases: dict[str, Case], hooked: dict[str, str | None],
+                     started: list[subprocess.Popen]) -> None:
+    """Crash every case's worker (at its step, or SIGKILLed in its wait on Azure), then rerun each to its end."""
     workers = {name: worker(stack, cases[name].flow_run_id, kill_after=hooked[name]) for name in cases}
+    started += workers.values()
     mid_copy, mid_training = cases["mid-copy-wait"].signal, cases["mid-training-wait"].signal
     wait_until(lambda: adf_runs(fake_azure, mid_copy) and adf_runs(fake_azure, mid_copy)[0].run.status_calls >= 2,
                "the worker never waited on its Data Factory run")
@@ -120,10 +145,10 @@ def crashes(stack, api, e2e_settings, fake_azure: FakeAzure) -> dict[str, Case]:
     for case in cases.values():  # the rerun a Prefect retry, the sweep or the UI makes: the same run, Scheduled again
         api.http.post(f"/flow_runs/{case.flow_run_id}/set_state", json={"state": {"type": "SCHEDULED"}, "force": True}).raise_for_status()
     reruns = {name: worker(stack, case.flow_run_id) for name, case in cases.items()}
+    started += reruns.values()
     for name, process in reruns.items():
         cases[name].rerun_exit, out = finish(process)
         cases[name].output += "\n--- rerun ---\n" + out
-    return cases
 
 
 def assert_crashed_then_completed(case: Case, api) -> dict:

@@ -10,7 +10,7 @@ import pytest
 from drift_retrain.devstack import demo_data
 from drift_retrain.backends.local.monitor import drift_event, run_monitor
 from drift_retrain.config import load_settings
-from drift_retrain.devstack.sender import post_events
+from drift_retrain.devstack.sender import deliver_events
 from drift_retrain.devstack.stack import Stack, free_port
 from drift_retrain.testing import write_config
 from tests.e2e.conftest import Api
@@ -26,13 +26,13 @@ def test_completed_run_survives_stop_and_redelivery_after_restart(tmp_path: Path
     ports = dict(prefect_port=free_port(), webhook_port=free_port())
 
     with Stack(settings, **ports) as stack:
-        (accepted,) = post_events(stack.webhook_url, [event], stack.secret).json()["accepted"]
+        (accepted,) = deliver_events(stack.webhook_url, [event], stack.secret).json()["accepted"]
         assert Api(stack.api_url).wait(accepted["flow_run_id"])["state"]["type"] == "COMPLETED"
     # Stopped at once, as `make demo` does after reporting: the run must not be marked Cancelled.
 
     with Stack(settings, **ports) as stack:
         api = Api(stack.api_url)
         assert api.flow_run(accepted["flow_run_id"])["state"]["type"] == "COMPLETED"
-        (again,) = post_events(stack.webhook_url, [event], stack.secret, delivery_count=1).json()["accepted"]
+        (again,) = deliver_events(stack.webhook_url, [event], stack.secret, delivery_count=1).json()["accepted"]
         assert again["duplicate"] and again["flow_run_id"] == accepted["flow_run_id"]
         assert len(api.flow_runs()) == 1

@@ -23,12 +23,15 @@ import pytest
 
 from drift_retrain.backends.local.monitor import latest_window
 from drift_retrain.backends.local.registry import FileModelRegistry
+from drift_retrain.devstack.sender import Delivery, redeliver
 from drift_retrain.signals import DriftSignal
 from drift_retrain.intake.parsing import to_drift_signal
 from drift_retrain.testing import dataset_drift, monitor_breach
 from tests.e2e.conftest import STORM_MODELS
 
-pytestmark = pytest.mark.e2e
+# The storm's fixture (1,000 deliveries, then 35 flow runs to their end) is set up inside the first test's
+# time limit; on two cores shared with another suite it needs more than the default 600 s.
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1500)]
 
 DELIVERIES = 1000
 HOT = STORM_MODELS[:15]  # drift above the threshold: one retrain each, whatever the storm
@@ -88,10 +91,15 @@ def batches(events: list[dict], rng: random.Random) -> list[tuple[str, list[dict
     return out
 
 
-def post(url: str, secret: str, schema: str, events: list[dict]) -> httpx.Response:
+def post(url: str, secret: str, schema: str, events: list[dict]) -> Delivery:
+    """Event Grid's delivery of one batch: tried again after a 503 (the receiver's back-pressure) as Event Grid does."""
     content_type = "application/cloudevents-batch+json; charset=utf-8" if schema == "cloudevents" else "application/json"
-    headers = {"Content-Type": content_type, "aeg-event-type": "Notification", "aeg-delivery-count": "0"}
-    return httpx.post(url, content=json.dumps(events), headers=headers, params={"code": secret}, timeout=60)
+
+    def attempt(count: int, timeout: float) -> httpx.Response:
+        headers = {"Content-Type": content_type, "aeg-event-type": "Notification", "aeg-delivery-count": str(count)}
+        return httpx.post(url, content=json.dumps(events), headers=headers, params={"code": secret}, timeout=timeout)
+
+    return redeliver(attempt, url=url)
 
 
 def storm_runs(api) -> list[dict]:
@@ -117,7 +125,7 @@ def storm(stack, api, e2e_settings):
     intake_seconds = time.monotonic() - began
 
     expected = {to_drift_signal(e).identity: to_drift_signal(e) for e in originals}
-    deadline = time.monotonic() + 600
+    deadline = time.monotonic() + 1200  # polls: minutes on a busy machine, the bound only for a hang
     while True:
         runs = storm_runs(api)
         if len(runs) >= len(expected) and all(r["state"]["type"] in {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"} for r in runs):
@@ -128,16 +136,23 @@ def storm(stack, api, e2e_settings):
 
 
 def test_no_5xx_unknown_workspaces_refused_and_every_signal_acknowledged(storm) -> None:
+    """No error answer ever; a 503 is the receiver's back-pressure (Prefect slower than its hand-off deadline,
+    as on a busy machine): it must say when to retry, and the retry must be acknowledged."""
     responses, expected, _, intake_seconds = storm
-    statuses = Counter(r.status_code for _, r in responses)
-    assert not [s for s in statuses if s >= 500], statuses
+    attempts = Counter(a.status for _, r in responses for a in r.attempts)
+    assert not [s for s in attempts if s is None or (s >= 500 and s != 503)], attempts
+    assert all(a.retry_after for _, r in responses for a in r.attempts if a.status == 503)
     for (schema, events), response in responses:
         unknown = events[0].get("topic", events[0].get("source")) == UNKNOWN_WORKSPACE
-        assert response.status_code == (400 if unknown else 200), (schema, response.text[:300])
+        assert response.status_code == (400 if unknown else 200), (schema, str(response), response.text[:300])
     accepted = [a for _, r in responses if r.status_code == 200 for a in r.json()["accepted"]]
     assert len(accepted) == DELIVERIES - 50
-    assert sum(not a["duplicate"] for a in accepted) == len(expected)  # one new run per distinct signal
-    print(f"storm intake: {DELIVERIES} deliveries in {len(responses)} batches in {intake_seconds:.1f} s")
+    made = sum(not a["duplicate"] for a in accepted)  # one new run per distinct signal ...
+    retried = [r for _, r in responses if r.retried]
+    # ... unless a 503'd attempt had its runs recorded: its retry then finds them (one run each is asserted below)
+    assert made == len(expected) or (retried and made < len(expected)), (made, len(expected), [str(r) for r in retried])
+    print(f"storm intake: {DELIVERIES} deliveries in {len(responses)} batches in {intake_seconds:.1f} s; "
+          f"{len(retried)} batch(es) retried after a 503 ({attempts[503]} answers)")
 
 
 def test_exactly_one_flow_run_per_valid_distinct_signal(storm) -> None:

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
 from drift_retrain.config import load_settings
-from drift_retrain.devstack.stack import Stack, StackError, _children, _wait_for_children, free_port, local_secret
+from drift_retrain.devstack.stack import Stack, StackError, _children, _wait_for_children, child_options, free_port, local_secret
 from drift_retrain.testing import write_config
 
 
@@ -52,3 +55,42 @@ def test_a_busy_port_is_named_with_the_variable_to_change(tmp_path: Path) -> Non
         port = busy.getsockname()[1]
         with pytest.raises(StackError, match=f"port {port} \\(prefect\\) is already in use .* DRIFT_RETRAIN_PREFECT_PORT"):
             Stack(settings, prefect_port=port, webhook_port=free_port()).start()
+
+
+def test_a_child_gets_a_group_of_its_own_and_a_death_signal_only_from_the_main_thread() -> None:
+    assert child_options()["start_new_session"] is True
+    assert ("preexec_fn" in child_options()) == (sys.platform == "linux")
+    from_a_thread: list[dict] = []
+    thread = threading.Thread(target=lambda: from_a_thread.append(child_options()))
+    thread.start()
+    thread.join()
+    assert "preexec_fn" not in from_a_thread[0]  # the kernel would signal the child when that thread ends
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="PR_SET_PDEATHSIG is Linux's")
+def test_a_supervisor_killed_outright_takes_its_children_with_it() -> None:
+    code = ("import subprocess, sys, time; from drift_retrain.devstack.stack import child_options; "
+            "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)'], **child_options()); "
+            "print(child.pid, flush=True); time.sleep(120)")
+    supervisor = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE)
+    child = 0
+    try:
+        child = int(supervisor.stdout.readline())
+        supervisor.kill()  # SIGKILL: no clean-up of its own runs
+        supervisor.wait(timeout=30)
+        deadline = time.monotonic() + 30
+        while _running(child):
+            assert time.monotonic() < deadline, "the child outlived its supervisor"
+            time.sleep(0.05)
+    finally:
+        supervisor.kill()
+        supervisor.wait(timeout=30)
+        if child and _running(child):
+            os.kill(child, signal.SIGKILL)
+
+
+def _running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
