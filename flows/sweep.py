@@ -40,7 +40,7 @@ async def _runs(client: PrefectClient, since: datetime, states: list[StateType],
         batch = await client.read_flow_runs(
             flow_filter=FlowFilter(name=FlowFilterName(any_=[FLOW])),
             flow_run_filter=FlowRunFilter(
-                start_time=FlowRunFilterStartTime(after_=since),
+                start_time=FlowRunFilterStartTime.model_validate({"after_": since}),  # validated into Prefect's DateTime
                 state=FlowRunFilterState(type=FlowRunFilterStateType(any_=states)),
             ),
             sort=FlowRunSort.EXPECTED_START_TIME_ASC,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from typing import Any
+from uuid import UUID
 
 from prefect import get_client, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
@@ -66,7 +67,7 @@ def label_run(flow_run_id: str, tags: list[str], target: TargetConfig, signal: D
     missing = [tag for tag in wanted if tag not in tags]
     if missing:
         with get_client(sync_client=True) as client:
-            client.update_flow_run(flow_run_id, tags=[*tags, *missing])
+            client.update_flow_run(UUID(flow_run_id), tags=[*tags, *missing])
 
 
 @task(name="report-decision", cache_policy=NO_CACHE)

@@ -52,31 +52,34 @@ class Handed:
 def drift_detected(handed: Handed) -> Event:
     """The monitor is the resource; the flow run, the drift run, the workspace and the model are related."""
     signal, target, run = handed.signal, handed.target, handed.run
-    return Event(
-        id=event_id(signal),
-        occurred=handed.received,  # Azure's own event time is in the payload
-        event=DRIFT_DETECTED,
-        resource={
-            "prefect.resource.id": f"azureml.monitor.{signal.workspace_name}.{signal.monitor}",
-            "prefect.resource.name": signal.monitor,
-            "azureml.workspace": signal.workspace_id,
-        },
-        related=[
-            {"prefect.resource.id": f"prefect.flow-run.{run.flow_run_id}", "prefect.resource.role": "flow-run",
-             "prefect.resource.name": run.flow_run_name},
-            {"prefect.resource.id": f"azureml.run.{signal.run_id}", "prefect.resource.role": "drift-run"},
-            {"prefect.resource.id": f"drift-retrain.model.{target.model_name}", "prefect.resource.role": "model"},
-        ],
-        payload={
-            "kind": signal.kind.value,
-            "event_id": signal.event_id,
-            "event_time": signal.event_time.isoformat() if signal.event_time else None,
-            "run_id": signal.run_id,
-            "drift_coefficient": signal.drift_coefficient,
-            "breached_metrics": signal.breached_metrics,
-            "target": target.name,
-            "new_flow_run": run.created,
-        },
+    # Validated as the constructor would validate it: pydantic turns the datetime and dicts into Prefect's types.
+    return Event.model_validate(
+        {
+            "id": event_id(signal),
+            "occurred": handed.received,  # Azure's own event time is in the payload
+            "event": DRIFT_DETECTED,
+            "resource": {
+                "prefect.resource.id": f"azureml.monitor.{signal.workspace_name}.{signal.monitor}",
+                "prefect.resource.name": signal.monitor,
+                "azureml.workspace": signal.workspace_id,
+            },
+            "related": [
+                {"prefect.resource.id": f"prefect.flow-run.{run.flow_run_id}", "prefect.resource.role": "flow-run",
+                 "prefect.resource.name": run.flow_run_name},
+                {"prefect.resource.id": f"azureml.run.{signal.run_id}", "prefect.resource.role": "drift-run"},
+                {"prefect.resource.id": f"drift-retrain.model.{target.model_name}", "prefect.resource.role": "model"},
+            ],
+            "payload": {
+                "kind": signal.kind.value,
+                "event_id": signal.event_id,
+                "event_time": signal.event_time.isoformat() if signal.event_time else None,
+                "run_id": signal.run_id,
+                "drift_coefficient": signal.drift_coefficient,
+                "breached_metrics": signal.breached_metrics,
+                "target": target.name,
+                "new_flow_run": run.created,
+            },
+        }
     )
 
 
