@@ -98,5 +98,5 @@ async def _catch_up(since: datetime) -> list[SweepAction]:
             "caught up" if run.created else "already handed off",
             f"drift run {signal.run_id} of monitor {signal.monitor}",
         )
-        for (signal, _), run in zip(missed, runs)
+        for (signal, _), run in zip(missed, runs, strict=True)  # one run per signal, in order
     ]

@@ -86,8 +86,10 @@ def report_decision(
     lines = [
         f"# Decision for `{model_name}`: {verdict}",
         "",
-        f"Drift run `{signal.run_id}` from monitor `{signal.monitor}` in workspace `{signal.workspace_name}`"
-        f" ({signal.kind.value}){window}.",
+        (
+            f"Drift run `{signal.run_id}` from monitor `{signal.monitor}` in workspace `{signal.workspace_name}`"
+            f" ({signal.kind.value}){window}."
+        ),
         "",
         "| rule | passed | detail |",
         "|---|---|---|",
