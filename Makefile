@@ -3,7 +3,10 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test install clean up bench
+# The lint and type gate covers the library and the project's own flows, tasks and deployments.
+LINT_PATHS := drift_retrain flows tasks deployments
+
+.PHONY: demo test install clean up bench check fmt
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -15,6 +18,10 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 
 install: $(VENV)/.installed
 
+$(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet -e '.[test,dev]'
+	touch $@
+
 demo: install  ## run the main job end to end on the embedded default
 	$(BIN)/drift-retrain demo
 
@@ -23,6 +30,17 @@ up: install  ## start the stack (Prefect server + UI, runner, webhook) and keep 
 
 test: install  ## run the whole test suite
 	$(BIN)/python -m pytest
+
+check: $(VENV)/.installed-dev  ## the lint and type gate: ruff check, ruff format --check, mypy (all three run, then it fails)
+	@status=0; \
+	echo "ruff check"; $(BIN)/ruff check $(LINT_PATHS) || status=1; \
+	echo "ruff format --check"; $(BIN)/ruff format --check $(LINT_PATHS) || status=1; \
+	echo "mypy"; $(BIN)/mypy || status=1; \
+	exit $$status
+
+fmt: $(VENV)/.installed-dev  ## fix what ruff can fix (import order, pyupgrade, unused imports), then format
+	$(BIN)/ruff check --fix $(LINT_PATHS)
+	$(BIN)/ruff format $(LINT_PATHS)
 
 bench: install  ## every benchmark beside its reference: one table, also benchmarks/results.json (BENCH_ARGS=--quick)
 	$(BIN)/python -m benchmarks $(BENCH_ARGS)
