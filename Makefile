@@ -3,10 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-# The lint and type gate covers the library and the project's own flows, tasks and deployments.
-LINT_PATHS := drift_retrain flows tasks deployments
-
-.PHONY: demo test install clean up bench check fmt
+.PHONY: demo test install clean up bench
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -18,10 +15,6 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed
-	$(BIN)/python -m pip install --quiet -e '.[test,dev]'
-	touch $@
-
 demo: install  ## run the main job end to end on the embedded default
 	$(BIN)/drift-retrain demo
 
@@ -30,6 +23,14 @@ up: install  ## start the stack (Prefect server + UI, runner, webhook) and keep 
 
 test: install  ## run the whole test suite
 	$(BIN)/python -m pytest
+
+# The lint and type gate, over the library and the project's own flows, tasks and deployments.
+LINT_PATHS := drift_retrain flows tasks deployments
+.PHONY: check fmt
+
+$(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet -e '.[test,dev]'
+	touch $@
 
 check: $(VENV)/.installed-dev  ## the lint and type gate: ruff check, ruff format --check, mypy (all three run, then it fails)
 	@status=0; \

@@ -15,7 +15,6 @@ from drift_retrain.results import CopyResult, DriftDetails, ModelVersion, Traini
 from drift_retrain.signals import DriftSignal
 
 SIGNAL_TAG = "drift_retrain.signal"
-_LOG = logging.getLogger("drift_retrain")
 
 R = TypeVar("R")
 
@@ -73,6 +72,9 @@ def run_logger(fallback: logging.Logger) -> logging.Logger | logging.LoggerAdapt
         return get_run_logger()
     except Exception:
         return fallback
+
+
+_LOG = logging.getLogger("drift_retrain")
 
 
 def log_state_change(
