@@ -173,12 +173,11 @@ class PrefectServer:
         api = httpx.Client(base_url=self.api_url, timeout=30)
 
         def post(path: str, body: dict) -> dict:  # a just-started server's SQLite may answer 503 for a moment
-            response = api.post(path, json=body)
-            for _ in range(39):
+            for _ in range(40):
+                response = api.post(path, json=body)
                 if response.status_code != 503:
                     break
                 time.sleep(0.25)
-                response = api.post(path, json=body)
             response.raise_for_status()
             return response.json()
 
