@@ -33,6 +33,25 @@ test: install  ## run the whole test suite
 test-fast: install  ## run the fast tier: unit tests and the flow in-process, in under a minute
 	$(BIN)/python -m pytest tests/unit tests/flow -m "not slow and not e2e"
 
+# The lint and type gate, over the library and the project's own flows, tasks and deployments.
+LINT_PATHS := drift_retrain flows tasks deployments
+.PHONY: check fmt
+
+$(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet -e '.[test,dev]'
+	touch $@
+
+check: $(VENV)/.installed-dev  ## the lint and type gate: ruff check, ruff format --check, mypy (all three run, then it fails)
+	@status=0; \
+	echo "ruff check"; $(BIN)/ruff check $(LINT_PATHS) || status=1; \
+	echo "ruff format --check"; $(BIN)/ruff format --check $(LINT_PATHS) || status=1; \
+	echo "mypy"; $(BIN)/mypy || status=1; \
+	exit $$status
+
+fmt: $(VENV)/.installed-dev  ## fix what ruff can fix (import order, pyupgrade, unused imports), then format
+	$(BIN)/ruff check --fix $(LINT_PATHS)
+	$(BIN)/ruff format $(LINT_PATHS)
+
 bench: install  ## every benchmark beside its reference: one table, also benchmarks/results.json (BENCH_ARGS=--quick)
 	$(BIN)/python -m benchmarks $(BENCH_ARGS)
 

@@ -31,10 +31,10 @@ def target_choice() -> Any:
     drop-down (even for a single target, where a ``Literal`` would be a fixed ``const``) and the server
     refuses other names. The flow checks the name again against the configuration it runs with."""
     try:
-        names = [target.name for target in load_settings().targets]
+        targets = load_settings().targets
     except ConfigError:
         return Name
-    return Annotated[str, Field(json_schema_extra={"enum": names})]
+    return Annotated[str, Field(json_schema_extra={"enum": [target.name for target in targets]})]
 
 
 def _utc(value: datetime) -> datetime:

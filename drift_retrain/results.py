@@ -130,9 +130,20 @@ class RetrainOutcome(_Record):
     model: ModelVersion | None = None
 
     @classmethod
-    def of(cls, signal_identity: str, target: str, model_name: str, decision: Decision, **steps: object) -> "RetrainOutcome":
+    def of(
+        cls,
+        signal_identity: str,
+        target: str,
+        model_name: str,
+        decision: Decision,
+        *,
+        details: DriftDetails | None = None,
+        copy_result: CopyResult | None = None,
+        training: TrainingResult | None = None,
+        model: ModelVersion | None = None,
+    ) -> "RetrainOutcome":
         """Retrained when a model was registered, else skipped; the decision's summary says why."""
-        outcome = Outcome.RETRAINED if steps.get("model") is not None else Outcome.SKIPPED
+        outcome = Outcome.RETRAINED if model is not None else Outcome.SKIPPED
         return cls(
             outcome=outcome,
             reason=decision.summary,
@@ -140,5 +151,8 @@ class RetrainOutcome(_Record):
             target=target,
             model_name=model_name,
             decision=decision,
-            **steps,
+            details=details,
+            copy_result=copy_result,
+            training=training,
+            model=model,
         )

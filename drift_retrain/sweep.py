@@ -10,7 +10,7 @@ off exactly as the webhook would (same idempotency key), so a late event and the
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 
 from drift_retrain.backends import missed_drift_sources
 from drift_retrain.config import Settings, TargetConfig
@@ -46,7 +46,7 @@ def plan_reruns(failed: list[PastRun], completed: list[PastRun], max_attempts: i
     for run in failed:
         newer = [c for c in completed if c.model == run.model and _after(c.started, run.started)]
         if newer:
-            latest = max(newer, key=lambda c: c.started or datetime.min)
+            latest = max(newer, key=lambda c: c.started or datetime.min.replace(tzinfo=timezone.utc))  # aware, like the others
             action = SweepAction(run.name, run.id, run.state, "superseded", f"newer signal completed: {latest.name}")
         elif run.run_count >= max_attempts:
             action = SweepAction(run.name, run.id, run.state, "gave up", f"{run.run_count} of {max_attempts} attempt(s) used")

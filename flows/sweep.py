@@ -39,7 +39,7 @@ async def _runs(client: PrefectClient, since: datetime, states: list[StateType],
         batch = await client.read_flow_runs(
             flow_filter=FlowFilter(name=FlowFilterName(any_=[RETRAIN_FLOW])),
             flow_run_filter=FlowRunFilter(
-                start_time=FlowRunFilterStartTime(after_=since),
+                start_time=FlowRunFilterStartTime.model_validate({"after_": since}),  # validated into Prefect's DateTime
                 state=FlowRunFilterState(type=FlowRunFilterStateType(any_=states)),
             ),
             sort=FlowRunSort.EXPECTED_START_TIME_ASC,
@@ -100,5 +100,5 @@ async def _catch_up(since: datetime) -> list[SweepAction]:
             "caught up" if run.created else "already handed off",
             f"drift run {signal.run_id} of monitor {signal.monitor}",
         )
-        for (signal, _), run in zip(missed, runs)
+        for (signal, _), run in zip(missed, runs, strict=True)  # one run per signal, in order
     ]

@@ -4,6 +4,7 @@ events other automations can trigger on."""
 from __future__ import annotations
 
 from typing import Any
+from uuid import UUID
 
 from prefect import get_client, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
@@ -46,7 +47,7 @@ def label_run(flow_run_id: str, tags: list[str], target: TargetConfig, signal: D
     missing = [tag for tag in wanted if tag not in tags]
     if missing:
         with get_client(sync_client=True) as client:
-            client.update_flow_run(flow_run_id, tags=[*tags, *missing])
+            client.update_flow_run(UUID(flow_run_id), tags=[*tags, *missing])
 
 
 @task(name="report-decision", cache_policy=NO_CACHE)
@@ -82,8 +83,10 @@ def decision_markdown(signal: DriftSignal, details: DriftDetails, decision: Deci
     lines = [
         f"# Decision for `{model_name}`: {verdict}",
         "",
-        f"Drift run `{signal.run_id}` from monitor `{signal.monitor}` in workspace `{signal.workspace_name}`"
-        f" ({signal.kind.value}){window}.",
+        (
+            f"Drift run `{signal.run_id}` from monitor `{signal.monitor}` in workspace `{signal.workspace_name}`"
+            f" ({signal.kind.value}){window}."
+        ),
         "",
         "| rule | passed | detail |",
         "|---|---|---|",

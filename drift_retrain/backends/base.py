@@ -58,7 +58,7 @@ class ModelRegistry(Protocol):
         ...
 
 
-def run_logger(fallback: logging.Logger) -> logging.Logger | logging.LoggerAdapter:  # type: ignore[type-arg]
+def run_logger(fallback: logging.Logger) -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
     """The Prefect run's logger inside a flow or task (shown in the UI), ``fallback`` elsewhere."""
     try:
         from prefect.logging import get_run_logger
@@ -92,8 +92,11 @@ class RunLog:
         run_logger(self.fallback).error(msg, *args)
 
 
+_LOG = logging.getLogger("drift_retrain")
+
+
 def log_state_change(
-    step: str, run_id: str, before: str | None, after: str, fallback: logging.Logger = logging.getLogger("drift_retrain")
+    step: str, run_id: str, before: str | None, after: str, fallback: logging.Logger = _LOG
 ) -> None:
     """One log line per state change of an external run (never one per poll), with the run's id."""
     run_logger(fallback).info("%s run %s: %s -> %s", step, run_id, before or "(started)", after)

@@ -55,7 +55,7 @@ class PrefectVariableLedger:
     def get(self, step: str, key: str) -> dict[str, Any] | None:
         from prefect.variables import Variable
 
-        value = Variable.get(ledger_variable_name(step, key), default=None)
+        value = Variable.get(ledger_variable_name(step, key))  # None when there is none
         return dict(value) if isinstance(value, dict) else None
 
     def put(self, step: str, key: str, run_id: str, **details: Any) -> dict[str, Any]:

@@ -3,7 +3,7 @@ features have shifted (younger applicants, lower incomes, higher utilisation). N
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +34,7 @@ def generate(reference: Path, landing: Path, *, seed: int = 42, days: int = 7, r
         return False
     rng = np.random.default_rng(seed)
     write_csv(reference, COLUMNS, _sample(rng, 5000, shifted=False))
-    last = (end or date.today()) - timedelta(days=1)
+    last = (end or datetime.now(timezone.utc).date()) - timedelta(days=1)  # partitions are UTC days
     for offset in range(days):
         day = last - timedelta(days=days - 1 - offset)
         write_csv(landing / f"date={day.isoformat()}" / "part-0000.csv", COLUMNS, _sample(rng, rows_per_day, shifted=True))

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from prefect import serve
+from prefect import Flow, serve
 from prefect.deployments.runner import RunnerDeployment
 from prefect.events import DeploymentTriggerTypes
 from prefect.flows import load_flow_from_entrypoint
@@ -36,13 +36,17 @@ def load_deployments(path: Path) -> list[RunnerDeployment]:
     document = yaml.safe_load(path.read_text(encoding="utf-8"))
     deployments = []
     for spec in document.get("deployments") or []:
-        flow = load_flow_from_entrypoint(str(path.parent / spec["entrypoint"]))
+        flow: Flow[..., Any] = load_flow_from_entrypoint(str(path.parent / spec["entrypoint"]))
         options: dict[str, Any] = {k: v for k, v in spec.items() if k not in _NOT_OPTIONS}
         if spec.get("schedules"):
             options["schedules"] = [_schedule(s) for s in spec["schedules"]]
         if spec.get("triggers"):
             options["triggers"] = [_trigger(spec["name"], i, t) for i, t in enumerate(spec["triggers"], start=1)]
-        deployments.append(flow.to_deployment(name=spec["name"], **options))
+        deployment = flow.to_deployment(name=spec["name"], **options)
+        if not isinstance(deployment, RunnerDeployment):  # Prefect's async variant, chosen inside an event loop
+            deployment.close()
+            raise RuntimeError("load_deployments() must be called outside an event loop")
+        deployments.append(deployment)
     if not deployments:
         raise SystemExit(f"{path}: no deployments declared")
     return deployments

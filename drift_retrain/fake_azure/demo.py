@@ -72,13 +72,14 @@ def _config_text(settings: Settings, fake: FakeAzure, state_dir: Path) -> str:
         },
         "registry": {"kind": "azure_ml", "model_type": "mlflow_model", "path": "model/"},
     }
+    paths = {"reference": str(settings.resolve(monitor.reference)), "landing": str(settings.resolve(monitor.landing))}
     lines = [
         "# Written by `drift-retrain demo --azure-fake`: the demo's target on the azure backend, against the loopback Azure.",
         f"state_dir = {_toml(str(state_dir))}",
         f"receiver = {_toml(settings.receiver.model_dump(mode='json', exclude_defaults=True))}",
         f"azure = {_toml(sections['azure'])}",
         f"targets = [{_toml(azure_target)}]",
-        f"local_monitors = [{_toml(monitor.model_dump(mode='json') | {'reference': str(settings.resolve(monitor.reference)), 'landing': str(settings.resolve(monitor.landing))})}]",
+        f"local_monitors = [{_toml(monitor.model_dump(mode='json') | paths)}]",
     ]
     return "\n".join(lines) + "\n"
 

@@ -296,8 +296,10 @@ class FakeMachineLearning:
         if job is None:
             return _error(404, "UserError", f"Job {p['name']} not found (fake)", inner="NotFound")
         job.run.cancel()
-        op = f"{self.fake.url}/subscriptions/{p['sub']}/providers/Microsoft.MachineLearningServices/locations/" \
-             f"{LOCATION}/mfeOperationResults/jc:{uuid.uuid4()}?api-version=2023-02-01-preview"
+        op = (
+            f"{self.fake.url}/subscriptions/{p['sub']}/providers/Microsoft.MachineLearningServices/locations/"
+            f"{LOCATION}/mfeOperationResults/jc:{uuid.uuid4()}?api-version=2023-02-01-preview"
+        )
         return Response(status_code=202, headers={"Location": op, "Retry-After": "0"})
 
     async def operation_result(self, request: Request) -> Response:

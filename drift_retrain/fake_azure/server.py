@@ -24,7 +24,7 @@ from starlette.applications import Starlette
 from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute
 
 TENANT = "00000000-0000-0000-0000-00000000a2e0"
 CLIENT_ID = "00000000-0000-0000-0000-0000000c11e0"

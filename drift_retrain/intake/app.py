@@ -132,9 +132,9 @@ class Receiver:
         return await self._hand_off(delivery, delivery_count, started)
 
     async def _hand_off(self, delivery: Delivery, delivery_count: str, started: float) -> Response:
-        for ignored in delivery.ignored:
+        for skipped in delivery.ignored:
             log.info("event_id=%s delivery_count=%s outcome=ignored type=%s reason=%r",
-                     ignored.event_id, delivery_count, ignored.event_type, ignored.reason)
+                     skipped.event_id, delivery_count, skipped.event_type, skipped.reason)
         try:
             runs = await self.handoff.hand_off_all([(r.signal, r.target) for r in delivery.signals])
         except HandoffUnavailable as exc:

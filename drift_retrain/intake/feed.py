@@ -52,26 +52,29 @@ def drift_detected(handed: Handed) -> Event:
     """The monitor is the resource; the signal, workspace and drift run (the same ids as on the flow's own
     events of the signal), the flow run and the model are related."""
     signal, target, run = handed.signal, handed.target, handed.run
-    return Event(
-        id=drift_detected_event_id(signal),
-        occurred=handed.received,  # Azure's own event time is in the payload
-        event=DRIFT_DETECTED,
-        resource=monitor_resource(signal),
-        related=[
-            *signal_related(signal, monitor=False),
-            flow_run_related(run.flow_run_id, run.flow_run_name),
-            model_related(target.model_name),
-        ],
-        payload={
-            "kind": signal.kind.value,
-            "event_id": signal.event_id,
-            "event_time": signal.event_time.isoformat() if signal.event_time else None,
-            "run_id": signal.run_id,
-            "drift_coefficient": signal.drift_coefficient,
-            "breached_metrics": signal.breached_metrics,
-            "target": target.name,
-            "new_flow_run": run.created,
-        },
+    # Validated as the constructor would validate it: pydantic turns the datetime and dicts into Prefect's types.
+    return Event.model_validate(
+        {
+            "id": drift_detected_event_id(signal),
+            "occurred": handed.received,  # Azure's own event time is in the payload
+            "event": DRIFT_DETECTED,
+            "resource": monitor_resource(signal),
+            "related": [
+                *signal_related(signal, monitor=False),
+                flow_run_related(run.flow_run_id, run.flow_run_name),
+                model_related(target.model_name),
+            ],
+            "payload": {
+                "kind": signal.kind.value,
+                "event_id": signal.event_id,
+                "event_time": signal.event_time.isoformat() if signal.event_time else None,
+                "run_id": signal.run_id,
+                "drift_coefficient": signal.drift_coefficient,
+                "breached_metrics": signal.breached_metrics,
+                "target": target.name,
+                "new_flow_run": run.created,
+            },
+        }
     )
 
 

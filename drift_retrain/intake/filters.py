@@ -100,6 +100,10 @@ class AdvancedFilter(_Strict):
         elif not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in self.values):
             raise ValueError(f"{self.operator} values must be numbers")
 
+    def ranges(self) -> list[tuple[float, float]]:
+        """The ``[low, high]`` pairs of ``NumberInRange`` and ``NumberNotInRange`` (validated as such)."""
+        return [(v[0], v[1]) for v in self.values or [] if isinstance(v, list)]
+
     def describe(self) -> str:
         shown = self.value if self.operator in SINGLE_VALUE else self.values
         return f"{self.key} {self.operator}" + ("" if self.operator in NO_VALUE else f" {json.dumps(shown)}")
@@ -185,7 +189,9 @@ def _holds(rule: AdvancedFilter, value: Any) -> bool:
 
 def _number(op: str, number: float, rule: AdvancedFilter) -> bool:
     if op in SINGLE_VALUE:
-        limit = float(rule.value)  # type: ignore[arg-type]
+        if rule.value is None:  # the validator gives every single-value operator its value
+            raise ValueError(f"{op} has no value")
+        limit = float(rule.value)
         return {
             "NumberLessThan": number < limit,
             "NumberGreaterThan": number > limit,
@@ -193,7 +199,7 @@ def _number(op: str, number: float, rule: AdvancedFilter) -> bool:
             "NumberGreaterThanOrEquals": number >= limit,
         }[op]
     if op in ("NumberInRange", "NumberNotInRange"):
-        inside = any(low <= number <= high for low, high in rule.values)  # type: ignore[misc, union-attr]
+        inside = any(low <= number <= high for low, high in rule.ranges())
         return inside if op == "NumberInRange" else not inside
     listed = any(number == v for v in rule.values or [])
     return listed if op == "NumberIn" else not listed

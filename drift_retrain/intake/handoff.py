@@ -298,13 +298,14 @@ class PrefectHandoff:
                 "POST", f"deployments/{deployment_id}/create_flow_run/bulk", json=[i.body() for i in chunk]
             )
             outcomes = response.json()["results"]
-            for item, outcome in zip(chunk, outcomes):
+            # Not strict: a short answer still tells which runs it created; the length check below then fails it.
+            for item, outcome in zip(chunk, outcomes, strict=False):
                 if outcome.get("status") == "CREATED" and outcome.get("flow_run_id"):
                     item.created_here = True
             failed = [o.get("error") for o in outcomes if o.get("status") != "CREATED" or not o.get("flow_run_id")]
             if failed or len(outcomes) != len(chunk):
                 raise _Transient(f"bulk create: {len(failed)} of {len(chunk)} failed: {failed[:1]}")
-            for item, outcome in zip(chunk, outcomes):
+            for item, outcome in zip(chunk, outcomes, strict=True):
                 made[item.key] = HandedOff(UUID(outcome["flow_run_id"]), item.name, created=True)
         return made
 

@@ -71,7 +71,7 @@ def parse_envelope(event: Mapping[str, Any]) -> EventEnvelope:
         "data": _ci(event, "data") or {},
     }
     required = ("id", "type", "source") if is_cloudevent else ("id", "eventType", "topic")
-    missing = [name for name, key in zip(required, ("id", "type", "source")) if not fields[key]]
+    missing = [name for name, key in zip(required, ("id", "type", "source"), strict=True) if not fields[key]]
     if missing:
         raise InvalidEvent(f"{schema} event is missing required field(s): {', '.join(missing)}")
     if not isinstance(fields["data"], Mapping):

@@ -61,7 +61,7 @@ def _filter_args(rule: AdvancedFilter) -> list[str]:
     elif rule.operator in SINGLE_VALUE:
         values = [json.dumps(rule.value)]
     elif rule.operator.endswith("InRange"):
-        values = [f"{low},{high}" for low, high in rule.values]  # type: ignore[misc, union-attr]
+        values = [f"{low},{high}" for low, high in rule.ranges()]
     else:
         values = [str(v) for v in rule.values or []]
     return [rule.key, rule.operator, *values]

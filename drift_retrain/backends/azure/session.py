@@ -38,15 +38,10 @@ def build_credential(config: AzureConfig) -> TokenCredential:
             raise ConfigError(f"azure.credential: the client secret variable ${cred.client_secret_env} is not set")
         return identity.ClientSecretCredential(cred.tenant_id, cred.client_id, secret, **common)
     if cred.kind == "managed_identity":
-        kwargs = {"client_id": cred.client_id} if cred.client_id else {}
-        return identity.ManagedIdentityCredential(**kwargs)
+        return identity.ManagedIdentityCredential(client_id=cred.client_id or None)  # None: the system-assigned one
     if cred.kind == "workload_identity":
-        kwargs = {
-            k: v
-            for k, v in {"tenant_id": cred.tenant_id, "client_id": cred.client_id, "token_file_path": cred.token_file}.items()
-            if v is not None
-        }
-        return identity.WorkloadIdentityCredential(**{**common, **{k: str(v) for k, v in kwargs.items()}})
+        given = {"tenant_id": cred.tenant_id, "client_id": cred.client_id, "token_file_path": cred.token_file}
+        return identity.WorkloadIdentityCredential(**{**common, **{k: str(v) for k, v in given.items() if v is not None}})
     if cred.client_id:
         common["managed_identity_client_id"] = cred.client_id
         common["workload_identity_client_id"] = cred.client_id

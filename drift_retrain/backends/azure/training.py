@@ -33,6 +33,11 @@ from drift_retrain.results import CopyResult, TrainingResult
 from drift_retrain.signals import DriftSignal
 from drift_retrain.templating import render, render_one, signal_fields
 
+import typing
+
+if typing.TYPE_CHECKING:  # azure-ai-ml is imported where it is used: importing it takes seconds
+    from azure.ai.ml.entities import PipelineJob
+
 log = RunLog("drift_retrain.azure")  # in the run's log in the UI; this logger outside a run
 
 STEP = TRAINING_STEP
@@ -197,25 +202,29 @@ class PipelineJobTraining(_V2JobTraining):
         job.name = name
         job.tags = {**(job.tags or {}), **self.tags(signal, data)}
         if self.config.compute:
-            job.settings.default_compute = self.config.compute
+            # azure-ai-ml types the getter Optional, but it never returns None: it makes default settings.
+            job.settings.default_compute = self.config.compute  # type: ignore[union-attr]
         self.ml.jobs.create_or_update(job, experiment_name=render_one(self.config.experiment_name, fields))
         return name, {"kind": "pipeline_job"}
 
-    def _build(self, name: str, inputs: dict[str, object]) -> Any:
+    def _build(self, name: str, inputs: dict[str, object]) -> PipelineJob:
         if self.config.yaml is not None:
             return self._from_yaml(self.config.yaml, inputs)
         return self._from_component(str(self.config.component), name, inputs)
 
-    def _from_yaml(self, path: Path, inputs: dict[str, object]) -> Any:
+    def _from_yaml(self, path: Path, inputs: dict[str, object]) -> PipelineJob:
         from azure.ai.ml import load_job
+        from azure.ai.ml.entities import PipelineJob
 
         job = load_job(source=path)
+        if not isinstance(job, PipelineJob):
+            raise ValueError(f"{path}: a pipeline_job target needs a pipeline job YAML (type: pipeline), not type: {job.type}")
         for key, value in inputs.items():
             declared = getattr(getattr(job.inputs.get(key), "_data", None), "type", None)
             setattr(job.inputs, key, _input(value, declared))
         return job
 
-    def _from_component(self, reference: str, name: str, inputs: dict[str, object]) -> Any:
+    def _from_component(self, reference: str, name: str, inputs: dict[str, object]) -> PipelineJob:
         from azure.ai.ml.dsl import pipeline
 
         component_name, _, version = reference.partition(":")
@@ -227,7 +236,7 @@ class PipelineJobTraining(_V2JobTraining):
         arguments = {key: _input(value, declared.get(key)) for key, value in inputs.items()}
         output = self.config.model_output
 
-        @pipeline(name=name, display_name=name)
+        @pipeline(None, name=name, display_name=name)  # None spelled out: the decorator form's overload wants it
         def retrain() -> dict[str, Any]:
             node = component(**arguments)
             return {output: node.outputs[output]}

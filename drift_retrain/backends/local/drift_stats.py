@@ -72,5 +72,5 @@ def feature_drift(
                 contribution=float(shares[i]),
             )
         )
-    features.sort(key=lambda f: f.contribution, reverse=True)
+    features.sort(key=lambda f: f.contribution or 0.0, reverse=True)  # all set above; None only types the field
     return coefficient, features
