@@ -12,12 +12,12 @@ import base64
 import json
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import httpx
 
-from drift_retrain.backends.azure.arm import ArmId
 from drift_retrain.backends.azure.workspace_rest import WORKSPACE_API_VERSION
 from drift_retrain.config import AzureTarget, ConfigError, DataFactoryCopyConfig, Settings, load_settings
 
@@ -59,7 +59,11 @@ def run_checks(config: str | os.PathLike[str] | None = None) -> list[CheckResult
     results = [
         CheckResult("config", True, f"{settings.source_file}: {len(settings.targets)} target(s), {len(azure)} on azure")
     ]
-    results += [CheckResult(f"target {t.name}", True, "local backend, nothing to reach") for t in settings.targets if t.backend == "local"]
+    results += [
+        CheckResult(f"target {t.name}", True, "local backend, nothing to reach")
+        for t in settings.targets
+        if t.backend == "local"
+    ]
     if not azure:
         return results
     return results + AzureChecks(settings).run(azure)
@@ -100,7 +104,9 @@ class AzureChecks:
             ]
         self.identity = describe_identity(self.settings, token)
         results = [CheckResult("azure sign-in", True, f"token for {session.arm_scope} as {self.identity}")]
-        with httpx.Client(verify=session.verify(), timeout=TIMEOUT_SECONDS, headers={"Authorization": f"Bearer {token}"}) as http:
+        with httpx.Client(
+            verify=session.verify(), timeout=TIMEOUT_SECONDS, headers={"Authorization": f"Bearer {token}"}
+        ) as http:
             get = lambda path, version: http.get(f"{self.arm}{path}", params={"api-version": version})  # noqa: E731
             for index, target in enumerate(self.settings.targets):
                 if target.backend == "azure":
@@ -122,8 +128,12 @@ class AzureChecks:
         if workspace_ok.ok:
             results.append(
                 self._may(
-                    f"{target.name}: workspace permission", target.workspace, WORKSPACE_ACTIONS, WORKSPACE_ROLE,
-                    "may submit jobs and register models", get,
+                    f"{target.name}: workspace permission",
+                    target.workspace,
+                    WORKSPACE_ACTIONS,
+                    WORKSPACE_ROLE,
+                    "may submit jobs and register models",
+                    get,
                 )
             )
         copy = target.copy_step
@@ -150,8 +160,12 @@ class AzureChecks:
             )
             results.append(
                 self._may(
-                    f"{target.name}: run permission", copy.factory, FACTORY_ACTIONS, FACTORY_ROLE,
-                    "may start, watch and cancel pipeline runs", get,
+                    f"{target.name}: run permission",
+                    copy.factory,
+                    FACTORY_ACTIONS,
+                    FACTORY_ROLE,
+                    "may start, watch and cancel pipeline runs",
+                    get,
                 )
             )
         return results
@@ -162,7 +176,9 @@ class AzureChecks:
         """A pipeline parameter without a default that the config does not set fails every createRun."""
         name = f"{target}: pipeline {copy.pipeline}"
         declared = ((response.json().get("properties") or {}).get("parameters")) or {}
-        required = sorted(p for p, spec in declared.items() if "defaultValue" not in (spec or {}) and p not in copy.parameters)
+        required = sorted(
+            p for p, spec in declared.items() if "defaultValue" not in (spec or {}) and p not in copy.parameters
+        )
         if required:
             return CheckResult(
                 name,
@@ -187,10 +203,16 @@ class AzureChecks:
             return CheckResult(name, False, f"{self.arm} unreachable: {type(exc).__name__}: {_first_line(exc)}")
         if response.status_code != 200:
             code, message = _arm_error(response)
-            return CheckResult(name, True, f"not verified: permissions API answered {response.status_code} {code or ''} {message}".rstrip())
+            return CheckResult(
+                name,
+                True,
+                f"not verified: permissions API answered {response.status_code} {code or ''} {message}".rstrip(),
+            )
         missing = [action for action in actions if not allowed(action, response.json().get("value") or [])]
         if missing:
-            return CheckResult(name, False, f"may read but not {', '.join(missing)}: grant '{role}' on {resource} to {self.identity}")
+            return CheckResult(
+                name, False, f"may read but not {', '.join(missing)}: grant '{role}' on {resource} to {self.identity}"
+            )
         return CheckResult(name, True, ok)
 
     def _read(
@@ -206,7 +228,9 @@ class AzureChecks:
         try:
             response = request()
         except httpx.HTTPError as exc:
-            return CheckResult(name, False, f"{self.arm} unreachable: {type(exc).__name__}: {_first_line(exc) or 'no answer'}")
+            return CheckResult(
+                name, False, f"{self.arm} unreachable: {type(exc).__name__}: {_first_line(exc) or 'no answer'}"
+            )
         code, message = _arm_error(response)
         if response.status_code == 200:
             return CheckResult(name, True, f"{resource} readable") if describe is None else describe(response)
@@ -217,9 +241,17 @@ class AzureChecks:
                 f"{code or 'Forbidden'}: grant '{role}' on {grant_on or resource} to {self.identity}",
             )
         if response.status_code == 404:
-            return CheckResult(name, False, f"{resource} not found ({code or 'NotFound'}); check {field} in {self.settings.source_file}")
+            return CheckResult(
+                name,
+                False,
+                f"{resource} not found ({code or 'NotFound'}); check {field} in {self.settings.source_file}",
+            )
         if response.status_code == 401:
-            return CheckResult(name, False, f"the token was refused ({code or 'Unauthorized'}: {message}); check azure.credential and azure.resource_manager")
+            return CheckResult(
+                name,
+                False,
+                f"the token was refused ({code or 'Unauthorized'}: {message}); check azure.credential and azure.resource_manager",
+            )
         return CheckResult(name, False, f"HTTP {response.status_code} {code or ''}: {message}".strip())
 
 
@@ -228,10 +260,13 @@ def allowed(action: str, permissions: list[dict[str, Any]]) -> bool:
     case-insensitive) and none of that entry's notActions do."""
 
     def matches(pattern: str) -> bool:
-        return re.fullmatch(".*".join(re.escape(part) for part in pattern.split("*")), action, re.IGNORECASE) is not None
+        return (
+            re.fullmatch(".*".join(re.escape(part) for part in pattern.split("*")), action, re.IGNORECASE) is not None
+        )
 
     return any(
-        any(matches(p) for p in entry.get("actions") or []) and not any(matches(p) for p in entry.get("notActions") or [])
+        any(matches(p) for p in entry.get("actions") or [])
+        and not any(matches(p) for p in entry.get("notActions") or [])
         for entry in permissions
     )
 

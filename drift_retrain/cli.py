@@ -6,16 +6,19 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 from drift_retrain.config import ConfigError, Settings, load_settings
 
-app = typer.Typer(help="Turn Azure ML drift alerts into safe, observable retraining, orchestrated by Prefect.", no_args_is_help=True)
+app = typer.Typer(
+    help="Turn Azure ML drift alerts into safe, observable retraining, orchestrated by Prefect.", no_args_is_help=True
+)
 
 ConfigOption = Annotated[
-    Optional[Path], typer.Option("--config", "-c", help="Config file (default: $DRIFT_RETRAIN_CONFIG or ./drift-retrain.toml)")
+    Path | None,
+    typer.Option("--config", "-c", help="Config file (default: $DRIFT_RETRAIN_CONFIG or ./drift-retrain.toml)"),
 ]
 
 
@@ -48,7 +51,11 @@ def demo(
     with azure_fake_world(settings) as (azure_settings, fake):
         typer.echo(f"loopback Azure on {fake.url} (scripted statuses and metrics); config {azure_settings.source_file}")
         code = run_demo(azure_settings, keep=keep, on_drift=partial(publish_drift_run, fake))
-        calls = [f"{r.method} {r.path.split('?')[0].rsplit('/providers/', 1)[-1]}" for r in fake.requests if "/oauth2/" not in r.path]
+        calls = [
+            f"{r.method} {r.path.split('?')[0].rsplit('/providers/', 1)[-1]}"
+            for r in fake.requests
+            if "/oauth2/" not in r.path
+        ]
         typer.echo(f"Azure calls made by the SDKs: {len(calls)}")
     raise typer.Exit(code)
 
@@ -60,7 +67,9 @@ def up(config: ConfigOption = None) -> None:
 
     settings = _settings(config)
     with Stack(settings) as stack:
-        typer.echo(f"Prefect UI  {stack.ui_url}\nwebhook     {stack.webhook_url}?code=<secret in {settings.state_dir / 'webhook-secret'}>")
+        typer.echo(
+            f"Prefect UI  {stack.ui_url}\nwebhook     {stack.webhook_url}?code=<secret in {settings.state_dir / 'webhook-secret'}>"
+        )
         typer.echo(f"logs        {stack.logs}\nCtrl-C to stop.")
         wait_until_interrupted()
 
@@ -109,8 +118,8 @@ def limits(config: ConfigOption = None) -> None:
 @app.command()
 def monitor(
     config: ConfigOption = None,
-    name: Annotated[Optional[str], typer.Option("--name", help="Local monitor (default: the first)")] = None,
-    url: Annotated[Optional[str], typer.Option(help="Webhook URL to post the drift event to")] = None,
+    name: Annotated[str | None, typer.Option("--name", help="Local monitor (default: the first)")] = None,
+    url: Annotated[str | None, typer.Option(help="Webhook URL to post the drift event to")] = None,
     send: Annotated[bool, typer.Option(help="Post the event when drift is detected")] = True,
 ) -> None:
     """Run a local drift monitor over its latest window; on drift, post DatasetDriftDetected."""
@@ -131,7 +140,7 @@ def monitor(
 def send_event(
     file: Annotated[Path, typer.Argument(help="JSON file: one event or an array of events")],
     config: ConfigOption = None,
-    url: Annotated[Optional[str], typer.Option(help="Webhook URL")] = None,
+    url: Annotated[str | None, typer.Option(help="Webhook URL")] = None,
 ) -> None:
     """POST an event file to the webhook as Event Grid would."""
     settings = _settings(config)
@@ -154,15 +163,19 @@ def _post(settings: Settings, events: list[dict], url: str | None) -> None:
         raise typer.Exit(1)
 
 
-azure_app = typer.Typer(help="The Azure side: what to create so Event Grid delivers to the receiver.", no_args_is_help=True)
+azure_app = typer.Typer(
+    help="The Azure side: what to create so Event Grid delivers to the receiver.", no_args_is_help=True
+)
 app.add_typer(azure_app, name="azure")
 
 
 @azure_app.command("subscription")
 def azure_subscription(
     config: ConfigOption = None,
-    target: Annotated[Optional[str], typer.Option("--target", "-t", help="Target name (default: every target)")] = None,
-    endpoint: Annotated[Optional[str], typer.Option(help="https URL of the receiver (default: receiver.public_url)")] = None,
+    target: Annotated[str | None, typer.Option("--target", "-t", help="Target name (default: every target)")] = None,
+    endpoint: Annotated[
+        str | None, typer.Option(help="https URL of the receiver (default: receiver.public_url)")
+    ] = None,
     output: Annotated[str, typer.Option("--format", help="az | bicep-params")] = "az",
 ) -> None:
     """Print the `az eventgrid event-subscription create` command(s) (or Bicep parameters) for a target."""
@@ -179,8 +192,14 @@ def azure_subscription(
             if output == "bicep-params":
                 typer.echo(json.dumps(bicep_parameters(chosen, subscription, settings.receiver, endpoint), indent=2))
                 continue
-            typer.echo(f"# target {chosen.name}: subscription {subscription.name}"
-                       + ("" if configured else " (a suggested default: add [[targets.subscriptions]] to have the receiver enforce it)"))
+            typer.echo(
+                f"# target {chosen.name}: subscription {subscription.name}"
+                + (
+                    ""
+                    if configured
+                    else " (a suggested default: add [[targets.subscriptions]] to have the receiver enforce it)"
+                )
+            )
             typer.echo(az_command(chosen, subscription, settings.receiver, endpoint) + "\n")
 
 

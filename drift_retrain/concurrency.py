@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from typing import Iterator
 
 from drift_retrain.config import Settings
 from drift_retrain.names import limit_name
@@ -55,7 +55,9 @@ def retrain_slot(model_name: str) -> Iterator[None]:
     held = ExitStack()
     for pause in (*ACQUIRE_PAUSES, None):
         try:
-            held.enter_context(concurrency(limit_name(model_name), occupy=1, lease_duration=lease_seconds(), strict=True))
+            held.enter_context(
+                concurrency(limit_name(model_name), occupy=1, lease_duration=lease_seconds(), strict=True)
+            )
             break
         except Exception as exc:
             if pause is None or not _prefect_unavailable(exc):

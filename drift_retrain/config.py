@@ -73,9 +73,12 @@ class EntraConfig(_Strict):
     jwks_url: str | None = Field(
         default=None, description="Where the token signing keys are read; unset: the tenant's v2.0 discovery keys."
     )
-    issuers: list[str] | None = Field(default=None, description="Accepted token issuers; unset: the tenant's v1 and v2 issuers.")
+    issuers: list[str] | None = Field(
+        default=None, description="Accepted token issuers; unset: the tenant's v1 and v2 issuers."
+    )
     event_grid_app_id: str = Field(
-        default=EVENT_GRID_APP_ID, description="The caller a token must name in appid (v1) / azp (v2): Azure Event Grid's app."
+        default=EVENT_GRID_APP_ID,
+        description="The caller a token must name in appid (v1) / azp (v2): Azure Event Grid's app.",
     )
     jwks_cache_seconds: float = Field(
         default=3600, gt=0, description="How long fetched signing keys are reused before a refetch."
@@ -96,15 +99,19 @@ class HandoffConfig(_Strict):
     """How the receiver writes to Prefect: one ordered writer, batched, bounded, retried."""
 
     batch_size: int = Field(
-        default=20, ge=1, le=100,
-        description="Most flow runs created per Prefect request (Prefect's bulk limit is 100; see benchmarks/)."
+        default=20,
+        ge=1,
+        le=100,
+        description="Most flow runs created per Prefect request (Prefect's bulk limit is 100; see benchmarks/).",
     )
     max_pending: int = Field(
         default=5000, ge=1, description="Signals that may wait for the writer; beyond that a delivery gets 503 at once."
     )
     deadline_seconds: float = Field(
-        default=20, gt=0, le=28,
-        description="How long a delivery waits for Prefect before a 503, within Event Grid's 30 s timeout."
+        default=20,
+        gt=0,
+        le=28,
+        description="How long a delivery waits for Prefect before a 503, within Event Grid's 30 s timeout.",
     )
     retry_after_seconds: int = Field(default=30, ge=1, description="The Retry-After header sent with a 503.")
 
@@ -118,7 +125,7 @@ class ReceiverConfig(_Strict):
     auth: Literal["secret", "entra", "none"] = Field(
         default="secret",
         description="How deliveries prove they come from Event Grid: secret (?code= or secret_header), entra (bearer JWT) "
-        "or none (local use only)."
+        "or none (local use only).",
     )
     secret_env: str = Field(
         default="DRIFT_RETRAIN_WEBHOOK_SECRET",
@@ -128,17 +135,19 @@ class ReceiverConfig(_Strict):
         default=None, description="A header that may carry the secret instead (an Event Grid delivery property)."
     )
     allow_unauthenticated: bool = Field(
-        default=False, description="Accept deliveries without a secret; needed by auth = \"none\" (local experiments only)."
+        default=False,
+        description='Accept deliveries without a secret; needed by auth = "none" (local experiments only).',
     )
     entra: EntraConfig | None = Field(
-        default=None, description="The tenant and audiences auth = \"entra\" checks tokens against."
+        default=None, description='The tenant and audiences auth = "entra" checks tokens against.'
     )
     public_url: str | None = Field(
-        default=None, description="The https URL Event Grid posts to (without the secret), used by `azure subscription`."
+        default=None,
+        description="The https URL Event Grid posts to (without the secret), used by `azure subscription`.",
     )
     allowed_origins: list[str] = Field(
         default=["eventgrid.azure.net"],
-        description="WebHook-Request-Origin values accepted in a CloudEvents validation handshake."
+        description="WebHook-Request-Origin values accepted in a CloudEvents validation handshake.",
     )
     max_event_bytes: int = Field(
         default=MIB, ge=1024, description="Largest single event accepted (Event Grid's own limit is 1 MB)."
@@ -159,15 +168,15 @@ class ReceiverConfig(_Strict):
     )
 
     @model_validator(mode="after")
-    def _auth_is_explicit(self) -> "ReceiverConfig":
+    def _auth_is_explicit(self) -> ReceiverConfig:
         if self.public_url is not None and not self.public_url.lower().startswith("https://"):
             raise ValueError("public_url must be an https:// URL (Event Grid only delivers to HTTPS)")
         if self.max_batch_bytes < self.max_event_bytes:
             raise ValueError("max_batch_bytes must be at least max_event_bytes")
         if self.auth == "none" and not self.allow_unauthenticated:
-            raise ValueError("auth = \"none\" also needs allow_unauthenticated = true (local use only)")
+            raise ValueError('auth = "none" also needs allow_unauthenticated = true (local use only)')
         if self.auth == "entra" and self.entra is None:
-            raise ValueError("auth = \"entra\" needs a [receiver.entra] section (tenant_id, audiences)")
+            raise ValueError('auth = "entra" needs a [receiver.entra] section (tenant_id, audiences)')
         return self
 
     def secret(self) -> str | None:
@@ -190,7 +199,9 @@ class GateConfig(_Strict):
     """Champion/challenger: register only a model at least as good as the current latest version."""
 
     metric: str = Field(min_length=1, description="The training metric compared with the champion's, e.g. 'roc_auc'.")
-    higher_is_better: bool = Field(default=True, description="Whether a larger value of the metric is the better model.")
+    higher_is_better: bool = Field(
+        default=True, description="Whether a larger value of the metric is the better model."
+    )
     min_improvement: float = Field(default=0.0, description="Margin by which the new model must beat the champion.")
 
 
@@ -204,9 +215,15 @@ class EventSubscriptionConfig(EventFilter):
     max_delivery_attempts: int = Field(
         default=30, ge=1, le=30, description="How often Event Grid retries a delivery before giving up."
     )
-    event_ttl_minutes: int = Field(default=1440, ge=1, le=1440, description="How long Event Grid keeps retrying an event.")
-    max_events_per_batch: int = Field(default=1, ge=1, le=5000, description="Most events Event Grid puts in one delivery.")
-    preferred_batch_size_kb: int = Field(default=64, ge=1, le=1024, description="Size Event Grid aims for when batching events.")
+    event_ttl_minutes: int = Field(
+        default=1440, ge=1, le=1440, description="How long Event Grid keeps retrying an event."
+    )
+    max_events_per_batch: int = Field(
+        default=1, ge=1, le=5000, description="Most events Event Grid puts in one delivery."
+    )
+    preferred_batch_size_kb: int = Field(
+        default=64, ge=1, le=1024, description="Size Event Grid aims for when batching events."
+    )
     dead_letter_endpoint: str | None = Field(
         default=None, description="ARM id of a storage blob container that receives the events Event Grid gave up on."
     )
@@ -220,7 +237,9 @@ class EventSubscriptionConfig(EventFilter):
 class LocalCopyConfig(_Strict):
     """Local stand-in for the Data Factory copy: landing folder -> training store."""
 
-    kind: Literal["local"] = Field(default="local", description="The only copy kind of the local backend; may be left out.")
+    kind: Literal["local"] = Field(
+        default="local", description="The only copy kind of the local backend; may be left out."
+    )
     source: Path = Field(description="Landing folder with date=YYYY-MM-DD/ partitions the drift window is read from.")
     sink: Path = Field(description="Training store folder the window's data is copied into.")
 
@@ -228,17 +247,27 @@ class LocalCopyConfig(_Strict):
 class LocalTrainingConfig(_Strict):
     """Local stand-in for the published training pipeline: a scikit-learn run."""
 
-    kind: Literal["local"] = Field(default="local", description="The only training kind of the local backend; may be left out.")
-    reference: Path = Field(description="The reference (baseline) training data, a CSV file trained on with the new window.")
+    kind: Literal["local"] = Field(
+        default="local", description="The only training kind of the local backend; may be left out."
+    )
+    reference: Path = Field(
+        description="The reference (baseline) training data, a CSV file trained on with the new window."
+    )
     label: str = Field(min_length=1, description="The label column the model predicts.")
-    test_size: float = Field(default=0.25, gt=0, lt=1, description="Share of the rows held out to compute the model's metrics.")
-    seed: int = Field(default=7, description="Random seed of the holdout split and the model, so a rerun trains the same model.")
+    test_size: float = Field(
+        default=0.25, gt=0, lt=1, description="Share of the rows held out to compute the model's metrics."
+    )
+    seed: int = Field(
+        default=7, description="Random seed of the holdout split and the model, so a rerun trains the same model."
+    )
 
 
 class LocalRegistryConfig(_Strict):
     """Local stand-in for the Azure ML model registry: versioned folders."""
 
-    kind: Literal["local"] = Field(default="local", description="The only registry kind of the local backend; may be left out.")
+    kind: Literal["local"] = Field(
+        default="local", description="The only registry kind of the local backend; may be left out."
+    )
     path: Path = Field(default=Path("registry"), description="Folder holding one folder per model and version.")
 
 
@@ -248,9 +277,13 @@ class LocalMonitorConfig(_Strict):
     name: Name = Field(description="The monitor's name, as its drift events carry it and targets' monitors list it.")
     workspace: WorkspaceId = Field(description="ARM id of the Azure ML workspace its drift events claim to come from.")
     reference: Path = Field(description="The reference (baseline) data, a CSV file.")
-    landing: Path = Field(description="Landing folder with date=YYYY-MM-DD/ partitions the current window is read from.")
+    landing: Path = Field(
+        description="Landing folder with date=YYYY-MM-DD/ partitions the current window is read from."
+    )
     label: str | None = Field(default=None, description="A column left out of the drift statistics (the label).")
-    threshold: float = Field(default=0.3, ge=0, le=1, description="Drift coefficient at or above which a drift event is posted.")
+    threshold: float = Field(
+        default=0.3, ge=0, le=1, description="Drift coefficient at or above which a drift event is posted."
+    )
     window_days: int = Field(default=7, ge=1, description="Days of landing data compared with the reference.")
 
 
@@ -264,7 +297,7 @@ class CredentialConfig(_Strict):
 
     kind: Literal["default", "managed_identity", "workload_identity", "client_secret"] = Field(
         default="default",
-        description="The azure-identity credential used: DefaultAzureCredential unless a specific identity is configured."
+        description="The azure-identity credential used: DefaultAzureCredential unless a specific identity is configured.",
     )
     client_id: str | None = Field(
         default=None, description="Client id of a user-assigned managed identity or an app registration."
@@ -276,7 +309,7 @@ class CredentialConfig(_Strict):
     token_file: Path | None = Field(default=None, description="Federated token file (kind = workload_identity).")
 
     @model_validator(mode="after")
-    def _complete(self) -> "CredentialConfig":
+    def _complete(self) -> CredentialConfig:
         if self.kind == "client_secret":
             missing = [n for n in ("tenant_id", "client_id", "client_secret_env") if getattr(self, n) is None]
             if missing:
@@ -294,8 +327,12 @@ class PollingConfig(_Strict):
     initial_interval: float = Field(default=5.0, gt=0, description="Seconds before the first status call.")
     max_interval: float = Field(default=30.0, gt=0, description="Longest pause, in seconds, while the run is young.")
     backoff: float = Field(default=2.0, ge=1, description="Factor each unchanged status stretches the pause by.")
-    jitter: float = Field(default=0.1, ge=0, le=1, description="Random +/- share of each pause, so waits do not poll in step.")
-    timeout_minutes: float = Field(default=360, gt=0, description="Overall limit of a wait; the run is cancelled past it.")
+    jitter: float = Field(
+        default=0.1, ge=0, le=1, description="Random +/- share of each pause, so waits do not poll in step."
+    )
+    timeout_minutes: float = Field(
+        default=360, gt=0, description="Overall limit of a wait; the run is cancelled past it."
+    )
     patient_after_minutes: float = Field(
         default=10, ge=0, description="Age of the wait after which pauses may exceed max_interval."
     )
@@ -305,7 +342,7 @@ class PollingConfig(_Strict):
     max_patient_interval: float = Field(default=1200.0, gt=0, description="Longest pause, in seconds, of an old run.")
 
     @model_validator(mode="after")
-    def _ordered(self) -> "PollingConfig":
+    def _ordered(self) -> PollingConfig:
         if self.max_interval < self.initial_interval:
             raise ValueError("max_interval must be >= initial_interval")
         if self.max_patient_interval < self.max_interval:
@@ -321,10 +358,12 @@ class PollingConfig(_Strict):
 class AzureConfig(_Strict):
     """Shared by every azure target: identity, cloud endpoints, polling defaults."""
 
-    credential: CredentialConfig = Field(default=CredentialConfig(), description="The identity every azure target acts as.")
+    credential: CredentialConfig = Field(
+        default=CredentialConfig(), description="The identity every azure target acts as."
+    )
     authority_host: str = Field(
         default="https://login.microsoftonline.com",
-        description="Microsoft Entra authority to sign in at (sovereign clouds differ)."
+        description="Microsoft Entra authority to sign in at (sovereign clouds differ).",
     )
     resource_manager: str = Field(
         default="https://management.azure.com", description="Azure Resource Manager endpoint, also the token audience."
@@ -333,7 +372,8 @@ class AzureConfig(_Strict):
         default=None, description="CA bundle to trust for Azure endpoints (a TLS-inspecting proxy, the loopback fake)."
     )
     polling: PollingConfig = Field(
-        default=PollingConfig(), description="How waits on Data Factory runs and ML jobs poll, unless a step overrides it."
+        default=PollingConfig(),
+        description="How waits on Data Factory runs and ML jobs poll, unless a step overrides it.",
     )
 
 
@@ -376,17 +416,21 @@ class _AzureTraining(_Strict):
 class PublishedPipelineConfig(_AzureTraining):
     """A v1 published pipeline (or pipeline endpoint), submitted over REST."""
 
-    kind: Literal["published_pipeline"] = Field(description="Training through a v1 published pipeline or pipeline endpoint.")
-    pipeline_id: str | None = Field(default=None, description="Published pipeline id (Studio > Pipelines > Published pipelines).")
+    kind: Literal["published_pipeline"] = Field(
+        description="Training through a v1 published pipeline or pipeline endpoint."
+    )
+    pipeline_id: str | None = Field(
+        default=None, description="Published pipeline id (Studio > Pipelines > Published pipelines)."
+    )
     pipeline_endpoint_id: str | None = Field(default=None, description="Pipeline endpoint id, instead of pipeline_id.")
     regional_host: str | None = Field(
         default=None,
         description="The workspace's regional API host, e.g. https://westeurope.api.azureml.ms; read from the workspace "
-        "when unset."
+        "when unset.",
     )
 
     @model_validator(mode="after")
-    def _one_pipeline(self) -> "PublishedPipelineConfig":
+    def _one_pipeline(self) -> PublishedPipelineConfig:
         if (self.pipeline_id is None) == (self.pipeline_endpoint_id is None):
             raise ValueError("set exactly one of pipeline_id and pipeline_endpoint_id")
         return self
@@ -401,7 +445,7 @@ class PipelineJobConfig(_AzureTraining):
     compute: str | None = Field(default=None, description="Default compute for the pipeline's steps.")
 
     @model_validator(mode="after")
-    def _one_source(self) -> "PipelineJobConfig":
+    def _one_source(self) -> PipelineJobConfig:
         if (self.component is None) == (self.yaml is None):
             raise ValueError("set exactly one of component and yaml")
         return self
@@ -410,14 +454,18 @@ class PipelineJobConfig(_AzureTraining):
 class BatchEndpointConfig(_AzureTraining):
     """A v2 batch endpoint whose deployment is a pipeline component (azure-ai-ml batch_endpoints.invoke)."""
 
-    kind: Literal["batch_endpoint"] = Field(description="Training through a v2 batch endpoint with a pipeline deployment.")
+    kind: Literal["batch_endpoint"] = Field(
+        description="Training through a v2 batch endpoint with a pipeline deployment."
+    )
     endpoint: str = Field(min_length=1, description="Name of the batch endpoint.")
-    deployment: str | None = Field(default=None, description="Deployment name; the endpoint's default deployment when unset.")
+    deployment: str | None = Field(
+        default=None, description="Deployment name; the endpoint's default deployment when unset."
+    )
 
 
 #: Training on Azure ML, told apart by ``kind``.
 AzureTrainingConfig = Annotated[
-    Union[PublishedPipelineConfig, PipelineJobConfig, BatchEndpointConfig], Field(discriminator="kind")
+    PublishedPipelineConfig | PipelineJobConfig | BatchEndpointConfig, Field(discriminator="kind")
 ]
 
 
@@ -445,21 +493,29 @@ class _Target(_Strict):
     workspace: WorkspaceId = Field(description="ARM id of the Azure ML workspace whose drift events we accept.")
     monitors: list[Name] = Field(min_length=1, description="Monitor names whose drift retrains this model.")
     model_name: Name = Field(description="Name the model is registered under.")
-    policy: PolicyConfig = Field(default=PolicyConfig(), description="When a drift signal of this target is worth a retrain.")
+    policy: PolicyConfig = Field(
+        default=PolicyConfig(), description="When a drift signal of this target is worth a retrain."
+    )
     gate: GateConfig | None = Field(default=None, description="Optional champion/challenger gate before registering.")
     subscriptions: list[EventSubscriptionConfig] = Field(
         default=[],
-        description="The Event Grid subscriptions feeding this target; unset: one per signal kind, not enforced on receipt."
+        description="The Event Grid subscriptions feeding this target; unset: one per signal kind, not enforced on receipt.",
     )
 
 
 class LocalTarget(_Target):
     """A target whose steps run on this machine: folder copy, scikit-learn training, file registry."""
 
-    backend: Literal["local"] = Field(description="Which implementation runs the steps: 'local' runs them on this machine.")
-    copy_step: LocalCopyConfig = Field(alias="copy", description="The copy of the drift window into the training store.")
+    backend: Literal["local"] = Field(
+        description="Which implementation runs the steps: 'local' runs them on this machine."
+    )
+    copy_step: LocalCopyConfig = Field(
+        alias="copy", description="The copy of the drift window into the training store."
+    )
     training: LocalTrainingConfig = Field(description="The training run on the copied data.")
-    registry: LocalRegistryConfig = Field(default=LocalRegistryConfig(), description="Where trained models are registered.")
+    registry: LocalRegistryConfig = Field(
+        default=LocalRegistryConfig(), description="Where trained models are registered."
+    )
 
 
 class AzureTarget(_Target):
@@ -468,15 +524,19 @@ class AzureTarget(_Target):
     backend: Literal["azure"] = Field(
         description="Which implementation runs the steps: 'azure' runs them in Data Factory and Azure ML."
     )
-    copy_step: DataFactoryCopyConfig = Field(alias="copy", description="The Data Factory pipeline that copies the drift window.")
-    training: AzureTrainingConfig = Field(description="The Azure ML training run on the copied data, one of three kinds.")
+    copy_step: DataFactoryCopyConfig = Field(
+        alias="copy", description="The Data Factory pipeline that copies the drift window."
+    )
+    training: AzureTrainingConfig = Field(
+        description="The Azure ML training run on the copied data, one of three kinds."
+    )
     registry: AzureRegistryConfig = Field(
         default=AzureRegistryConfig(), description="How the model is registered in the workspace's model registry."
     )
 
 
 #: A target, told apart by ``backend``; ``isinstance`` or ``target.backend == ...`` narrows it to one.
-TargetConfig = Annotated[Union[LocalTarget, AzureTarget], Field(discriminator="backend")]
+TargetConfig = Annotated[LocalTarget | AzureTarget, Field(discriminator="backend")]
 
 
 class Settings(_Strict):
@@ -484,13 +544,15 @@ class Settings(_Strict):
 
     state_dir: Path = Field(
         default=Path(".drift-retrain"),
-        description="Folder all local state lives in; relative paths elsewhere resolve against it."
+        description="Folder all local state lives in; relative paths elsewhere resolve against it.",
     )
     receiver: ReceiverConfig = Field(
         default=ReceiverConfig(),
-        description="How the webhook receiver authenticates, bounds and hands off Event Grid deliveries."
+        description="How the webhook receiver authenticates, bounds and hands off Event Grid deliveries.",
     )
-    azure: AzureConfig = Field(default=AzureConfig(), description="Identity, endpoints and polling shared by every azure target.")
+    azure: AzureConfig = Field(
+        default=AzureConfig(), description="Identity, endpoints and polling shared by every azure target."
+    )
     targets: list[TargetConfig] = Field(
         min_length=1, description="The models drift retrains, each with its workspace, monitors and steps."
     )
@@ -505,7 +567,7 @@ class Settings(_Strict):
         return self._source_file
 
     @model_validator(mode="after")
-    def _unique_and_routable(self) -> "Settings":
+    def _unique_and_routable(self) -> Settings:
         seen: dict[tuple[str, str], str] = {}
         for target in self.targets:
             for monitor in target.monitors:
@@ -635,7 +697,7 @@ class _FieldPath:
         self.parts, self.backend, self.node, self._route = parts, backend, node, route
 
     @classmethod
-    def of(cls, loc: tuple[int | str, ...], root: Any = Settings) -> "_FieldPath":
+    def of(cls, loc: tuple[int | str, ...], root: Any = Settings) -> _FieldPath:
         node = root
         parts: list[str] = []
         backend: str | None = None
@@ -657,7 +719,7 @@ class _FieldPath:
     def __str__(self) -> str:
         return ".".join(self.parts) or "(top level)"
 
-    def child(self, field: str) -> "_FieldPath":
+    def child(self, field: str) -> _FieldPath:
         return _FieldPath([*self.parts, field], self.backend, None, self._route) if field else self
 
     @property
@@ -697,7 +759,7 @@ def _unwrap(node: Any) -> tuple[Any, str | None]:
             node = base
         elif _is_union(node) and type(None) in get_args(node):
             rest = [a for a in get_args(node) if a is not type(None)]
-            node = rest[0] if len(rest) == 1 else Union[tuple(rest)]
+            node = rest[0] if len(rest) == 1 else Union[tuple(rest)]  # noqa: UP007  (built at run time from a list: no `|` spelling)
         else:
             return node, discriminator
 

@@ -9,7 +9,7 @@ UTC, so repeated clicks on one day are the same request.
 
 from __future__ import annotations
 
-from datetime import datetime, time, timedelta, timezone
+from datetime import UTC, datetime, time, timedelta
 from typing import Annotated, Any
 
 from pydantic import Field, TypeAdapter
@@ -38,11 +38,11 @@ def target_choice() -> Any:
 
 
 def _utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def default_window(now: datetime) -> tuple[datetime, datetime]:
-    end = datetime.combine(now.astimezone(timezone.utc).date() + timedelta(days=1), time(), tzinfo=timezone.utc)
+    end = datetime.combine(now.astimezone(UTC).date() + timedelta(days=1), time(), tzinfo=UTC)
     return end - DEFAULT_WINDOW, end
 
 
@@ -55,7 +55,7 @@ def manual_signal(
     request_id: str = "",
 ) -> DriftSignal:
     """The signal of a by-hand retrain of ``target`` over [window_start, window_end) (UTC)."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     end = _utc(window_end) if window_end else default_window(now)[1]
     start = _utc(window_start) if window_start else end - DEFAULT_WINDOW
     if start >= end:

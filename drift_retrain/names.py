@@ -275,8 +275,12 @@ def signal_related(signal: DriftSignal, *, monitor: bool = True) -> list[dict[st
     same ids on every event of the signal. ``monitor=False`` when the monitor is the event's own resource."""
     related = [
         {ID: signal_resource_id(signal), ROLE: SIGNAL_ROLE, NAME: signal.identity},
-        {ID: workspace_resource_id(signal), ROLE: WORKSPACE_ROLE, NAME: signal.workspace_name,
-         WORKSPACE_ID_LABEL: signal.workspace_id},
+        {
+            ID: workspace_resource_id(signal),
+            ROLE: WORKSPACE_ROLE,
+            NAME: signal.workspace_name,
+            WORKSPACE_ID_LABEL: signal.workspace_id,
+        },
     ]
     if monitor:
         related.append({ID: monitor_resource_id(signal), ROLE: MONITOR_ROLE, NAME: signal.monitor})

@@ -5,7 +5,7 @@ Every rule reports, pass or fail, so a skip is never silent and a retrain always
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from drift_retrain.config import GateConfig, PolicyConfig
 from drift_retrain.names import signal_of, window_of
@@ -28,20 +28,26 @@ def decide(
     never "already handled" (a signal registers at most one model version) nor, after training, the
     quality gate (see ``after_training``).
     """
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     handled = _already_handled(signal, history)
     checks = [handled, _drift(signal, details, policy), _rows(details, policy), _cooldown(history, policy, now)]
     if not handled.passed:
         return Decision(retrain=False, checks=checks, forced=force)
     if force:
-        return Decision(retrain=True, checks=[*checks, Check(rule="force", passed=True, detail="forced by the caller")], forced=True)
+        return Decision(
+            retrain=True, checks=[*checks, Check(rule="force", passed=True, detail="forced by the caller")], forced=True
+        )
     return Decision(retrain=all(c.passed for c in checks), checks=checks)
 
 
 def _already_handled(signal: DriftSignal, history: list[ModelVersion]) -> Check:
     for version in history:
         if signal_of(version.tags) == signal.identity:
-            return Check(rule="already_handled", passed=False, detail=f"already handled: registered as {version.name} v{version.version}")
+            return Check(
+                rule="already_handled",
+                passed=False,
+                detail=f"already handled: registered as {version.name} v{version.version}",
+            )
     return Check(rule="already_handled", passed=True, detail="no model version was registered for this drift run yet")
 
 
@@ -67,10 +73,16 @@ def _drift(signal: DriftSignal, details: DriftDetails, policy: PolicyConfig) -> 
 
 def _rows(details: DriftDetails, policy: PolicyConfig) -> Check:
     if details.rows_in_window is None:
-        return Check(rule="min_rows", passed=True, detail=f"rows in window unknown ({details.source}); checked after the copy")
+        return Check(
+            rule="min_rows", passed=True, detail=f"rows in window unknown ({details.source}); checked after the copy"
+        )
     passed = details.rows_in_window >= policy.min_rows
     relation = ">=" if passed else "<"
-    return Check(rule="min_rows", passed=passed, detail=f"{details.rows_in_window} rows in window {relation} minimum {policy.min_rows}")
+    return Check(
+        rule="min_rows",
+        passed=passed,
+        detail=f"{details.rows_in_window} rows in window {relation} minimum {policy.min_rows}",
+    )
 
 
 def _cooldown(history: list[ModelVersion], policy: PolicyConfig, now: datetime) -> Check:
@@ -117,7 +129,7 @@ def in_slot(
     may already cover its window, or have started the cooldown. This is what coalesces a storm into one
     retrain. "Already handled" is re-checked too (a rerun after a crash right after registration); a
     forced retrain overrides cooldown and coverage, never "already handled"."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     handled = _already_handled(signal, history)
     fresh = [handled, covered_by(signal, history), _cooldown(history, policy, now)]
     kept = [c for c in decision.checks if c.rule not in {c.rule for c in fresh} | {"force"}]
@@ -131,7 +143,11 @@ def enough_rows_copied(rows_copied: int, policy: PolicyConfig) -> Check:
     """After the copy: training on (almost) nothing new is a waste and a risk."""
     passed = rows_copied > 0 and rows_copied >= policy.min_rows
     relation = ">=" if passed else "<"
-    return Check(rule="rows_copied", passed=passed, detail=f"{rows_copied} rows copied {relation} minimum {max(policy.min_rows, 1)}")
+    return Check(
+        rule="rows_copied",
+        passed=passed,
+        detail=f"{rows_copied} rows copied {relation} minimum {max(policy.min_rows, 1)}",
+    )
 
 
 def after_copy(decision: Decision, rows_copied: int, policy: PolicyConfig) -> Decision:
@@ -151,7 +167,9 @@ def gate(config: GateConfig, training: TrainingResult, current: ModelVersion | N
     challenger = training.metrics.get(metric)
     if challenger is None:
         reported = ", ".join(sorted(training.metrics)) or "none"
-        return Check(rule="gate", passed=False, detail=f"job {training.job_id} reported no '{metric}' (reported: {reported})")
+        return Check(
+            rule="gate", passed=False, detail=f"job {training.job_id} reported no '{metric}' (reported: {reported})"
+        )
     if current is None or metric not in current.metrics:
         why = "no champion yet" if current is None else f"champion v{current.version} has no '{metric}'"
         return Check(rule="gate", passed=True, detail=f"{metric} = {challenger:.4f}; {why}")
@@ -169,7 +187,9 @@ def gate(config: GateConfig, training: TrainingResult, current: ModelVersion | N
     )
 
 
-def after_training(decision: Decision, training: TrainingResult, current: ModelVersion | None, config: GateConfig | None) -> Decision:
+def after_training(
+    decision: Decision, training: TrainingResult, current: ModelVersion | None, config: GateConfig | None
+) -> Decision:
     """Re-decide once the new model's metrics are known; without a gate the decision stands. Not even a
     forced retrain registers a model that fails the gate: the gate protects what is deployed."""
     if config is None:

@@ -48,10 +48,14 @@ def ml_job(workspace_id: str, job_name: str, tenant_id: str | None = None) -> st
 
 
 def ml_model(workspace_id: str, name: str, version: int, tenant_id: str | None = None) -> str:
-    return f"{ML_STUDIO}/model/{quote(f'{name}:{version}', safe=':')}/details?{_query(wsid=workspace_id, tid=tenant_id)}"
+    return (
+        f"{ML_STUDIO}/model/{quote(f'{name}:{version}', safe=':')}/details?{_query(wsid=workspace_id, tid=tenant_id)}"
+    )
 
 
-def retrain_links(settings: Settings, target: TargetConfig, copy_run_id: str, job_id: str, model: ModelVersion) -> list[Link]:
+def retrain_links(
+    settings: Settings, target: TargetConfig, copy_run_id: str, job_id: str, model: ModelVersion
+) -> list[Link]:
     """Where to look further: the Azure portals for an azure target, the registry folder for a local one."""
     if target.backend == "local":
         folder = Path(model.uri).resolve().parent

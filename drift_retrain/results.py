@@ -24,11 +24,15 @@ class FeatureDrift(_Record):
     psi: float | None = Field(default=None, description="Population stability index (quantile bins of the reference)")
     ks_statistic: float | None = None
     ks_pvalue: float | None = None
-    wasserstein: float | None = Field(default=None, description="Wasserstein distance (local: in units of the reference's std)")
+    wasserstein: float | None = Field(
+        default=None, description="Wasserstein distance (local: in units of the reference's std)"
+    )
     contribution: float | None = Field(
         default=None, description="Share of the dataset-level drift, like Azure's datadrift_contribution"
     )
-    metrics: dict[str, float] = Field(default_factory=dict, description="Other per-feature metrics, by the source's names")
+    metrics: dict[str, float] = Field(
+        default_factory=dict, description="Other per-feature metrics, by the source's names"
+    )
 
 
 class DriftDetails(_Record):
@@ -141,7 +145,7 @@ class RetrainOutcome(_Record):
         copy_result: CopyResult | None = None,
         training: TrainingResult | None = None,
         model: ModelVersion | None = None,
-    ) -> "RetrainOutcome":
+    ) -> RetrainOutcome:
         """Retrained when a model was registered, else skipped; the decision's summary says why."""
         outcome = Outcome.RETRAINED if model is not None else Outcome.SKIPPED
         return cls(

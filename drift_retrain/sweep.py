@@ -10,7 +10,7 @@ off exactly as the webhook would (same idempotency key), so a late event and the
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from drift_retrain.backends import missed_drift_sources
 from drift_retrain.config import Settings, TargetConfig
@@ -34,7 +34,9 @@ class SweepAction:
     flow_run: str
     id: str
     state: str
-    action: str  # "rerun", "superseded", "gave up", "caught up", "already handed off", "not caught up", "catch-up failed"
+    action: (
+        str  # "rerun", "superseded", "gave up", "caught up", "already handed off", "not caught up", "catch-up failed"
+    )
     detail: str
 
 
@@ -46,10 +48,12 @@ def plan_reruns(failed: list[PastRun], completed: list[PastRun], max_attempts: i
     for run in failed:
         newer = [c for c in completed if c.model == run.model and _after(c.started, run.started)]
         if newer:
-            latest = max(newer, key=lambda c: c.started or datetime.min.replace(tzinfo=timezone.utc))  # aware, like the others
+            latest = max(newer, key=lambda c: c.started or datetime.min.replace(tzinfo=UTC))  # aware, like the others
             action = SweepAction(run.name, run.id, run.state, "superseded", f"newer signal completed: {latest.name}")
         elif run.run_count >= max_attempts:
-            action = SweepAction(run.name, run.id, run.state, "gave up", f"{run.run_count} of {max_attempts} attempt(s) used")
+            action = SweepAction(
+                run.name, run.id, run.state, "gave up", f"{run.run_count} of {max_attempts} attempt(s) used"
+            )
         else:
             action = SweepAction(run.name, run.id, run.state, "rerun", f"attempt {run.run_count + 1} of {max_attempts}")
         actions.append(action)
@@ -60,7 +64,9 @@ def _after(later: datetime | None, earlier: datetime | None) -> bool:
     return later is not None and (earlier is None or later > earlier)
 
 
-def missed_signals(settings: Settings, since: datetime) -> tuple[list[tuple[DriftSignal, TargetConfig]], list[SweepAction]]:
+def missed_signals(
+    settings: Settings, since: datetime
+) -> tuple[list[tuple[DriftSignal, TargetConfig]], list[SweepAction]]:
     """Every target's drift raised since ``since`` (each signal paired with the target it routes to; a monitor
     no target takes is ignored), and a row for each target whose drift could not all be looked at.
     Whether a signal already has a flow run is the hand-off's idempotency key to say."""

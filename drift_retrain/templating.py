@@ -7,7 +7,8 @@ template over a fixed vocabulary. An unknown placeholder fails at config load, n
 from __future__ import annotations
 
 import string
-from typing import Annotated, Mapping, Union
+from collections.abc import Mapping
+from typing import Annotated
 
 from pydantic import AfterValidator
 
@@ -46,7 +47,9 @@ def _check(template: str) -> str:
         raise ValueError(f"not a valid template ({exc}); write literal braces as {{{{ }}}}") from None
     unknown = sorted({n for n in names if n not in FIELDS})
     if unknown:
-        raise ValueError(f"unknown placeholder(s) {', '.join('{' + n + '}' for n in unknown)}; known: {', '.join(FIELDS)}")
+        raise ValueError(
+            f"unknown placeholder(s) {', '.join('{' + n + '}' for n in unknown)}; known: {', '.join(FIELDS)}"
+        )
     return template
 
 
@@ -56,7 +59,7 @@ def _check_strings(value: object) -> object:
 
 Template = Annotated[str, AfterValidator(_check)]
 #: Parameter name -> template; numbers and booleans are passed as they are.
-TemplateMap = dict[str, Annotated[Union[bool, int, float, str], AfterValidator(_check_strings)]]
+TemplateMap = dict[str, Annotated[bool | int | float | str, AfterValidator(_check_strings)]]
 
 
 def signal_fields(signal: DriftSignal, model_name: str, target: str, **extra: str) -> dict[str, str]:

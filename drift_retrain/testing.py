@@ -19,8 +19,9 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import httpx
 import uvicorn
@@ -53,7 +54,9 @@ def sample(name: str) -> Any:
     return json.loads((SAMPLES / name).read_text())
 
 
-def dataset_drift(run_id: str, monitor: str = "credit-default-drift", workspace: str = DEMO_WORKSPACE, **data: Any) -> dict:
+def dataset_drift(
+    run_id: str, monitor: str = "credit-default-drift", workspace: str = DEMO_WORKSPACE, **data: Any
+) -> dict:
     """The documented DatasetDriftDetected sample for our workspace and monitor, with a fresh event id
     (as a new publication would have) and any other data fields overridden."""
     event = sample("eg_DatasetDriftDetected.json")[0]
@@ -131,7 +134,9 @@ advanced_filters = [
 BREACH_TEXT = "has failed due to one or more features violating metric thresholds"
 
 
-def monitor_breach(run_id: str, workspace: str = SAMPLE_WORKSPACE, monitor: str = "docs-monitor", cloudevents: bool = False) -> dict:
+def monitor_breach(
+    run_id: str, workspace: str = SAMPLE_WORKSPACE, monitor: str = "docs-monitor", cloudevents: bool = False
+) -> dict:
     """The documented RunStatusChanged sample turned into an Azure ML v2 model-monitor breach."""
     event = sample("ce_RunStatusChanged.json" if cloudevents else "eg_RunStatusChanged.json")[0]
     event["source" if cloudevents else "topic"] = workspace
@@ -172,7 +177,9 @@ class PrefectServer:
                 except httpx.HTTPError:
                     pass
                 time.sleep(0.25)
-            raise RuntimeError(f"prefect server not healthy within {timeout:.0f} s: see {self.home / 'prefect-server.log'}")
+            raise RuntimeError(
+                f"prefect server not healthy within {timeout:.0f} s: see {self.home / 'prefect-server.log'}"
+            )
         except BaseException:
             self.stop()
             raise
@@ -252,7 +259,9 @@ def stop_strays() -> list[int]:
 def running(app: Any) -> Iterator[str]:
     """Serve an ASGI app with real uvicorn on a free port in a thread; yields its base URL."""
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host=HOST, port=port, log_level="warning", access_log=False, lifespan="on"))
+    server = uvicorn.Server(
+        uvicorn.Config(app, host=HOST, port=port, log_level="warning", access_log=False, lifespan="on")
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 120  # polls: seconds on a quiet machine, longer on a busy one

@@ -55,7 +55,9 @@ def _report_failure(flow: Any, flow_run: FlowRun, state: State) -> None:
         target = load_settings().target_for(signal)
     except Exception:  # the parameters themselves were the problem: still say the run failed
         signal, target = None, None
-    report_failure(target.model_name if target else None, signal, str(flow_run.id), state.message or state.name or "failed")
+    report_failure(
+        target.model_name if target else None, signal, str(flow_run.id), state.message or state.name or "failed"
+    )
 
 
 @flow(

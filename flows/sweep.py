@@ -4,11 +4,11 @@ and say what it found and did in a table artifact."""
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from prefect import flow, get_client, get_run_logger
-from prefect.client.orchestration import PrefectClient
 from prefect.artifacts import acreate_table_artifact
+from prefect.client.orchestration import PrefectClient
 from prefect.client.schemas.filters import (
     FlowFilter,
     FlowFilterName,
@@ -39,7 +39,9 @@ async def _runs(client: PrefectClient, since: datetime, states: list[StateType],
         batch = await client.read_flow_runs(
             flow_filter=FlowFilter(name=FlowFilterName(any_=[RETRAIN_FLOW])),
             flow_run_filter=FlowRunFilter(
-                start_time=FlowRunFilterStartTime.model_validate({"after_": since}),  # validated into Prefect's DateTime
+                start_time=FlowRunFilterStartTime.model_validate(
+                    {"after_": since}
+                ),  # validated into Prefect's DateTime
                 state=FlowRunFilterState(type=FlowRunFilterStateType(any_=states)),
             ),
             sort=FlowRunSort.EXPECTED_START_TIME_ASC,
@@ -58,14 +60,16 @@ async def sweep(lookback_hours: float = 24.0, max_attempts: int = 3, catch_up: b
     max_attempts: Runs a retrain gets in all (its first run included) before the sweep gives up on it.
     catch_up: Also hand off drift the monitors recorded whose event never became a flow run.
     """
-    since = datetime.now(timezone.utc) - timedelta(hours=lookback_hours)
+    since = datetime.now(UTC) - timedelta(hours=lookback_hours)
     async with get_client() as client:
         failed = await _runs(client, since, [StateType.FAILED, StateType.CRASHED])
         completed = await _runs(client, since, [StateType.COMPLETED])
         actions = plan_reruns(failed, completed, max_attempts)
         for action in actions:
             if action.action == "rerun":  # the same run again: same signal, reattaches to what it started
-                await client.set_flow_run_state(action.id, Scheduled(message=f"rerun by the sweep: {action.detail}"), force=True)
+                await client.set_flow_run_state(
+                    action.id, Scheduled(message=f"rerun by the sweep: {action.detail}"), force=True
+                )
     if catch_up:
         actions += await _catch_up(since)
 
@@ -80,7 +84,10 @@ async def sweep(lookback_hours: float = 24.0, max_attempts: int = 3, catch_up: b
     log = get_run_logger()
     for a in actions:  # each action a line in the run's log too, in the flow's prose: "sweep: <action> <run>: <detail>"
         log.info("sweep: %s %s: %s", a.action, a.flow_run, a.detail)
-    done = {kind: sum(a.action == kind for a in actions) for kind in ("rerun", "superseded", "gave up", "caught up", "catch-up failed")}
+    done = {
+        kind: sum(a.action == kind for a in actions)
+        for kind in ("rerun", "superseded", "gave up", "caught up", "catch-up failed")
+    }
     log.info("sweep: over the last %g h: %s", lookback_hours, ", ".join(f"{n} {kind}" for kind, n in done.items()))
     return rows
 

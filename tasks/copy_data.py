@@ -14,4 +14,6 @@ from tasks.report import report_cancelled
 @task(name="copy-window", cache_policy=NO_CACHE)
 def copy_window(pipeline: CopyPipeline, signal: DriftSignal, model_name: str) -> CopyResult:
     """Start (or reattach to) the signal's copy and wait for it; if the wait is interrupted, cancel it."""
-    return run_to_end(lambda: pipeline.start(signal), pipeline.wait, pipeline.cancel, partial(report_cancelled, "copy", model_name))
+    return run_to_end(
+        lambda: pipeline.start(signal), pipeline.wait, pipeline.cancel, partial(report_cancelled, "copy", model_name)
+    )

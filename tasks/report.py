@@ -63,7 +63,9 @@ def report_decision(
     if not announce:
         return
     if details.features:
-        create_table_artifact(drift_rows(details), key=artifact_key(DRIFT, model_name), description=drift_description(details))
+        create_table_artifact(
+            drift_rows(details), key=artifact_key(DRIFT, model_name), description=drift_description(details)
+        )
     emit_event(
         DECISION_MADE,
         resource=model_resource(model_name),
@@ -123,7 +125,9 @@ def drift_rows(details: DriftDetails) -> list[dict[str, Any]]:
 
 @task(name="report-copy", cache_policy=NO_CACHE)
 def report_copy(copy: CopyResult, model_name: str) -> None:
-    create_table_artifact([copy.model_dump()], key=artifact_key(COPY, model_name), description=f"Copy run {copy.run_id}")
+    create_table_artifact(
+        [copy.model_dump()], key=artifact_key(COPY, model_name), description=f"Copy run {copy.run_id}"
+    )
 
 
 @task(name="report-training", cache_policy=NO_CACHE)
@@ -131,7 +135,9 @@ def report_training(training: TrainingResult, model_name: str, champion: ModelVe
     """The new model's metrics beside the current champion's, so the gate's comparison is visible."""
     versus = f" vs champion v{champion.version}" if champion else " (no champion yet)"
     create_table_artifact(
-        training_rows(training, champion), key=artifact_key(TRAINING, model_name), description=f"Metrics of job {training.job_id}{versus}"
+        training_rows(training, champion),
+        key=artifact_key(TRAINING, model_name),
+        description=f"Metrics of job {training.job_id}{versus}",
     )
 
 
@@ -152,7 +158,9 @@ def training_rows(training: TrainingResult, champion: ModelVersion | None) -> li
 def report_model(signal: DriftSignal, model: ModelVersion, links: list[Link]) -> None:
     """The registered version, where to find it (portal deep links or the registry folder), its lineage."""
     get_run_logger().info("%s v%s %s from drift run %s", model.name, model.version, _registration(model), signal.run_id)
-    create_markdown_artifact(model_markdown(model, links), key=artifact_key(MODEL, model.name), description=f"{model.name} v{model.version}")
+    create_markdown_artifact(
+        model_markdown(model, links), key=artifact_key(MODEL, model.name), description=f"{model.name} v{model.version}"
+    )
     emit_event(
         MODEL_REGISTERED,
         resource=model_resource(model.name),
@@ -198,9 +206,7 @@ def failure_event(model_name: str | None, signal: DriftSignal | None, flow_run_i
     """The failed event's resource (the model, or the flow run when not even the model is known), related
     resources (the signal's, the flow run) and payload."""
     resource = (
-        model_resource(model_name)
-        if model_name
-        else {ID: flow_run_resource_id(flow_run_id), NAME: "unknown model"}
+        model_resource(model_name) if model_name else {ID: flow_run_resource_id(flow_run_id), NAME: "unknown model"}
     )
     related = signal_related(signal) if signal else []
     if model_name:
@@ -213,7 +219,9 @@ def report_cancelled(step: str, model_name: str, run_id: str, why: str, outcome:
     """Called (not a task: the flow is being torn down) when an interrupted wait cancelled its external run."""
     get_run_logger().warning("%s run %s of %s: %s (%s)", step, run_id, model_name, outcome, why)
     markdown = cancelled_markdown(step, model_name, run_id, why, outcome)
-    create_markdown_artifact(markdown, key=artifact_key(CANCELLED, model_name), description=f"{step} run {run_id}: {outcome}")
+    create_markdown_artifact(
+        markdown, key=artifact_key(CANCELLED, model_name), description=f"{step} run {run_id}: {outcome}"
+    )
 
 
 def cancelled_markdown(step: str, model_name: str, run_id: str, why: str, outcome: str) -> str:

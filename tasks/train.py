@@ -15,5 +15,8 @@ from tasks.report import report_cancelled
 def train_model(pipeline: TrainingPipeline, signal: DriftSignal, data: CopyResult, model_name: str) -> TrainingResult:
     """Submit (or reattach to) the signal's training job and wait for it; if the wait is interrupted, cancel it."""
     return run_to_end(
-        lambda: pipeline.submit(signal, data), pipeline.wait, pipeline.cancel, partial(report_cancelled, "training", model_name)
+        lambda: pipeline.submit(signal, data),
+        pipeline.wait,
+        pipeline.cancel,
+        partial(report_cancelled, "training", model_name),
     )

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Callable, Iterator
 
 from drift_retrain.backends.base import Backends, MissedDriftSource
 from drift_retrain.config import Settings, TargetConfig
@@ -59,4 +59,11 @@ def missed_drift_sources(settings: Settings) -> list[tuple[TargetConfig, MissedD
     return sources
 
 
-__all__ = ["BackendFactory", "Backends", "MissedDriftSource", "backends_in_process", "build_backends", "missed_drift_sources"]
+__all__ = [
+    "BackendFactory",
+    "Backends",
+    "MissedDriftSource",
+    "backends_in_process",
+    "build_backends",
+    "missed_drift_sources",
+]

@@ -8,9 +8,10 @@ instead of starting a second one.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Callable, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
 from drift_retrain.results import CopyResult, DriftDetails, ModelVersion, TrainingResult
 from drift_retrain.signals import DriftSignal
@@ -95,9 +96,7 @@ class RunLog:
 _LOG = logging.getLogger("drift_retrain")
 
 
-def log_state_change(
-    step: str, run_id: str, before: str | None, after: str, fallback: logging.Logger = _LOG
-) -> None:
+def log_state_change(step: str, run_id: str, before: str | None, after: str, fallback: logging.Logger = _LOG) -> None:
     """One log line per state change of an external run (never one per poll), with the run's id."""
     run_logger(fallback).info("%s run %s: %s -> %s", step, run_id, before or "(started)", after)
 

@@ -8,7 +8,7 @@ uses lives on the Prefect server every worker talks to (one Prefect Variable per
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -27,7 +27,7 @@ class RunLedger(Protocol):
 
 
 def _record(run_id: str, details: dict[str, Any]) -> dict[str, Any]:
-    return {"run_id": run_id, "recorded_at": datetime.now(timezone.utc).isoformat(), **details}
+    return {"run_id": run_id, "recorded_at": datetime.now(UTC).isoformat(), **details}
 
 
 class FileRunLedger:

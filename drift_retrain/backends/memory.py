@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from drift_retrain.backends.base import Backends, StepFailed, log_state_change
 from drift_retrain.names import copy_run_key, signal_of, training_run_key
@@ -28,7 +28,8 @@ class MemoryDriftDetails:
     def fetch(self, signal: DriftSignal) -> DriftDetails:
         self.fetched.append(signal.run_id)
         return self.details.get(signal.run_id) or DriftDetails(
-            available=False, source=f"no details of drift run {signal.run_id} in memory; deciding on the event's own data"
+            available=False,
+            source=f"no details of drift run {signal.run_id} in memory; deciding on the event's own data",
         )
 
 
@@ -158,7 +159,7 @@ class MemoryRegistry:
                 name=name,
                 version=number,
                 uri=f"memory://registry/{name}/{number}/model.joblib",
-                created_at=datetime.now(timezone.utc),
+                created_at=datetime.now(UTC),
                 tags=tags,
                 metrics=training.metrics,
             )

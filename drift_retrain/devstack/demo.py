@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 from uuid import UUID
 
 import prefect.settings
@@ -16,12 +17,12 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import FlowRun
 from prefect.settings import temporary_settings
 
-from drift_retrain.devstack import demo_data
 from drift_retrain.backends.local.monitor import MonitorRun, drift_event, run_monitor
 from drift_retrain.config import ConfigError, Settings
+from drift_retrain.devstack import demo_data
 from drift_retrain.devstack.sender import deliver_events
-from drift_retrain.results import Outcome, RetrainOutcome
 from drift_retrain.devstack.stack import Stack, prefect_settings, wait_until_interrupted
+from drift_retrain.results import Outcome, RetrainOutcome
 
 Say = Callable[[str], None]
 
@@ -49,7 +50,9 @@ def run_demo(
     say("starting the stack: Prefect server (SQLite) + UI, runner, webhook receiver ...")
     began = time.monotonic()
     with Stack(settings) as stack:
-        say(f"  stack {'attached' if stack.attached else 'up'} in {time.monotonic() - began:.1f} s; Prefect UI: {stack.ui_url}")
+        say(
+            f"  stack {'attached' if stack.attached else 'up'} in {time.monotonic() - began:.1f} s; Prefect UI: {stack.ui_url}"
+        )
         run = run_monitor(monitor, settings)
         say(
             f"drift monitor '{run.monitor}' over [{run.window_start:%Y-%m-%d}, {run.window_end:%Y-%m-%d}): "
@@ -61,7 +64,9 @@ def run_demo(
             return 0
         if on_drift is not None:
             on_drift(run)
-        response = deliver_events(stack.webhook_url, [drift_event(run)], stack.secret)  # retried on 503, as Event Grid does
+        response = deliver_events(
+            stack.webhook_url, [drift_event(run)], stack.secret
+        )  # retried on 503, as Event Grid does
         if response.status_code != 200:
             raise DemoFailed(f"webhook answered {response.status_code}: {response.text}")
         accepted = response.json()["accepted"][0]
@@ -117,7 +122,9 @@ def _summarise(flow_run: FlowRun, outcome: RetrainOutcome | None, url: str, say:
             say(f"  [{'x' if check.passed else ' '}] {check.rule}: {check.detail}")
         if outcome.copy_result:
             c = outcome.copy_result
-            say(f"copy      {c.rows_copied} rows, {c.files_written} files, {c.data_written} bytes in {c.copy_duration:.2f} s")
+            say(
+                f"copy      {c.rows_copied} rows, {c.files_written} files, {c.data_written} bytes in {c.copy_duration:.2f} s"
+            )
         if outcome.training:
             metrics = ", ".join(f"{k} {v:.3f}" for k, v in outcome.training.metrics.items())
             holdout = f" (holdout of {outcome.training.rows_test} rows)" if outcome.training.rows_test else ""

@@ -3,7 +3,7 @@ features have shifted (younger applicants, lower incomes, higher utilisation). N
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +25,9 @@ def _sample(rng: np.random.Generator, n: int, shifted: bool) -> np.ndarray:
     return np.column_stack([age, income, debt_ratio, credit_lines, late, utilization, defaulted])
 
 
-def generate(reference: Path, landing: Path, *, seed: int = 42, days: int = 7, rows_per_day: int = 300, end: date | None = None) -> bool:
+def generate(
+    reference: Path, landing: Path, *, seed: int = 42, days: int = 7, rows_per_day: int = 300, end: date | None = None
+) -> bool:
     """Write the reference CSV and ``days`` daily landing partitions ending yesterday.
 
     Returns False (and writes nothing) when the data already exists, so reruns see the same drift run.
@@ -34,8 +36,10 @@ def generate(reference: Path, landing: Path, *, seed: int = 42, days: int = 7, r
         return False
     rng = np.random.default_rng(seed)
     write_csv(reference, COLUMNS, _sample(rng, 5000, shifted=False))
-    last = (end or datetime.now(timezone.utc).date()) - timedelta(days=1)  # partitions are UTC days
+    last = (end or datetime.now(UTC).date()) - timedelta(days=1)  # partitions are UTC days
     for offset in range(days):
         day = last - timedelta(days=days - 1 - offset)
-        write_csv(landing / f"date={day.isoformat()}" / "part-0000.csv", COLUMNS, _sample(rng, rows_per_day, shifted=True))
+        write_csv(
+            landing / f"date={day.isoformat()}" / "part-0000.csv", COLUMNS, _sample(rng, rows_per_day, shifted=True)
+        )
     return True

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import httpx
 
@@ -75,7 +76,9 @@ class Attempt:
 
     def __str__(self) -> str:
         answer = self.status if self.status is not None else self.error
-        return f"#{self.delivery_count}: {answer} in {self.seconds:.1f} s" + (f" (Retry-After {self.retry_after:g})" if self.retry_after else "")
+        return f"#{self.delivery_count}: {answer} in {self.seconds:.1f} s" + (
+            f" (Retry-After {self.retry_after:g})" if self.retry_after else ""
+        )
 
 
 class DeliveryFailed(RuntimeError):
@@ -144,7 +147,9 @@ def redeliver(
         try:
             response = attempt(count, policy.timeout)
         except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as exc:
-            attempts.append(Attempt(count, None, f"{type(exc).__name__}: {exc}".rstrip(": "), time.monotonic() - started))
+            attempts.append(
+                Attempt(count, None, f"{type(exc).__name__}: {exc}".rstrip(": "), time.monotonic() - started)
+            )
             retry_after = None
         else:
             retry_after = _retry_after(response)

@@ -17,9 +17,10 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import datetime, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import httpx
 
@@ -156,7 +157,7 @@ class Stack:
 
     # ------------------------------------------------------------------------------------------
 
-    def __enter__(self) -> "Stack":
+    def __enter__(self) -> Stack:
         try:
             self.start()
         except BaseException:
@@ -168,7 +169,9 @@ class Stack:
         self.stop()
 
     def start(self) -> None:
-        in_use = {name: _port_in_use(port) for name, port in (("prefect", self.prefect_port), ("webhook", self.webhook_port))}
+        in_use = {
+            name: _port_in_use(port) for name, port in (("prefect", self.prefect_port), ("webhook", self.webhook_port))
+        }
         if all(in_use.values()) and self._healthy(f"{self.api_url}/health") and self._healthy(self._healthz()):
             self.attached = True  # a stack from `drift-retrain up` is already serving this config
             return
@@ -176,11 +179,15 @@ class Stack:
             if busy:
                 env_name = PREFECT_PORT_ENV if name == "prefect" else WEBHOOK_PORT_ENV
                 port = self.prefect_port if name == "prefect" else self.webhook_port
-                raise StackError(f"port {port} ({name}) is already in use by something else; set {env_name} to a free port")
-        started = datetime.now(timezone.utc)
+                raise StackError(
+                    f"port {port} ({name}) is already in use by something else; set {env_name} to a free port"
+                )
+        started = datetime.now(UTC)
         server = self._spawn("prefect-server", [*_prefect_cli(), "server", "start"])
         self._wait("Prefect server", server, lambda: self._healthy(f"{self.api_url}/health"), timeout=STARTUP_SECONDS)
-        runner = self._spawn("runner", [sys.executable, "-m", "deployments.runner", str(self.project_dir / "prefect.yaml")])
+        runner = self._spawn(
+            "runner", [sys.executable, "-m", "deployments.runner", str(self.project_dir / "prefect.yaml")]
+        )
         self._wait("runner", runner, lambda: self._deployment_served_since(started), timeout=STARTUP_SECONDS)
         receiver = self._spawn(
             "webhook",
@@ -215,7 +222,9 @@ class Stack:
     def _spawn(self, name: str, command: list[str]) -> subprocess.Popen[bytes]:
         self.logs.mkdir(parents=True, exist_ok=True)
         log = open(self.logs / f"{name}.log", "ab")
-        proc = subprocess.Popen(command, cwd=self.project_dir, env=self.env(), stdout=log, stderr=subprocess.STDOUT, **child_options())
+        proc = subprocess.Popen(
+            command, cwd=self.project_dir, env=self.env(), stdout=log, stderr=subprocess.STDOUT, **child_options()
+        )
         log.close()
         self._procs.append((name, proc))
         return proc
@@ -224,7 +233,9 @@ class Stack:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if proc.poll() is not None:
-                raise StackError(f"{what} exited with code {proc.returncode}; see {self._log_of(proc)}\n{self._tail(proc)}")
+                raise StackError(
+                    f"{what} exited with code {proc.returncode}; see {self._log_of(proc)}\n{self._tail(proc)}"
+                )
             if ready():
                 return
             time.sleep(0.25)

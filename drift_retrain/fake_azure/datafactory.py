@@ -10,9 +10,10 @@ from __future__ import annotations
 import json
 import uuid
 from collections import defaultdict, deque
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -74,7 +75,7 @@ class FakePipelineRun(FollowsScript):
 
     def body(self) -> dict[str, Any]:
         end = self.ended()
-        last = end or datetime.now(timezone.utc)
+        last = end or datetime.now(UTC)
         return {
             "runId": self.run_id,
             "runGroupId": self.query.get("referencePipelineRunId") or self.run_id,
@@ -98,7 +99,7 @@ class FakePipelineRun(FollowsScript):
         status = self.status()
         if status == "Queued":
             return []
-        end = self.ended() or datetime.now(timezone.utc)
+        end = self.ended() or datetime.now(UTC)
         started = self.created + timedelta(milliseconds=50)
         lookup = _activity(self, "LookupWindow", "Lookup", "Succeeded", started, started + timedelta(milliseconds=10))
         lookup["output"] = {"firstRow": {"rows": sum(self.plan.rows)}, "effectiveIntegrationRuntime": _IR}
@@ -114,7 +115,8 @@ class FakePipelineRun(FollowsScript):
             if act_status == "Failed":
                 activity["error"] = {
                     "errorCode": self.plan.error_code,
-                    "message": self.run.script.message or "ErrorCode=UserErrorSourceBlobNotExists,'The required Blob is missing.'",
+                    "message": self.run.script.message
+                    or "ErrorCode=UserErrorSourceBlobNotExists,'The required Blob is missing.'",
                     "failureType": "UserError",
                     "target": name,
                     "details": "",
@@ -182,7 +184,7 @@ def _activity(
         "pipelineName": run.pipeline,
         "pipelineRunId": run.run_id,
         "status": status,
-        "_lastUpdated": end or datetime.now(timezone.utc),  # for the fake's own filtering, removed before sending
+        "_lastUpdated": end or datetime.now(UTC),  # for the fake's own filtering, removed before sending
     }
 
 
@@ -190,7 +192,7 @@ class FakeDataFactory:
     """The Data Factory side of ``FakeAzure``. Every factory and pipeline exists unless ``add()`` registered
     some, then only those do (others answer 404). ``forbidden = True`` answers every call with ARM's 403."""
 
-    def __init__(self, fake: "FakeAzure") -> None:
+    def __init__(self, fake: FakeAzure) -> None:
         self.fake = fake
         self.runs: dict[str, FakePipelineRun] = {}
         self.forbidden = False
@@ -198,7 +200,12 @@ class FakeDataFactory:
         self.lose_create_responses = 0  # createRun calls that create the run, then answer 500 (response lost)
         #: What ARM's permissions API reports for the caller on a factory (Data Factory Contributor's actions).
         self.permissions: list[dict[str, list[str]]] = [
-            {"actions": ["Microsoft.DataFactory/factories/*", "Microsoft.Authorization/*/read"], "notActions": [], "dataActions": [], "notDataActions": []}
+            {
+                "actions": ["Microsoft.DataFactory/factories/*", "Microsoft.Authorization/*/read"],
+                "notActions": [],
+                "dataActions": [],
+                "notDataActions": [],
+            }
         ]
         self.default_plan = RunPlan()  # what an unscripted run does
         #: Parameters a pipeline declares (name -> {"type", "defaultValue"?}), served by the pipeline GET.
@@ -247,7 +254,9 @@ class FakeDataFactory:
         """api-version, 403 and 404 checks shared by every route."""
         version = request.query_params.get("api-version")
         if version != API_VERSION:
-            return _error(400, "InvalidApiVersionParameter", f"The api-version '{version}' is invalid. Use '{API_VERSION}'.")
+            return _error(
+                400, "InvalidApiVersionParameter", f"The api-version '{version}' is invalid. Use '{API_VERSION}'."
+            )
         p = request.path_params
         scope = _FACTORY.format(sub=p["sub"], rg=p["rg"], factory=p["factory"])
         if self.forbidden:
@@ -283,7 +292,11 @@ class FakeDataFactory:
                 "location": "westeurope",
                 "tags": {},
                 "eTag": '"0a0062d4-0000-0000-0000-5b245bcf0000"',
-                "properties": {"provisioningState": "Succeeded", "createTime": "2018-06-16T00:37:41.2830843Z", "version": API_VERSION},
+                "properties": {
+                    "provisioningState": "Succeeded",
+                    "createTime": "2018-06-16T00:37:41.2830843Z",
+                    "version": API_VERSION,
+                },
             }
         )
 
@@ -292,7 +305,11 @@ class FakeDataFactory:
         if request.query_params.get("api-version") != "2022-04-01":
             return _error(400, "InvalidApiVersionParameter", "Use api-version 2022-04-01 (fake).")
         if self.forbidden:
-            return _error(403, "AuthorizationFailed", f"The client '{self.principal}' does not have authorization to perform action 'Microsoft.Authorization/permissions/read'.")
+            return _error(
+                403,
+                "AuthorizationFailed",
+                f"The client '{self.principal}' does not have authorization to perform action 'Microsoft.Authorization/permissions/read'.",
+            )
         return JSONResponse({"value": self.permissions, "nextLink": None})
 
     async def _get_pipeline(self, request: Request) -> Response:
@@ -343,7 +360,7 @@ class FakeDataFactory:
             parameters=parameters,
             query=query,
             plan=plan,
-            created=datetime.now(timezone.utc),
+            created=datetime.now(UTC),
         )
         if self.lose_create_responses > 0:
             self.lose_create_responses -= 1
@@ -356,7 +373,11 @@ class FakeDataFactory:
         run = self.runs.get(request.path_params["run_id"])
         if run is None or run.factory.lower() != request.path_params["factory"].lower():
             rid = request.path_params["run_id"]
-            return _error(404, "PipelineRunNotFound", f"Pipeline run {rid} does not exist in factory {request.path_params['factory']}.")
+            return _error(
+                404,
+                "PipelineRunNotFound",
+                f"Pipeline run {rid} does not exist in factory {request.path_params['factory']}.",
+            )
         return run
 
     async def _get_run(self, request: Request) -> Response:
@@ -419,7 +440,7 @@ class FakeDataFactory:
 
 
 def _iso(value: datetime) -> str:
-    return value.astimezone(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    return value.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def _parse(value: str | None) -> datetime | None:
@@ -433,4 +454,6 @@ def _window(body: dict[str, Any]) -> tuple[datetime | None, datetime | None]:
 
 
 def _error(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message, "target": None, "details": None}}, status_code=status)
+    return JSONResponse(
+        {"error": {"code": code, "message": message, "target": None, "details": None}}, status_code=status
+    )

@@ -10,8 +10,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from drift_retrain.backends.local.monitor import MonitorRun
 from drift_retrain.config import Settings, load_settings
@@ -45,7 +46,12 @@ def _config_text(settings: Settings, fake: FakeAzure, state_dir: Path) -> str:
             "authority_host": fake.url,
             "resource_manager": fake.url,
             "ca_bundle": str(fake.ca_path),
-            "credential": {"kind": "client_secret", "tenant_id": TENANT, "client_id": CLIENT_ID, "client_secret_env": SECRET_ENV},
+            "credential": {
+                "kind": "client_secret",
+                "tenant_id": TENANT,
+                "client_id": CLIENT_ID,
+                "client_secret_env": SECRET_ENV,
+            },
             "polling": {"initial_interval": 0.5, "max_interval": 5, "timeout_minutes": 10},
         },
     }
@@ -61,7 +67,11 @@ def _config_text(settings: Settings, fake: FakeAzure, state_dir: Path) -> str:
             "kind": "data_factory",
             "factory": factory,
             "pipeline": "copy-drift-window",
-            "parameters": {"windowStart": "{window_start}", "windowEnd": "{window_end}", "dataset": "{target_dataset_id}"},
+            "parameters": {
+                "windowStart": "{window_start}",
+                "windowEnd": "{window_end}",
+                "dataset": "{target_dataset_id}",
+            },
             "output_uri": "azureml://datastores/training/paths/{model_name}/{window_end_date}_{signal_key}/",
         },
         "training": {

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from drift_retrain.fake_azure.server import FakeAzure
 
 
-def identity_routes(fake: "FakeAzure") -> list[Route]:
+def identity_routes(fake: FakeAzure) -> list[Route]:
     async def openid_configuration(request: Request) -> JSONResponse:
         tenant = request.path_params["tenant"]
         base = f"{fake.url}/{tenant}"
@@ -34,7 +34,10 @@ def identity_routes(fake: "FakeAzure") -> list[Route]:
         form = {k: v[0] for k, v in parse_qs((await request.body()).decode()).items()}
         if form.get("client_id") != CLIENT_ID or form.get("client_secret") != CLIENT_SECRET:
             return JSONResponse(
-                {"error": "invalid_client", "error_description": "AADSTS7000215: Invalid client secret provided (fake)."},
+                {
+                    "error": "invalid_client",
+                    "error_description": "AADSTS7000215: Invalid client secret provided (fake).",
+                },
                 status_code=401,
             )
         return JSONResponse(fake.tokens.issue(form.get("scope", "")))

@@ -19,7 +19,7 @@ import time
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
@@ -43,12 +43,17 @@ ML_CANCEL = ("CancelRequested", "Canceled")
 DEFAULT_SCRIPT = RunScript(steps=(("NotStarted", 0.05), ("Running", 0.15)), final="Completed")
 
 #: MLflow's run status for an Azure ML status (MLflow REST API, RunStatus).
-MLFLOW_STATUS = {"Completed": "FINISHED", "Failed": "FAILED", "Canceled": "KILLED", "NotStarted": "SCHEDULED",
-                 "Queued": "SCHEDULED"}
+MLFLOW_STATUS = {
+    "Completed": "FINISHED",
+    "Failed": "FAILED",
+    "Canceled": "KILLED",
+    "NotStarted": "SCHEDULED",
+    "Queued": "SCHEDULED",
+}
 
 
 def _now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat()
+    return datetime.now(UTC).isoformat()
 
 
 def _error(status: int, code: str, message: str, inner: str | None = None) -> JSONResponse:
@@ -89,7 +94,7 @@ class FakeMachineLearning:
     """Scripting API: ``script_next_job``, ``add_monitor_run``, ``jobs``, ``models``, ``drift_runs``,
     ``components``, ``add_batch_endpoint``."""
 
-    def __init__(self, fake: "FakeAzure") -> None:
+    def __init__(self, fake: FakeAzure) -> None:
         self.fake = fake
         self.jobs: dict[str, FakeJob] = {}
         self.models: dict[str, list[dict[str, Any]]] = {}  # name -> version bodies, in creation order
@@ -111,17 +116,25 @@ class FakeMachineLearning:
         #: which host a call went to. None: this server's own URL.
         self.regional_host: str | None = None
         #: What ARM's permissions API reports for the caller on a workspace (AzureML Data Scientist's actions).
-        self.permissions: list[dict[str, list[str]]] = [{
-            "actions": ["Microsoft.MachineLearningServices/workspaces/*/read",
-                        "Microsoft.MachineLearningServices/workspaces/*/action",
-                        "Microsoft.MachineLearningServices/workspaces/*/delete",
-                        "Microsoft.MachineLearningServices/workspaces/*/write"],
-            "notActions": ["Microsoft.MachineLearningServices/workspaces/delete",
-                           "Microsoft.MachineLearningServices/workspaces/write",
-                           "Microsoft.MachineLearningServices/workspaces/computes/*/write",
-                           "Microsoft.MachineLearningServices/workspaces/computes/*/delete",
-                           "Microsoft.MachineLearningServices/workspaces/listKeys/action"],
-            "dataActions": [], "notDataActions": []}]
+        self.permissions: list[dict[str, list[str]]] = [
+            {
+                "actions": [
+                    "Microsoft.MachineLearningServices/workspaces/*/read",
+                    "Microsoft.MachineLearningServices/workspaces/*/action",
+                    "Microsoft.MachineLearningServices/workspaces/*/delete",
+                    "Microsoft.MachineLearningServices/workspaces/*/write",
+                ],
+                "notActions": [
+                    "Microsoft.MachineLearningServices/workspaces/delete",
+                    "Microsoft.MachineLearningServices/workspaces/write",
+                    "Microsoft.MachineLearningServices/workspaces/computes/*/write",
+                    "Microsoft.MachineLearningServices/workspaces/computes/*/delete",
+                    "Microsoft.MachineLearningServices/workspaces/listKeys/action",
+                ],
+                "dataActions": [],
+                "notDataActions": [],
+            }
+        ]
 
     # -- scripting ------------------------------------------------------------------------------
 
@@ -129,13 +142,31 @@ class FakeMachineLearning:
         """The next job created (any kind) follows ``script`` and logs ``metrics``."""
         self._scripts.append((script, dict(metrics or {})))
 
-    def add_monitor_run(self, workspace: str, name: str, monitor: str, tags: dict[str, str],
-                        status: str = "Failed", created: datetime | None = None) -> FakeJob:
+    def add_monitor_run(
+        self,
+        workspace: str,
+        name: str,
+        monitor: str,
+        tags: dict[str, str],
+        status: str = "Failed",
+        created: datetime | None = None,
+    ) -> FakeJob:
         """A v2 model-monitor run of ``workspace`` (ARM id) that already ended with ``status``, created at
         ``created`` (now by default), tagged as Azure ML model monitoring tags its runs."""
-        run = ScriptedRun(name, RunScript(steps=(("Running", 0.0),), final=status), time.monotonic(), ML_CANCEL, TERMINAL)
-        body = {"properties": {"jobType": "Pipeline", "experimentName": monitor, "displayName": name,
-                               "jobs": {}, "inputs": {}, "outputs": {}, "settings": {}}}
+        run = ScriptedRun(
+            name, RunScript(steps=(("Running", 0.0),), final=status), time.monotonic(), ML_CANCEL, TERMINAL
+        )
+        body = {
+            "properties": {
+                "jobType": "Pipeline",
+                "experimentName": monitor,
+                "displayName": name,
+                "jobs": {},
+                "inputs": {},
+                "outputs": {},
+                "settings": {},
+            }
+        }
         job = FakeJob(name, "monitor_run", workspace, monitor, body, run, tags=dict(tags))
         if created is not None:
             job.created = created.isoformat()
@@ -143,16 +174,23 @@ class FakeMachineLearning:
         return job
 
     def add_batch_endpoint(self, name: str, deployments: tuple[str, ...] = ("train",)) -> None:
-        self.batch_endpoints[name] = {"deployments": list(deployments), "default": deployments[0] if deployments else None}
+        self.batch_endpoints[name] = {
+            "deployments": list(deployments),
+            "default": deployments[0] if deployments else None,
+        }
 
-    def add_pipeline_component(self, name: str, version: str, workspace: str, inputs: dict[str, str],
-                               outputs: dict[str, str]) -> None:
+    def add_pipeline_component(
+        self, name: str, version: str, workspace: str, inputs: dict[str, str], outputs: dict[str, str]
+    ) -> None:
         """Register a pipeline component: ``inputs``/``outputs`` map port names to types (uri_folder, string)."""
         self.components[(name, version)] = _component_body(name, version, workspace, inputs, outputs)
 
-    def _new_job(self, name: str, kind: str, workspace: str, experiment: str, body: dict[str, Any],
-                 tags: dict[str, str]) -> FakeJob:
-        script, metrics = self._scripts.popleft() if self._scripts else (self.default_script, dict(self.default_metrics))
+    def _new_job(
+        self, name: str, kind: str, workspace: str, experiment: str, body: dict[str, Any], tags: dict[str, str]
+    ) -> FakeJob:
+        script, metrics = (
+            self._scripts.popleft() if self._scripts else (self.default_script, dict(self.default_metrics))
+        )
         run = ScriptedRun(name, script, self.fake.clock(), ML_CANCEL, TERMINAL, clock=self.fake.clock)
         job = FakeJob(name, kind, workspace, experiment, body, run, metrics, dict(tags or {}))
         self.jobs[name] = job
@@ -169,8 +207,11 @@ class FakeMachineLearning:
             Route(WS + "/jobs/{name}", self.put_job, methods=["PUT"]),
             Route(WS + "/jobs/{name}", self.get_job, methods=["GET"]),
             Route(WS + "/jobs/{name}/cancel", self.cancel_job, methods=["POST"]),
-            Route("/subscriptions/{sub}/providers/Microsoft.MachineLearningServices/locations/{loc}/mfeOperationResults/{op}",
-                  self.operation_result, methods=["GET"]),
+            Route(
+                "/subscriptions/{sub}/providers/Microsoft.MachineLearningServices/locations/{loc}/mfeOperationResults/{op}",
+                self.operation_result,
+                methods=["GET"],
+            ),
             Route(WS + "/models/{name}/versions", self.list_model_versions, methods=["GET"]),
             Route(WS + "/models/{name}", self.get_model_container, methods=["GET"]),
             Route(WS + "/models/{name}/versions/{version}", self.put_model_version, methods=["PUT"]),
@@ -183,16 +224,23 @@ class FakeMachineLearning:
             # ParameterAssignments; MicrosoftDocs/azure-ai-docs articles/machine-learning/v1/how-to-deploy-pipelines.md),
             # at the path azureml-pipeline-core builds for `published_pipeline.endpoint`.
             Route("/pipelines/v1.0" + WS + "/PipelineRuns/PipelineSubmit/{pipeline}", self.submit_v1, methods=["POST"]),
-            Route("/pipelines/v1.0" + WS + "/PipelineRuns/PipelineEndpointSubmit/Id/{pipeline}", self.submit_v1,
-                  methods=["POST"]),
+            Route(
+                "/pipelines/v1.0" + WS + "/PipelineRuns/PipelineEndpointSubmit/Id/{pipeline}",
+                self.submit_v1,
+                methods=["POST"],
+            ),
             # Run history, the routes azure-ai-ml's own runhistory client uses
             # (azure/ai/ml/_restclient/runhistory/operations/_runs_operations.py: build_get_request, and
             # _run_operations.py: cancel_run_with_uri_by_experiment_id / _name).
             Route("/history/v1.0" + WS + "/runs/{run}", self.get_history_run, methods=["GET"]),
-            Route("/history/v1.0" + WS + "/experimentids/{exp}/runs/{run}/cancel", self.cancel_history_run,
-                  methods=["POST"]),
-            Route("/history/v1.0" + WS + "/experiments/{exp}/runs/{run}/cancel", self.cancel_history_run,
-                  methods=["POST"]),
+            Route(
+                "/history/v1.0" + WS + "/experimentids/{exp}/runs/{run}/cancel",
+                self.cancel_history_run,
+                methods=["POST"],
+            ),
+            Route(
+                "/history/v1.0" + WS + "/experiments/{exp}/runs/{run}/cancel", self.cancel_history_run, methods=["POST"]
+            ),
             # MLflow REST (https://mlflow.org/docs/latest/rest-api.html#get-run) under the tracking URI.
             Route("/mlflow/v1.0" + WS + "/api/2.0/mlflow/runs/get", self.mlflow_get_run, methods=["GET"]),
         ]
@@ -205,32 +253,39 @@ class FakeMachineLearning:
             from drift_retrain.fake_azure.server import CLIENT_ID
 
             return JSONResponse(
-                {"error": {"code": "AuthorizationFailed", "message": f"The client '{CLIENT_ID}' with object id "
-                           f"'{CLIENT_ID}' does not have authorization to perform action "
-                           f"'Microsoft.MachineLearningServices/workspaces/read' over scope '{_ws_path(p)}'."}},
+                {
+                    "error": {
+                        "code": "AuthorizationFailed",
+                        "message": f"The client '{CLIENT_ID}' with object id "
+                        f"'{CLIENT_ID}' does not have authorization to perform action "
+                        f"'Microsoft.MachineLearningServices/workspaces/read' over scope '{_ws_path(p)}'.",
+                    }
+                },
                 status_code=403,
             )
         regional = self.regional_host or self.fake.url
         host = regional.removeprefix("https://")
-        return JSONResponse({
-            "id": _ws_path(p),
-            "name": p["ws"],
-            "type": "Microsoft.MachineLearningServices/workspaces",
-            "location": LOCATION,
-            "tags": {},
-            "properties": {
-                "friendlyName": p["ws"],
-                "provisioningState": "Succeeded",
-                "workspaceId": str(uuid.uuid5(uuid.NAMESPACE_URL, _ws_path(p))),
-                "v1LegacyMode": False,
-                "publicNetworkAccess": "Enabled",
-                "discoveryUrl": f"{regional}/discovery",
-                "mlFlowTrackingUri": f"azureml://{host}/mlflow/v1.0{_ws_path(p)}",
-            },
-            "identity": {"type": "SystemAssigned"},
-            "kind": "Default",
-            "sku": {"name": "Basic", "tier": "Basic"},
-        })
+        return JSONResponse(
+            {
+                "id": _ws_path(p),
+                "name": p["ws"],
+                "type": "Microsoft.MachineLearningServices/workspaces",
+                "location": LOCATION,
+                "tags": {},
+                "properties": {
+                    "friendlyName": p["ws"],
+                    "provisioningState": "Succeeded",
+                    "workspaceId": str(uuid.uuid5(uuid.NAMESPACE_URL, _ws_path(p))),
+                    "v1LegacyMode": False,
+                    "publicNetworkAccess": "Enabled",
+                    "discoveryUrl": f"{regional}/discovery",
+                    "mlFlowTrackingUri": f"azureml://{host}/mlflow/v1.0{_ws_path(p)}",
+                },
+                "identity": {"type": "SystemAssigned"},
+                "kind": "Default",
+                "sku": {"name": "Basic", "tier": "Basic"},
+            }
+        )
 
     async def get_permissions(self, request: Request) -> Response:
         """ARM Permissions - List For Resource (api-version 2022-04-01): the caller's effective actions."""
@@ -240,8 +295,19 @@ class FakeMachineLearning:
 
     async def discovery(self, request: Request) -> Response:
         url = self.regional_host or self.fake.url
-        return JSONResponse({"api": url, "catalog": url, "experimentation": url, "history": url, "hyperdrive": url,
-                             "labeling": url, "modelmanagement": url, "pipelines": url, "studio": "https://ml.azure.com"})
+        return JSONResponse(
+            {
+                "api": url,
+                "catalog": url,
+                "experimentation": url,
+                "history": url,
+                "hyperdrive": url,
+                "labeling": url,
+                "modelmanagement": url,
+                "pipelines": url,
+                "studio": "https://ml.azure.com",
+            }
+        )
 
     # -- jobs -----------------------------------------------------------------------------------
 
@@ -251,11 +317,17 @@ class FakeMachineLearning:
         workspace, query = _ws_path(request.path_params).lower(), request.query_params
         tag, skip = query.get("tag"), int(query.get("$skip") or 0)
         listed = sorted(
-            (j for j in list(self.jobs.values()) if j.kind != "published_pipeline" and j.workspace.lower() == workspace
-             and (tag is None or tag in j.tags)),
-            key=lambda j: j.created, reverse=True,
+            (
+                j
+                for j in list(self.jobs.values())
+                if j.kind != "published_pipeline"
+                and j.workspace.lower() == workspace
+                and (tag is None or tag in j.tags)
+            ),
+            key=lambda j: j.created,
+            reverse=True,
         )
-        page = listed[skip: skip + self.jobs_page_size]
+        page = listed[skip : skip + self.jobs_page_size]
         next_link = None
         if skip + self.jobs_page_size < len(listed):
             params = {**query, "$skip": str(skip + self.jobs_page_size)}
@@ -272,15 +344,24 @@ class FakeMachineLearning:
                 existing.creates += 1
                 # What the service answers when a PUT would change an existing job (see
                 # azure-sdk-for-python#47389 and MicrosoftDocs/azure-docs#122250).
-                return _error(400, "UserError",
-                              "A job with this name already exists. If you are trying to create a new job, use a "
-                              "different name. If you are trying to update an existing job, the existing job's "
-                              "Settings, Inputs, Outputs, Jobs, InputBindings, OutputBindings cannot be changed. "
-                              "Only description, tags, displayName, properties, and isArchived can be updated.",
-                              inner="Immutable")
+                return _error(
+                    400,
+                    "UserError",
+                    "A job with this name already exists. If you are trying to create a new job, use a "
+                    "different name. If you are trying to update an existing job, the existing job's "
+                    "Settings, Inputs, Outputs, Jobs, InputBindings, OutputBindings cannot be changed. "
+                    "Only description, tags, displayName, properties, and isArchived can be updated.",
+                    inner="Immutable",
+                )
             props = body.get("properties", {})
-            job = self._new_job(name, "pipeline_job", _ws_path(p), props.get("experimentName") or "Default", body,
-                                props.get("tags") or {})
+            job = self._new_job(
+                name,
+                "pipeline_job",
+                _ws_path(p),
+                props.get("experimentName") or "Default",
+                body,
+                props.get("tags") or {},
+            )
         return JSONResponse(self._job_body(job), status_code=201)
 
     async def get_job(self, request: Request) -> Response:
@@ -309,25 +390,50 @@ class FakeMachineLearning:
         """A job as ARM returns it: the submitted properties plus status, services and outputs."""
         sent = dict(job.body.get("properties") or {})
         ws = job.workspace
-        outputs = {name: {"uri": None, "mode": "ReadWriteMount", "jobOutputType": "uri_folder", "description": None,
-                          "assetName": None, "assetVersion": None, "pathOnCompute": None}
-                   for name in (sent.get("outputs") or {})}
+        outputs = {
+            name: {
+                "uri": None,
+                "mode": "ReadWriteMount",
+                "jobOutputType": "uri_folder",
+                "description": None,
+                "assetName": None,
+                "assetVersion": None,
+                "pathOnCompute": None,
+            }
+            for name in (sent.get("outputs") or {})
+        }
         properties = {
             **sent,
             "description": sent.get("description"),
             "tags": job.tags,
-            "properties": {**(sent.get("properties") or {}), "azureml.DevPlatv2": "true", "runSource": "MFE",
-                           "azureml.runsource": "azureml.PipelineRun"},
+            "properties": {
+                **(sent.get("properties") or {}),
+                "azureml.DevPlatv2": "true",
+                "runSource": "MFE",
+                "azureml.runsource": "azureml.PipelineRun",
+            },
             "displayName": sent.get("displayName") or job.name,
             "status": job.status(),
             "experimentName": job.experiment,
             "services": {
-                "Tracking": {"jobServiceType": "Tracking", "port": None, "status": None, "errorMessage": None,
-                             "properties": None, "nodes": None,
-                             "endpoint": f"azureml://{self.fake.url.removeprefix('https://')}/mlflow/v1.0{ws}?"},
-                "Studio": {"jobServiceType": "Studio", "port": None, "status": None, "errorMessage": None,
-                           "properties": None, "nodes": None,
-                           "endpoint": f"https://ml.azure.com/runs/{job.name}?wsid={ws.replace('resourceGroups', 'resourcegroups')}"},
+                "Tracking": {
+                    "jobServiceType": "Tracking",
+                    "port": None,
+                    "status": None,
+                    "errorMessage": None,
+                    "properties": None,
+                    "nodes": None,
+                    "endpoint": f"azureml://{self.fake.url.removeprefix('https://')}/mlflow/v1.0{ws}?",
+                },
+                "Studio": {
+                    "jobServiceType": "Studio",
+                    "port": None,
+                    "status": None,
+                    "errorMessage": None,
+                    "properties": None,
+                    "nodes": None,
+                    "endpoint": f"https://ml.azure.com/runs/{job.name}?wsid={ws.replace('resourceGroups', 'resourcegroups')}",
+                },
             },
             "isArchived": False,
             "jobType": "Pipeline",
@@ -337,8 +443,13 @@ class FakeMachineLearning:
             "settings": sent.get("settings") or {},
             "sourceJobId": None,
         }
-        return {"id": f"{ws}/jobs/{job.name}", "name": job.name, "type": JOB_TYPE, "properties": properties,
-                "systemData": {"createdAt": job.created, "createdBy": "fake", "createdByType": "User"}}
+        return {
+            "id": f"{ws}/jobs/{job.name}",
+            "name": job.name,
+            "type": JOB_TYPE,
+            "properties": properties,
+            "systemData": {"createdAt": job.created, "createdBy": "fake", "createdByType": "User"},
+        }
 
     # -- models ---------------------------------------------------------------------------------
 
@@ -364,16 +475,27 @@ class FakeMachineLearning:
         if not versions:
             return self._model_not_found(p["name"])
         latest = max(int(v["name"]) for v in versions)
-        return JSONResponse({
-            "id": f"{_ws_path(p)}/models/{p['name']}",
-            "name": p["name"],
-            "type": "Microsoft.MachineLearningServices/workspaces/models",
-            "properties": {"description": None, "tags": {}, "properties": {}, "isArchived": False,
-                           "latestVersion": str(latest), "nextVersion": str(latest + 1),
-                           "provisioningState": "Succeeded"},
-            "systemData": {"createdAt": versions[0]["systemData"]["createdAt"], "createdBy": "fake",
-                           "createdByType": "User"},
-        })
+        return JSONResponse(
+            {
+                "id": f"{_ws_path(p)}/models/{p['name']}",
+                "name": p["name"],
+                "type": "Microsoft.MachineLearningServices/workspaces/models",
+                "properties": {
+                    "description": None,
+                    "tags": {},
+                    "properties": {},
+                    "isArchived": False,
+                    "latestVersion": str(latest),
+                    "nextVersion": str(latest + 1),
+                    "provisioningState": "Succeeded",
+                },
+                "systemData": {
+                    "createdAt": versions[0]["systemData"]["createdAt"],
+                    "createdBy": "fake",
+                    "createdByType": "User",
+                },
+            }
+        )
 
     async def put_model_version(self, request: Request) -> Response:
         p = request.path_params
@@ -381,8 +503,9 @@ class FakeMachineLearning:
         with self._lock:
             versions = self.models.setdefault(p["name"], [])
             if any(v["name"] == p["version"] for v in versions):
-                return _error(409, "UserError", f"Model {p['name']}:{p['version']} already exists (fake)",
-                              inner="Conflict")
+                return _error(
+                    409, "UserError", f"Model {p['name']}:{p['version']} already exists (fake)", inner="Conflict"
+                )
             now = _now_iso()
             body = {
                 "id": f"{_ws_path(p)}/models/{p['name']}/versions/{p['version']}",
@@ -401,8 +524,14 @@ class FakeMachineLearning:
                     "provisioningState": "Succeeded",
                     "stage": "Development",
                 },
-                "systemData": {"createdAt": now, "createdBy": "fake", "createdByType": "User",
-                               "lastModifiedAt": now, "lastModifiedBy": "fake", "lastModifiedByType": "User"},
+                "systemData": {
+                    "createdAt": now,
+                    "createdBy": "fake",
+                    "createdByType": "User",
+                    "lastModifiedAt": now,
+                    "lastModifiedBy": "fake",
+                    "lastModifiedByType": "User",
+                },
             }
             versions.append(body)
         return JSONResponse(body, status_code=201)
@@ -420,8 +549,9 @@ class FakeMachineLearning:
         p = request.path_params
         body = self.components.get((p["name"], p["version"]))
         if body is None:
-            return _error(404, "UserError", f"Component {p['name']}:{p['version']} not found (fake)",
-                          inner="ComponentNotFound")
+            return _error(
+                404, "UserError", f"Component {p['name']}:{p['version']} not found (fake)", inner="ComponentNotFound"
+            )
         return JSONResponse(body)
 
     # -- batch endpoints ------------------------------------------------------------------------
@@ -432,25 +562,27 @@ class FakeMachineLearning:
         if endpoint is None:
             return _error(404, "UserError", f"Batch endpoint {p['endpoint']} not found (fake)", inner="NotFound")
         ws = _ws_path(p)
-        return JSONResponse({
-            "id": f"{ws}/batchEndpoints/{p['endpoint']}",
-            "name": p["endpoint"],
-            "type": "Microsoft.MachineLearningServices/workspaces/batchEndpoints",
-            "location": LOCATION,
-            "tags": {},
-            "identity": {"type": "SystemAssigned"},
-            "kind": "Default",
-            "properties": {
-                "authMode": "AADToken",
-                "description": None,
-                "properties": {},
-                "defaults": {"deploymentName": endpoint["default"]},
-                "scoringUri": f"{self.fake.url}/batchscoring{ws}/{p['endpoint']}/jobs",
-                "swaggerUri": None,
-                "provisioningState": "Succeeded",
-            },
-            "systemData": {"createdAt": _now_iso(), "createdBy": "fake", "createdByType": "User"},
-        })
+        return JSONResponse(
+            {
+                "id": f"{ws}/batchEndpoints/{p['endpoint']}",
+                "name": p["endpoint"],
+                "type": "Microsoft.MachineLearningServices/workspaces/batchEndpoints",
+                "location": LOCATION,
+                "tags": {},
+                "identity": {"type": "SystemAssigned"},
+                "kind": "Default",
+                "properties": {
+                    "authMode": "AADToken",
+                    "description": None,
+                    "properties": {},
+                    "defaults": {"deploymentName": endpoint["default"]},
+                    "scoringUri": f"{self.fake.url}/batchscoring{ws}/{p['endpoint']}/jobs",
+                    "swaggerUri": None,
+                    "provisioningState": "Succeeded",
+                },
+                "systemData": {"createdAt": _now_iso(), "createdBy": "fake", "createdByType": "User"},
+            }
+        )
 
     async def list_batch_deployments(self, request: Request) -> Response:
         p = request.path_params
@@ -458,12 +590,21 @@ class FakeMachineLearning:
         if endpoint is None:
             return _error(404, "UserError", f"Batch endpoint {p['endpoint']} not found (fake)", inner="NotFound")
         ws = _ws_path(p)
-        return JSONResponse({"value": [
-            {"id": f"{ws}/batchEndpoints/{p['endpoint']}/deployments/{d}", "name": d,
-             "type": "Microsoft.MachineLearningServices/workspaces/batchEndpoints/deployments", "location": LOCATION,
-             "tags": {}, "properties": {"provisioningState": "Succeeded", "properties": {}}}
-            for d in endpoint["deployments"]
-        ]})
+        return JSONResponse(
+            {
+                "value": [
+                    {
+                        "id": f"{ws}/batchEndpoints/{p['endpoint']}/deployments/{d}",
+                        "name": d,
+                        "type": "Microsoft.MachineLearningServices/workspaces/batchEndpoints/deployments",
+                        "location": LOCATION,
+                        "tags": {},
+                        "properties": {"provisioningState": "Succeeded", "properties": {}},
+                    }
+                    for d in endpoint["deployments"]
+                ]
+            }
+        )
 
     async def invoke_batch(self, request: Request) -> Response:
         p = request.path_params
@@ -483,8 +624,14 @@ class FakeMachineLearning:
             experiment = (props.get("properties") or {}).get("experimentName") or p["endpoint"]
             job = self._new_job(name, "batch_endpoint", _ws_path(p), experiment, body, {})
             job.tags = {"azureml.batchEndpoint": p["endpoint"], "azureml.batchDeployment": deployment}
-        return JSONResponse({"id": f"{_ws_path(p)}/jobs/{name}", "name": name, "type": JOB_TYPE,
-                             "properties": {"status": job.status(), "experimentName": experiment}})
+        return JSONResponse(
+            {
+                "id": f"{_ws_path(p)}/jobs/{name}",
+                "name": name,
+                "type": JOB_TYPE,
+                "properties": {"status": job.status(), "experimentName": experiment},
+            }
+        )
 
     # -- v1 published pipelines and run history --------------------------------------------------
 
@@ -497,16 +644,18 @@ class FakeMachineLearning:
         with self._lock:
             run_id = str(uuid.uuid4())
             job = self._new_job(run_id, "published_pipeline", _ws_path(p), experiment, body, body.get("Tags") or {})
-        return JSONResponse({
-            "Id": run_id,
-            "ExperimentName": experiment,
-            "RunHistoryExperimentName": experiment,
-            "PipelineId": p["pipeline"],
-            "Description": body.get("Description"),
-            "Tags": job.tags,
-            "RunSource": "SDK",
-            "Status": {"StatusCode": job.status(), "StatusDetail": None, "CreationTime": job.created},
-        })
+        return JSONResponse(
+            {
+                "Id": run_id,
+                "ExperimentName": experiment,
+                "RunHistoryExperimentName": experiment,
+                "PipelineId": p["pipeline"],
+                "Description": body.get("Description"),
+                "Tags": job.tags,
+                "RunSource": "SDK",
+                "Status": {"StatusCode": job.status(), "StatusDetail": None, "CreationTime": job.created},
+            }
+        )
 
     async def get_history_run(self, request: Request) -> Response:
         p = request.path_params
@@ -520,8 +669,9 @@ class FakeMachineLearning:
         p = request.path_params
         job = self.jobs.get(p["run"])
         if job is None or p["exp"] not in (job.experiment, job.experiment_id):
-            return _error(404, "UserError", f"Run {p['run']} was not found in experiment {p['exp']} (fake)",
-                          inner="RunNotFound")
+            return _error(
+                404, "UserError", f"Run {p['run']} was not found in experiment {p['exp']} (fake)", inner="RunNotFound"
+            )
         job.run.cancel()
         return JSONResponse(self._history_body(job))
 
@@ -552,19 +702,34 @@ class FakeMachineLearning:
             metrics, tags = job.metrics, job.tags
             status = MLFLOW_STATUS.get(job.status(), "RUNNING")
         else:
-            return JSONResponse({"error_code": "RESOURCE_DOES_NOT_EXIST", "message": f"Run '{run_id}' not found."},
-                                status_code=404)
+            return JSONResponse(
+                {"error_code": "RESOURCE_DOES_NOT_EXIST", "message": f"Run '{run_id}' not found."}, status_code=404
+            )
         stamp = int(time.time() * 1000)
-        return JSONResponse({"run": {
-            "info": {"run_id": run_id, "run_uuid": run_id, "experiment_id": "fake", "status": status,
-                     "start_time": stamp, "lifecycle_stage": "active"},
-            "data": {"metrics": [{"key": k, "value": v, "timestamp": stamp, "step": 0} for k, v in metrics.items()],
-                     "params": [], "tags": [{"key": k, "value": v} for k, v in tags.items()]},
-        }})
+        return JSONResponse(
+            {
+                "run": {
+                    "info": {
+                        "run_id": run_id,
+                        "run_uuid": run_id,
+                        "experiment_id": "fake",
+                        "status": status,
+                        "start_time": stamp,
+                        "lifecycle_stage": "active",
+                    },
+                    "data": {
+                        "metrics": [{"key": k, "value": v, "timestamp": stamp, "step": 0} for k, v in metrics.items()],
+                        "params": [],
+                        "tags": [{"key": k, "value": v} for k, v in tags.items()],
+                    },
+                }
+            }
+        )
 
 
-def _component_body(name: str, version: str, workspace: str, inputs: dict[str, str],
-                    outputs: dict[str, str]) -> dict[str, Any]:
+def _component_body(
+    name: str, version: str, workspace: str, inputs: dict[str, str], outputs: dict[str, str]
+) -> dict[str, Any]:
     """A registered pipeline component as ARM returns it (componentSpec is the component's YAML as JSON)."""
     return {
         "id": f"{workspace}/components/{name}/versions/{version}",

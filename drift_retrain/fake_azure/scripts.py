@@ -8,8 +8,9 @@ vocabulary (Data Factory: Canceling -> Cancelled; Azure ML: CancelRequested -> C
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 
 @dataclass(frozen=True)

@@ -14,9 +14,10 @@ import socket
 import tempfile
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 import trustme
 import uvicorn
@@ -77,7 +78,12 @@ class Tokens:
         self.requests += 1
         token = _unsigned_jwt(scope, self.lifetime)
         self.issued[token] = (time.time() + self.lifetime, scope)
-        return {"token_type": "Bearer", "expires_in": int(self.lifetime), "ext_expires_in": int(self.lifetime), "access_token": token}
+        return {
+            "token_type": "Bearer",
+            "expires_in": int(self.lifetime),
+            "ext_expires_in": int(self.lifetime),
+            "access_token": token,
+        }
 
     def problem(self, authorization: str | None, audience: str | None = None) -> str | None:
         """Why a request's bearer token is not acceptable, or None when it is. With ``audience``, a token
@@ -176,7 +182,9 @@ class FakeAzure:
 
         fake = self
 
-        async def record_and_authorise(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        async def record_and_authorise(
+            request: Request, call_next: Callable[[Request], Awaitable[Response]]
+        ) -> Response:
             raw = await request.body()
             try:
                 body: Any = json.loads(raw) if raw else None
@@ -189,11 +197,15 @@ class FakeAzure:
                 # a custom cloud's token audience (see backends/azure/mlclient.py).
                 problem = fake.tokens.problem(request.headers.get("authorization"), audience=fake.url)
                 if problem:
-                    code = "InvalidAuthenticationTokenAudience" if "audience" in problem else "InvalidAuthenticationToken"
+                    code = (
+                        "InvalidAuthenticationTokenAudience" if "audience" in problem else "InvalidAuthenticationToken"
+                    )
                     return JSONResponse(
                         {"error": {"code": code, "message": problem}},
                         status_code=401,
-                        headers={"WWW-Authenticate": f'Bearer authorization_uri="{fake.url}/{TENANT}", error="invalid_token"'},
+                        headers={
+                            "WWW-Authenticate": f'Bearer authorization_uri="{fake.url}/{TENANT}", error="invalid_token"'
+                        },
                     )
                 fault = fake.faults.take(path)
                 if fault is not None:
@@ -207,7 +219,7 @@ class FakeAzure:
 
     # -- lifecycle ----------------------------------------------------------------------------
 
-    def __enter__(self) -> "FakeAzure":
+    def __enter__(self) -> FakeAzure:
         self.start()
         return self
 

@@ -13,7 +13,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from typing import AsyncIterator, Iterable, Protocol
+from collections.abc import AsyncIterator, Iterable
+from typing import Protocol
 
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
@@ -21,11 +22,11 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from drift_retrain.intake.auth import KeysUnavailable, Unauthorized, authenticator_for
 from drift_retrain.config import Settings, TargetConfig, load_settings
+from drift_retrain.intake.auth import KeysUnavailable, Unauthorized, authenticator_for
+from drift_retrain.intake.delivery import Delivery, Rejected, media_type, read_delivery
 from drift_retrain.intake.feed import Handed, NullFeed, PrefectEventFeed
 from drift_retrain.intake.handoff import HandedOff, HandoffUnavailable, PrefectHandoff
-from drift_retrain.intake.delivery import Delivery, Rejected, media_type, read_delivery
 from drift_retrain.intake.metrics import ReceiverMetrics
 from drift_retrain.signals import DriftSignal
 
@@ -37,14 +38,16 @@ EVENTS_PATH = "/api/eventgrid"
 class Handoff(Protocol):
     """Where accepted signals go; entered for the app's lifetime (PrefectHandoff in production)."""
 
-    async def __aenter__(self) -> "Handoff": ...
+    async def __aenter__(self) -> Handoff: ...
     async def __aexit__(self, *exc: object) -> None: ...
-    async def hand_off_all(self, items: Iterable[tuple[DriftSignal, TargetConfig]], started_by: str = ...) -> list[HandedOff]: ...
+    async def hand_off_all(
+        self, items: Iterable[tuple[DriftSignal, TargetConfig]], started_by: str = ...
+    ) -> list[HandedOff]: ...
     async def healthy(self) -> bool: ...
 
 
 class Feed(Protocol):
-    async def __aenter__(self) -> "Feed": ...
+    async def __aenter__(self) -> Feed: ...
     async def __aexit__(self, *exc: object) -> None: ...
     def publish(self, handed: list[Handed]) -> None: ...
 
@@ -115,7 +118,9 @@ class Receiver:
             delivery = read_delivery(body, self.settings, request.headers.get("aeg-event-type"))
         except Rejected as exc:
             self.metrics.count("rejected", max(exc.events, 1))
-            log.warning("outcome=rejected status=%d delivery_count=%s reason=%r", exc.status, delivery_count, str(exc)[:300])
+            log.warning(
+                "outcome=rejected status=%d delivery_count=%s reason=%r", exc.status, delivery_count, str(exc)[:300]
+            )
             return _error(exc.status, str(exc))
         except ClientDisconnect:
             return _error(400, "client disconnected before the body was read")
@@ -126,30 +131,48 @@ class Receiver:
         if delivery.validation_code is not None:
             log.info(
                 "outcome=validated subscription=%s validationUrl (for a manual validation, GET it within 5 minutes): %s",
-                request.headers.get("aeg-subscription-name", "-")[:100], delivery.validation_url,
+                request.headers.get("aeg-subscription-name", "-")[:100],
+                delivery.validation_url,
             )
             return JSONResponse({"validationResponse": delivery.validation_code})
         return await self._hand_off(delivery, delivery_count, started)
 
     async def _hand_off(self, delivery: Delivery, delivery_count: str, started: float) -> Response:
         for skipped in delivery.ignored:
-            log.info("event_id=%s delivery_count=%s outcome=ignored type=%s reason=%r",
-                     skipped.event_id, delivery_count, skipped.event_type, skipped.reason)
+            log.info(
+                "event_id=%s delivery_count=%s outcome=ignored type=%s reason=%r",
+                skipped.event_id,
+                delivery_count,
+                skipped.event_type,
+                skipped.reason,
+            )
         try:
             runs = await self.handoff.hand_off_all([(r.signal, r.target) for r in delivery.signals])
         except HandoffUnavailable as exc:
             self.metrics.count("failed_handoff", len(delivery.signals))
             for routed in delivery.signals:
-                log.error("event_id=%s delivery_count=%s outcome=failed_handoff drift_run=%s reason=%r",
-                          routed.signal.event_id, delivery_count, routed.signal.run_id, str(exc)[:300])
+                log.error(
+                    "event_id=%s delivery_count=%s outcome=failed_handoff drift_run=%s reason=%r",
+                    routed.signal.event_id,
+                    delivery_count,
+                    routed.signal.run_id,
+                    str(exc)[:300],
+                )
             return _error(503, "Prefect did not record the flow runs; retry later", **{"Retry-After": self.retry_after})
         self.metrics.count("ignored", len(delivery.ignored))  # counted once the batch is acknowledged
         accepted = []
         for routed, run in zip(delivery.signals, runs, strict=True):
             outcome = "accepted" if run.created else "duplicate"
             self.metrics.count(outcome)
-            log.info("event_id=%s delivery_count=%s outcome=%s drift_run=%s flow_run=%s flow_run_name=%s",
-                     routed.signal.event_id, delivery_count, outcome, routed.signal.run_id, run.flow_run_id, run.flow_run_name)
+            log.info(
+                "event_id=%s delivery_count=%s outcome=%s drift_run=%s flow_run=%s flow_run_name=%s",
+                routed.signal.event_id,
+                delivery_count,
+                outcome,
+                routed.signal.run_id,
+                run.flow_run_id,
+                run.flow_run_name,
+            )
             accepted.append(
                 {
                     "event_id": routed.signal.event_id,

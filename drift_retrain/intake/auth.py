@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import hmac
 import time
-from typing import Any, Mapping, Protocol
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 import httpx
 import jwt

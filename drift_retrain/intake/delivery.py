@@ -11,13 +11,14 @@ handle (others are acknowledged and ignored with a reason); the configured subsc
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from drift_retrain.config import ReceiverConfig, Settings, TargetConfig
 from drift_retrain.intake.filters import rejection
-from drift_retrain.signals import SUBSCRIPTION_VALIDATION, DriftSignal
 from drift_retrain.intake.parsing import EventEnvelope, InvalidEvent, NotADriftSignal, parse_envelope, to_drift_signal
+from drift_retrain.signals import SUBSCRIPTION_VALIDATION, DriftSignal
 
 #: Event Grid schema posts application/json; CloudEvents posts the other two (docs samples also use json).
 CONTENT_TYPES = ("application/json", "application/cloudevents+json", "application/cloudevents-batch+json")
@@ -114,7 +115,10 @@ def _events(body: bytes, receiver: ReceiverConfig) -> list[dict[str, Any]]:
     for index, event in enumerate(events):
         size = len(json.dumps(event, separators=(",", ":"), ensure_ascii=False).encode())
         if size > receiver.max_event_bytes:
-            raise Rejected(413, f"event #{index} ({str(event.get('id'))[:64]}) is {size} bytes; the limit is {receiver.max_event_bytes}")
+            raise Rejected(
+                413,
+                f"event #{index} ({str(event.get('id'))[:64]}) is {size} bytes; the limit is {receiver.max_event_bytes}",
+            )
     return events
 
 

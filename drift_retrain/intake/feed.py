@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -45,7 +45,7 @@ class Handed:
     signal: DriftSignal
     target: TargetConfig
     run: HandedOff
-    received: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    received: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
 def drift_detected(handed: Handed) -> Event:
@@ -81,7 +81,7 @@ def drift_detected(handed: Handed) -> Event:
 class NullFeed:
     """No Event Feed (tests of the HTTP contract, or no Prefect API configured)."""
 
-    async def __aenter__(self) -> "NullFeed":
+    async def __aenter__(self) -> NullFeed:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -92,7 +92,9 @@ class NullFeed:
 
 
 class PrefectEventFeed:
-    def __init__(self, api_url: str | None = None, max_pending: int = 1000, batch: int = 20, linger: float = 1.0) -> None:
+    def __init__(
+        self, api_url: str | None = None, max_pending: int = 1000, batch: int = 20, linger: float = 1.0
+    ) -> None:
         self.api_url = api_url
         self.max_pending = max_pending
         self.batch = batch
@@ -102,7 +104,7 @@ class PrefectEventFeed:
         self._http: httpx.AsyncClient | None = None
         self._task: asyncio.Task[None] | None = None
 
-    async def __aenter__(self) -> "PrefectEventFeed":
+    async def __aenter__(self) -> PrefectEventFeed:
         self._http = prefect_http_client(self.api_url, timeout=5)
         self._task = asyncio.create_task(self._post_forever(), name="prefect-event-feed")
         return self
@@ -111,7 +113,7 @@ class PrefectEventFeed:
         if self._task is not None:
             try:  # give queued events a moment on a clean shutdown, then stop
                 await asyncio.wait_for(self._queue.join(), 2)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
@@ -134,8 +136,12 @@ class PrefectEventFeed:
             lingered = asyncio.get_running_loop().time() + self.linger
             while len(items) < self.batch:
                 try:
-                    items.append(await asyncio.wait_for(self._queue.get(), max(0.0, lingered - asyncio.get_running_loop().time())))
-                except asyncio.TimeoutError:
+                    items.append(
+                        await asyncio.wait_for(
+                            self._queue.get(), max(0.0, lingered - asyncio.get_running_loop().time())
+                        )
+                    )
+                except TimeoutError:
                     break
             try:
                 body: list[dict[str, Any]] = [drift_detected(i).model_dump(mode="json") for i in items]

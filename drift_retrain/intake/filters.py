@@ -16,7 +16,8 @@ delivered events a target takes, with Event Grid's own semantics:
 from __future__ import annotations
 
 import json
-from typing import Any, Literal, Mapping
+from collections.abc import Mapping
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -46,9 +47,22 @@ Operator = Literal[
 ]
 
 #: Operators that take one ``value``; the others take a list of ``values`` (the null checks take none).
-SINGLE_VALUE = {"NumberLessThan", "NumberGreaterThan", "NumberLessThanOrEquals", "NumberGreaterThanOrEquals", "BoolEquals"}
+SINGLE_VALUE = {
+    "NumberLessThan",
+    "NumberGreaterThan",
+    "NumberLessThanOrEquals",
+    "NumberGreaterThanOrEquals",
+    "BoolEquals",
+}
 NO_VALUE = {"IsNullOrUndefined", "IsNotNull"}
-NEGATED = {"NumberNotIn", "NumberNotInRange", "StringNotIn", "StringNotBeginsWith", "StringNotEndsWith", "StringNotContains"}
+NEGATED = {
+    "NumberNotIn",
+    "NumberNotInRange",
+    "StringNotIn",
+    "StringNotBeginsWith",
+    "StringNotEndsWith",
+    "StringNotContains",
+}
 
 _MISSING = object()
 
@@ -62,7 +76,9 @@ class AdvancedFilter(_Strict):
 
     operator: Operator = Field(description="Event Grid's advanced filter operator, e.g. StringContains.")
     key: str = Field(
-        min_length=1, pattern=r"^[^.\s]+(\.[^.\s]+){0,9}$", description="The event field compared, e.g. data.ModelTags.key1."
+        min_length=1,
+        pattern=r"^[^.\s]+(\.[^.\s]+){0,9}$",
+        description="The event field compared, e.g. data.ModelTags.key1.",
     )
     value: float | bool | None = Field(
         default=None, description="The one value of a single-value operator (NumberLessThan, BoolEquals, ...)."
@@ -72,7 +88,7 @@ class AdvancedFilter(_Strict):
     )
 
     @model_validator(mode="after")
-    def _arity(self) -> "AdvancedFilter":
+    def _arity(self) -> AdvancedFilter:
         if self.operator in NO_VALUE:
             if self.value is not None or self.values is not None:
                 raise ValueError(f"{self.operator} takes neither value nor values")
@@ -80,7 +96,9 @@ class AdvancedFilter(_Strict):
             if self.value is None or self.values is not None:
                 raise ValueError(f"{self.operator} takes one 'value'")
             if (self.operator == "BoolEquals") != isinstance(self.value, bool):
-                raise ValueError(f"{self.operator} needs a {'boolean' if self.operator == 'BoolEquals' else 'number'} value")
+                raise ValueError(
+                    f"{self.operator} needs a {'boolean' if self.operator == 'BoolEquals' else 'number'} value"
+                )
         else:
             if not self.values or self.value is not None:
                 raise ValueError(f"{self.operator} takes a non-empty list of 'values'")

@@ -22,14 +22,14 @@ import base64
 import logging
 import time
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from typing import Any, Iterable
+from typing import Any
 from uuid import UUID
 
 import httpx
 from prefect.client.schemas.actions import DeploymentFlowRunCreate
 from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_KEY, PREFECT_API_URL
-
 from prefect.states import Scheduled, to_state_create
 
 from drift_retrain.config import HandoffConfig, TargetConfig
@@ -126,7 +126,7 @@ class PrefectHandoff:
         self._writer: asyncio.Task[None] | None = None
         self.batch_limit = self.config.batch_size  # adapts between 1 and batch_size (see the module doc)
 
-    async def __aenter__(self) -> "PrefectHandoff":
+    async def __aenter__(self) -> PrefectHandoff:
         if self._http is None:
             self._http = prefect_http_client(self.api_url)
         self._writer = asyncio.create_task(self._write_forever(), name="prefect-handoff-writer")
@@ -165,7 +165,9 @@ class PrefectHandoff:
         if self._writer is None or self._writer.done():
             raise HandoffUnavailable("hand-off writer is not running")
         if len(self._queue) + len(items) > self.config.max_pending:
-            raise HandoffBusy(f"{len(self._queue)} signals already wait for Prefect (max_pending {self.config.max_pending})")
+            raise HandoffBusy(
+                f"{len(self._queue)} signals already wait for Prefect (max_pending {self.config.max_pending})"
+            )
         loop = asyncio.get_running_loop()
         now = time.monotonic()
         pending = [_Pending(s, t, started_by, now, loop.create_future()) for s, t in items]
@@ -174,8 +176,10 @@ class PrefectHandoff:
         futures = [p.future for p in pending]
         try:
             return list(await asyncio.wait_for(asyncio.gather(*futures), self.config.deadline_seconds + 2))
-        except asyncio.TimeoutError:
-            raise HandoffUnavailable(f"Prefect did not record the runs within {self.config.deadline_seconds:.0f} s") from None
+        except TimeoutError:
+            raise HandoffUnavailable(
+                f"Prefect did not record the runs within {self.config.deadline_seconds:.0f} s"
+            ) from None
         finally:
             for future in futures:
                 if future.done() and not future.cancelled():
@@ -235,13 +239,19 @@ class PrefectHandoff:
             remaining = deadline - time.monotonic()
             try:
                 return await asyncio.wait_for(self._create(batch), max(remaining, 0.1))
-            except (_Transient, httpx.TransportError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, _Transient, httpx.TransportError) as exc:
                 problem = f"{type(exc).__name__}: {exc}"
                 self.batch_limit = max(1, self.batch_limit // 2)
             remaining = deadline - time.monotonic()
             if remaining <= delay:
                 raise HandoffUnavailable(f"Prefect did not record the runs after {attempt} attempt(s): {problem}")
-            log.warning("Prefect write failed (attempt %d, %d signal(s)), retrying in %.1f s: %s", attempt, len(batch), delay, problem)
+            log.warning(
+                "Prefect write failed (attempt %d, %d signal(s)), retrying in %.1f s: %s",
+                attempt,
+                len(batch),
+                delay,
+                problem,
+            )
             await asyncio.sleep(delay)
             delay = min(delay * 2, 2.0)
 

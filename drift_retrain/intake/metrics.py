@@ -22,7 +22,10 @@ class ReceiverMetrics:
             "drift_retrain_events", "Events received, by outcome", ["outcome"], registry=self.registry
         )
         self.requests = Counter(
-            "drift_retrain_requests", "HTTP requests to the Event Grid endpoint, by status", ["status"], registry=self.registry
+            "drift_retrain_requests",
+            "HTTP requests to the Event Grid endpoint, by status",
+            ["status"],
+            registry=self.registry,
         )
         self.handoff_seconds = Histogram(
             "drift_retrain_handoff_seconds",

@@ -8,12 +8,19 @@ PascalCase or camelCase depending on the source.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, Mapping
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from drift_retrain.signals import DATASET_DRIFT_DETECTED, MONITOR_BREACH_TAG, RUN_STATUS_CHANGED, DriftSignal, SignalKind
+from drift_retrain.signals import (
+    DATASET_DRIFT_DETECTED,
+    MONITOR_BREACH_TAG,
+    RUN_STATUS_CHANGED,
+    DriftSignal,
+    SignalKind,
+)
 
 
 class InvalidEvent(ValueError):
@@ -41,7 +48,6 @@ class EventEnvelope(BaseModel):
     time: datetime | None = None
     data: dict[str, Any] = Field(default_factory=dict)
     schema_name: str  # "eventgrid" or "cloudevents"
-
 
 
 def _ci(mapping: Mapping[str, Any], *names: str) -> Any:

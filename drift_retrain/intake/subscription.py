@@ -33,12 +33,18 @@ def default_subscriptions(target: TargetConfig) -> list[EventSubscriptionConfig]
         EventSubscriptionConfig(
             name=event_subscription_name(target.name, V1_DRIFT_SUBSCRIPTION),
             included_event_types=[DATASET_DRIFT_DETECTED],
-            advanced_filters=[AdvancedFilter(operator="StringIn", key="data.DataDriftName", values=list(target.monitors))],
+            advanced_filters=[
+                AdvancedFilter(operator="StringIn", key="data.DataDriftName", values=list(target.monitors))
+            ],
         ),
         EventSubscriptionConfig(
             name=event_subscription_name(target.name, V2_MONITOR_SUBSCRIPTION),
             included_event_types=[RUN_STATUS_CHANGED],
-            advanced_filters=[AdvancedFilter(operator="StringContains", key=f"data.RunTags.{MONITOR_BREACH_TAG}", values=[BREACH_TEXT])],
+            advanced_filters=[
+                AdvancedFilter(
+                    operator="StringContains", key=f"data.RunTags.{MONITOR_BREACH_TAG}", values=[BREACH_TEXT]
+                )
+            ],
         ),
     ]
 
@@ -67,7 +73,9 @@ def _filter_args(rule: AdvancedFilter) -> list[str]:
     return [rule.key, rule.operator, *values]
 
 
-def az_command(target: TargetConfig, subscription: EventSubscriptionConfig, receiver: ReceiverConfig, endpoint: str | None = None) -> str:
+def az_command(
+    target: TargetConfig, subscription: EventSubscriptionConfig, receiver: ReceiverConfig, endpoint: str | None = None
+) -> str:
     """``az eventgrid event-subscription create`` for one subscription, one option per line."""
     url = _endpoint(receiver, endpoint)
     lines: list[list[str]] = [
@@ -79,7 +87,15 @@ def az_command(target: TargetConfig, subscription: EventSubscriptionConfig, rece
     if receiver.auth == "secret":
         lines.append(["--endpoint", f'"{url}?code=${{{receiver.secret_env}}}"'])
         if receiver.secret_header:
-            lines.append(["--delivery-attribute-mapping", receiver.secret_header, "static", f'"${{{receiver.secret_env}}}"', "true"])
+            lines.append(
+                [
+                    "--delivery-attribute-mapping",
+                    receiver.secret_header,
+                    "static",
+                    f'"${{{receiver.secret_env}}}"',
+                    "true",
+                ]
+            )
     else:
         lines.append(["--endpoint", url])
     if receiver.auth == "entra" and receiver.entra is not None:
@@ -111,7 +127,9 @@ def az_command(target: TargetConfig, subscription: EventSubscriptionConfig, rece
     return " \\\n  ".join(rendered)
 
 
-def bicep_parameters(target: TargetConfig, subscription: EventSubscriptionConfig, receiver: ReceiverConfig, endpoint: str | None = None) -> dict[str, Any]:
+def bicep_parameters(
+    target: TargetConfig, subscription: EventSubscriptionConfig, receiver: ReceiverConfig, endpoint: str | None = None
+) -> dict[str, Any]:
     """An ARM parameters file for deployments/eventgrid-subscription.bicep (the secret is passed at deploy time)."""
     filters = []
     for rule in subscription.advanced_filters:

@@ -20,7 +20,7 @@ class ArmId:
     name: str
 
     @classmethod
-    def parse(cls, resource_id: str) -> "ArmId":
+    def parse(cls, resource_id: str) -> ArmId:
         match = _ARM.match(resource_id.strip())
         if match is None:
             raise ValueError(f"not an ARM resource id: {resource_id!r}")

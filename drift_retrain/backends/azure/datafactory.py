@@ -11,8 +11,9 @@ from __future__ import annotations
 import json
 import random
 import time
-from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 from azure.core.exceptions import HttpResponseError, ServiceRequestError, ServiceResponseError
 
@@ -90,7 +91,7 @@ class DataFactoryCopy:
         self._successor: dict[str, str] = {}  # run id -> the recovery run now standing in for it
 
     @property
-    def client(self) -> "DataFactoryManagementClient":
+    def client(self) -> DataFactoryManagementClient:
         if self._client is None:
             from azure.mgmt.datafactory import DataFactoryManagementClient
 
@@ -134,7 +135,9 @@ class DataFactoryCopy:
             log.info("copy: recorded run %s is %s; starting a new run", previous, status or "gone")
         parameters = render(self.config.parameters, fields)
         run_id = self._create(parameters)
-        self.ledger.put(STEP, key, run_id, pipeline=self.config.pipeline, factory=self.config.factory, parameters=parameters)
+        self.ledger.put(
+            STEP, key, run_id, pipeline=self.config.pipeline, factory=self.config.factory, parameters=parameters
+        )
         self._remember(run_id, key, fields)
         return run_id
 
@@ -145,7 +148,9 @@ class DataFactoryCopy:
         run = self._poll(current)
         if run.status == "Failed" and self.config.recover_from_failure and not _is_recovery(run):
             failure = self._failure(run)
-            log.warning("copy: Data Factory run %s failed (%s); rerunning it from the failed activity", current, failure.message)
+            log.warning(
+                "copy: Data Factory run %s failed (%s); rerunning it from the failed activity", current, failure.message
+            )
             recovery = self._create({}, reference=current)
             if current in self._keys:
                 self.ledger.put(STEP, self._keys[current], recovery, pipeline=self.config.pipeline, recovery_of=current)
@@ -168,7 +173,9 @@ class DataFactoryCopy:
             except HttpResponseError as exc:
                 code = getattr(exc.error, "code", None)
                 if code == "PipelineRunNotRunning" or exc.status_code == 404:
-                    log.info("copy: nothing to cancel, Data Factory run %s is not running (%s)", rid, code or exc.status_code)
+                    log.info(
+                        "copy: nothing to cancel, Data Factory run %s is not running (%s)", rid, code or exc.status_code
+                    )
                     continue
                 raise
 
@@ -185,7 +192,7 @@ class DataFactoryCopy:
         except ResourceNotFoundError:
             return None  # Data Factory keeps run history for 45 days
 
-    def _poll(self, run_id: str) -> "PipelineRun":
+    def _poll(self, run_id: str) -> PipelineRun:
         poller: Poller[PipelineRun] = Poller(self.policy, STEP, clock=self._clock, sleep=self._sleep, rng=self._rng)
         return poller.wait(
             run_id,
@@ -200,7 +207,7 @@ class DataFactoryCopy:
         extra: dict[str, Any] = {}
         if reference is not None:
             extra = {"reference_pipeline_run_id": reference, "is_recovery": True, "start_from_failure": True}
-        asked = datetime.now(timezone.utc)
+        asked = datetime.now(UTC)
         error: Exception | None = None
         for attempt in range(CREATE_ATTEMPTS):
             if attempt:  # every earlier attempt that did not return or raise recorded its error
@@ -243,7 +250,7 @@ class DataFactoryCopy:
         answer was lost), if Data Factory lists one."""
         from azure.mgmt.datafactory.models import RunFilterParameters, RunQueryFilter
 
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         query = RunFilterParameters(
             last_updated_after=since - CLOCK_SKEW,
             last_updated_before=now + CLOCK_SKEW,
@@ -251,9 +258,11 @@ class DataFactoryCopy:
         )
         wanted = {k: _as_adf_string(v) for k, v in parameters.items()}
         candidates = []
-        for run in _pages(lambda token: self.client.pipeline_runs.query_by_factory(
-            self.resource_group, self.factory, _with_token(query, token)
-        )):
+        for run in _pages(
+            lambda token: self.client.pipeline_runs.query_by_factory(
+                self.resource_group, self.factory, _with_token(query, token)
+            )
+        ):
             if run.run_id == exclude or run.run_start is None or run.run_start < since - CLOCK_SKEW:
                 continue
             if exclude is not None and run.run_group_id != exclude:
@@ -264,19 +273,23 @@ class DataFactoryCopy:
         candidates.sort(key=lambda r: r.run_start)
         return str(candidates[0].run_id) if candidates else None
 
-    def _activities(self, run: "PipelineRun") -> list[Any]:
+    def _activities(self, run: PipelineRun) -> list[Any]:
         from azure.mgmt.datafactory.models import RunFilterParameters
 
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         query = RunFilterParameters(
             last_updated_after=(run.run_start or now) - ACTIVITY_WINDOW,
             last_updated_before=(run.run_end or now) + ACTIVITY_WINDOW,
         )
-        return list(_pages(lambda token: self.client.activity_runs.query_by_pipeline_run(
-            self.resource_group, self.factory, str(run.run_id), _with_token(query, token)
-        )))
+        return list(
+            _pages(
+                lambda token: self.client.activity_runs.query_by_pipeline_run(
+                    self.resource_group, self.factory, str(run.run_id), _with_token(query, token)
+                )
+            )
+        )
 
-    def _failure(self, run: "PipelineRun") -> DataFactoryRunFailed:
+    def _failure(self, run: PipelineRun) -> DataFactoryRunFailed:
         failed = [a for a in self._activities(run) if a.status == "Failed"]
         message = run.message or "the pipeline run failed"
         if not failed:
@@ -288,7 +301,7 @@ class DataFactoryCopy:
         text = f"{message} [activity {activity.activity_name} ({activity.activity_type}): errorCode {code}: {detail}]"
         return DataFactoryRunFailed(str(run.run_id), text, activity=activity.activity_name, error_code=code)
 
-    def _result(self, run: "PipelineRun", reattached: bool, fields: dict[str, str]) -> CopyResult:
+    def _result(self, run: PipelineRun, reattached: bool, fields: dict[str, str]) -> CopyResult:
         """Sum the Copy activities' outputs (bytes, seconds; KB/s recomputed when there are several)."""
         outputs = [a.output for a in self._activities(run) if a.activity_type == "Copy" and isinstance(a.output, dict)]
 
@@ -318,7 +331,7 @@ class DataFactoryCopy:
         )
 
 
-def _is_recovery(run: "PipelineRun") -> bool:
+def _is_recovery(run: PipelineRun) -> bool:
     """A rerun from failure belongs to the run group of the run it recovers."""
     return bool(run.run_group_id) and run.run_group_id != run.run_id
 

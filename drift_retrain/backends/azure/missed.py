@@ -11,14 +11,14 @@ properties we would have to invent, so they are not caught up here (``blind_spot
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from drift_retrain.backends.azure.mlclient import ml_client
 from drift_retrain.backends.azure.session import AzureSession
 from drift_retrain.config import AzureTarget
-from drift_retrain.signals import DATASET_DRIFT_DETECTED, MONITOR_BREACH_TAG, RUN_STATUS_CHANGED, DriftSignal
 from drift_retrain.intake.parsing import to_drift_signal
+from drift_retrain.signals import DATASET_DRIFT_DETECTED, MONITOR_BREACH_TAG, RUN_STATUS_CHANGED, DriftSignal
 
 if TYPE_CHECKING:
     from azure.ai.ml.entities import Job
@@ -26,9 +26,7 @@ if TYPE_CHECKING:
 #: The statuses a model-monitor run ends in: Failed when a threshold was breached, Completed otherwise.
 ENDED = frozenset({"Completed", "Failed"})
 
-V1_BLIND_SPOT = (
-    "v1 DatasetDriftDetected runs are not listed by the v2 Jobs API; a lost v1 event is not caught up"
-)
+V1_BLIND_SPOT = "v1 DatasetDriftDetected runs are not listed by the v2 Jobs API; a lost v1 event is not caught up"
 
 
 class AzureMonitorRuns:
@@ -49,13 +47,13 @@ class AzureMonitorRuns:
         ]
 
 
-def run_status_changed(job: "Job", workspace_id: str) -> dict[str, Any]:
+def run_status_changed(job: Job, workspace_id: str) -> dict[str, Any]:
     """The Event Grid ``RunStatusChanged`` event of an ended job, in the documented shape
     (reference/azure/eventgrid/eg_RunStatusChanged.json); the event id says the sweep made it."""
     return {
         "topic": workspace_id,
         "eventType": RUN_STATUS_CHANGED,
-        "eventTime": datetime.now(timezone.utc).isoformat().replace("+00:00", "Z"),
+        "eventTime": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
         "id": f"sweep-{job.name}",
         "data": {
             "experimentName": job.experiment_name,
@@ -70,16 +68,18 @@ def run_status_changed(job: "Job", workspace_id: str) -> dict[str, Any]:
     }
 
 
-def _created(job: "Job") -> datetime:
+def _created(job: Job) -> datetime:
     created = job.creation_context.created_at if job.creation_context else None
     if created is None:
-        return datetime.min.replace(tzinfo=timezone.utc)
-    return created if created.tzinfo else created.replace(tzinfo=timezone.utc)
+        return datetime.min.replace(tzinfo=UTC)
+    return created if created.tzinfo else created.replace(tzinfo=UTC)
 
 
 def _v1_only(target: AzureTarget) -> bool:
     """Its Event Grid subscriptions let only DatasetDriftDetected through (v1 data drift, nothing v2)."""
     kinds = [[t.lower() for t in s.included_event_types] for s in target.subscriptions]
-    return bool(kinds) and all(k and RUN_STATUS_CHANGED.lower() not in k for k in kinds) and any(
-        DATASET_DRIFT_DETECTED.lower() in k for k in kinds
+    return (
+        bool(kinds)
+        and all(k and RUN_STATUS_CHANGED.lower() not in k for k in kinds)
+        and any(DATASET_DRIFT_DETECTED.lower() in k for k in kinds)
     )

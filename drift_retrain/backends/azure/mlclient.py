@@ -34,7 +34,7 @@ KNOWN_CLOUDS = {
 }
 
 #: (session id, workspace) -> (the session, kept alive so its id is never reused; its client)
-_clients: dict[tuple[int, str], tuple[AzureSession, "MLClient"]] = {}
+_clients: dict[tuple[int, str], tuple[AzureSession, MLClient]] = {}
 _lock = threading.Lock()
 
 
@@ -68,7 +68,7 @@ def _forget_inherited_cloud() -> None:
         os.environ.pop(CLOUD_ENV, None)
 
 
-def ml_client(session: AzureSession, workspace_id: str) -> "MLClient":
+def ml_client(session: AzureSession, workspace_id: str) -> MLClient:
     """The (cached) MLClient for a workspace ARM id."""
     key = (id(session), workspace_id.lower())
     with _lock:

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
-from typing import Callable, Collection, Generic, TypedDict, TypeVar
+from typing import Generic, TypedDict, TypeVar
 
 from drift_retrain.backends.base import RunLog, log_state_change
 from drift_retrain.config import PollingConfig
@@ -104,7 +105,9 @@ class Poller(Generic[T]):
                 if not is_transient(exc):
                     raise
                 wait = max(self.pause(unchanged, self.clock() - began), retry_after(exc) or 0.0)
-                log.warning("%s: status call for run %s failed (%s); trying again in %.0f s", self.step, run_id, exc, wait)
+                log.warning(
+                    "%s: status call for run %s failed (%s); trying again in %.0f s", self.step, run_id, exc, wait
+                )
             else:
                 status = status_of(result)
                 if status != last:

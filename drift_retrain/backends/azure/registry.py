@@ -9,7 +9,7 @@ longer than ``MAX_TAG_VALUE`` is shortened in the tags and kept whole in the pro
 from __future__ import annotations
 
 import math
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from drift_retrain.backends.azure.mlclient import ml_client
@@ -86,9 +86,9 @@ def _fit_tags(tags: dict[str, str]) -> tuple[dict[str, str], dict[str, str]]:
 def _version(model: Any) -> ModelVersion:
     created = getattr(getattr(model, "creation_context", None), "created_at", None)
     if not isinstance(created, datetime):
-        created = datetime.now(timezone.utc)
+        created = datetime.now(UTC)
     elif created.tzinfo is None:
-        created = created.replace(tzinfo=timezone.utc)
+        created = created.replace(tzinfo=UTC)
     metrics: dict[str, float] = {}
     for key, value in (model.properties or {}).items():
         if key.startswith(METRIC_PREFIX):

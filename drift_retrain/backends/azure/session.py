@@ -41,7 +41,9 @@ def build_credential(config: AzureConfig) -> TokenCredential:
         return identity.ManagedIdentityCredential(client_id=cred.client_id or None)  # None: the system-assigned one
     if cred.kind == "workload_identity":
         given = {"tenant_id": cred.tenant_id, "client_id": cred.client_id, "token_file_path": cred.token_file}
-        return identity.WorkloadIdentityCredential(**{**common, **{k: str(v) for k, v in given.items() if v is not None}})
+        return identity.WorkloadIdentityCredential(
+            **{**common, **{k: str(v) for k, v in given.items() if v is not None}}
+        )
     if cred.client_id:
         common["managed_identity_client_id"] = cred.client_id
         common["workload_identity_client_id"] = cred.client_id
@@ -60,7 +62,7 @@ class AzureSession:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
-    def from_config(cls, config: AzureConfig) -> "AzureSession":
+    def from_config(cls, config: AzureConfig) -> AzureSession:
         return cls(config, build_credential(config))
 
     @property

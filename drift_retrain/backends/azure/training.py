@@ -17,7 +17,8 @@ from metrics of those names (0 when the pipeline logs none).
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
+import typing
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Unpack
 
@@ -32,8 +33,6 @@ from drift_retrain.names import COPY_RUN_TAG, SIGNAL_TAG, TARGET_TAG, TRAINING_S
 from drift_retrain.results import CopyResult, TrainingResult
 from drift_retrain.signals import DriftSignal
 from drift_retrain.templating import render, render_one, signal_fields
-
-import typing
 
 if typing.TYPE_CHECKING:  # azure-ai-ml is imported where it is used: importing it takes seconds
     from azure.ai.ml.entities import PipelineJob
@@ -79,7 +78,9 @@ class _AzureMLTraining:
 
     config: PublishedPipelineConfig | PipelineJobConfig | BatchEndpointConfig
 
-    def __init__(self, session: AzureSession, target: AzureTarget, ledger: RunLedger, **timing: Unpack[PollTiming]) -> None:
+    def __init__(
+        self, session: AzureSession, target: AzureTarget, ledger: RunLedger, **timing: Unpack[PollTiming]
+    ) -> None:
         self.session, self.target, self.ledger = session, target, ledger
         self._timing = timing
         self.config = target.training  # the subclass's kind: training_pipeline picked the class by it
@@ -92,8 +93,9 @@ class _AzureMLTraining:
     # -- shared pieces ----------------------------------------------------------------------------
 
     def fields(self, signal: DriftSignal, data: CopyResult) -> dict[str, str]:
-        return signal_fields(signal, self.target.model_name, self.target.name,
-                             copy_output_uri=data.output_uri, copy_run_id=data.run_id)
+        return signal_fields(
+            signal, self.target.model_name, self.target.name, copy_output_uri=data.output_uri, copy_run_id=data.run_id
+        )
 
     def tags(self, signal: DriftSignal, data: CopyResult) -> dict[str, str]:
         """Tags on the job: the signal's identity (what a human or a sweep finds it by) and lineage."""
@@ -121,7 +123,7 @@ class _AzureMLTraining:
         except Exception as exc:
             log.warning("training: metrics of job %s could not be read (%s); registering without them", job_id, exc)
             metrics = {}
-        duration = ((ended or datetime.now(timezone.utc)) - started).total_seconds() if started else 0.0
+        duration = ((ended or datetime.now(UTC)) - started).total_seconds() if started else 0.0
         return TrainingResult(
             job_id=job_id,
             status=status,
@@ -218,7 +220,9 @@ class PipelineJobTraining(_V2JobTraining):
 
         job = load_job(source=path)
         if not isinstance(job, PipelineJob):
-            raise ValueError(f"{path}: a pipeline_job target needs a pipeline job YAML (type: pipeline), not type: {job.type}")
+            raise ValueError(
+                f"{path}: a pipeline_job target needs a pipeline job YAML (type: pipeline), not type: {job.type}"
+            )
         for key, value in inputs.items():
             declared = getattr(getattr(job.inputs.get(key), "_data", None), "type", None)
             setattr(job.inputs, key, _input(value, declared))
@@ -229,7 +233,8 @@ class PipelineJobTraining(_V2JobTraining):
 
         component_name, _, version = reference.partition(":")
         component = (
-            self.ml.components.get(component_name, version) if version
+            self.ml.components.get(component_name, version)
+            if version
             else self.ml.components.get(component_name, label="latest")
         )
         declared = {key: getattr(port, "type", None) for key, port in component.inputs.items()}
@@ -343,8 +348,9 @@ def _input(value: object, declared: str | None) -> object:
     """A data input for URIs (typed as the pipeline declares it, uri_folder by default), literals otherwise."""
     from azure.ai.ml import Input
 
-    if isinstance(value, str) and (declared in ("uri_folder", "uri_file", "mltable") or "://" in value
-                                   or value.startswith("azureml:")):
+    if isinstance(value, str) and (
+        declared in ("uri_folder", "uri_file", "mltable") or "://" in value or value.startswith("azureml:")
+    ):
         return Input(type=declared if declared in ("uri_folder", "uri_file", "mltable") else "uri_folder", path=value)
     return value
 
@@ -357,8 +363,13 @@ def _batch_input(value: object) -> object:
     data = _input(value, None)
     if isinstance(data, Input):
         return data
-    kind = "boolean" if isinstance(value, bool) else "integer" if isinstance(value, int) else (
-        "number" if isinstance(value, float) else "string")
+    kind = (
+        "boolean"
+        if isinstance(value, bool)
+        else "integer"
+        if isinstance(value, int)
+        else ("number" if isinstance(value, float) else "string")
+    )
     return Input(type=kind, default=value)
 
 
@@ -374,14 +385,14 @@ def _parse_time(value: object) -> datetime | None:
 def _aware(value: object) -> datetime | None:
     if not isinstance(value, datetime):
         return None
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 __all__ = [
+    "TERMINAL",
     "BatchEndpointTraining",
     "MLJobFailed",
     "PipelineJobTraining",
     "PublishedPipelineTraining",
-    "TERMINAL",
     "training_pipeline",
 ]

@@ -70,8 +70,13 @@ class WorkspaceRest:
                 if api is None:
                     discovery = self.request("GET", props["discoveryUrl"])
                     api = str(discovery["api"]).rstrip("/")
-                tracking = str(props.get("mlFlowTrackingUri") or f"azureml://{api.removeprefix('https://')}/mlflow/v1.0{self.workspace_id}")
-                self._endpoints = Endpoints(api=api, mlflow="https://" + tracking.removeprefix("azureml://").rstrip("/"))
+                tracking = str(
+                    props.get("mlFlowTrackingUri")
+                    or f"azureml://{api.removeprefix('https://')}/mlflow/v1.0{self.workspace_id}"
+                )
+                self._endpoints = Endpoints(
+                    api=api, mlflow="https://" + tracking.removeprefix("azureml://").rstrip("/")
+                )
             return self._endpoints
 
     # -- run history ----------------------------------------------------------------------------

@@ -10,10 +10,10 @@ from pathlib import Path
 from drift_retrain.atomic import read_json, staged_dir, write_json
 from drift_retrain.backends.base import StepFailed, log_state_change
 from drift_retrain.backends.local.partitions import csv_files, in_window
+from drift_retrain.backends.local.tabular import count_rows
 from drift_retrain.names import COPY_STEP, copy_run_key
 from drift_retrain.results import CopyResult
 from drift_retrain.signals import DriftSignal
-from drift_retrain.backends.local.tabular import count_rows
 
 
 class LocalCopy:

@@ -33,9 +33,7 @@ def psi(reference: np.ndarray, current: np.ndarray, bins: int = 10) -> float:
     return float(np.sum((cur_share - ref_share) * np.log(cur_share / ref_share)))
 
 
-def drift_coefficient(
-    reference: np.ndarray, current: np.ndarray, seed: int = 0
-) -> tuple[float, np.ndarray]:
+def drift_coefficient(reference: np.ndarray, current: np.ndarray, seed: int = 0) -> tuple[float, np.ndarray]:
     """Domain-classifier drift in [0, 1] and each column's share of it (sums to 1 when there is drift)."""
     x = np.vstack([reference, current])
     y = np.concatenate([np.zeros(len(reference)), np.ones(len(current))])

@@ -6,8 +6,8 @@ from datetime import datetime
 
 from drift_retrain.backends.local.monitor import drift_event, monitor_store
 from drift_retrain.config import Settings, TargetConfig
-from drift_retrain.signals import DriftSignal
 from drift_retrain.intake.parsing import to_drift_signal
+from drift_retrain.signals import DriftSignal
 
 
 class LocalMonitorRecords:

@@ -8,16 +8,16 @@ each run (the "monitor record" the drift-details step and the sweep read), and b
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, time, timedelta, timezone
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
-from drift_retrain.backends.local import tabular
 from drift_retrain.atomic import read_json, write_json
-from drift_retrain.config import LocalMonitorConfig, Settings
+from drift_retrain.backends.local import tabular
 from drift_retrain.backends.local.drift_stats import feature_drift
 from drift_retrain.backends.local.partitions import csv_files, in_window, partitions
+from drift_retrain.config import LocalMonitorConfig, Settings
 from drift_retrain.results import FeatureDrift
 from drift_retrain.signals import DATASET_DRIFT_DETECTED
 
@@ -81,9 +81,11 @@ def latest_window(config: LocalMonitorConfig, settings: Settings) -> tuple[datet
     """The last ``window_days`` days of landing data, as [start, end) at midnight UTC."""
     found = partitions(settings.resolve(config.landing))
     if not found:
-        raise FileNotFoundError(f"monitor '{config.name}': no date=YYYY-MM-DD partitions in {settings.resolve(config.landing)}")
+        raise FileNotFoundError(
+            f"monitor '{config.name}': no date=YYYY-MM-DD partitions in {settings.resolve(config.landing)}"
+        )
     last_day = found[-1][0]
-    end = datetime.combine(last_day + timedelta(days=1), time(), tzinfo=timezone.utc)
+    end = datetime.combine(last_day + timedelta(days=1), time(), tzinfo=UTC)
     return end - timedelta(days=config.window_days), end
 
 
@@ -105,9 +107,7 @@ def run_monitor(
     if current_header != header:
         raise ValueError(f"monitor '{config.name}': landing columns {current_header} differ from reference {header}")
     columns = [i for i, name in enumerate(header) if name != config.label]
-    coefficient, features = feature_drift(
-        [header[i] for i in columns], reference[:, columns], current[:, columns]
-    )
+    coefficient, features = feature_drift([header[i] for i in columns], reference[:, columns], current[:, columns])
     drift_id = monitor_id(config)
     run = MonitorRun(
         run_id=f"{drift_id}_{int(end.timestamp() * 1000)}",
@@ -124,7 +124,7 @@ def run_monitor(
         base_dataset_id=str(uuid.uuid5(uuid.NAMESPACE_URL, str(reference_path))),
         target_dataset_id=str(uuid.uuid5(uuid.NAMESPACE_URL, str(landing))),
         features=features,
-        computed_at=datetime.now(timezone.utc),
+        computed_at=datetime.now(UTC),
     )
     monitor_store(settings).save(run)
     return run
@@ -136,7 +136,7 @@ def drift_event(run: MonitorRun, event_id: str | None = None) -> dict:
         "topic": run.workspace,
         "subject": f"datadrifts/{run.monitor_id}/runs/{run.run_id}",
         "eventType": DATASET_DRIFT_DETECTED,
-        "eventTime": datetime.now(timezone.utc).isoformat().replace("+00:00", "Z"),
+        "eventTime": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
         "id": event_id or str(uuid.uuid4()),
         "data": {
             "DataDriftId": run.monitor_id,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 PREFIX = "date="
@@ -15,7 +15,7 @@ def partitions(root: Path) -> list[tuple[date, Path]]:
         for child in root.iterdir():
             if child.is_dir() and child.name.startswith(PREFIX):
                 try:
-                    found.append((date.fromisoformat(child.name[len(PREFIX):]), child))
+                    found.append((date.fromisoformat(child.name[len(PREFIX) :]), child))
                 except ValueError:
                     continue
     return sorted(found)
@@ -23,7 +23,7 @@ def partitions(root: Path) -> list[tuple[date, Path]]:
 
 def utc_day(moment: datetime) -> date:
     """The UTC calendar day of a moment (partitions are UTC days; naive times are taken as UTC)."""
-    return moment.astimezone(timezone.utc).date() if moment.tzinfo else moment.date()
+    return moment.astimezone(UTC).date() if moment.tzinfo else moment.date()
 
 
 def in_window(root: Path, start: datetime | None, end: datetime | None) -> list[tuple[date, Path]]:

@@ -7,7 +7,7 @@ file lock so concurrent registrations never share a version.
 from __future__ import annotations
 
 import shutil
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from drift_retrain.atomic import file_lock, read_json, staged_dir, write_json
@@ -46,7 +46,7 @@ class FileModelRegistry:
                     name=name,
                     version=number,
                     uri=str(final / source.name),
-                    created_at=datetime.now(timezone.utc),
+                    created_at=datetime.now(UTC),
                     tags=tags,
                     metrics=training.metrics,
                 )

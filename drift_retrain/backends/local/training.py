@@ -12,9 +12,9 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
 from sklearn.model_selection import train_test_split
 
-from drift_retrain.backends.local import tabular
 from drift_retrain.atomic import read_json, staged_dir, write_json
 from drift_retrain.backends.base import StepFailed, log_state_change
+from drift_retrain.backends.local import tabular
 from drift_retrain.config import LocalTrainingConfig
 from drift_retrain.names import TRAINING_STEP, training_run_key
 from drift_retrain.results import CopyResult, TrainingResult
@@ -65,7 +65,9 @@ class LocalTraining:
             raise StepFailed(TRAINING_STEP, job_id, "Failed", f"no copied data in {window_dir}")
         window_header, window = tabular.read_many(window_files)
         if window_header != header:
-            raise StepFailed(TRAINING_STEP, job_id, "Failed", f"window columns {window_header} differ from reference {header}")
+            raise StepFailed(
+                TRAINING_STEP, job_id, "Failed", f"window columns {window_header} differ from reference {header}"
+            )
         if self.config.label not in header:
             raise StepFailed(TRAINING_STEP, job_id, "Failed", f"label column '{self.config.label}' not in {header}")
         label = header.index(self.config.label)
