@@ -11,11 +11,14 @@ from __future__ import annotations
 import threading
 import time
 from datetime import UTC, datetime
+from typing import Generic, TypeVar
 
 from drift_retrain.backends.base import Backends, StepFailed, log_state_change
 from drift_retrain.names import copy_run_key, signal_of, training_run_key
 from drift_retrain.results import CopyResult, DriftDetails, ModelVersion, TrainingResult
 from drift_retrain.signals import DriftSignal
+
+Result = TypeVar("Result", CopyResult, TrainingResult)
 
 
 class MemoryDriftDetails:
@@ -33,21 +36,51 @@ class MemoryDriftDetails:
         )
 
 
-class MemoryCopy:
-    """A copy that moves ``rows`` rows at once; ``failure`` makes every run end Failed with that message."""
+class _MemoryRuns(Generic[Result]):
+    """What the copy and the training share: runs kept by id (a second start of a signal reattaches), a wait
+    that raises ``StepFailed`` for a run that did not succeed, and the cancels asked for."""
 
-    def __init__(self, rows: int = 1000, bytes_per_row: int = 64, failure: str | None = None) -> None:
-        self.rows, self.bytes_per_row, self.failure = rows, bytes_per_row, failure
-        self.runs: dict[str, CopyResult] = {}
-        self.started: list[str] = []  # run ids, once per start that was not a reattach
+    step: str
+    succeeded: str
+
+    def __init__(self, failure: str | None) -> None:
+        self.failure = failure
+        self.runs: dict[str, Result] = {}
         self.cancelled: list[str] = []
         self._reattached: set[str] = set()
 
-    def start(self, signal: DriftSignal) -> str:
-        run_id = copy_run_key(signal)
+    def _reattach(self, run_id: str) -> bool:
         if run_id in self.runs:
             self._reattached.add(run_id)
-            return run_id  # this signal's copy already ran: reattach
+            return True
+        return False
+
+    def wait(self, run_id: str) -> Result:
+        result = self.runs.get(run_id)
+        if result is None:
+            raise StepFailed(self.step, run_id, "NotFound", f"no {self.step} run {run_id} in memory")
+        if result.status != self.succeeded:
+            raise StepFailed(self.step, run_id, result.status, self.failure or "failed")
+        return result.model_copy(update={"reattached": run_id in self._reattached})
+
+    def cancel(self, run_id: str) -> None:
+        self.cancelled.append(run_id)
+
+
+class MemoryCopy(_MemoryRuns[CopyResult]):
+    """A copy that moves ``rows`` rows at once; ``failure`` makes every run end Failed with that message."""
+
+    step, succeeded = "copy", "Succeeded"
+
+    def __init__(self, rows: int = 1000, bytes_per_row: int = 64, failure: str | None = None) -> None:
+        super().__init__(failure)
+        self.rows, self.bytes_per_row = rows, bytes_per_row
+        self.started: list[str] = []  # run ids, once per start that was not a reattach
+
+    def start(self, signal: DriftSignal) -> str:
+        run_id = copy_run_key(signal)
+        if self._reattach(run_id):
+            return run_id  # this signal's copy already ran
         log_state_change("copy", run_id, None, "InProgress")
         status = "Failed" if self.failure else "Succeeded"
         size = self.rows * self.bytes_per_row
@@ -68,37 +101,24 @@ class MemoryCopy:
         self.started.append(run_id)
         return run_id
 
-    def wait(self, run_id: str) -> CopyResult:
-        result = self.runs.get(run_id)
-        if result is None:
-            raise StepFailed("copy", run_id, "NotFound", f"no copy run {run_id} in memory")
-        if result.status != "Succeeded":
-            raise StepFailed("copy", run_id, result.status, self.failure or "failed")
-        return result.model_copy(update={"reattached": run_id in self._reattached})
 
-    def cancel(self, run_id: str) -> None:
-        self.cancelled.append(run_id)
-
-
-class MemoryTraining:
+class MemoryTraining(_MemoryRuns[TrainingResult]):
     """A training job that reports ``metrics`` at once; ``failure`` makes every job end Failed."""
 
+    step, succeeded = "training", "Completed"
+
     def __init__(self, metrics: dict[str, float] | None = None, failure: str | None = None) -> None:
+        super().__init__(failure)
         self.metrics = dict(metrics if metrics is not None else {"accuracy": 0.9, "roc_auc": 0.9, "f1": 0.8})
-        self.failure = failure
-        self.jobs: dict[str, TrainingResult] = {}
         self.submitted: list[tuple[str, str]] = []  # (job id, the copy run it trained on)
-        self.cancelled: list[str] = []
-        self._reattached: set[str] = set()
 
     def submit(self, signal: DriftSignal, data: CopyResult) -> str:
         job_id = training_run_key(signal)
-        if job_id in self.jobs:
-            self._reattached.add(job_id)
-            return job_id  # already trained for this signal: reattach
+        if self._reattach(job_id):
+            return job_id  # already trained for this signal
         log_state_change("training", job_id, None, "Running")
         status = "Failed" if self.failure else "Completed"
-        self.jobs[job_id] = TrainingResult(
+        self.runs[job_id] = TrainingResult(
             job_id=job_id,
             status=status,
             metrics={} if self.failure else self.metrics,
@@ -110,17 +130,6 @@ class MemoryTraining:
         log_state_change("training", job_id, "Running", status)
         self.submitted.append((job_id, data.run_id))
         return job_id
-
-    def wait(self, job_id: str) -> TrainingResult:
-        result = self.jobs.get(job_id)
-        if result is None:
-            raise StepFailed("training", job_id, "NotFound", f"no training job {job_id} in memory")
-        if result.status != "Completed":
-            raise StepFailed("training", job_id, result.status, self.failure or "failed")
-        return result.model_copy(update={"reattached": job_id in self._reattached})
-
-    def cancel(self, job_id: str) -> None:
-        self.cancelled.append(job_id)
 
 
 class MemoryRegistry:
