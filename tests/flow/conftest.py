@@ -34,6 +34,7 @@ def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Clie
     from prefect.settings import (
         PREFECT_API_URL,
         PREFECT_LOCAL_STORAGE_PATH,
+        PREFECT_LOGGING_TO_API_BATCH_INTERVAL,
         PREFECT_SERVER_ANALYTICS_ENABLED,
         temporary_settings,
     )
@@ -42,6 +43,7 @@ def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Clie
     quiet = {
         PREFECT_LOCAL_STORAGE_PATH: tmp_path_factory.mktemp("prefect-results"),  # the flow persists its result
         PREFECT_SERVER_ANALYTICS_ENABLED: False,  # its first write races the harness's own and logs a lock error
+        PREFECT_LOGGING_TO_API_BATCH_INTERVAL: 0.25,  # the run's log lines reach the server sooner than every 2 s
     }
     with temporary_settings(quiet), prefect_test_harness(server_startup_timeout=120):
         with httpx.Client(base_url=PREFECT_API_URL.value(), timeout=30) as client:
