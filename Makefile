@@ -28,10 +28,11 @@ up: install  ## start the stack (Prefect server + UI, runner, webhook) and keep 
 test: install  ## run the whole test suite
 	$(BIN)/python -m pytest
 
-# The unit tests and the flow in-process (tests/flow: one ephemeral Prefect server, in-memory steps); no stack,
-# no loopback Azure, no scikit-learn runs. Under a minute; `make test` runs all of it and the rest.
+# The unit tests and the flow in-process (tests/flow: an ephemeral Prefect server, in-memory steps); no stack,
+# no loopback Azure, no scikit-learn runs; one worker per core (a module stays on one worker). Under a minute;
+# `make test` runs all of it and the rest.
 test-fast: install  ## run the fast tier: unit tests and the flow in-process, in under a minute
-	$(BIN)/python -m pytest tests/unit tests/flow -m "not slow and not e2e"
+	$(BIN)/python -m pytest tests/unit tests/flow -m "not slow and not e2e" -n auto --maxprocesses 4 --dist loadscope
 
 # The lint and type gate, over the library and the project's own flows, tasks and deployments.
 LINT_PATHS := drift_retrain flows tasks deployments
