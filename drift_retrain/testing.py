@@ -13,7 +13,6 @@ import contextlib
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import threading
@@ -34,7 +33,15 @@ from drift_retrain.backends.memory import (  # noqa: F401  (re-exported: every s
     MemoryTraining,
     memory_backends,
 )
-from drift_retrain.devstack.stack import HOST, PROJECT_DIR, STARTUP_SECONDS, child_options, free_port, prefect_settings
+from drift_retrain.devstack.stack import (
+    HOST,
+    PROJECT_DIR,
+    STARTUP_SECONDS,
+    child_options,
+    free_port,
+    prefect_settings,
+    stop_group,
+)
 from drift_retrain.names import RETRAIN_DEPLOYMENT_NAME, RETRAIN_FLOW
 
 ROOT = PROJECT_DIR  # the checkout: drift-retrain.toml, tests/fixtures
@@ -186,7 +193,7 @@ class PrefectServer:
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
-            _stop_group(self.proc)
+            stop_group(self.proc)
         self.proc = None
 
     def register_deployment(self, flow: str = RETRAIN_FLOW, name: str = RETRAIN_DEPLOYMENT_NAME) -> str:
@@ -231,26 +238,12 @@ def spawn(command: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
     return proc
 
 
-def _stop_group(proc: subprocess.Popen[bytes], grace: float = 20) -> None:
-    """SIGTERM the process's group, SIGKILL it after ``grace`` seconds; reaped either way."""
-    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 10)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            pass
-        try:
-            proc.wait(timeout=wait)
-            return
-        except subprocess.TimeoutExpired:
-            continue
-
-
 def stop_strays() -> list[int]:
     """The session's safety net: stop every process group ``spawn`` or ``PrefectServer`` started that still
     runs (a test that failed or was interrupted before its own clean-up); returns their pids."""
     strays = [proc for proc in _started if proc.poll() is None]
     for proc in strays:
-        _stop_group(proc, grace=5)
+        stop_group(proc, grace=5)
     _started.clear()
     return [proc.pid for proc in strays]
 

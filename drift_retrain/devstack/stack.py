@@ -206,12 +206,7 @@ class Stack:
             if name == "runner":
                 _wait_for_children(proc.pid, drain_seconds)
             if proc.poll() is None:
-                _signal_group(proc, signal.SIGTERM)
-                try:
-                    proc.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    _signal_group(proc, signal.SIGKILL)
-                    proc.wait(timeout=10)
+                stop_group(proc)
         self._procs.clear()
 
     # ------------------------------------------------------------------------------------------
@@ -300,6 +295,17 @@ def _signal_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
         os.killpg(proc.pid, sig)
     except ProcessLookupError:
         pass
+
+
+def stop_group(proc: subprocess.Popen[bytes], grace: float = 20) -> None:
+    """SIGTERM the process's group (see ``child_options``), SIGKILL it after ``grace`` seconds, and reap it;
+    a group that outlives SIGKILL by 10 s raises ``subprocess.TimeoutExpired``."""
+    _signal_group(proc, signal.SIGTERM)
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        _signal_group(proc, signal.SIGKILL)
+        proc.wait(timeout=10)
 
 
 def wait_until_interrupted() -> None:
