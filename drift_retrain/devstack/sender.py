@@ -17,8 +17,9 @@ from typing import Any
 
 import httpx
 
-#: Answers Event Grid tries again (WIRE.md §1: it also retries 408 and other 5xx; those would be a
-#: receiver bug here, so a test sees them at once instead of after a retry).
+#: Answers Event Grid tries again. It retries every answer but 200-204 and 400/401/403/413, and waits 30 s for
+#: one (learn.microsoft.com/azure/event-grid/delivery-and-retry); 408 and other 5xx would be a receiver bug
+#: here, so a test sees them at once instead of after a retry.
 RETRIED_STATUSES = frozenset({429, 503})
 #: Event Grid's own response timeout: an attempt not answered by then is retried.
 EVENT_GRID_RESPONSE_TIMEOUT = 30.0
