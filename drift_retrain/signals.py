@@ -15,14 +15,15 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from drift_retrain import names
+from drift_retrain.breaches import BREACH_TAG, BreachRow
 
 DATASET_DRIFT_DETECTED = "Microsoft.MachineLearningServices.DatasetDriftDetected"
 RUN_STATUS_CHANGED = "Microsoft.MachineLearningServices.RunStatusChanged"
 SUBSCRIPTION_VALIDATION = "Microsoft.EventGrid.SubscriptionValidationEvent"
 SUBSCRIPTION_DELETION = "Microsoft.EventGrid.SubscriptionDeletionEvent"
 
-#: The run tag Azure ML v2 model monitoring sets on a monitor run that breached a threshold.
-MONITOR_BREACH_TAG = "azureml_modelmonitor_threshold_breached"
+#: The run tag Azure ML v2 model monitoring sets on a signal's evaluate step run that breached (``breaches``).
+MONITOR_BREACH_TAG = BREACH_TAG
 
 _WORKSPACE_ID = re.compile(
     r"^/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft\.MachineLearningServices/workspaces/([^/]+)$",
@@ -54,6 +55,9 @@ class DriftSignal(BaseModel):
     window_end: datetime | None = Field(default=None, description="End of the drifted data window")
     drift_coefficient: float | None = Field(default=None, description="v1 dataset-level drift, 0..1")
     breached_metrics: list[str] = Field(default_factory=list, description="v2 metrics over threshold")
+    signal_name: str | None = Field(default=None, description="v2 monitor signal's name, read from the breach tag")
+    breached: list[BreachRow] = Field(default_factory=list, description="v2 breached rows read from the breach tag")
+    breach_unparsed: str | None = Field(default=None, description="v2: why the breach tag's rows could not be read")
     base_dataset_id: str | None = None
     target_dataset_id: str | None = None
     raw_event: dict[str, Any] = Field(default_factory=dict, description="The event as delivered")
