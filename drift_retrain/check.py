@@ -25,11 +25,14 @@ WORKSPACE_ROLE = "AzureML Data Scientist"
 FACTORY_ROLE = "Data Factory Contributor"
 PERMISSIONS_API_VERSION = "2022-04-01"
 #: What the copy step does to a factory; a Reader can GET the factory and pipeline but not run them.
+#: Names: MicrosoftDocs/azure-docs articles/role-based-access-control/permissions/analytics.md, Microsoft.DataFactory.
 FACTORY_ACTIONS = (
     "Microsoft.DataFactory/factories/pipelines/createrun/action",
     "Microsoft.DataFactory/factories/pipelineruns/read",
     "Microsoft.DataFactory/factories/pipelineruns/cancel/action",
     "Microsoft.DataFactory/factories/pipelineruns/queryactivityruns/action",
+    # POST .../queryPipelineRuns (pipeline_runs.query_by_factory): finding a run whose createRun answer was lost
+    "Microsoft.DataFactory/factories/querypipelineruns/action",
 )
 #: What the training and register steps do in a workspace; a Reader can GET the workspace but do neither.
 WORKSPACE_ACTIONS = (

@@ -18,6 +18,9 @@ from drift_retrain.names import (
 from drift_retrain.results import CopyResult, Decision, TrainingResult
 from drift_retrain.signals import DriftSignal
 
+#: A count the copy did not report (a binary copy counts no rows): a tag value, unlike an absent tag, says so.
+NOT_REPORTED = "n/a"
+
 
 def lineage_tags(
     signal: DriftSignal,
@@ -44,7 +47,7 @@ def lineage_tags(
         WINDOW_START_TAG: signal.window_start.isoformat() if signal.window_start else "",
         WINDOW_END_TAG: signal.window_end.isoformat() if signal.window_end else "",
         COPY_RUN_TAG: copy.run_id,
-        "copy.rows_copied": str(copy.rows_copied),
+        "copy.rows_copied": NOT_REPORTED if copy.rows_copied is None else str(copy.rows_copied),
         "copy.data_written": str(copy.data_written),
         "copy.files_written": str(copy.files_written),
         TRAINING_JOB_TAG: training.job_id,

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 from drift_retrain.config import GateConfig, PolicyConfig
 from drift_retrain.names import signal_of, window_of
-from drift_retrain.results import Check, Decision, DriftDetails, ModelVersion, TrainingResult
+from drift_retrain.results import Check, CopyResult, Decision, DriftDetails, ModelVersion, TrainingResult
 from drift_retrain.signals import DriftSignal, SignalKind
 
 
@@ -139,21 +139,30 @@ def in_slot(
     return Decision(retrain=decision.forced or all(c.passed for c in checks), checks=checks, forced=decision.forced)
 
 
-def enough_rows_copied(rows_copied: int, policy: PolicyConfig) -> Check:
-    """After the copy: training on (almost) nothing new is a waste and a risk."""
-    passed = rows_copied > 0 and rows_copied >= policy.min_rows
-    relation = ">=" if passed else "<"
+def data_copied(copy: CopyResult, policy: PolicyConfig) -> Check:
+    """After the copy: training on (almost) nothing new is a waste and a risk. Rows decide when the copy
+    counts them; a binary (as-is) copy counts none, so then it must at least have written files and bytes."""
+    if copy.rows_copied is not None:
+        minimum = max(policy.min_rows, 1)
+        passed = copy.rows_copied >= minimum
+        relation = ">=" if passed else "<"
+        return Check(
+            rule="data_copied", passed=passed, detail=f"{copy.rows_copied} rows copied {relation} minimum {minimum}"
+        )
     return Check(
-        rule="rows_copied",
-        passed=passed,
-        detail=f"{rows_copied} rows copied {relation} minimum {max(policy.min_rows, 1)}",
+        rule="data_copied",
+        passed=copy.files_written > 0 and copy.data_written > 0,
+        detail=(
+            f"binary copy: {copy.files_written} files, {copy.data_written} bytes written"
+            " (rows not reported by the copy)"
+        ),
     )
 
 
-def after_copy(decision: Decision, rows_copied: int, policy: PolicyConfig) -> Decision:
+def after_copy(decision: Decision, copy: CopyResult, policy: PolicyConfig) -> Decision:
     """Re-decide once the copy says how much new data there really is (a forced retrain goes on)."""
-    rows = enough_rows_copied(rows_copied, policy)
-    return Decision(retrain=rows.passed or decision.forced, checks=[*decision.checks, rows], forced=decision.forced)
+    check = data_copied(copy, policy)
+    return Decision(retrain=check.passed or decision.forced, checks=[*decision.checks, check], forced=decision.forced)
 
 
 def champion(history: list[ModelVersion]) -> ModelVersion | None:

@@ -73,12 +73,16 @@ class Decision(_Record):
 
 
 class CopyResult(_Record):
-    """What the copy moved, in the vocabulary of Data Factory's Copy activity output."""
+    """What the copy moved, in the vocabulary of Data Factory's Copy activity output.
+
+    Data Factory counts no rows when it copies files as-is without parsing them (binary copy), so the row
+    counts may be unknown; bytes and files are always counted (0 when nothing was reported).
+    """
 
     run_id: str
     status: str
-    rows_read: int
-    rows_copied: int
+    rows_read: int | None = Field(description="None: the copy reported no rows (a binary, as-is file copy)")
+    rows_copied: int | None = Field(description="None: the copy reported no rows (a binary, as-is file copy)")
     data_read: int = Field(description="bytes")
     data_written: int = Field(description="bytes")
     files_read: int

@@ -111,7 +111,7 @@ def drift_to_retrain(
 
         copy = copy_window(backends.copy, signal, target.model_name)
         report_copy(copy, target.model_name)
-        decision = after_copy(decision, copy.rows_copied, target.policy)
+        decision = after_copy(decision, copy, target.policy)
         if not decision.retrain:
             report_decision(signal, details, decision, target.model_name)
             return outcome(decision, details=details, copy_result=copy)

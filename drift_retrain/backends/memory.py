@@ -68,13 +68,16 @@ class _MemoryRuns(Generic[Result]):
 
 
 class MemoryCopy(_MemoryRuns[CopyResult]):
-    """A copy that moves ``rows`` rows at once; ``failure`` makes every run end Failed with that message."""
+    """A copy that moves ``rows`` rows at once; ``failure`` makes every run end Failed with that message;
+    ``binary`` reports it as Data Factory reports an as-is file copy: files and bytes, no row counts."""
 
     step, succeeded = "copy", "Succeeded"
 
-    def __init__(self, rows: int = 1000, bytes_per_row: int = 64, failure: str | None = None) -> None:
+    def __init__(
+        self, rows: int = 1000, bytes_per_row: int = 64, failure: str | None = None, binary: bool = False
+    ) -> None:
         super().__init__(failure)
-        self.rows, self.bytes_per_row = rows, bytes_per_row
+        self.rows, self.bytes_per_row, self.binary = rows, bytes_per_row, binary
         self.started: list[str] = []  # run ids, once per start that was not a reattach
 
     def start(self, signal: DriftSignal) -> str:
@@ -87,8 +90,8 @@ class MemoryCopy(_MemoryRuns[CopyResult]):
         self.runs[run_id] = CopyResult(
             run_id=run_id,
             status=status,
-            rows_read=self.rows,
-            rows_copied=0 if self.failure else self.rows,
+            rows_read=None if self.binary else self.rows,
+            rows_copied=None if self.binary else 0 if self.failure else self.rows,
             data_read=size,
             data_written=0 if self.failure else size,
             files_read=1 if self.rows else 0,
@@ -118,12 +121,13 @@ class MemoryTraining(_MemoryRuns[TrainingResult]):
             return job_id  # already trained for this signal
         log_state_change("training", job_id, None, "Running")
         status = "Failed" if self.failure else "Completed"
+        rows = data.rows_copied or 0  # a binary copy counts no rows: the split's sizes are then unknown, 0
         self.runs[job_id] = TrainingResult(
             job_id=job_id,
             status=status,
             metrics={} if self.failure else self.metrics,
-            rows_train=int(data.rows_copied * 0.75),
-            rows_test=data.rows_copied - int(data.rows_copied * 0.75),
+            rows_train=int(rows * 0.75),
+            rows_test=rows - int(rows * 0.75),
             model_uri=f"memory://jobs/{job_id}/model.joblib",
             duration=0.001,
         )

@@ -122,9 +122,8 @@ def _summarise(flow_run: FlowRun, outcome: RetrainOutcome | None, url: str, say:
             say(f"  [{'x' if check.passed else ' '}] {check.rule}: {check.detail}")
         if outcome.copy_result:
             c = outcome.copy_result
-            say(
-                f"copy      {c.rows_copied} rows, {c.files_written} files, {c.data_written} bytes in {c.copy_duration:.2f} s"
-            )
+            rows = "rows not reported" if c.rows_copied is None else f"{c.rows_copied} rows"  # a binary copy
+            say(f"copy      {rows}, {c.files_written} files, {c.data_written} bytes in {c.copy_duration:.2f} s")
         if outcome.training:
             metrics = ", ".join(f"{k} {v:.3f}" for k, v in outcome.training.metrics.items())
             holdout = f" (holdout of {outcome.training.rows_test} rows)" if outcome.training.rows_test else ""

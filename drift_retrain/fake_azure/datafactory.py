@@ -39,6 +39,17 @@ class RunPlan:
     rows: tuple[int, ...] = (1000,)  # one Copy activity per entry
     error_code: str = "2200"  # the failing Copy activity's errorCode (ADF's user-error codes are numeric)
     failed_activity: str = "CopyWindow"
+    binary: bool = False  # the Copy activities copy files as-is: their outputs count files and bytes, no rows
+    outputs: tuple[dict[str, Any], ...] | None = None  # verbatim Copy outputs (one activity each), instead of rows'
+
+    def copies(self) -> int:
+        return len(self.outputs) if self.outputs is not None else len(self.rows)
+
+    def output(self, index: int, seconds: int) -> dict[str, Any]:
+        """The output the index-th Copy activity reports when it succeeds."""
+        if self.outputs is not None:
+            return dict(self.outputs[index])
+        return copy_output(self.rows[index], seconds, binary=self.binary)
 
 
 @dataclass
@@ -104,14 +115,17 @@ class FakePipelineRun(FollowsScript):
         lookup = _activity(self, "LookupWindow", "Lookup", "Succeeded", started, started + timedelta(milliseconds=10))
         lookup["output"] = {"firstRow": {"rows": sum(self.plan.rows)}, "effectiveIntegrationRuntime": _IR}
         out = [lookup]
-        for index, rows in enumerate(self.plan.rows):
+        for index in range(self.plan.copies()):
             name = "CopyWindow" if index == 0 else f"CopyWindow{index + 1}"
             act_status = {"Queued": "Queued", "Canceling": "InProgress"}.get(status, status)
             if status == "Failed" and name != self.plan.failed_activity:
                 act_status = "Succeeded"
             activity = _activity(self, name, "Copy", act_status, started, end if act_status in TERMINAL else None)
+            # a binary copy's source and sink: MicrosoftDocs/azure-docs articles/data-factory/format-binary.md
+            if self.plan.binary:
+                activity["input"] = {"source": {"type": "BinarySource"}, "sink": {"type": "BinarySink"}}
             if act_status == "Succeeded":
-                activity["output"] = copy_output(rows, max(1, int((end - started).total_seconds())))
+                activity["output"] = self.plan.output(index, max(1, int((end - started).total_seconds())))
             if act_status == "Failed":
                 activity["error"] = {
                     "errorCode": self.plan.error_code,
@@ -128,19 +142,21 @@ class FakePipelineRun(FollowsScript):
 _IR = "DefaultIntegrationRuntime (West Europe)"
 
 
-def copy_output(rows: int, seconds: int) -> dict[str, Any]:
-    """A Copy activity's output in the shape of the copy-monitoring doc sample (bytes, seconds, KB/s)."""
+def copy_output(rows: int, seconds: int, binary: bool = False) -> dict[str, Any]:
+    """A Copy activity's output in the shape of the copy-monitoring doc sample (bytes, seconds, KB/s). A binary
+    copy moves the same bytes and files but counts no rows."""
     data = rows * BYTES_PER_ROW
     files = 1 if rows else 0
+    # rowsRead/rowsCopied "not apply when copying files as-is" (binary): MicrosoftDocs/azure-docs
+    # articles/data-factory/copy-activity-monitoring.md, "Monitor programmatically"
+    counted = {} if binary else {"rowsRead": rows, "rowsCopied": rows, "rowsSkipped": 0}
     return {
         "dataRead": data,
         "dataWritten": data,
         "filesRead": files,
         "filesWritten": files,
         "filesSkipped": 0,
-        "rowsRead": rows,
-        "rowsCopied": rows,
-        "rowsSkipped": 0,
+        **counted,
         "sourcePeakConnections": 1,
         "sinkPeakConnections": 1,
         "copyDuration": seconds,
@@ -222,11 +238,15 @@ class FakeDataFactory:
         rows: int | Sequence[int] = 1000,
         error_code: str = "2200",
         failed_activity: str = "CopyWindow",
+        binary: bool = False,
+        outputs: Sequence[dict[str, Any]] | None = None,
     ) -> None:
         """Queue what the next run of ``pipeline`` does (unscripted runs follow ``default_plan``:
-        DEFAULT_SCRIPT, 1000 rows)."""
+        DEFAULT_SCRIPT, 1000 rows). ``binary``: an as-is file copy, whose outputs count no rows; ``outputs``:
+        what each Copy activity reports, verbatim (a docs sample, a hostile value), instead of ``rows``."""
         counts = (rows,) if isinstance(rows, int) else tuple(rows)
-        self._plans[pipeline].append(RunPlan(script, counts, error_code, failed_activity))
+        verbatim = None if outputs is None else tuple(outputs)
+        self._plans[pipeline].append(RunPlan(script, counts, error_code, failed_activity, binary, verbatim))
 
     def add(self, factory: str, *pipelines: str) -> None:
         """Register a factory and its pipelines; from then on unknown ones answer 404."""
@@ -415,7 +435,10 @@ class FakeDataFactory:
             updated = activity.pop("_lastUpdated")
             if after <= updated <= before:
                 value.append(activity)
-        return JSONResponse({"value": value, "continuationToken": None})
+        # json.dumps allows NaN/Infinity (starlette's JSONResponse refuses them) for scripted hostile outputs; the
+        # SDK reads them back (json.loads: azure-mgmt-datafactory 10.0.0 azure/mgmt/datafactory/_utils/serialization.py)
+        body = json.dumps({"value": value, "continuationToken": None}, separators=(",", ":"))
+        return Response(body, media_type="application/json")
 
     async def _query_runs(self, request: Request) -> Response:
         if (refused := self._refuse(request, "pipelineruns/read")) is not None:

@@ -107,10 +107,30 @@ def test_an_identity_that_can_only_read_the_factory_is_told_it_cannot_run_it(tmp
     assert lines[-1] == (
         "FAIL  credit-default: run permission: may read but not Microsoft.DataFactory/factories/pipelines/createrun/action, "
         "Microsoft.DataFactory/factories/pipelineruns/cancel/action, "
-        "Microsoft.DataFactory/factories/pipelineruns/queryactivityruns/action: "
+        "Microsoft.DataFactory/factories/pipelineruns/queryactivityruns/action, "
+        "Microsoft.DataFactory/factories/querypipelineruns/action: "
         f"grant 'Data Factory Contributor' on {FACTORY} to app {CLIENT_ID}"
     )
     assert fake.sent("GET", f"{FACTORY}/providers/Microsoft.Authorization/permissions?api-version=2022-04-01")
+
+
+def test_a_role_that_cannot_query_pipeline_runs_fails_naming_the_action(tmp_path: Path, fake: FakeAzure) -> None:
+    """A lost createRun answer is resolved by querying the factory's runs (POST .../queryPipelineRuns): with a
+    custom role that may start, watch and cancel runs but not query them, that copy would fail with a 403."""
+    fake.datafactory.permissions = [{"actions": [
+        "*/read",
+        "Microsoft.DataFactory/factories/pipelines/createrun/action",
+        "Microsoft.DataFactory/factories/pipelineruns/cancel/action",
+        "Microsoft.DataFactory/factories/pipelineruns/queryactivityruns/action",
+    ], "notActions": []}]
+
+    code, lines = check(azure_config(tmp_path, fake))
+
+    assert code == 1
+    assert lines[-1] == (
+        "FAIL  credit-default: run permission: may read but not Microsoft.DataFactory/factories/querypipelineruns/action: "
+        f"grant 'Data Factory Contributor' on {FACTORY} to app {CLIENT_ID}"
+    )
 
 
 def test_not_actions_take_precedence_over_wildcards() -> None:

@@ -7,7 +7,9 @@ received (runs created, their parameters and query flags, cancel and status call
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import math
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -21,7 +23,7 @@ from drift_retrain.backends.base import StepFailed, run_to_end
 from drift_retrain.backends.ledger import FileRunLedger
 from drift_retrain.config import AzureTarget, PolicyConfig
 from drift_retrain.fake_azure import FakeAzure, RunScript
-from drift_retrain.fake_azure.datafactory import RunPlan
+from drift_retrain.fake_azure.datafactory import BYTES_PER_ROW, RunPlan, copy_output
 from drift_retrain.names import copy_run_key
 from drift_retrain.policy import after_copy
 from drift_retrain.results import Check, Decision
@@ -409,8 +411,138 @@ def test_a_copy_of_zero_rows_reports_zero_and_the_policy_then_skips_training(tmp
     result = copy_once(make_copy(tmp_path, fake_azure))
 
     assert result.status == "Succeeded" and result.rows_copied == 0 and result.data_written == 0
-    decision = Decision(retrain=True, checks=[Check(rule="drift", passed=True, detail="drift 0.8 >= 0.3")])
-    assert after_copy(decision, result.rows_copied, PolicyConfig(min_rows=100)).retrain is False
+    assert after_copy(DRIFTED, result, PolicyConfig(min_rows=100)).retrain is False
+
+
+# -- binary copies and what a Copy activity's output may hold -----------------------------------
+
+#: A decision to retrain, as it stands when the copy ends.
+DRIFTED = Decision(retrain=True, checks=[Check(rule="drift", passed=True, detail="drift 0.8 >= 0.3")])
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "datafactory"
+
+
+def _docs_sample_output() -> dict[str, Any]:
+    """MicrosoftDocs/azure-docs articles/data-factory/copy-activity-monitoring.md's example output (S3 to ADLS Gen2, files)."""
+    return json.loads((FIXTURES / "doc-sample_copy_activity_output.json").read_text(encoding="utf-8"))["output"]
+
+
+def _spec_example_output() -> dict[str, Any]:
+    """The Copy activity's output in the REST spec example ActivityRuns_QueryByPipelineRun.json."""
+    example = json.loads((FIXTURES / "spec-example_ActivityRuns_QueryByPipelineRun.json").read_text(encoding="utf-8"))
+    [copy] = [a for a in example["responses"]["200"]["body"]["value"] if a["activityType"] == "Copy"]
+    return copy["output"]
+
+
+def test_a_binary_copy_counts_files_and_bytes_but_no_rows_and_the_policy_retrains(
+    tmp_path: Path, fake_azure: FakeAzure, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="drift_retrain.azure")
+    fake_azure.datafactory.script(PIPELINE, rows=2100, binary=True)
+
+    result = copy_once(make_copy(tmp_path, fake_azure))
+
+    [run] = fake_azure.datafactory.created()
+    [copy] = [a for a in run.activities() if a["activityType"] == "Copy"]
+    assert "rowsCopied" not in copy["output"] and copy["input"]["source"]["type"] == "BinarySource"
+    assert (result.rows_read, result.rows_copied) == (None, None)
+    assert (result.files_written, result.data_written) == (1, 2100 * BYTES_PER_ROW)
+    decision = after_copy(DRIFTED, result, PolicyConfig(min_rows=100))
+    assert decision.retrain and decision.checks[-1].rule == "data_copied"
+    assert decision.checks[-1].detail == (
+        f"binary copy: 1 files, {2100 * BYTES_PER_ROW} bytes written (rows not reported by the copy)"
+    )
+    assert f"copy: Data Factory run {run.run_id} counted no rows (a binary, as-is copy)" in caplog.messages
+
+
+@pytest.mark.parametrize("sample", [_docs_sample_output, _spec_example_output], ids=["docs-sample", "spec-example"])
+def test_a_real_copy_output_without_rows_is_read_through_the_sdk_and_retrains(
+    tmp_path: Path, fake_azure: FakeAzure, sample: Callable[[], dict[str, Any]]
+) -> None:
+    output = sample()
+    fake_azure.datafactory.script(PIPELINE, outputs=[output])
+
+    result = copy_once(make_copy(tmp_path, fake_azure))
+
+    assert (result.rows_read, result.rows_copied) == (None, None)
+    assert (result.files_read, result.files_written) == (output["filesRead"], output["filesWritten"])
+    assert (result.data_read, result.data_written) == (output["dataRead"], output["dataWritten"])
+    assert (result.copy_duration, result.throughput) == (output["copyDuration"], output["throughput"])
+    assert after_copy(DRIFTED, result, PolicyConfig(min_rows=500)).retrain
+
+
+def test_a_copy_that_reports_rows_below_the_minimum_still_skips_whatever_it_wrote(tmp_path: Path, fake_azure: FakeAzure) -> None:
+    fake_azure.datafactory.script(PIPELINE, rows=50)
+
+    result = copy_once(make_copy(tmp_path, fake_azure))
+
+    assert (result.rows_copied, result.files_written) == (50, 1)
+    decision = after_copy(DRIFTED, result, PolicyConfig(min_rows=100))
+    assert not decision.retrain and decision.summary == "skip: 50 rows copied < minimum 100"
+
+
+def test_a_binary_copy_that_wrote_nothing_skips(tmp_path: Path, fake_azure: FakeAzure) -> None:
+    fake_azure.datafactory.script(PIPELINE, rows=0, binary=True)
+
+    result = copy_once(make_copy(tmp_path, fake_azure))
+
+    assert (result.rows_copied, result.files_written, result.data_written) == (None, 0, 0)
+    decision = after_copy(DRIFTED, result, PolicyConfig(min_rows=100))
+    assert not decision.retrain
+    assert decision.summary == "skip: binary copy: 0 files, 0 bytes written (rows not reported by the copy)"
+
+
+def test_rows_are_summed_over_the_copy_activities_that_count_them(tmp_path: Path, fake_azure: FakeAzure) -> None:
+    """A pipeline with a tabular copy and an as-is copy: rows are the tabular copy's, bytes and files both's."""
+    fake_azure.datafactory.script(PIPELINE, outputs=[copy_output(1200, 3), copy_output(300, 2, binary=True)])
+
+    result = copy_once(make_copy(tmp_path, fake_azure))
+
+    assert (result.rows_read, result.rows_copied) == (1200, 1200)
+    assert (result.files_written, result.data_written) == (2, 1500 * BYTES_PER_ROW)
+    assert result.copy_duration == 5
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "why"),
+    [
+        ("rowsCopied", "1200", "'1200' is not a number"),
+        ("rowsCopied", -5, "-5 is negative"),
+        ("rowsCopied", math.nan, "nan is not a finite number"),
+        ("rowsCopied", True, "True is not a number"),
+        ("rowsCopied", 12.5, "12.5 is not a whole number"),
+        ("rowsCopied", {"value": 1}, "{'value': 1} is not a number"),
+        ("dataWritten", math.inf, "inf is not a finite number"),
+        ("filesWritten", 2**64, f"{2**64} is larger than {2**63 - 1}"),
+        ("copyDuration", "x" * 10_000, "'" + "x" * 36 + "... is not a number"),  # quoted, not all of it
+        ("throughput", -1.5, "-1.5 is negative"),
+    ],
+)
+def test_a_hostile_output_value_is_taken_as_not_reported_with_the_reason(
+    tmp_path: Path, fake_azure: FakeAzure, caplog: pytest.LogCaptureFixture, field: str, value: Any, why: str
+) -> None:
+    caplog.set_level(logging.WARNING, logger="drift_retrain.azure")
+    output = {**copy_output(1000, 4), field: value}
+    fake_azure.datafactory.script(PIPELINE, outputs=[output])
+
+    result = copy_once(make_copy(tmp_path, fake_azure))
+
+    read = {
+        "rowsCopied": result.rows_copied, "dataWritten": result.data_written, "filesWritten": result.files_written,
+        "copyDuration": result.copy_duration,
+    }
+    expected = {name: output[name] for name in read}  # every other field as the activity reported it ...
+    if field in read:
+        expected[field] = {"rowsCopied": None, "dataWritten": 0, "filesWritten": 0, "copyDuration": 0.0}[field]
+    assert read == expected  # ... and the hostile one as not reported
+    if field == "throughput":  # a single activity's KB/s is its own unless unusable: then recomputed
+        assert result.throughput == pytest.approx(1000 * BYTES_PER_ROW / 1024 / 4, rel=1e-3)
+    assert f"reported CopyWindow: {field} {why}; taken as not reported" in " ".join(caplog.messages)
+
+
+def test_whole_number_floats_are_counts(tmp_path: Path, fake_azure: FakeAzure) -> None:
+    """JSON has one number type: 1000.0 rows is 1000 rows."""
+    fake_azure.datafactory.script(PIPELINE, outputs=[{**copy_output(1000, 4), "rowsCopied": 1000.0}])
+    assert copy_once(make_copy(tmp_path, fake_azure)).rows_copied == 1000
 
 
 def test_a_rerun_after_a_failed_run_starts_a_new_run_or_recovers_it_when_configured(

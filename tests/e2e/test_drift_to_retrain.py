@@ -77,7 +77,7 @@ def test_the_run_reports_its_artifacts_and_events(first_delivery, api) -> None:
     assert {"decision-credit-default", "drift-credit-default", "copy-credit-default",
             "training-credit-default", "model-credit-default"} <= keys
     final = api.latest_artifact(flow_run["id"], "decision-credit-default")["data"]
-    assert "| rows_copied | yes | 2100 rows copied >= minimum" in final  # the decision with every rule checked
+    assert "| data_copied | yes | 2100 rows copied >= minimum" in final  # the decision with every rule checked
     (registered,) = api.events("drift-retrain.model.registered", "drift-retrain.model.credit-default")
     assert registered["payload"]["version"] == 1
     assert {"drift-run", "monitor", "flow-run"} <= {r["prefect.resource.role"] for r in registered["related"]}

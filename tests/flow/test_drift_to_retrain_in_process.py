@@ -81,7 +81,7 @@ def test_a_retrain_registers_one_version_with_its_lineage_and_reports_every_step
     decision = found[f"decision-{target.model}"]["data"]
     assert decision.startswith(f"# Decision for `{target.model}`: **Retrain**")
     assert rules(decision) == {
-        "already_handled": "yes", "drift": "yes", "min_rows": "yes", "cooldown": "yes", "covered_by": "yes", "rows_copied": "yes", "gate": "yes"
+        "already_handled": "yes", "drift": "yes", "min_rows": "yes", "cooldown": "yes", "covered_by": "yes", "data_copied": "yes", "gate": "yes"
     }  # the rules checked in the slot, after the copy and at the gate, in the final decision
     assert "drift coefficient 0.620 (drift run)" in decision
     assert [row["feature"] for row in found[f"drift-{target.model}"]["data"]] == ["income", "age", "tenure"]
@@ -195,7 +195,27 @@ def test_a_copy_that_moved_nothing_skips_before_training(make_target, prefect_ap
     found = artifacts(prefect_api, run.id)
     assert keys(target, found) == {"decision", "drift", "copy"}
     assert found[f"copy-{target.model}"]["data"][0]["rows_copied"] == 0
-    assert rules(found[f"decision-{target.model}"]["data"])["rows_copied"] == "no"
+    assert rules(found[f"decision-{target.model}"]["data"])["data_copied"] == "no"
+
+
+def test_a_binary_copy_that_wrote_files_retrains_and_says_rows_were_not_reported(make_target, prefect_api) -> None:
+    """Data Factory counts no rows for an as-is file copy: the files and bytes it wrote decide instead."""
+    target = make_target()
+    signal = target.signal("drift_binary_copy")
+    backends = memory_backends(details(signal, rows=None), MemoryCopy(rows=2100, binary=True))
+
+    run = run_flow(backends, signal=signal)
+
+    assert run.outcome.outcome is Outcome.RETRAINED
+    assert run.outcome.copy_result is not None and run.outcome.copy_result.rows_copied is None
+    [version] = backends.registry.versions(target.model)
+    assert version.tags["copy.rows_copied"] == "n/a" and version.tags["copy.files_written"] == "1"
+    found = artifacts(prefect_api, run.id)
+    (copy,) = found[f"copy-{target.model}"]["data"]
+    assert copy["rows_copied"] is None and copy["data_written"] == 2100 * 64
+    decision = found[f"decision-{target.model}"]["data"]
+    assert rules(decision)["data_copied"] == "yes"
+    assert f"binary copy: 1 files, {2100 * 64} bytes written (rows not reported by the copy)" in decision
 
 
 def test_a_challenger_that_does_not_beat_the_champion_is_not_registered(make_target, prefect_api) -> None:

@@ -41,6 +41,20 @@ def test_lineage_tags_trace_the_version_to_signal_drift_copy_job_flow_run_and_de
     assert all(isinstance(v, str) for v in tags.values())  # Azure ML tags are strings
 
 
+def test_a_binary_copy_tags_its_row_count_as_not_reported() -> None:
+    """A binary copy counts no rows: the tag says "n/a" rather than "None", and files and bytes stand."""
+    signal = to_drift_signal(dataset_drift("credit-default-drift_1717000000000"))
+    decision = Decision(retrain=True, checks=[Check(rule="data_copied", passed=True, detail="binary copy")])
+    copy = CopyResult(run_id="adf-run-2", status="Succeeded", rows_read=None, rows_copied=None, data_read=4096,
+                      data_written=4096, files_read=2, files_written=2, copy_duration=1.0, throughput=4.0, output_uri="abfss://x")
+    training = TrainingResult(job_id="train-def", status="Completed", metrics={"roc_auc": 0.91}, rows_train=0,
+                              rows_test=0, model_uri="azureml://jobs/train-def/outputs/model", duration=1.0)
+
+    tags = lineage_tags(signal, target({"kind": "pipeline_job", "component": "c:1"}), decision, copy, training, None)
+
+    assert (tags["copy.rows_copied"], tags["copy.files_written"], tags["copy.data_written"]) == ("n/a", "2", "4096")
+
+
 def test_the_flow_never_branches_on_the_backend() -> None:
     """The flow gets its steps from build_backends; it never reads target.backend nor imports a backend."""
     tree = ast.parse(FLOW.read_text())

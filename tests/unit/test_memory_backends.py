@@ -36,6 +36,15 @@ def test_a_second_start_of_the_same_signal_reattaches_to_the_first_run() -> None
     assert training.wait(training.submit(signal(), first)).reattached and len(training.submitted) == 1
 
 
+def test_a_binary_copy_reports_files_and_bytes_but_no_rows_and_training_still_runs_on_it() -> None:
+    copy = MemoryCopy(rows=500, binary=True)
+    result = copy.wait(copy.start(signal()))
+    assert (result.rows_read, result.rows_copied, result.files_written, result.data_written) == (None, None, 1, 500 * 64)
+    training = MemoryTraining({"roc_auc": 0.9})
+    job = training.wait(training.submit(signal(), result))
+    assert (job.status, job.rows_train, job.rows_test) == ("Completed", 0, 0)  # split sizes unknown without rows
+
+
 def test_a_failed_run_raises_step_failed_with_the_message() -> None:
     copy = MemoryCopy(failure="sink unreachable")
     with pytest.raises(StepFailed, match="sink unreachable"):

@@ -8,8 +8,8 @@ import pytest
 
 from drift_retrain.names import SIGNAL_TAG, WINDOW_END_TAG, WINDOW_START_TAG
 from drift_retrain.config import GateConfig, PolicyConfig
-from drift_retrain.policy import after_copy, after_training, champion, covered_by, decide, enough_rows_copied, in_slot
-from drift_retrain.results import DriftDetails, ModelVersion, TrainingResult
+from drift_retrain.policy import after_copy, after_training, champion, covered_by, data_copied, decide, in_slot
+from drift_retrain.results import CopyResult, DriftDetails, ModelVersion, TrainingResult
 from drift_retrain.signals import DriftSignal, SignalKind
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=timezone.utc)
@@ -86,19 +86,45 @@ def test_model_monitor_breach(metrics: list[str], retrain: bool) -> None:
     assert decide(s, details(None, rows=None), POLICY, [], now=NOW).retrain is retrain
 
 
+def copied(rows: int | None, files: int = 1, data: int = 100) -> CopyResult:
+    """A finished copy; ``rows=None`` is a binary (as-is) copy, which counts files and bytes but no rows."""
+    return CopyResult(run_id="adf-1", status="Succeeded", rows_read=rows, rows_copied=rows, data_read=data,
+                      data_written=data, files_read=files, files_written=files, copy_duration=1.0, throughput=0.1,
+                      output_uri="abfss://x")
+
+
 @pytest.mark.parametrize(("rows", "passed"), [(0, False), (99, False), (100, True)])
-def test_rows_copied(rows: int, passed: bool) -> None:
-    assert enough_rows_copied(rows, POLICY).passed is passed
-    assert enough_rows_copied(0, PolicyConfig(min_rows=0)).passed is False  # nothing new is never worth it
+def test_data_copied_counts_rows_when_the_copy_reports_them(rows: int, passed: bool) -> None:
+    check = data_copied(copied(rows, files=5, data=10_000), POLICY)  # files and bytes do not stand in for rows
+    assert (check.rule, check.passed) == ("data_copied", passed)
+    assert data_copied(copied(0), PolicyConfig(min_rows=0)).passed is False  # nothing new is never worth it
+
+
+@pytest.mark.parametrize(("files", "data", "passed"), [(3, 4096, True), (0, 0, False), (0, 4096, False), (3, 0, False)])
+def test_data_copied_of_a_binary_copy_counts_files_and_bytes_written(files: int, data: int, passed: bool) -> None:
+    check = data_copied(copied(None, files=files, data=data), POLICY)
+    assert (check.rule, check.passed) == ("data_copied", passed)
+    assert check.detail == f"binary copy: {files} files, {data} bytes written (rows not reported by the copy)"
 
 
 def test_after_copy_skips_on_too_few_rows_unless_forced() -> None:
     retrain = decide(signal(), details(0.6), POLICY, [], now=NOW)
-    skipped = after_copy(retrain, 0, POLICY)
+    skipped = after_copy(retrain, copied(0), POLICY)
     assert not skipped.retrain and skipped.summary == "skip: 0 rows copied < minimum 100"
-    assert after_copy(retrain, 100, POLICY).retrain
+    assert after_copy(retrain, copied(100), POLICY).retrain
     forced = decide(signal(0.0), details(0.0), POLICY, [], force=True, now=NOW)
-    assert after_copy(forced, 0, POLICY).retrain
+    assert after_copy(forced, copied(0), POLICY).retrain
+
+
+def test_after_copy_retrains_on_a_binary_copy_that_wrote_files_and_skips_one_that_wrote_nothing() -> None:
+    retrain = decide(signal(), details(0.6, rows=None), POLICY, [], now=NOW)  # rows unknown until the copy
+    binary = after_copy(retrain, copied(None, files=2, data=5_000), POLICY)
+    assert binary.retrain and binary.checks[-1].rule == "data_copied"
+    assert "binary copy: 2 files, 5000 bytes written (rows not reported by the copy)" in binary.summary
+    empty = after_copy(retrain, copied(None, files=0, data=0), POLICY)
+    assert not empty.retrain and empty.summary == "skip: binary copy: 0 files, 0 bytes written (rows not reported by the copy)"
+    forced = decide(signal(0.0), details(0.0), POLICY, [], force=True, now=NOW)
+    assert after_copy(forced, copied(None, files=0, data=0), POLICY).retrain
 
 
 def _training(**metrics: float) -> TrainingResult:

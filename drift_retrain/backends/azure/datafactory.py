@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from azure.core.exceptions import HttpResponseError, ServiceRequestError, ServiceResponseError
 
 from drift_retrain.backends.azure.arm import ArmId
+from drift_retrain.backends.azure.copy_output import copy_stats
 from drift_retrain.backends.azure.polling import Poller, retry_after
 from drift_retrain.backends.azure.session import AzureSession
 from drift_retrain.backends.base import RunLog, StepFailed
@@ -302,30 +303,31 @@ class DataFactoryCopy:
         return DataFactoryRunFailed(str(run.run_id), text, activity=activity.activity_name, error_code=code)
 
     def _result(self, run: PipelineRun, reattached: bool, fields: dict[str, str]) -> CopyResult:
-        """Sum the Copy activities' outputs (bytes, seconds; KB/s recomputed when there are several)."""
-        outputs = [a.output for a in self._activities(run) if a.activity_type == "Copy" and isinstance(a.output, dict)]
-
-        def total(name: str) -> int:
-            return sum(int(o.get(name) or 0) for o in outputs)
-
-        duration = float(sum(float(o.get("copyDuration") or 0) for o in outputs))
-        data_read = total("dataRead")
-        if len(outputs) == 1:
-            throughput = float(outputs[0].get("throughput") or 0.0)
-        else:
-            throughput = round(data_read / 1024 / duration, 3) if duration else 0.0
+        """The Copy activities' statistics, summed (``copy_output`` checks every field of their outputs)."""
+        # activityType "Copy" with an output object: Azure/azure-rest-api-specs specification/datafactory/
+        # resource-manager/Microsoft.DataFactory/stable/2018-06-01/examples/ActivityRuns_QueryByPipelineRun.json
+        outputs = [
+            (str(a.activity_name), a.output)
+            for a in self._activities(run)
+            if a.activity_type == "Copy" and isinstance(a.output, dict)
+        ]
+        stats = copy_stats(outputs)
         run_id = str(run.run_id)
+        for problem in stats.problems:
+            log.warning("copy: Data Factory run %s reported %s", run_id, problem)
+        if outputs and stats.rows_copied is None:
+            log.info("copy: Data Factory run %s counted no rows (a binary, as-is copy)", run_id)
         return CopyResult(
             run_id=run_id,
             status=str(run.status),
-            rows_read=total("rowsRead"),
-            rows_copied=total("rowsCopied"),
-            data_read=data_read,
-            data_written=total("dataWritten"),
-            files_read=total("filesRead"),
-            files_written=total("filesWritten"),
-            copy_duration=duration,
-            throughput=throughput,
+            rows_read=stats.rows_read,
+            rows_copied=stats.rows_copied,
+            data_read=stats.data_read,
+            data_written=stats.data_written,
+            files_read=stats.files_read,
+            files_written=stats.files_written,
+            copy_duration=stats.copy_duration,
+            throughput=stats.throughput,
             output_uri=render_one(self.config.output_uri, {**fields, "copy_run_id": run_id}) if fields else "",
             reattached=reattached,
         )
