@@ -17,7 +17,9 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, 
 from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails
 
+from drift_retrain.breaches import MAX_NAME
 from drift_retrain.intake.filters import EventFilter
+from drift_retrain.routing import NoRoute, Route, route
 from drift_retrain.signals import DriftSignal, is_workspace_id
 from drift_retrain.templating import Template, TemplateMap
 
@@ -25,6 +27,8 @@ CONFIG_ENV = "DRIFT_RETRAIN_CONFIG"
 DEFAULT_CONFIG = "drift-retrain.toml"
 
 Name = Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
+#: A v2 monitor signal's name as the breach tag spells it (bounded and printable like the names read from it).
+SignalName = Annotated[str, Field(min_length=1, max_length=MAX_NAME, pattern=r"^[^\x00-\x1f\x7f-\x9f]+$")]
 
 
 def _workspace(value: str) -> str:
@@ -53,7 +57,7 @@ class ConfigError(ValueError):
 
 
 class UnroutableSignal(ValueError):
-    """No configured target takes this signal's workspace and monitor."""
+    """No configured target takes this signal's workspace and monitor (or v2 signal)."""
 
 
 class _Strict(BaseModel):
@@ -491,7 +495,16 @@ class _Target(_Strict):
 
     name: Name = Field(description="The target's name, by which runs, tags and --target options refer to it.")
     workspace: WorkspaceId = Field(description="ARM id of the Azure ML workspace whose drift events we accept.")
-    monitors: list[Name] = Field(min_length=1, description="Monitor names whose drift retrains this model.")
+    monitors: list[Name] = Field(
+        min_length=1,
+        description="Monitor names whose drift retrains this model: v1 DataDriftName, or v2 monitor names (a v2 "
+        "signal whose name contains one is this target's, e.g. credit_monitor_data_drift of credit_monitor).",
+    )
+    signals: dict[Name, list[SignalName]] = Field(
+        default={},
+        description="v2 signal names per monitor of this target, for signals whose name does not contain the "
+        'monitor\'s name, e.g. { credit_monitor = ["age_drift", "prediction_drift"] }.',
+    )
     model_name: Name = Field(description="Name the model is registered under.")
     policy: PolicyConfig = Field(
         default=PolicyConfig(), description="When a drift signal of this target is worth a retrain."
@@ -501,6 +514,13 @@ class _Target(_Strict):
         default=[],
         description="The Event Grid subscriptions feeding this target; unset: one per signal kind, not enforced on receipt.",
     )
+
+    @model_validator(mode="after")
+    def _signals_of_own_monitors(self) -> _Target:
+        unknown = sorted(set(self.signals) - set(self.monitors))
+        if unknown:
+            raise ValueError(f"signals names monitor(s) {', '.join(unknown)} not in this target's monitors")
+        return self
 
 
 class LocalTarget(_Target):
@@ -578,6 +598,17 @@ class Settings(_Strict):
                         f"'{seen[key]}' and '{target.name}'"
                     )
                 seen[key] = target.name
+        configured: dict[tuple[str, str], str] = {}  # a v2 signal name routes to one monitor of one workspace
+        for target in self.targets:
+            for monitor, signals in target.signals.items():
+                for name in signals:
+                    key = (target.workspace.lower(), name.casefold())
+                    if key in configured:
+                        raise ValueError(
+                            f"signal '{name}' of workspace {target.workspace} is configured for both "
+                            f"{configured[key]} and '{monitor}' of '{target.name}'"
+                        )
+                    configured[key] = f"'{monitor}' of '{target.name}'"
         names = [t.name for t in self.targets]
         if len(set(names)) != len(names):
             raise ValueError("target names must be unique")
@@ -586,21 +617,27 @@ class Settings(_Strict):
     def resolve(self, path: Path) -> Path:
         return path if path.is_absolute() else (self.state_dir / path)
 
+    def routing(self, signal: DriftSignal) -> Route | NoRoute:
+        """The target and monitor a signal belongs to, or why none (``drift_retrain.routing``): the receiver,
+        the sweep and the flow all route through here."""
+        return route(self.targets, signal)
+
     def target_for(self, signal: DriftSignal) -> TargetConfig | None:
-        """The target a signal retrains, or None when its workspace/monitor is not configured."""
-        for target in self.targets:
-            if target.workspace.lower() == signal.workspace_id.lower() and signal.monitor in target.monitors:
-                return target
-        return None
+        """The target a signal retrains, or None when no configured workspace/monitor/signal takes it."""
+        found = self.routing(signal)
+        return found.target if isinstance(found, Route) else None
+
+    def routed(self, signal: DriftSignal) -> tuple[DriftSignal, TargetConfig]:
+        """The signal (``monitor`` set to the configured monitor it matched) and its target, or an error
+        naming the signal, workspace and config file."""
+        found = self.routing(signal)
+        if isinstance(found, NoRoute):
+            raise UnroutableSignal(f"no target in {self.source_file} takes {found.subject}: {found.reason}")
+        return found.signal, found.target
 
     def route(self, signal: DriftSignal) -> TargetConfig:
         """The signal's target, or an error naming the monitor, workspace and config file."""
-        target = self.target_for(signal)
-        if target is None:
-            raise UnroutableSignal(
-                f"no target in {self.source_file} takes monitor '{signal.monitor}' of workspace {signal.workspace_id}"
-            )
-        return target
+        return self.routed(signal)[1]
 
     def targets_of(self, workspace_id: str) -> list[TargetConfig]:
         """The targets that take events of this workspace (ARM ids compared case-insensitively)."""

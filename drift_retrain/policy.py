@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from drift_retrain.config import GateConfig, PolicyConfig
 from drift_retrain.names import signal_of, window_of
 from drift_retrain.results import Check, CopyResult, Decision, DriftDetails, ModelVersion, TrainingResult
-from drift_retrain.signals import DriftSignal, SignalKind
+from drift_retrain.signals import DriftSignal, SignalKind, describe_rows
 
 
 def decide(
@@ -53,9 +53,7 @@ def _already_handled(signal: DriftSignal, history: list[ModelVersion]) -> Check:
 
 def _drift(signal: DriftSignal, details: DriftDetails, policy: PolicyConfig) -> Check:
     if signal.kind is SignalKind.MODEL_MONITOR:
-        if signal.breached_metrics:
-            return Check(rule="drift", passed=True, detail="monitor breached: " + ", ".join(signal.breached_metrics))
-        return Check(rule="drift", passed=False, detail="monitor run reports no breached metric")
+        return _breach(signal)
     if signal.kind is SignalKind.MANUAL:
         return Check(rule="drift", passed=True, detail="retrain requested by hand: no drift run to check")
     coefficient = details.drift_coefficient if details.drift_coefficient is not None else signal.drift_coefficient
@@ -69,6 +67,18 @@ def _drift(signal: DriftSignal, details: DriftDetails, policy: PolicyConfig) -> 
         passed=passed,
         detail=f"drift coefficient {coefficient:.3f} ({source}) {relation} threshold {policy.drift_threshold:.3f}",
     )
+
+
+def _breach(signal: DriftSignal) -> Check:
+    """A v2 breach passes: Azure ML tagged the run only because a metric crossed its threshold (the tag's
+    presence is the breach), whether or not its rows could be read."""
+    name = f"signal '{signal.signal_name}'" if signal.signal_name else "an unnamed signal"
+    if signal.breached:
+        rows = ", ".join(describe_rows(signal.breached))
+        more = f"; rows unreadable: {signal.breach_unparsed}" if signal.breach_unparsed else ""
+        return Check(rule="drift", passed=True, detail=f"{name} breached: {rows}{more}")
+    why = signal.breach_unparsed or "the breach tag lists no rows"
+    return Check(rule="drift", passed=True, detail=f"{name} breached; rows unreadable: {why}")
 
 
 def _rows(details: DriftDetails, policy: PolicyConfig) -> Check:

@@ -46,7 +46,10 @@ class DriftSignal(BaseModel):
 
     kind: SignalKind = Field(description="v1 dataset drift or v2 model-monitor breach")
     workspace_id: str = Field(description="ARM id of the Azure ML workspace that raised the drift")
-    monitor: str = Field(description="Drift monitor name (v1 DataDriftName, v2 monitor/experiment name)")
+    monitor: str = Field(
+        description="Drift monitor name: v1 DataDriftName; v2 the configured monitor routing matched (before "
+        "routing, the event's experiment name, or its run id)"
+    )
     monitor_id: str | None = Field(default=None, description="v1 DataDriftId")
     run_id: str = Field(description="The drift (monitor) run that detected the drift")
     event_id: str = Field(description="Event Grid event id of the delivery that carried the signal")
@@ -54,7 +57,9 @@ class DriftSignal(BaseModel):
     window_start: datetime | None = Field(default=None, description="Start of the drifted data window")
     window_end: datetime | None = Field(default=None, description="End of the drifted data window")
     drift_coefficient: float | None = Field(default=None, description="v1 dataset-level drift, 0..1")
-    breached_metrics: list[str] = Field(default_factory=list, description="v2 metrics over threshold")
+    breached_metrics: list[str] = Field(
+        default_factory=list, description="v2 breached rows, described: 'age: JensenShannonDistance 0.31 > 0.1'"
+    )
     signal_name: str | None = Field(default=None, description="v2 monitor signal's name, read from the breach tag")
     breached: list[BreachRow] = Field(default_factory=list, description="v2 breached rows read from the breach tag")
     breach_unparsed: str | None = Field(default=None, description="v2: why the breach tag's rows could not be read")
@@ -80,6 +85,18 @@ class DriftSignal(BaseModel):
     def idempotency_key(self) -> str:
         """Prefect's per-flow idempotency key (``names.idempotency_key``)."""
         return names.idempotency_key(self)
+
+
+#: Row descriptions kept in ``breached_metrics`` and shown in a decision; the rows themselves stay whole.
+MAX_DESCRIBED = 20
+
+
+def describe_rows(rows: list[BreachRow]) -> list[str]:
+    """``["age: JensenShannonDistance 0.31 > 0.1", ...]``: at most ``MAX_DESCRIBED``, then a count of the rest."""
+    described = [row.describe() for row in rows[:MAX_DESCRIBED]]
+    if len(rows) > MAX_DESCRIBED:
+        described.append(f"... and {len(rows) - MAX_DESCRIBED} more")
+    return described
 
 
 def workspace_name(workspace_id: str) -> str:

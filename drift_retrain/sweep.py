@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 
 from drift_retrain.backends import missed_drift_sources
 from drift_retrain.config import Settings, TargetConfig
+from drift_retrain.routing import Route
 from drift_retrain.signals import DriftSignal
 
 
@@ -80,6 +81,6 @@ def missed_signals(
             problem = f"{type(exc).__name__}: {next(iter(str(exc).splitlines()), '')}"
             unseen.append(SweepAction(f"target {target.name}", "", "", "catch-up failed", problem))
             continue
-        routed = ((s, settings.target_for(s)) for s in signals)
-        found += [(s, t) for s, t in routed if t is not None and t.name == target.name]
+        routes = (settings.routing(s) for s in signals)  # as the receiver routes: monitor set to the configured one
+        found += [(r.signal, r.target) for r in routes if isinstance(r, Route) and r.target.name == target.name]
     return found, unseen

@@ -32,7 +32,7 @@ FIELDS: dict[str, str] = {
     "base_dataset_id": "BaseDatasetId (v1)",
     "target_dataset_id": "TargetDatasetId (v1)",
     "drift_coefficient": "DriftCoefficient (v1), empty for v2",
-    "breached_metrics": "comma-separated breached metrics (v2)",
+    "breached_metrics": "the breached rows (v2), comma-separated: 'age: JensenShannonDistance 0.31 > 0.1'",
     "model_name": "the target's model name",
     "target": "the target's name",
     "copy_output_uri": "where the copy step put the data (training step only)",

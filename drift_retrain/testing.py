@@ -33,6 +33,7 @@ from drift_retrain.backends.memory import (  # noqa: F401  (re-exported: every s
     MemoryTraining,
     memory_backends,
 )
+from drift_retrain.breaches import BREACH_TAG, breach_text
 from drift_retrain.devstack.stack import (
     HOST,
     PROJECT_DIR,
@@ -138,21 +139,46 @@ advanced_filters = [
 """,
 )
 
-BREACH_TEXT = "has failed due to one or more features violating metric thresholds"
+#: One breached row, as the evaluate step's metrics frame has it (column names from azureml-assets
+#: .../src/shared_utilities/constants.py ``SIGNAL_METRICS_*``).
+BREACH_ROWS: list[dict[str, Any]] = [
+    {"metric_value": 0.31, "metric_name": "JensenShannonDistance", "threshold_value": 0.1, "group": "age"}
+]
 
 
 def monitor_breach(
-    run_id: str, workspace: str = SAMPLE_WORKSPACE, monitor: str = "docs-monitor", cloudevents: bool = False
+    run_id: str,
+    workspace: str = SAMPLE_WORKSPACE,
+    monitor: str = "docs-monitor",
+    cloudevents: bool = False,
+    *,
+    signal: str | None = None,
+    rows: list[dict[str, Any]] | None = None,
+    experiment: str | None = None,
+    status: str = "Completed",
 ) -> dict:
-    """The documented RunStatusChanged sample turned into an Azure ML v2 model-monitor breach."""
+    """The RunStatusChanged event of a v2 monitor signal's evaluate step that breached, as Azure ML sends it:
+    the documented sample's shape (eg_/ce_RunStatusChanged.json) with ``runTags`` holding only the breach tag,
+    its text built as the component builds it (``breaches.breach_text``); no tag names the monitor.
+
+    ``signal`` defaults to ``<monitor>_data_drift``, Microsoft's naming convention for filtering per monitor
+    (MicrosoftDocs/azure-ai-docs articles/machine-learning/how-to-monitor-model-performance.md); ``rows`` to
+    ``BREACH_ROWS``; ``experiment`` to the sample's (no source says what a monitor run's experiment is
+    called). ``status``: the step exits normally after tagging (azureml-assets
+    .../model_monitor_evaluate_metrics_threshold/run.py), so its run completes."""
     event = sample("ce_RunStatusChanged.json" if cloudevents else "eg_RunStatusChanged.json")[0]
     event["source" if cloudevents else "topic"] = workspace
     event["id"] = str(uuid.uuid4())
-    event["data"]["runId"] = run_id
-    event["data"]["runTags"] = {
-        "azureml_modelmonitor_threshold_breached": f"Monitor {monitor} {BREACH_TEXT}: normalized_wasserstein_distance",
-        "azureml_modelmonitor_name": monitor,
+    data = event["data"]
+    if experiment is not None:
+        data["experimentName"] = experiment
+    data["runId"] = run_id
+    data["runTags"] = {
+        BREACH_TAG: breach_text(signal or f"{monitor}_data_drift", BREACH_ROWS if rows is None else rows)
     }
+    data["runProperties"] = {}  # the sample's are an AutoML run's; a monitor step's are not documented
+    data["runStatus"] = status
+    event["subject"] = f"experiments/{data['experimentId']}/runs/{run_id}"
     return event
 
 

@@ -91,7 +91,8 @@ def drift_to_retrain(
     settings = load_settings()
     run_id = runtime.flow_run.id
     signal = requested_signal(settings, signal, target, window_start, window_end, request_id=run_id)
-    target = settings.route(signal)  # from here on the target's whole configuration, not just its name
+    # from here on the target's whole configuration, and the monitor routing matched (a v2 breach names none)
+    signal, target = settings.routed(signal)
     if started_by(runtime.flow_run.tags) == MANUAL:  # the receiver and the sweep tag their runs already
         label_run(run_id, list(runtime.flow_run.tags), target, signal)
     backends = build_backends(settings, target)

@@ -12,6 +12,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
 
 from drift_retrain.config import TargetConfig
+from drift_retrain.markdown import escape_md
 from drift_retrain.names import (
     CANCELLED,
     COPY,
@@ -33,10 +34,11 @@ from drift_retrain.names import (
     started_by,
 )
 from drift_retrain.portal import Link
-from drift_retrain.results import CopyResult, Decision, DriftDetails, ModelVersion, TrainingResult
-from drift_retrain.signals import DriftSignal
+from drift_retrain.results import Check, CopyResult, Decision, DriftDetails, ModelVersion, TrainingResult
+from drift_retrain.signals import DriftSignal, SignalKind
 
 TOP_FEATURES = 10  # rows of the drift table
+MAX_BREACH_ROWS = 100  # rows of a v2 breach's drift table
 
 
 @task(name="label-run", cache_policy=NO_CACHE)
@@ -62,7 +64,11 @@ def report_decision(
     create_markdown_artifact(markdown, key=artifact_key(DECISION, model_name), description=decision.summary)
     if not announce:
         return
-    if details.features:
+    if signal.breached:  # a v2 breach states its rows itself: shown whether or not details could be had
+        create_table_artifact(
+            breach_rows(signal), key=artifact_key(DRIFT, model_name), description=breach_description(signal, details)
+        )
+    elif details.features:
         create_table_artifact(
             drift_rows(details), key=artifact_key(DRIFT, model_name), description=drift_description(details)
         )
@@ -92,13 +98,21 @@ def decision_markdown(signal: DriftSignal, details: DriftDetails, decision: Deci
         "",
         "| rule | passed | detail |",
         "|---|---|---|",
-        *[f"| {c.rule} | {'yes' if c.passed else 'no'} | {c.detail} |" for c in decision.checks],
+        *[f"| {c.rule} | {'yes' if c.passed else 'no'} | {_detail(signal, c)} |" for c in decision.checks],
         "",
         f"Drift details: {details.source}.",
         "",
         f"Signal: `{signal.identity}`",
     ]
     return "\n".join(lines)
+
+
+def _detail(signal: DriftSignal, check: Check) -> str:
+    """A v2 breach's drift detail quotes the breach tag (signal and group names: event text), so it is escaped;
+    the other details are the policy's own words."""
+    return (
+        escape_md(check.detail) if check.rule == "drift" and signal.kind is SignalKind.MODEL_MONITOR else check.detail
+    )
 
 
 def drift_description(details: DriftDetails) -> str:
@@ -121,6 +135,31 @@ def drift_rows(details: DriftDetails) -> list[dict[str, Any]]:
         readable = {name: float(f"{value:.4g}") for name, value in statistics.items()}
         rows.append({"rank": rank, "feature": feature.feature, **readable, "threshold": details.threshold})
     return rows
+
+
+def breach_rows(signal: DriftSignal) -> list[dict[str, str]]:
+    """One row per breached (feature or group, metric) of a v2 breach, as its tag states it: the value, the
+    threshold and which way the metric alerts. Every cell is event text, so every cell is escaped."""
+    return [
+        {
+            "feature/group": escape_md(row.group or ""),
+            "metric": escape_md(row.metric),
+            "value": escape_md(f"{row.value:.4g}"),
+            "threshold": escape_md(f"{row.threshold:.4g}"),
+            "direction": "alerts below the threshold" if row.alerts_below else "alerts above the threshold",
+        }
+        for row in signal.breached[:MAX_BREACH_ROWS]
+    ]
+
+
+def breach_description(signal: DriftSignal, details: DriftDetails) -> str:
+    shown = min(len(signal.breached), MAX_BREACH_ROWS)
+    name = escape_md(signal.signal_name or "(unreadable name)")
+    rows = f"{len(signal.breached)} breached row(s)" + (
+        f", the first {shown} shown" if shown < len(signal.breached) else ""
+    )
+    unread = f"; unreadable: {escape_md(signal.breach_unparsed)}" if signal.breach_unparsed else ""
+    return f"Signal {name} of monitor {escape_md(signal.monitor)}: {rows}{unread}. Drift details: {escape_md(details.source)}"
 
 
 @task(name="report-copy", cache_policy=NO_CACHE)

@@ -18,6 +18,7 @@ from typing import Any
 from drift_retrain.config import ReceiverConfig, Settings, TargetConfig
 from drift_retrain.intake.filters import rejection
 from drift_retrain.intake.parsing import EventEnvelope, InvalidEvent, NotADriftSignal, parse_envelope, to_drift_signal
+from drift_retrain.routing import NoRoute
 from drift_retrain.signals import SUBSCRIPTION_VALIDATION, DriftSignal
 
 #: Event Grid schema posts application/json; CloudEvents posts the other two (docs samples also use json).
@@ -144,16 +145,15 @@ def _read_event(event: dict[str, Any], settings: Settings, delivery: Delivery) -
     except NotADriftSignal as exc:
         delivery.ignored.append(Ignored(envelope.id, envelope.type, exc.reason))
         return
-    target = settings.target_for(signal)
-    if target is None:
-        reason = f"monitor '{signal.monitor}' is not routed to any target"
-        delivery.ignored.append(Ignored(envelope.id, envelope.type, reason))
+    found = settings.routing(signal)  # the sweep and the flow route the same way
+    if isinstance(found, NoRoute):
+        delivery.ignored.append(Ignored(envelope.id, envelope.type, found.reason))
         return
-    reason = _filtered_out(event, envelope, [target])
+    reason = _filtered_out(event, envelope, [found.target])
     if reason:
         delivery.ignored.append(Ignored(envelope.id, envelope.type, reason))
         return
-    delivery.signals.append(Routed(signal, target))
+    delivery.signals.append(Routed(found.signal, found.target))
 
 
 def _filtered_out(event: Mapping[str, Any], envelope: EventEnvelope, targets: list[TargetConfig]) -> str | None:

@@ -7,19 +7,20 @@ PascalCase or camelCase depending on the source.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from drift_retrain.breaches import MAX_NAME, parse_breach
 from drift_retrain.signals import (
     DATASET_DRIFT_DETECTED,
     MONITOR_BREACH_TAG,
     RUN_STATUS_CHANGED,
     DriftSignal,
     SignalKind,
+    describe_rows,
 )
 
 
@@ -136,29 +137,62 @@ def _from_dataset_drift(envelope: EventEnvelope, raw: dict[str, Any]) -> DriftSi
 
 
 def _from_monitor_run(envelope: EventEnvelope, raw: dict[str, Any]) -> DriftSignal:
+    """A v2 breach: the evaluate step's run, tagged with the breach text (``drift_retrain.breaches``).
+
+    The tag's presence is the breach; its text names the signal and lists the breached rows, read here into
+    ``signal_name``/``breached`` (``breach_unparsed`` says what could not be read). No tag names the monitor
+    (Azure/azureml-assets .../model_monitor_evaluate_metrics_threshold/evaluate_metrics_threshold.py
+    ``send_email_for_breached`` sets only the breach tag, on its own run), so ``monitor`` starts as the event's
+    experiment name (run id when it has none); routing (``drift_retrain.routing``) replaces it with the configured
+    monitor the signal belongs to."""
     data = envelope.data
-    tags = _ci(data, "RunTags") or {}
-    breach = _ci(tags, MONITOR_BREACH_TAG) if isinstance(tags, Mapping) else None
-    if not breach:
+    tags = _ci(data, "RunTags")
+    if tags is None:
+        tags = {}
+    if not isinstance(tags, Mapping):
+        raise InvalidEvent(f"RunStatusChanged event {envelope.id}: data.RunTags must be a JSON object")
+    found, value = _ci_item(tags, MONITOR_BREACH_TAG)
+    if not found:
         raise NotADriftSignal(envelope.type, f"run status change without a {MONITOR_BREACH_TAG} tag")
     run_id = _ci(data, "RunId")
     if not run_id:
         raise InvalidEvent(f"RunStatusChanged event {envelope.id}: data is missing RunId")
-    monitor = _ci(tags, "azureml_modelmonitor_name") or _ci(data, "ExperimentName") or run_id
+    if not isinstance(run_id, str):
+        raise InvalidEvent(f"RunStatusChanged event {envelope.id}: data.RunId must be a string")
+    breach = parse_breach(value)
     return _build(
         envelope,
         raw,
         kind=SignalKind.MODEL_MONITOR,
-        monitor=monitor,
+        monitor=_experiment_name(data) or run_id,
         run_id=run_id,
-        breached_metrics=_breached_metrics(str(breach)),
+        signal_name=breach.signal,
+        breached=breach.rows,
+        breach_unparsed=breach.unparsed,
+        breached_metrics=describe_rows(breach.rows),
     )
 
 
-def _breached_metrics(breach_text: str) -> list[str]:
-    """The breach tag is prose; keep the message whole when no metric names can be read from it."""
-    names = re.findall(r"\b([a-z]+(?:_[a-z]+)+)\b", breach_text)
-    return sorted(set(names)) or [breach_text.strip()]
+def _experiment_name(data: Mapping[str, Any]) -> str | None:
+    """The event's experimentName when it is usable text (a hostile value is dropped, not an error: it is only
+    the last routing rule and a label)."""
+    name = _ci(data, "ExperimentName")
+    if not isinstance(name, str):
+        return None
+    name = name.strip()
+    if not name or len(name) > MAX_NAME or any(not c.isprintable() for c in name):
+        return None
+    return name
+
+
+def _ci_item(mapping: Mapping[str, Any], name: str) -> tuple[bool, Any]:
+    """Whether a key is present in any casing, and its value (a tag present with a null value is present)."""
+    if name in mapping:
+        return True, mapping[name]
+    for key, value in mapping.items():
+        if str(key).lower() == name.lower():
+            return True, value
+    return False, None
 
 
 def _build(envelope: EventEnvelope, raw: dict[str, Any], **fields: Any) -> DriftSignal:

@@ -13,7 +13,7 @@ import shlex
 from typing import Any
 
 from drift_retrain.config import EventSubscriptionConfig, ReceiverConfig, TargetConfig
-from drift_retrain.intake.filters import NO_VALUE, SINGLE_VALUE, AdvancedFilter
+from drift_retrain.intake.filters import MAX_FILTER_VALUES, NO_VALUE, SINGLE_VALUE, AdvancedFilter
 from drift_retrain.names import V1_DRIFT_SUBSCRIPTION, V2_MONITOR_SUBSCRIPTION, event_subscription_name
 from drift_retrain.signals import DATASET_DRIFT_DETECTED, MONITOR_BREACH_TAG, RUN_STATUS_CHANGED, workspace_name
 
@@ -22,31 +22,50 @@ DEAD_LETTER_PLACEHOLDER = (
     "/subscriptions/<sub>/resourceGroups/<rg>/providers/Microsoft.Storage/storageAccounts/<account>"
     "/blobServices/default/containers/<container>"
 )
+#: The breach tag's fixed text and the filter key, as Microsoft's how-to enters them (the text is
+#: evaluate_metrics_threshold.py ``_generate_error_message``'s, Azure/azureml-assets).
 BREACH_TEXT = "has failed due to one or more features violating metric thresholds"
+BREACH_FILTER_KEY = f"data.RunTags.{MONITOR_BREACH_TAG}"
 _SCHEMAS = {"EventGridSchema": "eventgridschema", "CloudEventSchemaV1_0": "cloudeventschemav1_0"}
 
 
 def default_subscriptions(target: TargetConfig) -> list[EventSubscriptionConfig]:
     """One subscription per signal kind (an advanced filter applies to every event of its subscription,
-    so the v2 breach filter needs a subscription of its own)."""
-    return [
+    so the v2 breach filter needs a subscription of its own). The v2 one filters as Microsoft's how-to does:
+    "String contains" the breach text, and, to filter at the monitoring level, "String contains" the names of
+    the target's monitors and configured signals (a filter's values OR together, filters AND: a breach of
+    another monitor's signal is not delivered). Over Event Grid's 25 values a filter, the names are split
+    over several v2 subscriptions."""
+    v1 = EventSubscriptionConfig(
+        name=event_subscription_name(target.name, V1_DRIFT_SUBSCRIPTION),
+        included_event_types=[DATASET_DRIFT_DETECTED],
+        advanced_filters=[AdvancedFilter(operator="StringIn", key="data.DataDriftName", values=list(target.monitors))],
+    )
+    names = breach_filter_values(target)
+    chunks = [names[i : i + MAX_FILTER_VALUES] for i in range(0, len(names), MAX_FILTER_VALUES)]
+    v2 = [
         EventSubscriptionConfig(
-            name=event_subscription_name(target.name, V1_DRIFT_SUBSCRIPTION),
-            included_event_types=[DATASET_DRIFT_DETECTED],
-            advanced_filters=[
-                AdvancedFilter(operator="StringIn", key="data.DataDriftName", values=list(target.monitors))
-            ],
-        ),
-        EventSubscriptionConfig(
-            name=event_subscription_name(target.name, V2_MONITOR_SUBSCRIPTION),
+            name=event_subscription_name(target.name, V2_MONITOR_SUBSCRIPTION) + (f"-{n + 1}" if n else ""),
             included_event_types=[RUN_STATUS_CHANGED],
             advanced_filters=[
-                AdvancedFilter(
-                    operator="StringContains", key=f"data.RunTags.{MONITOR_BREACH_TAG}", values=[BREACH_TEXT]
-                )
+                # MicrosoftDocs/azure-ai-docs articles/machine-learning/how-to-monitor-model-performance.md
+                # ("Create an event subscription"): the key, the operator and both values
+                AdvancedFilter(operator="StringContains", key=BREACH_FILTER_KEY, values=[BREACH_TEXT]),
+                AdvancedFilter(operator="StringContains", key=BREACH_FILTER_KEY, values=chunk),
             ],
-        ),
+        )
+        for n, chunk in enumerate(chunks)
     ]
+    return [v1, *v2]
+
+
+def breach_filter_values(target: TargetConfig) -> list[str]:
+    """What a v2 breach of this target contains in its tag text, the way routing matches it: a monitor name
+    (in its signals' names, by Microsoft's naming convention) or a configured signal name."""
+    names = list(target.monitors)
+    for signals in target.signals.values():
+        names += [s for s in signals if not any(n.casefold() in s.casefold() for n in names)]
+    return names
 
 
 def subscriptions_of(target: TargetConfig) -> tuple[list[EventSubscriptionConfig], bool]:

@@ -12,7 +12,8 @@ from drift_retrain.config import EventSubscriptionConfig, Settings
 from drift_retrain.signals import DATASET_DRIFT_DETECTED, MONITOR_BREACH_TAG, SignalKind
 from drift_retrain.intake.parsing import to_drift_signal
 from drift_retrain.sweep import missed_signals
-from drift_retrain.testing import BREACH_TEXT, DEMO_WORKSPACE, monitor_breach
+from drift_retrain.breaches import breach_text
+from drift_retrain.testing import BREACH_ROWS, DEMO_WORKSPACE, monitor_breach
 from tests.contract.conftest import azure_settings
 from tests.contract.ml_fixtures import WS
 
@@ -20,9 +21,9 @@ MONITOR = "credit-default-drift"  # the one monitor azure_settings' target takes
 
 
 def breach_tags(monitor: str) -> dict[str, str]:
-    """The tags of a monitor_breach() event's run, so both shapes carry the same breach."""
-    return {MONITOR_BREACH_TAG: f"Monitor {monitor} {BREACH_TEXT}: normalized_wasserstein_distance",
-            "azureml_modelmonitor_name": monitor}
+    """The tags of a monitor_breach() event's run (only the breach tag: no tag names the monitor), so both
+    shapes carry the same breach."""
+    return {MONITOR_BREACH_TAG: breach_text(f"{monitor}_data_drift", BREACH_ROWS)}
 
 
 @pytest.fixture
@@ -38,7 +39,7 @@ def test_ended_breaches_of_routed_monitors_since_then_become_the_events_signals(
     for name in caught:
         ml.add_monitor_run(DEMO_WORKSPACE, name, MONITOR, breach_tags(MONITOR),
                            status="Completed" if name == "mon-completed" else "Failed")
-    ml.add_monitor_run(DEMO_WORKSPACE, "mon-quiet", MONITOR, {"azureml_modelmonitor_name": MONITOR}, status="Completed")
+    ml.add_monitor_run(DEMO_WORKSPACE, "mon-quiet", MONITOR, {}, status="Completed")
     ml.add_monitor_run(DEMO_WORKSPACE, "mon-unrouted", "some-other-monitor", breach_tags("some-other-monitor"))
     ml.add_monitor_run(DEMO_WORKSPACE, "mon-old", MONITOR, breach_tags(MONITOR), created=since - timedelta(minutes=5))
     ml.add_monitor_run(DEMO_WORKSPACE, "mon-running", MONITOR, breach_tags(MONITOR), status="Running")
@@ -50,10 +51,10 @@ def test_ended_breaches_of_routed_monitors_since_then_become_the_events_signals(
     assert sorted(s.run_id for s, _ in found) == sorted(caught)
     assert {t.name for _, t in found} == {"credit-default"}
     for signal, _ in found:
-        event = to_drift_signal(monitor_breach(signal.run_id, workspace=DEMO_WORKSPACE, monitor=MONITOR))
+        event, _ = settings.routed(to_drift_signal(monitor_breach(signal.run_id, workspace=DEMO_WORKSPACE, monitor=MONITOR)))
         assert signal.kind is SignalKind.MODEL_MONITOR
         assert (signal.identity, signal.idempotency_key) == (event.identity, event.idempotency_key)
-        assert (signal.monitor, signal.breached_metrics) == (event.monitor, event.breached_metrics)
+        assert (signal.monitor, signal.signal_name, signal.breached) == (event.monitor, event.signal_name, event.breached)
 
     pages = [parse_qs(urlsplit(r.path).query) for r in fake.sent("GET", "/workspaces/demo-workspace/jobs?")]
     assert len(pages) == 3  # five tagged runs of this workspace, two a page: every nextLink was followed

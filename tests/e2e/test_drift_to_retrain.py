@@ -27,9 +27,8 @@ from drift_retrain.names import (
 from drift_retrain.backends.local.monitor import drift_event, run_monitor
 from drift_retrain.backends.local.registry import FileModelRegistry
 from drift_retrain.devstack.sender import deliver_events
-from drift_retrain.signals import MONITOR_BREACH_TAG
 from drift_retrain.intake.parsing import to_drift_signal
-from drift_retrain.testing import dataset_drift, sample
+from drift_retrain.testing import dataset_drift, monitor_breach, sample
 
 pytestmark = pytest.mark.e2e
 
@@ -136,11 +135,9 @@ def test_redelivery_and_duplicate_subscription_create_no_second_run(first_delive
 
 
 def test_v2_monitor_breach_inside_the_cooldown_is_skipped_with_its_reason(first_delivery, stack, api, e2e_settings) -> None:
-    event = sample("ce_RunStatusChanged.json")[0]
-    event["source"] = e2e_settings.targets[0].workspace
-    event["data"]["runId"] = f"monitor-run-{uuid.uuid4().hex[:8]}"
-    event["data"]["runTags"] = {MONITOR_BREACH_TAG: "has failed due to one or more features violating metric thresholds",
-                                "azureml_modelmonitor_name": "credit-default-monitor"}
+    # as Azure ML sends it: only the breach tag, on the signal's evaluate step run; its name routes it
+    event = monitor_breach(f"monitor-run-{uuid.uuid4().hex[:8]}", e2e_settings.targets[0].workspace,
+                           "credit-default-monitor", cloudevents=True)
     response = deliver_events(stack.webhook_url, [event], stack.secret)
     assert response.status_code == 200, response.text
     (accepted,) = response.json()["accepted"]

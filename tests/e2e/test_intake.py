@@ -32,7 +32,8 @@ from drift_retrain.signals import MONITOR_BREACH_TAG
 from drift_retrain.intake.parsing import to_drift_signal
 from drift_retrain.devstack.sender import EVENT_GRID_RESPONSE_TIMEOUT, Delivery, redeliver
 from drift_retrain.devstack.stack import STARTUP_SECONDS, free_port
-from drift_retrain.testing import BREACH_TEXT, DEMO_WORKSPACE, INTAKE_TARGETS, dataset_drift, local_target, monitor_breach, sample, write_config
+from drift_retrain.intake.subscription import BREACH_TEXT
+from drift_retrain.testing import DEMO_WORKSPACE, INTAKE_TARGETS, dataset_drift, local_target, monitor_breach, sample, write_config
 from drift_retrain.testing import PrefectServer, running, spawn
 from tests.e2e.conftest import Api
 from tests.entra import LocalTenant

@@ -6,6 +6,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from drift_retrain.breaches import BreachRow
 from drift_retrain.names import SIGNAL_TAG, WINDOW_END_TAG, WINDOW_START_TAG
 from drift_retrain.config import GateConfig, PolicyConfig
 from drift_retrain.policy import after_copy, after_training, champion, covered_by, data_copied, decide, in_slot
@@ -80,10 +81,37 @@ def test_force_overrides_drift_rows_and_cooldown() -> None:
     assert checks(decision)["force"] is True
 
 
-@pytest.mark.parametrize(("metrics", "retrain"), [(["jensen_shannon_distance"], True), ([], False)])
-def test_model_monitor_breach(metrics: list[str], retrain: bool) -> None:
-    s = signal(None, kind=SignalKind.MODEL_MONITOR, breached_metrics=metrics)
-    assert decide(s, details(None, rows=None), POLICY, [], now=NOW).retrain is retrain
+def drift_detail(s: DriftSignal) -> tuple[bool, str]:
+    [check] = [c for c in decide(s, details(None, rows=None), POLICY, [], now=NOW).checks if c.rule == "drift"]
+    return check.passed, check.detail
+
+
+def test_model_monitor_breach_passes_with_its_rows_listed() -> None:
+    rows = [BreachRow(metric="JensenShannonDistance", value=0.31, threshold=0.1, group="age"),
+            BreachRow(metric="TwoSampleKolmogorovSmirnovTest", value=0.01, threshold=0.05, group="income")]
+    s = signal(None, kind=SignalKind.MODEL_MONITOR, signal_name="credit_data_drift", breached=rows)
+    assert drift_detail(s) == (True, "signal 'credit_data_drift' breached: age: JensenShannonDistance 0.31 > 0.1, "
+                                     "income: TwoSampleKolmogorovSmirnovTest 0.01 < 0.05")
+    assert decide(s, details(None, rows=None), POLICY, [], now=NOW).retrain
+
+
+@pytest.mark.parametrize(
+    ("fields", "detail"),
+    [
+        ({"signal_name": "x", "breach_unparsed": "row 0: not JSON"}, "signal 'x' breached; rows unreadable: row 0: not JSON"),
+        ({"breach_unparsed": "the tag value is int, not text"}, "an unnamed signal breached; rows unreadable: the tag value is int, not text"),
+        ({"signal_name": "x"}, "signal 'x' breached; rows unreadable: the breach tag lists no rows"),
+    ],
+)
+def test_a_model_monitor_breach_without_readable_rows_still_passes_and_says_why(fields, detail) -> None:
+    """The breach tag's presence is the breach: Azure ML sets it only when a metric crossed its threshold."""
+    assert drift_detail(signal(None, kind=SignalKind.MODEL_MONITOR, **fields)) == (True, detail)
+
+
+def test_some_rows_unreadable_are_named_beside_the_rows_read() -> None:
+    row = BreachRow(metric="PopulationStabilityIndex", value=0.4, threshold=0.2)
+    s = signal(None, kind=SignalKind.MODEL_MONITOR, signal_name="x", breached=[row], breach_unparsed="row 1: not JSON")
+    assert drift_detail(s) == (True, "signal 'x' breached: PopulationStabilityIndex 0.4 > 0.2; rows unreadable: row 1: not JSON")
 
 
 def copied(rows: int | None, files: int = 1, data: int = 100) -> CopyResult:

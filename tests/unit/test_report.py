@@ -4,14 +4,20 @@ to spell; these tests read the content a person or an automation sees."""
 
 from __future__ import annotations
 
+import logging
+import re
 from datetime import datetime, timedelta, timezone
 
+from drift_retrain.breaches import BreachRow
 from drift_retrain.names import SIGNAL_TAG
 from drift_retrain.portal import Link
 from drift_retrain.results import Check, Decision, DriftDetails, FeatureDrift, ModelVersion, TrainingResult
 from drift_retrain.signals import DriftSignal, SignalKind
+from tasks import report
 from tasks.report import (
     TOP_FEATURES,
+    breach_description,
+    breach_rows,
     cancelled_markdown,
     decision_markdown,
     drift_description,
@@ -45,7 +51,7 @@ DECISION = Decision(
 
 def table(markdown: str) -> list[list[str]]:
     """The data rows of the markdown's tables, cell by cell (the header and separator rows left out)."""
-    rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in markdown.splitlines() if line.startswith("|")]
+    rows = [[cell.strip() for cell in re.split(r"(?<!\\)\|", line.strip()[1:-1])] for line in markdown.splitlines() if line.startswith("|")]
     return [row for row in rows if not set("".join(row)) <= {"-"} and row[0] not in {"rule", "lineage tag", "step"}]
 
 
@@ -85,6 +91,48 @@ def test_the_drift_table_ranks_the_top_features_by_contribution_with_every_repor
     )
     unknown = DriftDetails(available=True, source="s", features=features[:2])
     assert drift_description(unknown).endswith("Top 2 of 2 features by drift; dataset drift coefficient n/a vs threshold n/a")
+
+
+BREACHED = [
+    BreachRow(metric="JensenShannonDistance", value=0.3141592, threshold=0.1, group="age"),
+    BreachRow(metric="TwoSampleKolmogorovSmirnovTest", value=0.01, threshold=0.05, group="a|b [x](http://e) <img src=x>"),
+    BreachRow(metric="PopulationStabilityIndex", value=0.4, threshold=0.2),
+]
+
+
+def breach(**fields) -> DriftSignal:
+    base = dict(kind=SignalKind.MODEL_MONITOR, monitor="credit-monitor", drift_coefficient=None, window_start=None,
+                window_end=None, signal_name="credit-monitor_data_drift", breached=BREACHED)
+    return signal(**(base | fields))
+
+
+def test_a_breach_table_lists_every_breached_row_with_its_direction_escaped() -> None:
+    assert breach_rows(breach()) == [
+        {"feature/group": "age", "metric": "JensenShannonDistance", "value": "0.3142", "threshold": "0.1",
+         "direction": "alerts above the threshold"},
+        {"feature/group": "a\\|b \\[x\\]\\(http://e\\) &lt;img src=x&gt;", "metric": "TwoSampleKolmogorovSmirnovTest",
+         "value": "0.01", "threshold": "0.05", "direction": "alerts below the threshold"},
+        {"feature/group": "", "metric": "PopulationStabilityIndex", "value": "0.4", "threshold": "0.2",
+         "direction": "alerts above the threshold"},
+    ]
+    hostile = breach(signal_name="*x* | `y`", breach_unparsed="row 3: not JSON")
+    assert breach_description(hostile, DriftDetails(available=False, source="no <details>")) == (
+        "Signal \\*x\\* \\| \\`y\\` of monitor credit-monitor: 3 breached row(s); unreadable: row 3: not JSON. "
+        "Drift details: no &lt;details&gt;"
+    )
+
+
+def test_the_drift_artifact_of_a_breach_shows_its_rows_even_without_details(monkeypatch) -> None:
+    made: dict[str, tuple] = {}
+    monkeypatch.setattr(report, "create_table_artifact", lambda rows, key, description: made.setdefault(key, (rows, description)))
+    monkeypatch.setattr(report, "create_markdown_artifact", lambda markdown, key, description: made.setdefault(key, (markdown,)))
+    monkeypatch.setattr(report, "emit_event", lambda *a, **k: None)
+    monkeypatch.setattr(report, "get_run_logger", lambda: logging.getLogger("test"))
+    decision = Decision(retrain=True, checks=[Check(rule="drift", passed=True, detail="signal 'a|b' breached: x")])
+    report.report_decision.fn(breach(), DriftDetails(available=False, source="unavailable"), decision, "credit")
+    rows, description = made["drift-credit"]
+    assert [r["metric"] for r in rows] == [r.metric for r in BREACHED] and "3 breached row(s)" in description
+    assert table(made["decision-credit"][0]) == [["drift", "yes", "signal 'a\\|b' breached: x"]]  # one cell, escaped
 
 
 def training(metrics: dict[str, float]) -> TrainingResult:

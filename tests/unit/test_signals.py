@@ -7,11 +7,17 @@ from datetime import datetime, timezone
 
 import pytest
 
+from drift_retrain.breaches import breach_text
 from drift_retrain.signals import MONITOR_BREACH_TAG, DriftSignal, SignalKind
 from drift_retrain.intake.parsing import InvalidEvent, NotADriftSignal, parse_envelope, to_drift_signal
 from drift_retrain.testing import SAMPLE_WORKSPACE, sample
 
-BREACH = "has failed due to one or more features violating metric thresholds"
+ROWS = [
+    {"metric_value": 0.31, "metric_name": "JensenShannonDistance", "threshold_value": 0.1, "group": "age"},
+    {"metric_value": 0.01, "metric_name": "TwoSampleKolmogorovSmirnovTest", "threshold_value": 0.05, "group": "income"},
+]
+HEAD = "The signal 's' has failed due to one or more features violating metric thresholds.\n"
+LIST = "The feature names and their corresponding computed metric values violating the threshold are \n"
 
 
 def _one(document):
@@ -101,24 +107,83 @@ def test_run_status_changed_without_breach_is_not_a_signal(name: str) -> None:
 def test_model_monitor_breach_is_a_v2_signal(name: str, tags_key: str) -> None:
     event = _one(sample(name))
     del event["data"]["runTags"]
-    event["data"][tags_key] = {MONITOR_BREACH_TAG: BREACH}
+    event["data"][tags_key] = {MONITOR_BREACH_TAG: breach_text("credit_monitor_data_drift", ROWS)}
     signal = to_drift_signal(event)
     assert signal.kind is SignalKind.MODEL_MONITOR
     assert signal.run_id == "AutoML_ad912b2d-6467-4f32-a616-dbe4af6dd8fc_5"
-    assert signal.monitor == "automl-local-regression"  # experiment name, when no monitor-name tag
-    assert signal.breached_metrics == [BREACH]
+    assert signal.monitor == "automl-local-regression"  # the experiment name until routing names the monitor
+    assert signal.signal_name == "credit_monitor_data_drift" and signal.breach_unparsed is None
+    assert [(r.group, r.metric, r.value, r.threshold) for r in signal.breached] == [
+        ("age", "JensenShannonDistance", 0.31, 0.1), ("income", "TwoSampleKolmogorovSmirnovTest", 0.01, 0.05)]
+    assert signal.breached_metrics == ["age: JensenShannonDistance 0.31 > 0.1", "income: TwoSampleKolmogorovSmirnovTest 0.01 < 0.05"]
     assert signal.drift_coefficient is None
 
 
-def test_breach_message_naming_metrics_lists_them() -> None:
+def test_no_tag_names_the_monitor_and_an_invented_one_is_not_read() -> None:
+    """Azure ML sets only the breach tag on the evaluate step's run; a tag naming the monitor is not Azure's."""
     event = _one(sample("eg_RunStatusChanged.json"))
-    event["data"]["runTags"] = {
-        MONITOR_BREACH_TAG: "data_drift: jensen_shannon_distance and population_stability_index over threshold",
-        "azureml_modelmonitor_name": "credit-monitor",
-    }
+    event["data"]["runTags"] = {MONITOR_BREACH_TAG: breach_text("s", ROWS), "azureml_modelmonitor_name": "credit-monitor"}
+    assert to_drift_signal(event).monitor == "automl-local-regression"
+
+
+@pytest.mark.parametrize(
+    ("experiment", "monitor"),
+    [(None, "AutoML_ad912b2d-6467-4f32-a616-dbe4af6dd8fc_5"), ("", "AutoML_ad912b2d-6467-4f32-a616-dbe4af6dd8fc_5"),
+     (["x"], "AutoML_ad912b2d-6467-4f32-a616-dbe4af6dd8fc_5"), ("a\nb", "AutoML_ad912b2d-6467-4f32-a616-dbe4af6dd8fc_5"),
+     ("x" * 257, "AutoML_ad912b2d-6467-4f32-a616-dbe4af6dd8fc_5"), ("  my-monitor ", "my-monitor")],
+)
+def test_an_unusable_experiment_name_falls_back_to_the_run_id(experiment, monitor) -> None:
+    event = _one(sample("eg_RunStatusChanged.json"))
+    event["data"]["experimentName"] = experiment
+    event["data"]["runTags"] = {MONITOR_BREACH_TAG: breach_text("s", ROWS)}
+    assert to_drift_signal(event).monitor == monitor
+
+
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [
+        (None, "NoneType, not text"),
+        (42, "int, not text"),
+        ({"signal": "s"}, "dict, not text"),
+        ("", "does not start with"),
+        ("Monitor x has failed due to one or more features violating metric thresholds", "does not start with"),
+        (HEAD + LIST + "[1, 2]\n", "row 0: a int, not a JSON string"),
+        (HEAD + LIST + "['{\"metric_name\": \"X\", \"metric_value\": NaN, \"threshold_value\": 1}']\n", "finite"),
+        (HEAD + LIST + "['{\"metric_name\": \"X\", \"metric_value\": 1e999, \"threshold_value\": 1}']\n", "finite"),
+        (HEAD.replace("'s'", "'a\nb'") + LIST + "[]\n", "control characters"),
+    ],
+)
+def test_a_breach_tag_that_does_not_read_is_still_a_breach_and_says_why(value, why) -> None:
+    """The tag's presence is the breach (the component sets it only when a threshold was breached)."""
+    event = _one(sample("ce_RunStatusChanged.json"))
+    event["data"]["runTags"] = {MONITOR_BREACH_TAG.upper(): value}
     signal = to_drift_signal(event)
-    assert signal.monitor == "credit-monitor"
-    assert signal.breached_metrics == ["data_drift", "jensen_shannon_distance", "population_stability_index"]
+    assert signal.kind is SignalKind.MODEL_MONITOR and signal.breached == [] and signal.breached_metrics == []
+    assert why in signal.breach_unparsed
+
+
+def test_a_signal_name_with_quotes_is_read_whole() -> None:
+    event = _one(sample("eg_RunStatusChanged.json"))
+    event["data"]["runTags"] = {MONITOR_BREACH_TAG: breach_text("it's \"ours\" | <b>", ROWS[:1])}
+    signal = to_drift_signal(event)
+    assert signal.signal_name == "it's \"ours\" | <b>" and len(signal.breached) == 1
+
+
+@pytest.mark.parametrize(("tags", "field"), [(["x"], "data.RunTags"), ("tags", "data.RunTags")])
+def test_run_tags_that_are_not_an_object_are_an_invalid_event(tags, field) -> None:
+    event = _one(sample("eg_RunStatusChanged.json"))
+    event["data"]["runTags"] = tags
+    with pytest.raises(InvalidEvent, match=field):
+        to_drift_signal(event)
+
+
+@pytest.mark.parametrize("run_id", [7, ["r"], {"r": 1}])
+def test_a_breach_whose_run_id_is_not_text_is_an_invalid_event(run_id) -> None:
+    event = _one(sample("eg_RunStatusChanged.json"))
+    event["data"]["runId"] = run_id
+    event["data"]["runTags"] = {MONITOR_BREACH_TAG: breach_text("s", ROWS)}
+    with pytest.raises(InvalidEvent, match="data.RunId must be a string"):
+        to_drift_signal(event)
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from drift_retrain.cli import app
 from drift_retrain.config import load_settings
 from drift_retrain.intake.subscription import DEAD_LETTER_PLACEHOLDER, az_command, bicep_parameters, subscriptions_of
-from drift_retrain.testing import DEMO_WORKSPACE, INTAKE_TARGETS, ROOT, write_config
+from drift_retrain.testing import DEMO_WORKSPACE, INTAKE_TARGETS, ROOT, local_target, write_config
 from tests.entra import LocalTenant
 
 SECRET = "never-print-me-123"
@@ -78,7 +78,9 @@ def test_unconfigured_target_gets_one_default_subscription_per_signal_kind(setti
     assert v1["--advanced-filter"] == [["data.DataDriftName", "StringIn", "credit-default-drift"]]
     assert v2["--included-event-types"] == [["Microsoft.MachineLearningServices.RunStatusChanged"]]
     assert v2["--advanced-filter"] == [["data.RunTags.azureml_modelmonitor_threshold_breached", "StringContains",
-                                        "has failed due to one or more features violating metric thresholds"]]
+                                        "has failed due to one or more features violating metric thresholds"],
+                                       ["data.RunTags.azureml_modelmonitor_threshold_breached", "StringContains",
+                                        "credit-default-drift"]]
     assert v1["--deadletter-endpoint"] == [[DEAD_LETTER_PLACEHOLDER]]
     assert v1["--max-delivery-attempts"] == [["30"]] and v1["--event-ttl"] == [["1440"]]
 
@@ -131,3 +133,43 @@ def test_cli_prints_commands_for_a_target(settings) -> None:
     assert json.loads(params.output)["parameters"]["subscriptionName"] == {"value": "strong-drift-only"}
     unknown = CliRunner().invoke(app, ["azure", "subscription", "-c", str(settings.source_file), "-t", "nope"])
     assert unknown.exit_code != 0
+
+
+MONITORS = local_target(
+    "credit", ["credit_monitor", "churn_monitor"], extra='[targets.signals]\ncredit_monitor = ["age_drift", "credit_monitor_quality"]\n'
+)
+BREACH_KEY = "data.RunTags.azureml_modelmonitor_threshold_breached"
+
+
+def test_the_v2_subscription_filters_per_monitor_in_both_formats(tmp_path) -> None:
+    """Microsoft's how-to: "String contains" the breach text, and again a monitor signal's name (signals are
+    named <monitor-name>_<signal-description>): the names of the target's monitors, plus configured signals
+    that do not contain one, in the az command and in the Bicep parameters alike."""
+    settings = load_settings(write_config(tmp_path, extra=MONITORS))
+    target = settings.target("credit")
+    v1, v2 = subscriptions_of(target)[0]
+    names = ["credit_monitor", "churn_monitor", "age_drift"]  # credit_monitor_quality contains credit_monitor
+    assert options(az_command(target, v2, settings.receiver, "https://h/api/eventgrid"))["--advanced-filter"] == [
+        [BREACH_KEY, "StringContains", "has failed due to one or more features violating metric thresholds"],
+        [BREACH_KEY, "StringContains", *names],
+    ]
+    assert bicep_parameters(target, v2, settings.receiver)["parameters"]["advancedFilters"]["value"] == [
+        {"operatorType": "StringContains", "key": BREACH_KEY, "values": ["has failed due to one or more features violating metric thresholds"]},
+        {"operatorType": "StringContains", "key": BREACH_KEY, "values": names},
+    ]
+    cli = CliRunner().invoke(app, ["azure", "subscription", "-c", str(settings.source_file), "-t", "credit", "--endpoint", "https://h/x"])
+    assert cli.exit_code == 0, cli.output
+    assert "--advanced-filter data.RunTags.azureml_modelmonitor_threshold_breached StringContains credit_monitor churn_monitor age_drift" in cli.output
+
+
+def test_more_names_than_a_filter_holds_are_split_over_subscriptions(tmp_path) -> None:
+    """Event Grid takes 25 values a filter (drift_retrain.intake.filters): the names go 25 to a subscription."""
+    monitors = [f"m{i:02d}" for i in range(20)]
+    signals = [f"s{i:02d}" for i in range(10)]
+    extra = f"[targets.signals]\nm00 = {json.dumps(signals)}\n"
+    settings = load_settings(write_config(tmp_path, extra=local_target("wide", monitors, extra=extra)))
+    subscriptions, _ = subscriptions_of(settings.target("wide"))
+    v2 = [s for s in subscriptions if s.included_event_types == ["Microsoft.MachineLearningServices.RunStatusChanged"]]
+    assert [s.name for s in v2] == ["wide-v2-monitor", "wide-v2-monitor-2"]
+    names = monitors + signals
+    assert [s.advanced_filters[1].values for s in v2] == [names[:25], names[25:]]

@@ -30,13 +30,13 @@ def test_every_placeholder_is_filled_from_a_v1_signal() -> None:
 
 
 def test_v2_signal_leaves_v1_only_fields_empty() -> None:
-    from drift_retrain.testing import sample
+    from drift_retrain.testing import monitor_breach
 
-    event = sample("eg_RunStatusChanged.json")[0]
-    event["data"]["runTags"] = {"azureml_modelmonitor_threshold_breached": "has failed due to one or more features violating metric thresholds: normalized_wasserstein_distance"}
-    fields = signal_fields(to_drift_signal(event), "m", "t")
+    rows = [{"metric_value": 0.31, "metric_name": "JensenShannonDistance", "threshold_value": 0.1, "group": "age"},
+            {"metric_value": 0.4, "metric_name": "NormalizedWassersteinDistance", "threshold_value": 0.2, "group": "income"}]
+    fields = signal_fields(to_drift_signal(monitor_breach("r1", rows=rows)), "m", "t")
     assert fields["drift_coefficient"] == "" and fields["window_start"] == "" and fields["kind"] == "model_monitor"
-    assert fields["breached_metrics"] == "normalized_wasserstein_distance"
+    assert fields["breached_metrics"] == "age: JensenShannonDistance 0.31 > 0.1,income: NormalizedWassersteinDistance 0.4 > 0.2"
 
 
 @pytest.mark.parametrize("template", ["{nope}", "{window_start", "{0}"])

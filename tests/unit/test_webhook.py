@@ -21,10 +21,13 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 from starlette.testclient import TestClient
 
 from drift_retrain.intake.app import EVENTS_PATH, create_app
-from drift_retrain.config import ConfigError, HandoffConfig, Settings, load_settings
+from drift_retrain.config import ConfigError, HandoffConfig, PolicyConfig, Settings, load_settings
 from drift_retrain.intake.feed import PrefectEventFeed, drift_detected
 from drift_retrain.intake.handoff import HandedOff, HandoffUnavailable, PrefectHandoff
-from drift_retrain.testing import DEMO_WORKSPACE, INTAKE_TARGETS, dataset_drift, local_target, monitor_breach, sample, write_config
+from drift_retrain.intake.parsing import to_drift_signal
+from drift_retrain.policy import decide
+from drift_retrain.results import DriftDetails
+from drift_retrain.testing import DEMO_WORKSPACE, INTAKE_TARGETS, SAMPLE_WORKSPACE, dataset_drift, local_target, monitor_breach, sample, write_config
 from tests.entra import TENANT, LocalTenant
 
 SECRET = "s3cret-value"
@@ -36,6 +39,7 @@ class RecordingHandoff:
     def __init__(self, fail: bool = False) -> None:
         self.fail = fail
         self.signals: list = []
+        self.targets: list[str] = []
         self.runs: dict[str, HandedOff] = {}  # by signal identity, as Prefect's idempotency key dedupes
 
     async def hand_off_all(self, items, started_by="webhook") -> list[HandedOff]:
@@ -43,6 +47,7 @@ class RecordingHandoff:
         if self.fail and items:
             raise HandoffUnavailable("Prefect is down")
         self.signals.extend(signal for signal, _ in items)
+        self.targets.extend(target.name for _, target in items)
         handed = []
         for signal, target in items:
             if signal.identity in self.runs:
@@ -202,6 +207,103 @@ def test_v2_monitor_breach_is_handed_off_in_both_schemas(client, recorder, cloud
     response = post(client, event if cloudevents else [event], content_type="application/cloudevents+json" if cloudevents else EG_JSON)
     assert response.status_code == 200, response.text
     assert [(s.kind.value, s.monitor, s.run_id) for s in recorder.signals] == [("model_monitor", "docs-monitor", "monitor-run-1")]
+
+
+FRAUD = "credit_card_fraud_monitor"  # the monitor name of Microsoft's how-to, whose signals are named after it
+
+
+@pytest.fixture
+def fraud(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, recorder: RecordingHandoff):
+    """A receiver whose config also routes the how-to's monitor, in the docs samples' workspace."""
+    monkeypatch.setenv("DRIFT_RETRAIN_WEBHOOK_SECRET", SECRET)
+    extra = INTAKE_TARGETS + local_target("fraud", [FRAUD], SAMPLE_WORKSPACE, model_name="fraud-model")
+    with TestClient(create_app(load_settings(write_config(tmp_path, extra=extra)), recorder)) as test_client:
+        yield test_client
+
+
+@pytest.mark.parametrize(("schema", "content_type"), [("eg", EG_JSON), ("ce", "application/cloudevents-batch+json")])
+def test_a_monitors_breaches_replay_into_one_signal_per_signal_with_its_rows(fraud, recorder, schema, content_type) -> None:
+    """tests/fixtures/eventgrid/*_RunStatusChanged_model_monitor_breaches.json: one RunStatusChanged per signal of
+    one monitor, its tag text as evaluate_metrics_threshold.py builds it (Spark toJSON rows, doubles as Java
+    prints them: 1.2E-4). The experiment name is the docs sample's: no source says what a monitor run's is."""
+    response = post(fraud, sample(f"{schema}_RunStatusChanged_model_monitor_breaches.json"), content_type=content_type)
+    assert response.status_code == 200, response.text
+    assert len(response.json()["accepted"]) == 3 and response.json()["ignored"] == []
+    assert recorder.targets == ["fraud"] * 3
+    assert {(s.kind.value, s.monitor, s.breach_unparsed) for s in recorder.signals} == {("model_monitor", FRAUD, None)}
+    assert {s.signal_name: [(r.group, r.metric, r.value, r.threshold, r.alerts_below) for r in s.breached] for s in recorder.signals} == {
+        f"{FRAUD}_data_drift": [("TRANSACTIONAMOUNT", "JensenShannonDistance", 0.3125, 0.1, False),
+                                ("LOCALHOUR", "TwoSampleKolmogorovSmirnovTest", 0.018, 0.05, True)],
+        f"{FRAUD}_prediction_drift": [("IS_FRAUD", "PopulationStabilityIndex", 0.2704, 0.2, False)],
+        f"{FRAUD}_data_quality": [("DIGITALITEMCOUNT", "NullValueRate", 0.00012, 0.0, False)],
+    }
+    assert len({s.identity for s in recorder.signals}) == 3  # one signal per evaluate step run
+
+
+def test_the_component_tests_own_message_reads_and_an_unrouted_signal_is_ignored_by_name(fraud, recorder) -> None:
+    """The exact text azureml-assets' unit test expects of _generate_error_message (signal 'name', one row with a
+    group; tests/unit/test_evaluate_metrics_threshold.py): read, and acknowledged with the signal named."""
+    [event] = sample("eg_RunStatusChanged_component_test_message.json")
+    signal = to_drift_signal(event)
+    assert (signal.signal_name, signal.breach_unparsed) == ("name", None)
+    assert [(r.group, r.metric, r.value, r.threshold) for r in signal.breached] == [("1", "metics", 4.6, 5.6)]
+    response = post(fraud, [event])
+    assert response.status_code == 200 and recorder.signals == []
+    assert response.json()["ignored"] == [{
+        "event_id": event["id"], "event_type": "Microsoft.MachineLearningServices.RunStatusChanged",
+        "reason": f"v2 signal 'name' of experiment 'automl-local-regression' in workspace {SAMPLE_WORKSPACE} matches no "
+                  "configured signal or monitor name",
+    }]
+
+
+HEAD = "The signal '{}' has failed due to one or more features violating metric thresholds.\n"
+LIST = "The feature names and their corresponding computed metric values violating the threshold are \n"
+
+
+@pytest.mark.parametrize(
+    ("tag", "why"),
+    [
+        (7, "the tag value is int, not text"),
+        (["a"], "the tag value is list, not text"),
+        (None, "the tag value is NoneType, not text"),
+        (HEAD.format("docs-monitor_drift") + LIST + "[{'metric_name': 'X'}, 3]\n", "row 0: a dict, not a JSON string; row 1: a int, not a JSON string"),
+        (HEAD.format("docs-monitor_drift") + LIST + "['{\"metric_value\":NaN,\"metric_name\":\"X\",\"threshold_value\":1.0}']\n",
+         "row 0: X: metric_value and threshold_value must be finite numbers"),
+        (HEAD.format("docs-monitor_drift") + LIST + "['{\"metric_value\":\"NaN\",\"metric_name\":\"X\",\"threshold_value\":1.0}']\n",
+         "row 0: X: metric_value and threshold_value must be finite numbers"),
+        (HEAD.format("docs-monitor_drift") + LIST + "['{\"metric_value\":1" + "0" * 400 + ",\"metric_name\":\"X\",\"threshold_value\":1.0}']\n",
+         "row 0: X: metric_value and threshold_value must be finite numbers"),
+        (HEAD.format("docs-monitor\nsignal") + LIST + "[]\n", "the signal name is empty, too long or has control characters"),
+    ],
+)
+def test_a_hostile_breach_tag_is_acknowledged_and_its_decision_says_why(client, recorder, tag, why) -> None:
+    """The tag's presence is the breach: handed off (routed here by the experiment name, the last resort), and the
+    decision's drift rule passes naming what could not be read. Never a 5xx."""
+    event = monitor_breach("hostile-1", experiment="docs-monitor")
+    event["data"]["runTags"] = {"azureml_modelmonitor_threshold_breached": tag}
+    response = post(client, [event])
+    assert response.status_code == 200, response.text
+    [signal] = recorder.signals
+    assert (signal.monitor, signal.breached) == ("docs-monitor", [])
+    [drift_check] = [c for c in decide(signal, DriftDetails(available=False, source="-"), PolicyConfig(), []).checks if c.rule == "drift"]
+    assert drift_check.passed and drift_check.detail.endswith(f"breached; rows unreadable: {why}")
+
+
+def test_a_signal_name_with_quotes_is_read_whole_and_routed_by_the_monitor_name_in_it(client, recorder) -> None:
+    name = 'docs-monitor "risky" it\'s | <b>'
+    response = post(client, [monitor_breach("quoted-1", signal=name)])
+    assert response.status_code == 200, response.text
+    [signal] = recorder.signals
+    assert (signal.signal_name, signal.monitor, recorder.targets) == (name, "docs-monitor", ["docs-sample"])
+
+
+@pytest.mark.parametrize(("data", "field"), [({"runTags": ["x"]}, "data.RunTags"), ({"runId": 12}, "data.RunId")])
+def test_a_malformed_breach_event_is_a_400_naming_the_field(client, recorder, data, field) -> None:
+    event = monitor_breach("bad-1")
+    event["data"].update(data)
+    response = post(client, [event])
+    assert response.status_code == 400 and field in response.json()["error"]
+    assert recorder.signals == []
 
 
 def test_mixed_batch_in_cloudevents_batch_mode(client, recorder) -> None:
