@@ -347,11 +347,10 @@ class FakeMonitoring:
                 400, "INVALID_PARAMETER_VALUE", f"max_results must be between 1 and {SEARCH_MAX}, got {wanted}."
             )
         workspace = _ws_path(request.path_params).lower()
-        found = [
+        found = [  # every run of the experiments: metric runs, and the pipelines' child runs (MLflow runs too)
             r
             for r in list(self.runs.values())
-            if r.run_type == "mlflow"
-            and r.workspace.lower() == workspace
+            if r.workspace.lower() == workspace
             and r.experiment_id in experiments
             and all(r.tags.get(key) == value for key, value in conditions)
         ]
@@ -370,7 +369,7 @@ class FakeMonitoring:
         query = request.query_params
         run = self.runs.get(query.get("run_id") or query.get("run_uuid") or "")
         key = query.get("metric_key")
-        if run is None or run.run_type != "mlflow":
+        if run is None:
             return _mlflow_error(404, "RESOURCE_DOES_NOT_EXIST", f"Run '{query.get('run_id')}' not found.")
         if not key:
             return _mlflow_error(400, "INVALID_PARAMETER_VALUE", "metric_key is required.")

@@ -72,7 +72,8 @@ def monitor_details(rest: WorkspaceRest, signal: DriftSignal) -> DriftDetails:
     """DriftDetails of a MODEL_MONITOR signal from its metric runs; never raises."""
     signal_name = signal.signal_name or _signal_from_tag(signal)
     experiment = name(_ci(_data(signal), "experimentId"))
-    where = f"signal '{signal_name}' of monitor run {signal.run_id}" if signal_name else f"monitor run {signal.run_id}"
+    step = f"evaluate step run {signal.run_id}"
+    where = f"signal '{signal_name}' ({step})" if signal_name else step
     if signal_name is None:
         return _unavailable(where, "the breach tag names no signal, so its metric runs cannot be found")
     if experiment is None:
@@ -201,14 +202,15 @@ def _signal_from_tag(signal: DriftSignal) -> str | None:
 
 
 def _why(exc: RestError) -> str:
+    message = exc.message[:300]  # the service's own words, bounded
     if exc.status_code == 404:
-        return f"not found (HTTP 404: {exc.message})"
+        return f"not found (HTTP 404: {message})"
     if exc.status_code in (401, 403):
         return (
-            f"not readable by this identity (HTTP {exc.status_code}: {exc.message}); it needs the "
+            f"not readable by this identity (HTTP {exc.status_code}: {message}); it needs the "
             "AzureML Data Scientist role on the workspace"
         )
-    return f"HTTP {exc.status_code}: {exc.message}"
+    return f"HTTP {exc.status_code}: {message}"
 
 
 def _iso(moment: datetime | None) -> str:

@@ -254,12 +254,12 @@ def _text(value: object, limit: int) -> str | None:
 
 
 def _moment(value: object) -> datetime | None:
-    """An ISO 8601 time (run history writes 7 fractional digits, recording's createdUtc), as aware UTC."""
+    """An ISO 8601 time as aware UTC (run history writes 7 fractional digits, the recording's createdUtc:
+    Python 3.11's ``fromisoformat`` reads them, truncating past 6)."""
     if not isinstance(value, str) or len(value) > 64:
         return None
-    text = re.sub(r"(\.\d{6})\d+", r"\1", value.strip()).replace("Z", "+00:00")
     try:
-        moment = datetime.fromisoformat(text)
+        moment = datetime.fromisoformat(value.strip())
     except ValueError:
         return None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
