@@ -4,7 +4,7 @@ signal the evaluate step's RunStatusChanged event would have been."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -39,7 +39,7 @@ def monitor_run(fake, signals, monitor=MONITOR, workspace=DEMO_WORKSPACE, **kwar
 
 
 def test_the_catch_up_finds_a_lost_breach_and_rebuilds_the_evaluate_steps_event(fake, settings):
-    since = datetime.now(timezone.utc) - timedelta(hours=1)
+    since = datetime.now(UTC) - timedelta(hours=1)
     fake.ml.jobs_page_size = 2  # ARM pages of two jobs, run-history pages of one child: every page is followed
     fake.ml.monitoring.page_size = 1
     breached = monitor_run(fake, {DATA_DRIFT: BREACHING, PREDICTION_DRIFT: QUIET})
@@ -73,7 +73,7 @@ def test_the_catch_up_finds_a_lost_breach_and_rebuilds_the_evaluate_steps_event(
 def test_a_monitor_run_without_breach_yields_nothing(fake, settings):
     quiet = monitor_run(fake, {DATA_DRIFT: QUIET, PREDICTION_DRIFT: QUIET})
 
-    found, unseen = missed_signals(settings, datetime.now(timezone.utc) - timedelta(hours=1))
+    found, unseen = missed_signals(settings, datetime.now(UTC) - timedelta(hours=1))
 
     assert (found, unseen) == ([], [])
     assert quiet.breached == []
@@ -86,7 +86,7 @@ def test_metrics_that_alert_below_their_threshold_breach_below_it(fake, settings
     low = monitor_run(fake, {DATA_DRIFT: [{"metric_name": ks, "metric_value": 0.01, "threshold_value": 0.05, "group": "age"}]})
     high = monitor_run(fake, {DATA_DRIFT: [{"metric_name": ks, "metric_value": 0.4, "threshold_value": 0.05, "group": "age"}]})
 
-    found, _ = missed_signals(settings, datetime.now(timezone.utc) - timedelta(hours=1))
+    found, _ = missed_signals(settings, datetime.now(UTC) - timedelta(hours=1))
 
     assert [s.run_id for s, _ in found] == [low.evaluate[DATA_DRIFT].run_id]
     assert high.breached == [] and MONITOR_BREACH_TAG not in high.evaluate[DATA_DRIFT].tags
@@ -97,7 +97,7 @@ def test_the_catch_up_says_when_it_reached_its_cap(fake, settings, monkeypatch):
     monkeypatch.setattr(missed, "MAX_JOBS_LISTED", 2)
     runs = [monitor_run(fake, {DATA_DRIFT: BREACHING}) for _ in range(3)]
 
-    found, unseen = missed_signals(settings, datetime.now(timezone.utc) - timedelta(hours=1))
+    found, unseen = missed_signals(settings, datetime.now(UTC) - timedelta(hours=1))
 
     assert len(found) == 2  # the two newest; the third is past the cap
     assert {s.run_id for s, _ in found} < {r.evaluate[DATA_DRIFT].run_id for r in runs}
@@ -110,7 +110,7 @@ def test_a_target_fed_only_by_v1_drift_says_it_is_not_caught_up(fake, settings):
     v1 = EventSubscriptionConfig(name="v1-drift", included_event_types=[DATASET_DRIFT_DETECTED])
     settings = settings.model_copy(update={"targets": [settings.targets[0].model_copy(update={"subscriptions": [v1]})]})
 
-    found, unseen = missed_signals(settings, datetime.now(timezone.utc) - timedelta(hours=1))
+    found, unseen = missed_signals(settings, datetime.now(UTC) - timedelta(hours=1))
 
     assert found == []
     [row] = unseen
@@ -121,7 +121,7 @@ def test_a_target_fed_only_by_v1_drift_says_it_is_not_caught_up(fake, settings):
 def test_an_unreachable_workspace_is_a_row_of_the_sweep_not_its_failure(fake, settings):
     fake.faults.errors["/jobs?"] = 100  # 503 on every attempt the SDK's retry policy makes
 
-    found, unseen = missed_signals(settings, datetime.now(timezone.utc) - timedelta(hours=1))
+    found, unseen = missed_signals(settings, datetime.now(UTC) - timedelta(hours=1))
 
     assert found == []
     [row] = unseen
