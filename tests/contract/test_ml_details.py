@@ -213,3 +213,26 @@ def test_v2_a_signal_without_metric_runs_or_experiment_is_unavailable(fake, ml_s
     assert not no_runs.available
     assert f"no MLflow metric runs tagged azureml.signal_name = '{DATA_DRIFT}'" in no_runs.source
     assert not no_experiment.available and "no usable data.experimentId" in no_experiment.source
+
+
+def test_v2_details_of_a_signal_whose_outputter_tags_groups(fake, ml_session):
+    """Model performance and generation safety/quality signals publish through the metric outputter, which tags
+    the feature as azureml.group_0 (none: a metric of the whole data); a pass rate alerts below its threshold."""
+    from drift_retrain.fake_azure.monitoring import METRIC_OUTPUTTER
+
+    gsq = f"{MONITOR}-gsq"
+    rows = [
+        {"metric_name": "AggregatedGroundednessPassRate", "metric_value": 0.6, "threshold_value": 0.7},
+        {"metric_name": "AverageFluencyScore", "metric_value": 4.1, "threshold_value": 3.0, "group": "en"},
+    ]
+    run = _v2(fake, {gsq: rows}, datetime.now(UTC) - timedelta(hours=1), outputter=METRIC_OUTPUTTER)
+    assert run.breached == [gsq]  # 0.6 < 0.7: below, the pass rate's direction
+
+    details = _details(ml_session).fetch(to_drift_signal(run.breach_event(gsq)))
+
+    assert details.available, details.source
+    assert details.features == [
+        FeatureDrift(feature="(overall)", metrics={"AggregatedGroundednessPassRate": 0.6},
+                     thresholds={"AggregatedGroundednessPassRate": 0.7}),
+        FeatureDrift(feature="en", metrics={"AverageFluencyScore": 4.1}, thresholds={"AverageFluencyScore": 3.0}),
+    ]

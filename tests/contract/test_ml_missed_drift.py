@@ -10,6 +10,8 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from drift_retrain.backends.azure import missed
+from drift_retrain.backends.azure.details import AzureDriftDetails
+from drift_retrain.backends.azure.session import AzureSession
 from drift_retrain.config import EventSubscriptionConfig, Settings
 from drift_retrain.intake.parsing import to_drift_signal
 from drift_retrain.signals import DATASET_DRIFT_DETECTED, MONITOR_BREACH_TAG, SignalKind
@@ -83,14 +85,23 @@ def test_a_monitor_run_without_breach_yields_nothing(fake, settings):
 def test_metrics_that_alert_below_their_threshold_breach_below_it(fake, settings):
     """The Kolmogorov-Smirnov test's value is a p-value: drift is a value *below* the threshold."""
     ks = "TwoSampleKolmogorovSmirnovTest"
-    low = monitor_run(fake, {DATA_DRIFT: [{"metric_name": ks, "metric_value": 0.01, "threshold_value": 0.05, "group": "age"}]})
-    high = monitor_run(fake, {DATA_DRIFT: [{"metric_name": ks, "metric_value": 0.4, "threshold_value": 0.05, "group": "age"}]})
+    now = datetime.now(UTC)
+    low = monitor_run(fake, {DATA_DRIFT: [{"metric_name": ks, "metric_value": 0.01, "threshold_value": 0.05, "group": "age"}]},
+                      created=now - timedelta(minutes=20))
+    high = monitor_run(fake, {DATA_DRIFT: [{"metric_name": ks, "metric_value": 0.4, "threshold_value": 0.05, "group": "age"}]},
+                       created=now - timedelta(minutes=10))  # the next run of the monitor: no breach
 
     found, _ = missed_signals(settings, datetime.now(UTC) - timedelta(hours=1))
 
     assert [s.run_id for s, _ in found] == [low.evaluate[DATA_DRIFT].run_id]
     assert high.breached == [] and MONITOR_BREACH_TAG not in high.evaluate[DATA_DRIFT].tags
     assert '"metric_name":"TwoSampleKolmogorovSmirnovTest"' in low.evaluate[DATA_DRIFT].tags[MONITOR_BREACH_TAG]
+    # Its details: the breaching run's point, not the next run's; the test's value is its p-value
+    # (numerical_data_drift_metrics.py _ks2sample_pandas_impl).
+    [(signal, target)] = found
+    details = AzureDriftDetails(AzureSession.from_config(settings.azure), target).fetch(signal)
+    [age] = details.features
+    assert (age.ks_pvalue, age.ks_statistic, age.thresholds) == (0.01, None, {ks: 0.05})
 
 
 def test_the_catch_up_says_when_it_reached_its_cap(fake, settings, monkeypatch):
