@@ -33,6 +33,9 @@ class FeatureDrift(_Record):
     metrics: dict[str, float] = Field(
         default_factory=dict, description="Other per-feature metrics, by the source's names"
     )
+    thresholds: dict[str, float] = Field(
+        default_factory=dict, description="Each metric's threshold, by the source's names, where the source has one"
+    )
 
 
 class DriftDetails(_Record):

@@ -73,13 +73,15 @@ def missed_signals(
     Whether a signal already has a flow run is the hand-off's idempotency key to say."""
     found, unseen = [], []
     for target, source in missed_drift_sources(settings):
-        if source.blind_spot:
-            unseen.append(SweepAction(f"target {target.name}", "", "", "not caught up", source.blind_spot))
+        failed, signals = None, []
         try:
             signals = source.signals_since(since)
         except Exception as exc:  # one unreachable workspace must not stop the others' catch-up
-            problem = f"{type(exc).__name__}: {next(iter(str(exc).splitlines()), '')}"
-            unseen.append(SweepAction(f"target {target.name}", "", "", "catch-up failed", problem))
+            failed = f"{type(exc).__name__}: {next(iter(str(exc).splitlines()), '')}"
+        if source.blind_spot:  # read after looking: a source may meet a limit (a cap) while it looks
+            unseen.append(SweepAction(f"target {target.name}", "", "", "not caught up", source.blind_spot))
+        if failed is not None:
+            unseen.append(SweepAction(f"target {target.name}", "", "", "catch-up failed", failed))
             continue
         routes = (settings.routing(s) for s in signals)  # as the receiver routes: monitor set to the configured one
         found += [(r.signal, r.target) for r in routes if isinstance(r, Route) and r.target.name == target.name]

@@ -131,7 +131,10 @@ def drift_rows(details: DriftDetails) -> list[dict[str, Any]]:
     dataset-level threshold the coefficient was held against."""
     rows = []
     for rank, feature in enumerate(details.top_features(TOP_FEATURES), start=1):
-        statistics = {**feature.model_dump(exclude={"feature", "metrics"}, exclude_none=True), **feature.metrics}
+        statistics = {
+            **feature.model_dump(exclude={"feature", "metrics", "thresholds"}, exclude_none=True),
+            **feature.metrics,
+        }
         readable = {name: float(f"{value:.4g}") for name, value in statistics.items()}
         rows.append({"rank": rank, "feature": feature.feature, **readable, "threshold": details.threshold})
     return rows

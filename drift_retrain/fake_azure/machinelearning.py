@@ -6,9 +6,9 @@ job bodies carry ``services.Studio``, model versions carry ``"flavors": {}`` (th
 model container is a 404 ``ModelNotFound``. The workspace's ``discoveryUrl`` and ``mlFlowTrackingUri``
 point back at this server, so the "regional host" of a v1 pipeline resolves to the fake too.
 
-Tests script what the next job does (``script_next_job``), add ended model-monitor runs
-(``add_monitor_run``) for ARM Jobs - List to page through, and read what the SDKs sent from ``jobs``,
-``models`` and the server's request log.
+Tests script what the next job does (``script_next_job``), add ended model-monitor runs with their whole
+run tree (``add_monitor_run``, ``monitoring.py``), and read what the SDKs sent from ``jobs``, ``models`` and
+the server's request log.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from drift_retrain.fake_azure.monitoring import FakeMonitoring, FakeMonitorRun, history_body, mlflow_run
 from drift_retrain.fake_azure.scripts import FollowsScript, RunScript, ScriptedRun
 
 if TYPE_CHECKING:
@@ -101,6 +102,8 @@ class FakeMachineLearning:
         self.drift_runs: dict[str, dict[str, float]] = {}  # run id -> metrics (MLflow) of a drift/monitor run
         self.components: dict[tuple[str, str], dict[str, Any]] = {}  # (name, version) -> ARM body
         self.batch_endpoints: dict[str, dict[str, Any]] = {}
+        #: Model monitoring's run tree: signal pipelines, evaluate steps, metric runs (``monitoring.py``).
+        self.monitoring = FakeMonitoring(self)
         self._scripts: deque[tuple[RunScript, dict[str, float]]] = deque()
         #: What an unscripted job does and logs (the demo's ``--azure-fake`` runs rely on these).
         self.default_script = DEFAULT_SCRIPT
@@ -142,36 +145,9 @@ class FakeMachineLearning:
         """The next job created (any kind) follows ``script`` and logs ``metrics``."""
         self._scripts.append((script, dict(metrics or {})))
 
-    def add_monitor_run(
-        self,
-        workspace: str,
-        name: str,
-        monitor: str,
-        tags: dict[str, str],
-        status: str = "Failed",
-        created: datetime | None = None,
-    ) -> FakeJob:
-        """A v2 model-monitor run of ``workspace`` (ARM id) that already ended with ``status``, created at
-        ``created`` (now by default), tagged as Azure ML model monitoring tags its runs."""
-        run = ScriptedRun(
-            name, RunScript(steps=(("Running", 0.0),), final=status), time.monotonic(), ML_CANCEL, TERMINAL
-        )
-        body = {
-            "properties": {
-                "jobType": "Pipeline",
-                "experimentName": monitor,
-                "displayName": name,
-                "jobs": {},
-                "inputs": {},
-                "outputs": {},
-                "settings": {},
-            }
-        }
-        job = FakeJob(name, "monitor_run", workspace, monitor, body, run, tags=dict(tags))
-        if created is not None:
-            job.created = created.isoformat()
-        self.jobs[name] = job
-        return job
+    def add_monitor_run(self, workspace: str, monitor: str, signals: Any, **kwargs: Any) -> FakeMonitorRun:
+        """A model-monitor run's whole tree (``FakeMonitoring.add_monitor_run``)."""
+        return self.monitoring.add_monitor_run(workspace, monitor, signals, **kwargs)
 
     def add_batch_endpoint(self, name: str, deployments: tuple[str, ...] = ("train",)) -> None:
         self.batch_endpoints[name] = {
@@ -200,6 +176,7 @@ class FakeMachineLearning:
 
     def routes(self) -> list[BaseRoute]:
         return [
+            *self.monitoring.routes(),
             Route(WS, self.get_workspace, methods=["GET"]),
             Route(WS + "/providers/Microsoft.Authorization/permissions", self.get_permissions, methods=["GET"]),
             Route("/discovery", self.discovery, methods=["GET"]),
@@ -313,9 +290,11 @@ class FakeMachineLearning:
 
     async def list_jobs(self, request: Request) -> Response:
         """ARM Jobs - List: ``{"value": [JobBase...], "nextLink"}``, newest first. Honours ``tag`` (jobs that
-        carry that tag key) and ``$skip`` (the continuation token the previous page's ``nextLink`` carries)."""
+        carry that tag key), ``jobType`` and ``$skip`` (the continuation token the previous page's ``nextLink``
+        carries); the query parameters azure-ai-ml's generated client sends (azure/ai/ml/_restclient/
+        arm_ml_service/operations/_operations.py ``build_jobs_list_request``)."""
         workspace, query = _ws_path(request.path_params).lower(), request.query_params
-        tag, skip = query.get("tag"), int(query.get("$skip") or 0)
+        tag, skip, job_type = query.get("tag"), int(query.get("$skip") or 0), query.get("jobType")
         listed = sorted(
             (
                 j
@@ -323,6 +302,7 @@ class FakeMachineLearning:
                 if j.kind != "published_pipeline"
                 and j.workspace.lower() == workspace
                 and (tag is None or tag in j.tags)
+                and (job_type is None or job_type == "Pipeline")  # every job body here is jobType Pipeline
             ),
             key=lambda j: j.created,
             reverse=True,
@@ -660,6 +640,8 @@ class FakeMachineLearning:
     async def get_history_run(self, request: Request) -> Response:
         p = request.path_params
         job = self.jobs.get(p["run"])
+        if job is None and p["run"] in self.monitoring.runs:  # a monitor run's child: signal pipeline or step
+            return JSONResponse(history_body(self.monitoring.runs[p["run"]]))
         if job is None:
             return _error(404, "UserError", f"Run {p['run']} was not found (fake)", inner="RunNotFound")
         job.run.status_calls += 1
@@ -696,6 +678,8 @@ class FakeMachineLearning:
     async def mlflow_get_run(self, request: Request) -> Response:
         run_id = request.query_params.get("run_id") or request.query_params.get("run_uuid") or ""
         job = self.jobs.get(run_id)
+        if run_id in self.monitoring.runs:
+            return JSONResponse({"run": mlflow_run(self.monitoring.runs[run_id])})
         if run_id in self.drift_runs:
             metrics, status, tags = self.drift_runs[run_id], "FINISHED", {}
         elif job is not None:

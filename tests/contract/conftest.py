@@ -131,6 +131,7 @@ def fake(ml_fake: FakeAzure) -> FakeAzure:
     ml.jobs.clear()
     ml.models.clear()
     ml.drift_runs.clear()
+    ml.monitoring.reset()
     ml.components.clear()
     ml.batch_endpoints.clear()
     ml._scripts = deque()

@@ -1,29 +1,32 @@
-"""The sweep's azure catch-up against the fake's ARM Jobs - List, through the real azure-ai-ml: which
-model-monitor runs become signals, and that each is the signal its RunStatusChanged event would have been."""
+"""The sweep's azure catch-up against the fake's model-monitor run tree, through the real azure-ai-ml (ARM
+Jobs - List) and our REST client (run-history children): which breaches become signals, and that each is the
+signal the evaluate step's RunStatusChanged event would have been."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from drift_retrain.backends.azure import missed
+from drift_retrain.backends.azure.details import AzureDriftDetails
+from drift_retrain.backends.azure.session import AzureSession
 from drift_retrain.config import EventSubscriptionConfig, Settings
-from drift_retrain.signals import DATASET_DRIFT_DETECTED, MONITOR_BREACH_TAG, SignalKind
 from drift_retrain.intake.parsing import to_drift_signal
+from drift_retrain.signals import DATASET_DRIFT_DETECTED, MONITOR_BREACH_TAG, SignalKind
 from drift_retrain.sweep import missed_signals
-from drift_retrain.breaches import breach_text
-from drift_retrain.testing import BREACH_ROWS, DEMO_WORKSPACE, monitor_breach
+from drift_retrain.testing import DEMO_WORKSPACE
 from tests.contract.conftest import azure_settings
 from tests.contract.ml_fixtures import WS
 
 MONITOR = "credit-default-drift"  # the one monitor azure_settings' target takes
-
-
-def breach_tags(monitor: str) -> dict[str, str]:
-    """The tags of a monitor_breach() event's run (only the breach tag: no tag names the monitor), so both
-    shapes carry the same breach."""
-    return {MONITOR_BREACH_TAG: breach_text(f"{monitor}_data_drift", BREACH_ROWS)}
+DATA_DRIFT, PREDICTION_DRIFT = f"{MONITOR}-data-drift", f"{MONITOR}-prediction-drift"
+BREACHING = [
+    {"metric_name": "JensenShannonDistance", "metric_value": 0.31, "threshold_value": 0.1, "group": "income"},
+    {"metric_name": "JensenShannonDistance", "metric_value": 0.02, "threshold_value": 0.1, "group": "age"},
+]
+QUIET = [{"metric_name": "PopulationStabilityIndex", "metric_value": 0.01, "threshold_value": 0.2, "group": "score"}]
 
 
 @pytest.fixture
@@ -31,42 +34,95 @@ def settings(tmp_path, fake) -> Settings:
     return azure_settings(tmp_path, fake)
 
 
-def test_ended_breaches_of_routed_monitors_since_then_become_the_events_signals(fake, settings):
-    since = datetime.now(timezone.utc) - timedelta(hours=1)
-    ml = fake.ml
-    ml.jobs_page_size = 2
-    caught = ["mon-failed-1", "mon-failed-2", "mon-completed"]
-    for name in caught:
-        ml.add_monitor_run(DEMO_WORKSPACE, name, MONITOR, breach_tags(MONITOR),
-                           status="Completed" if name == "mon-completed" else "Failed")
-    ml.add_monitor_run(DEMO_WORKSPACE, "mon-quiet", MONITOR, {}, status="Completed")
-    ml.add_monitor_run(DEMO_WORKSPACE, "mon-unrouted", "some-other-monitor", breach_tags("some-other-monitor"))
-    ml.add_monitor_run(DEMO_WORKSPACE, "mon-old", MONITOR, breach_tags(MONITOR), created=since - timedelta(minutes=5))
-    ml.add_monitor_run(DEMO_WORKSPACE, "mon-running", MONITOR, breach_tags(MONITOR), status="Running")
-    ml.add_monitor_run(WS, "mon-elsewhere", MONITOR, breach_tags(MONITOR))  # another workspace, no target
+def monitor_run(fake, signals, monitor=MONITOR, workspace=DEMO_WORKSPACE, **kwargs):
+    """A run of ``monitor`` in its own experiment, the monitor's name (so routing by the experiment name and
+    by a signal name that contains the monitor's agree)."""
+    return fake.ml.add_monitor_run(workspace, monitor, signals, experiment=monitor, **kwargs)
+
+
+def test_the_catch_up_finds_a_lost_breach_and_rebuilds_the_evaluate_steps_event(fake, settings):
+    since = datetime.now(UTC) - timedelta(hours=1)
+    fake.ml.jobs_page_size = 2  # ARM pages of two jobs, run-history pages of one child: every page is followed
+    fake.ml.monitoring.page_size = 1
+    breached = monitor_run(fake, {DATA_DRIFT: BREACHING, PREDICTION_DRIFT: QUIET})
+    monitor_run(fake, {DATA_DRIFT: QUIET})  # no breach: nothing to catch up
+    monitor_run(fake, {DATA_DRIFT: BREACHING}, created=since - timedelta(minutes=5))  # before the look-back
+    monitor_run(fake, {"some-other-monitor-data-drift": BREACHING}, monitor="some-other-monitor")  # no target's
+    monitor_run(fake, {DATA_DRIFT: BREACHING}, workspace=WS)  # another workspace, no target
 
     found, unseen = missed_signals(settings, since)
 
     assert unseen == []
-    assert sorted(s.run_id for s, _ in found) == sorted(caught)
-    assert {t.name for _, t in found} == {"credit-default"}
-    for signal, _ in found:
-        event, _ = settings.routed(to_drift_signal(monitor_breach(signal.run_id, workspace=DEMO_WORKSPACE, monitor=MONITOR)))
-        assert signal.kind is SignalKind.MODEL_MONITOR
-        assert (signal.identity, signal.idempotency_key) == (event.identity, event.idempotency_key)
-        assert (signal.monitor, signal.signal_name, signal.breached) == (event.monitor, event.signal_name, event.breached)
+    [(signal, target)] = found
+    step = breached.evaluate[DATA_DRIFT]
+    assert target.name == "credit-default"
+    assert signal.kind is SignalKind.MODEL_MONITOR and signal.run_id == step.run_id  # the evaluate step, as the event
+    event, _ = settings.routed(to_drift_signal(breached.breach_event(DATA_DRIFT, workspace=DEMO_WORKSPACE)))
+    assert (signal.identity, signal.idempotency_key) == (event.identity, event.idempotency_key)
+    assert (signal.monitor, signal.signal_name, signal.breached) == (MONITOR, event.signal_name, event.breached)
+    assert event.monitor == MONITOR and [r.group for r in signal.breached] == ["income"]
+    assert signal.raw_event["data"] == event.raw_event["data"]  # ids, experiment, tags, properties, status
+    assert signal.event_time == event.event_time  # the step's end, not the sweep's clock
+    assert signal.raw_event["id"] == f"sweep-{step.run_id}"
 
-    pages = [parse_qs(urlsplit(r.path).query) for r in fake.sent("GET", "/workspaces/demo-workspace/jobs?")]
-    assert len(pages) == 3  # five tagged runs of this workspace, two a page: every nextLink was followed
-    assert all(p["tag"] == [MONITOR_BREACH_TAG] and p["api-version"] == ["2024-01-01-preview"] for p in pages)
-    assert [p.get("$skip") for p in pages] == [None, ["2"], ["4"]]
+    lists = [parse_qs(urlsplit(r.path).query) for r in fake.sent("GET", "/workspaces/demo-workspace/jobs?")]
+    assert len(lists) == 2  # four monitor runs in this workspace, two a page: the nextLink was followed
+    assert all(q["jobType"] == ["Pipeline"] and "tag" not in q for q in lists)  # the tag is not on these jobs
+    children = fake.sent("GET", f"/runs/{breached.job.name}/children")
+    assert len(children) == 2 and "%24continuationtoken=" in children[1].path  # two signals, one a page
+    assert all("api-version=v1.0" in r.path for r in children)
+
+
+def test_a_monitor_run_without_breach_yields_nothing(fake, settings):
+    quiet = monitor_run(fake, {DATA_DRIFT: QUIET, PREDICTION_DRIFT: QUIET})
+
+    found, unseen = missed_signals(settings, datetime.now(UTC) - timedelta(hours=1))
+
+    assert (found, unseen) == ([], [])
+    assert quiet.breached == []
+    assert fake.sent("GET", f"/runs/{quiet.job.name}/children")  # it was looked at
+
+
+def test_metrics_that_alert_below_their_threshold_breach_below_it(fake, settings):
+    """The Kolmogorov-Smirnov test's value is a p-value: drift is a value *below* the threshold."""
+    ks = "TwoSampleKolmogorovSmirnovTest"
+    now = datetime.now(UTC)
+    low = monitor_run(fake, {DATA_DRIFT: [{"metric_name": ks, "metric_value": 0.01, "threshold_value": 0.05, "group": "age"}]},
+                      created=now - timedelta(minutes=20))
+    high = monitor_run(fake, {DATA_DRIFT: [{"metric_name": ks, "metric_value": 0.4, "threshold_value": 0.05, "group": "age"}]},
+                       created=now - timedelta(minutes=10))  # the next run of the monitor: no breach
+
+    found, _ = missed_signals(settings, datetime.now(UTC) - timedelta(hours=1))
+
+    assert [s.run_id for s, _ in found] == [low.evaluate[DATA_DRIFT].run_id]
+    assert high.breached == [] and MONITOR_BREACH_TAG not in high.evaluate[DATA_DRIFT].tags
+    assert '"metric_name":"TwoSampleKolmogorovSmirnovTest"' in low.evaluate[DATA_DRIFT].tags[MONITOR_BREACH_TAG]
+    # Its details: the breaching run's point, not the next run's; the test's value is its p-value
+    # (numerical_data_drift_metrics.py _ks2sample_pandas_impl).
+    [(signal, target)] = found
+    details = AzureDriftDetails(AzureSession.from_config(settings.azure), target).fetch(signal)
+    [age] = details.features
+    assert (age.ks_pvalue, age.ks_statistic, age.thresholds) == (0.01, None, {ks: 0.05})
+
+
+def test_the_catch_up_says_when_it_reached_its_cap(fake, settings, monkeypatch):
+    monkeypatch.setattr(missed, "MAX_JOBS_LISTED", 2)
+    runs = [monitor_run(fake, {DATA_DRIFT: BREACHING}) for _ in range(3)]
+
+    found, unseen = missed_signals(settings, datetime.now(UTC) - timedelta(hours=1))
+
+    assert len(found) == 2  # the two newest; the third is past the cap
+    assert {s.run_id for s, _ in found} < {r.evaluate[DATA_DRIFT].run_id for r in runs}
+    [row] = unseen
+    assert (row.flow_run, row.action) == ("target credit-default", "not caught up")
+    assert "the catch-up read its cap (2 jobs" in row.detail
 
 
 def test_a_target_fed_only_by_v1_drift_says_it_is_not_caught_up(fake, settings):
     v1 = EventSubscriptionConfig(name="v1-drift", included_event_types=[DATASET_DRIFT_DETECTED])
     settings = settings.model_copy(update={"targets": [settings.targets[0].model_copy(update={"subscriptions": [v1]})]})
 
-    found, unseen = missed_signals(settings, datetime.now(timezone.utc) - timedelta(hours=1))
+    found, unseen = missed_signals(settings, datetime.now(UTC) - timedelta(hours=1))
 
     assert found == []
     [row] = unseen
@@ -77,7 +133,7 @@ def test_a_target_fed_only_by_v1_drift_says_it_is_not_caught_up(fake, settings):
 def test_an_unreachable_workspace_is_a_row_of_the_sweep_not_its_failure(fake, settings):
     fake.faults.errors["/jobs?"] = 100  # 503 on every attempt the SDK's retry policy makes
 
-    found, unseen = missed_signals(settings, datetime.now(timezone.utc) - timedelta(hours=1))
+    found, unseen = missed_signals(settings, datetime.now(UTC) - timedelta(hours=1))
 
     assert found == []
     [row] = unseen

@@ -12,7 +12,7 @@ from drift_retrain.devstack.sender import deliver_events
 from drift_retrain.fake_azure import TENANT, FakeAzure, RunScript
 from drift_retrain.intake.parsing import to_drift_signal
 from drift_retrain.names import SIGNAL_TAG
-from drift_retrain.testing import DEMO_WORKSPACE, dataset_drift, monitor_breach
+from drift_retrain.testing import DEMO_WORKSPACE, dataset_drift
 from tests.e2e.conftest import AZURE_FACTORY
 
 pytestmark = pytest.mark.e2e
@@ -199,9 +199,19 @@ def test_cancelling_the_flow_run_while_it_trains_cancels_the_ml_job_and_the_repo
 
 
 def test_the_sweep_catches_up_a_monitor_breach_whose_event_never_arrived(stack, api, fake_azure: FakeAzure) -> None:
-    run_id = f"azure-credit-monitor_{int(time.time() * 1000)}"
-    event = monitor_breach(run_id, workspace=DEMO_WORKSPACE, monitor="azure-credit-drift")  # never delivered
-    fake_azure.ml.add_monitor_run(DEMO_WORKSPACE, run_id, "azure-credit-drift", event["data"]["runTags"])
+    """The monitor's data drift signal breached; its evaluate step's RunStatusChanged never arrived. The sweep
+    finds the step two levels under the monitor's pipeline job and hands off the event Azure ML would have
+    sent; the real event, when it turns up late, lands on that run as a duplicate."""
+    signal = "azure-credit-drift-data-drift"  # <monitor>-<signal>, so routing by signal name finds the target
+    rows = [{"metric_name": "JensenShannonDistance", "metric_value": 0.31, "threshold_value": 0.1, "group": "income"}]
+    quiet = [{"metric_name": "PopulationStabilityIndex", "metric_value": 0.01, "threshold_value": 0.2, "group": "score"}]
+    tree = fake_azure.ml.add_monitor_run(
+        DEMO_WORKSPACE, "azure-credit-drift", {signal: rows, "azure-credit-drift-prediction-drift": quiet},
+        experiment="azure-credit-drift",
+    )
+    event = tree.breach_event(signal)  # never delivered
+    run_id = event["data"]["runId"]  # the evaluate step's run, not the pipeline job's
+    assert run_id == tree.evaluate[signal].run_id != tree.job.name
     name = f"azure-credit-{run_id}-sweep"  # a run the sweep made is named apart from the webhook's
     assert not api.flow_runs_like(f"azure-credit-{run_id}")
 
@@ -210,7 +220,8 @@ def test_the_sweep_catches_up_a_monitor_breach_whose_event_never_arrived(stack, 
     caught = api.flow_run(row["id"])
     assert caught["idempotency_key"] == to_drift_signal(event).idempotency_key  # the webhook's own key
     assert "via:sweep" in caught["tags"]
-    assert fake_azure.sent("GET", "/workspaces/demo-workspace/jobs?")  # found through ARM Jobs - List
+    assert fake_azure.sent("GET", "/workspaces/demo-workspace/jobs?")  # the pipeline jobs, through ARM Jobs - List
+    assert fake_azure.sent("GET", f"/runs/{tree.job.name}/children")  # then its signals through run history
 
     late = deliver(stack, event)  # the event turns up after all
     assert late["duplicate"] and late["flow_run_id"] == caught["id"]

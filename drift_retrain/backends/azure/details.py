@@ -1,17 +1,15 @@
-"""Drift details from the drift run itself: the metrics Azure ML logged on the v1 drift run or the v2
-monitor run, read through MLflow's ``runs/get`` on the workspace's tracking URI.
+"""Drift details, dispatched by the signal's kind: a v2 model-monitor signal's come from the monitor's MLflow
+metric runs (``details_v2``: the evaluate step's run the event names logs no metrics); the others' from the
+drift run itself, the metrics logged on it, read through MLflow's ``runs/get`` on the tracking URI.
 
 azure-ai-ml has no metrics API (``jobs.get`` gives status and tags only, and v1 drift runs are not v2
-jobs), and MLflow's REST answer carries the run's status and tags as well, so one call serves both kinds.
+jobs), and MLflow's REST answer carries the run's status and tags as well.
 
-Metric names (v1: MicrosoftDocs/azure-ai-docs articles/machine-learning/v1/how-to-monitor-datasets.md; v2: the
-monitoring components, Azure/azureml-assets assets/model_monitoring/components/src/): v1 logs the dataset-level
-``datadrift_coefficient`` and, per feature,
-``datadrift_contribution``, ``wasserstein_distance``, ``energy_distance``; v2 signals log
-``jensen_shannon_distance``, ``normalized_wasserstein_distance``, ``population_stability_index``,
-``two_sample_kolmogorov_smirnov_test``, ... per feature. A per-feature metric is read from a key that
-joins the metric and the feature with ``.``, ``/`` or ``:`` in either order (``datadrift_contribution.age``,
-``data_drift.age.population_stability_index``); anything else is a dataset-level metric.
+Metric names (v1: MicrosoftDocs/azure-ai-docs articles/machine-learning/v1/how-to-monitor-datasets.md): v1
+logs the dataset-level ``datadrift_coefficient`` and, per feature, ``datadrift_contribution``,
+``wasserstein_distance``, ``energy_distance``. A per-feature metric is read from a key that joins the metric
+and the feature with ``.``, ``/`` or ``:`` in either order (``datadrift_contribution.age``); anything else is a
+dataset-level metric.
 
 Details that cannot be had (no such run, no permission, no metrics, the service down) are reported as
 ``available=False`` with the reason; the policy then decides on the event's own data and says so.
@@ -22,11 +20,12 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 
+from drift_retrain.backends.azure.details_v2 import monitor_details
 from drift_retrain.backends.azure.session import AzureSession
 from drift_retrain.backends.azure.workspace_rest import RestError, WorkspaceRest
 from drift_retrain.config import AzureTarget
 from drift_retrain.results import DriftDetails, FeatureDrift
-from drift_retrain.signals import DriftSignal
+from drift_retrain.signals import DriftSignal, SignalKind
 
 #: Per-feature metric names Azure ML drift (v1) and model monitoring (v2) log, and the FeatureDrift field
 #: each fills (None: kept in FeatureDrift.metrics under its own name).
@@ -59,6 +58,8 @@ class AzureDriftDetails:
         return self._rest[key]
 
     def fetch(self, signal: DriftSignal) -> DriftDetails:
+        if signal.kind is SignalKind.MODEL_MONITOR:  # v2: the monitor's metric runs (details_v2)
+            return monitor_details(self._rest_for(signal.workspace_id), signal)
         where = f"drift run {signal.run_id} of workspace {signal.workspace_name}"
         try:
             metrics, info = self._rest_for(signal.workspace_id).metrics(signal.run_id)

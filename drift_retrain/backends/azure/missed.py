@@ -1,9 +1,19 @@
-"""The sweep's catch-up on the azure backend: Azure ML v2 model-monitor breaches listed from the workspace.
+"""The sweep's catch-up on the azure backend: Azure ML v2 model-monitor breaches found in the workspace's runs.
 
-ARM "Jobs - List" (``MLClient.jobs.list``, filtered server-side on the breach tag key) gives every monitor
-run that carries ``azureml_modelmonitor_threshold_breached``. Each ended one becomes the
-``RunStatusChanged`` event Azure ML would have published for it, read by the same parser as the webhook's,
-so its signal has the same identity and idempotency key as the event's.
+The breach tag ``azureml_modelmonitor_threshold_breached`` is set by the signal's *evaluate-metrics-threshold*
+step on its own run (Azure/azureml-assets assets/model_monitoring/components/src/
+model_monitor_evaluate_metrics_threshold/evaluate_metrics_threshold.py ``send_email_for_breached``), a step of
+the signal's sub-pipeline (components/data_drift/data_drift_signal_monitor/spec.yaml) under the monitor's
+top-level pipeline job: two levels down. ARM Jobs - List returns top-level jobs only, so a tag-filtered list
+finds nothing; the path azure-ai-ml takes is followed instead: ARM Jobs - List for the pipeline jobs, then each
+one's children and grandchildren through run history (``monitor_runs.MonitorRuns.children``).
+
+Each ended step run carrying the tag becomes the ``RunStatusChanged`` event Azure ML publishes for it (the
+evaluate step's run id, experiment, tags, properties and status; its end as the event time), read by the same
+parser as the webhook's, so its signal has the event's identity and a late real event is a duplicate.
+
+Bounded: at most ``MAX_JOBS_LISTED`` top-level jobs and ``MAX_CHILD_RUNS`` child runs are read per sweep and
+target; when a cap is hit, ``blind_spot`` says so in the sweep's table.
 
 v1 data-drift runs (``DatasetDriftDetected``) are not v2 jobs: the Jobs API cannot tell them apart without
 properties we would have to invent, so they are not caught up here (``blind_spot`` says so).
@@ -15,53 +25,100 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from drift_retrain.backends.azure.mlclient import ml_client
+from drift_retrain.backends.azure.monitor_runs import Budget, ChildRun, MonitorRuns, name
 from drift_retrain.backends.azure.session import AzureSession
+from drift_retrain.backends.azure.workspace_rest import WorkspaceRest
 from drift_retrain.config import AzureTarget
-from drift_retrain.intake.parsing import to_drift_signal
+from drift_retrain.intake.parsing import InvalidEvent, to_drift_signal
 from drift_retrain.signals import DATASET_DRIFT_DETECTED, MONITOR_BREACH_TAG, RUN_STATUS_CHANGED, DriftSignal
 
 if TYPE_CHECKING:
     from azure.ai.ml.entities import Job
 
-#: The statuses a model-monitor run ends in: Failed when a threshold was breached, Completed otherwise.
+#: The statuses a step run ends in (the RunStatusChanged the tag rides on is the step's end).
 ENDED = frozenset({"Completed", "Failed"})
+#: Top-level jobs read from ARM Jobs - List, and child runs read from run history, per sweep and target.
+MAX_JOBS_LISTED = 500
+MAX_CHILD_RUNS = 2000
+#: The pipeline jobs' type on ARM Jobs - List (``jobType`` query parameter: azure-ai-ml
+#: _restclient/arm_ml_service/operations/_operations.py ``build_jobs_list_request``).
+PIPELINE = "Pipeline"
 
 V1_BLIND_SPOT = "v1 DatasetDriftDetected runs are not listed by the v2 Jobs API; a lost v1 event is not caught up"
 
 
 class AzureMonitorRuns:
-    """The v2 model-monitor breaches in one target's workspace, listed through azure-ai-ml."""
+    """The v2 model-monitor breaches in one target's workspace: ARM Jobs - List, then run-history children."""
 
     def __init__(self, session: AzureSession, target: AzureTarget) -> None:
         self.session, self.target = session, target
-        self.blind_spot = V1_BLIND_SPOT if _v1_only(target) else None
+        self._v1_note = V1_BLIND_SPOT if _v1_only(target) else None
+        self.blind_spot = self._v1_note
 
     def signals_since(self, since: datetime) -> list[DriftSignal]:
-        """Breached monitor runs created since ``since`` that have ended. The job body carries no end time,
-        so the window is on creation: a monitor run lasts minutes, the sweep looks back hours."""
-        jobs = ml_client(self.session, self.target.workspace).jobs.list(tag=MONITOR_BREACH_TAG)
-        return [
-            to_drift_signal(run_status_changed(job, self.target.workspace))
-            for job in jobs
-            if job is not None and job.status in ENDED and _created(job) >= since
-        ]
+        """Ended, tagged evaluate steps of the pipeline jobs created since ``since``. The window is on the
+        top-level job's creation: a monitor run lasts minutes, the sweep looks back hours."""
+        self.blind_spot = self._v1_note
+        jobs = ml_client(self.session, self.target.workspace).jobs.list(job_type=PIPELINE)
+        runs = MonitorRuns(WorkspaceRest(self.session, self.target.workspace))
+        budget, listed, skipped = Budget(MAX_CHILD_RUNS), 0, []
+        signals: list[DriftSignal] = []
+        for job in jobs:
+            listed += 1
+            if listed > MAX_JOBS_LISTED or budget.left <= 0:
+                budget.exhausted = True
+                break
+            if job is None or _created(job) < since:
+                continue
+            for step in _tagged_descendants(runs, job.name, budget):
+                try:
+                    signals.append(
+                        to_drift_signal(run_status_changed(step, job.experiment_name, self.target.workspace))
+                    )
+                except InvalidEvent as exc:  # a hostile run body: say so, keep catching up the others
+                    skipped.append(str(exc))
+        notes = [self._v1_note] if self._v1_note else []
+        if budget.exhausted:
+            notes.append(
+                f"the catch-up read its cap ({MAX_JOBS_LISTED} jobs, {MAX_CHILD_RUNS} child runs); "
+                "monitor runs beyond it were not looked at"
+            )
+        if skipped:
+            notes.append(f"{len(skipped)} tagged runs could not be read as events: {skipped[0]}")
+        self.blind_spot = "; ".join(notes) or None
+        return signals
 
 
-def run_status_changed(job: Job, workspace_id: str) -> dict[str, Any]:
-    """The Event Grid ``RunStatusChanged`` event of an ended job, in the documented shape
-    (reference/azure/eventgrid/eg_RunStatusChanged.json); the event id says the sweep made it."""
+def _tagged_descendants(runs: MonitorRuns, job_name: str, budget: Budget) -> list[ChildRun]:
+    """The job's children and grandchildren (signal pipelines and their steps) that ended carrying the tag."""
+    found = []
+    for child in runs.children(job_name, budget):
+        for run in [child, *runs.children(child.run_id, budget)]:
+            if MONITOR_BREACH_TAG in run.tags and run.status in ENDED:
+                found.append(run)
+    return found
+
+
+def run_status_changed(run: ChildRun, experiment_name: str | None, workspace_id: str) -> dict[str, Any]:
+    """The Event Grid ``RunStatusChanged`` event of an ended step run, in the documented shape
+    (tests/fixtures/eventgrid/eg_RunStatusChanged.json; subject ``experiments/<id>/runs/<id>``); the event id
+    says the sweep made it. Run history gives a child's experimentId but no experimentName (the recording's
+    children), so the name is the top-level job's: the steps run in the pipeline's experiment."""
+    moment = run.ended or run.created or datetime.now(UTC)
     return {
         "topic": workspace_id,
+        "subject": f"experiments/{run.experiment_id}/runs/{run.run_id}",
         "eventType": RUN_STATUS_CHANGED,
-        "eventTime": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
-        "id": f"sweep-{job.name}",
+        "eventTime": moment.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+        "id": f"sweep-{run.run_id}",
         "data": {
-            "experimentName": job.experiment_name,
-            "runId": job.name,
-            "runType": None,
-            "runTags": dict(job.tags or {}),
-            "runProperties": dict(job.properties or {}),
-            "runStatus": job.status,
+            "experimentId": run.experiment_id,
+            "experimentName": name(experiment_name),
+            "runId": run.run_id,
+            "runType": run.run_type,
+            "runTags": dict(run.tags),
+            "runProperties": dict(run.properties),
+            "runStatus": run.status,
         },
         "dataVersion": "",
         "metadataVersion": "1",
