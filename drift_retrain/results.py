@@ -12,6 +12,10 @@ class _Record(BaseModel):
     model_config = ConfigDict(frozen=True)
 
 
+#: The feature name of a metric computed over the whole dataset (no feature or group).
+OVERALL = "(overall)"
+
+
 class FeatureDrift(_Record):
     """One feature's drift between the reference and the drift window.
 

@@ -11,6 +11,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
 
+from drift_retrain.breaches import ALERTS_BELOW, is_breach
 from drift_retrain.config import TargetConfig
 from drift_retrain.markdown import escape_md
 from drift_retrain.names import (
@@ -34,7 +35,7 @@ from drift_retrain.names import (
     started_by,
 )
 from drift_retrain.portal import Link
-from drift_retrain.results import Check, CopyResult, Decision, DriftDetails, ModelVersion, TrainingResult
+from drift_retrain.results import OVERALL, Check, CopyResult, Decision, DriftDetails, ModelVersion, TrainingResult
 from drift_retrain.signals import DriftSignal, SignalKind
 
 TOP_FEATURES = 10  # rows of the drift table
@@ -66,7 +67,9 @@ def report_decision(
         return
     if signal.breached:  # a v2 breach states its rows itself: shown whether or not details could be had
         create_table_artifact(
-            breach_rows(signal), key=artifact_key(DRIFT, model_name), description=breach_description(signal, details)
+            breach_rows(signal, details),
+            key=artifact_key(DRIFT, model_name),
+            description=breach_description(signal, details),
         )
     elif details.features:
         create_table_artifact(
@@ -140,19 +143,35 @@ def drift_rows(details: DriftDetails) -> list[dict[str, Any]]:
     return rows
 
 
-def breach_rows(signal: DriftSignal) -> list[dict[str, str]]:
-    """One row per breached (feature or group, metric) of a v2 breach, as its tag states it: the value, the
-    threshold and which way the metric alerts. Every cell is event text, so every cell is escaped."""
-    return [
-        {
-            "feature/group": escape_md(row.group or ""),
-            "metric": escape_md(row.metric),
-            "value": escape_md(f"{row.value:.4g}"),
-            "threshold": escape_md(f"{row.threshold:.4g}"),
-            "direction": "alerts below the threshold" if row.alerts_below else "alerts above the threshold",
-        }
-        for row in signal.breached[:MAX_BREACH_ROWS]
-    ]
+def breach_rows(signal: DriftSignal, details: DriftDetails) -> list[dict[str, str]]:
+    """One row per (feature or group, metric) of a v2 breach: first the breached rows as its tag states them
+    (always there, even without workspace access), then every other metric and threshold the monitor's metric
+    runs add when the details could be read. Every cell is event or workspace text, so every cell is escaped."""
+    rows: dict[tuple[str, str], dict[str, str]] = {}
+    for row in signal.breached[:MAX_BREACH_ROWS]:
+        rows[(row.group or "", row.metric)] = _breach_row(row.group or "", row.metric, row.value, row.threshold, True)
+    for feature in details.features if details.available else []:
+        group = "" if feature.feature == OVERALL else feature.feature
+        for metric, value in sorted(feature.metrics.items()):
+            if len(rows) >= MAX_BREACH_ROWS or (group, metric) in rows:
+                continue
+            threshold = feature.thresholds.get(metric)
+            breached = None if threshold is None else is_breach(metric, value, threshold)
+            rows[(group, metric)] = _breach_row(group, metric, value, threshold, breached)
+    return list(rows.values())
+
+
+def _breach_row(
+    group: str, metric: str, value: float, threshold: float | None, breached: bool | None
+) -> dict[str, str]:
+    return {
+        "feature/group": escape_md(group),
+        "metric": escape_md(metric),
+        "value": escape_md(f"{value:.4g}"),
+        "threshold": "n/a" if threshold is None else escape_md(f"{threshold:.4g}"),
+        "breached": "n/a" if breached is None else ("yes" if breached else "no"),
+        "direction": "alerts below the threshold" if metric in ALERTS_BELOW else "alerts above the threshold",
+    }
 
 
 def breach_description(signal: DriftSignal, details: DriftDetails) -> str:

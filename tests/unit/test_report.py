@@ -107,19 +107,37 @@ def breach(**fields) -> DriftSignal:
 
 
 def test_a_breach_table_lists_every_breached_row_with_its_direction_escaped() -> None:
-    assert breach_rows(breach()) == [
+    assert breach_rows(breach(), DriftDetails(available=False, source="no access")) == [
         {"feature/group": "age", "metric": "JensenShannonDistance", "value": "0.3142", "threshold": "0.1",
-         "direction": "alerts above the threshold"},
+         "breached": "yes", "direction": "alerts above the threshold"},
         {"feature/group": "a\\|b \\[x\\]\\(http://e\\) &lt;img src=x&gt;", "metric": "TwoSampleKolmogorovSmirnovTest",
-         "value": "0.01", "threshold": "0.05", "direction": "alerts below the threshold"},
+         "value": "0.01", "threshold": "0.05", "breached": "yes", "direction": "alerts below the threshold"},
         {"feature/group": "", "metric": "PopulationStabilityIndex", "value": "0.4", "threshold": "0.2",
-         "direction": "alerts above the threshold"},
+         "breached": "yes", "direction": "alerts above the threshold"},
     ]
     hostile = breach(signal_name="*x* | `y`", breach_unparsed="row 3: not JSON")
     assert breach_description(hostile, DriftDetails(available=False, source="no <details>")) == (
         "Signal \\*x\\* \\| \\`y\\` of monitor credit-monitor: 3 breached row(s); unreadable: row 3: not JSON. "
         "Drift details: no &lt;details&gt;"
     )
+
+
+def test_the_metric_runs_add_every_other_metric_and_threshold_after_the_breached_rows() -> None:
+    details = DriftDetails(available=True, source="metric runs", features=[
+        FeatureDrift(feature="age", metrics={"JensenShannonDistance": 0.3141592, "PopulationStabilityIndex": 0.05},
+                     thresholds={"JensenShannonDistance": 0.1, "PopulationStabilityIndex": 0.2}),
+        FeatureDrift(feature="income", metrics={"TwoSampleKolmogorovSmirnovTest": 0.01, "NullValueRate": 0.3},
+                     thresholds={"TwoSampleKolmogorovSmirnovTest": 0.05}),
+        FeatureDrift(feature="(overall)", metrics={"PopulationStabilityIndex": 0.4}, thresholds={"PopulationStabilityIndex": 0.2}),
+    ])
+    rows = breach_rows(breach(), details)
+    assert [(r["feature/group"], r["metric"], r["threshold"], r["breached"]) for r in rows[3:]] == [
+        ("age", "PopulationStabilityIndex", "0.2", "no"),
+        ("income", "NullValueRate", "n/a", "n/a"),
+        ("income", "TwoSampleKolmogorovSmirnovTest", "0.05", "yes"),  # below its threshold: a breach
+    ]
+    assert len(rows) == 6  # the tag's age/JSD and overall PSI rows are not repeated from the metric runs
+    assert breach_rows(breach(), details.model_copy(update={"available": False})) == rows[:3]
 
 
 def test_the_drift_artifact_of_a_breach_shows_its_rows_even_without_details(monkeypatch) -> None:

@@ -33,7 +33,7 @@ from drift_retrain.backends.azure.monitor_runs import Budget, MetricRun, Monitor
 from drift_retrain.backends.azure.workspace_rest import RestError, WorkspaceRest
 from drift_retrain.breaches import BREACH_TAG, parse_breach
 from drift_retrain.intake.parsing import _ci
-from drift_retrain.results import DriftDetails, FeatureDrift
+from drift_retrain.results import OVERALL, DriftDetails, FeatureDrift
 from drift_retrain.signals import DriftSignal
 
 MONITOR_TAG, SIGNAL_TAG, METRIC_TAG = "azureml.monitor_name", "azureml.signal_name", "azureml.metric_name"
@@ -41,7 +41,6 @@ FEATURE_TAG, GROUP_TAGS = "azureml.feature_name", ("azureml.group_0", "azureml.g
 #: The parent run's metric name (run_metrics_utils.py ``_get_or_create_parent_run_id``): not a metric.
 PARENT_METRIC = "azureml.metrics"
 #: The feature label of a metric computed on the whole data (no feature or group tag).
-OVERALL = "(overall)"
 
 #: CamelCase metric -> the FeatureDrift field it fills. TwoSampleKolmogorovSmirnovTest is the test's p-value
 #: (numerical_data_drift_metrics.py ``_ks2sample_pandas_impl``: ``ks_2samp(...).pvalue``);
