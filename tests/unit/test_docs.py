@@ -253,7 +253,7 @@ def test_every_test_the_docs_name_exists() -> None:
     missing = []
     for page in [README, *PAGES]:
         for path, names in re.findall(
-            r"(tests/[\w/]+\.py)((?:(?:`, `)?::test_\w+)*)", page.read_text(encoding="utf-8")
+            r"(?<![\w/])(tests/[\w/]+\.py)((?:(?:`, `)?::test_\w+)*)", page.read_text(encoding="utf-8")
         ):
             source = ROOT / path
             if not source.exists():
@@ -264,3 +264,17 @@ def test_every_test_the_docs_name_exists() -> None:
                 f"{page.name}: {path}::{n}" for n in re.findall(r"::(test_\w+)", names) if f"def {n}(" not in text
             ]
     assert not missing, f"tests named in the docs that do not exist: {missing}"
+
+
+def test_every_azure_fact_names_a_source_a_reader_can_open_and_the_test_that_pins_it() -> None:
+    """The facts page is the index of what we believe about Azure: a row without a source or a test is a belief."""
+    rows = [
+        [cell.strip() for cell in line.strip().strip("|").split(" | ")]
+        for line in (ROOT / "docs" / "azure-facts.md").read_text(encoding="utf-8").splitlines()
+        if line.startswith("| ") and not line.startswith("| fact |")
+    ]
+    assert len(rows) >= 20
+    opener = re.compile(r"[\w.-]+/[\w.-]+ `[\w./-]+`|[\w-]+ \d+\.\d+(\.\d+)? `[\w./-]+`|\(none found\)")
+    for fact, source, test in rows:
+        assert opener.search(source), f"the source of {fact!r} is not a repository path, a package file or 'none found'"
+        assert re.search(r"`tests/[\w/]+\.py::test_\w+`", test), f"{fact!r} names no test"
