@@ -27,6 +27,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from drift_retrain.fake_azure.datadrift_v1 import FakeDataDriftV1
 from drift_retrain.fake_azure.pipelines_v1 import FakePipelinesV1
 from drift_retrain.fake_azure.scripts import FollowsScript, RunScript, ScriptedRun
 from drift_retrain.fake_azure.step_runs import FakeStepRuns
@@ -106,6 +107,7 @@ class FakeMachineLearning:
         self.batch_endpoints: dict[str, dict[str, Any]] = {}
         self._scripts: deque[tuple[RunScript, dict[str, float], dict[str, dict[str, float]]]] = deque()
         self.pipelines = FakePipelinesV1(self)  # v1 published pipelines (pipelines_v1.py)
+        self.datadrift = FakeDataDriftV1()  # v1 drift results (datadrift_v1.py)
         self.steps = FakeStepRuns()  # jobs' step runs and their metrics (step_runs.py)
         #: What an unscripted job does and logs (the demo's ``--azure-fake`` runs rely on these).
         self.default_script = DEFAULT_SCRIPT
@@ -233,6 +235,7 @@ class FakeMachineLearning:
             Route(WS + "/batchEndpoints/{endpoint}/deployments", self.list_batch_deployments, methods=["GET"]),
             Route("/batchscoring" + WS + "/{endpoint}/jobs", self.invoke_batch, methods=["POST"]),
             *self.pipelines.routes(),
+            *self.datadrift.routes(),
             *self.steps.routes(),
             # Run history, the routes azure-ai-ml's own runhistory client uses
             # (azure/ai/ml/_restclient/runhistory/operations/_runs_operations.py: build_get_request, and

@@ -133,6 +133,7 @@ def fake(ml_fake: FakeAzure) -> FakeAzure:
     ml.drift_runs.clear()
     ml.components.clear()
     ml.batch_endpoints.clear()
+    ml.datadrift.reset()
     ml.steps.reset()
     ml._scripts = deque()
     ml.regional_host = None

@@ -29,12 +29,11 @@ def deliver(stack, event) -> dict:
 @pytest.fixture(scope="module")
 def azure_retrain(stack, api, fake_azure: FakeAzure):
     run_id = f"azure-credit-drift_{int(time.time() * 1000)}"
-    fake_azure.ml.drift_runs[run_id] = {
-        "datadrift_coefficient": 0.58,
-        "datadrift_contribution.income": 0.41,
-        "datadrift_contribution.utilization": 0.33,
-    }
     event = dataset_drift(run_id, monitor="azure-credit-drift", **WINDOW)
+    fake_azure.ml.datadrift.publish(  # v1 drift results live with the monitor, in the datadrift service
+        event["data"]["DataDriftId"], run_id, 0.58,
+        {"income": {"datadrift_contribution": 0.41}, "utilization": {"datadrift_contribution": 0.33}},
+    )
     fake_azure.ml.script_next_job(  # the training's metrics logged by its step, not by the pipeline run
         RunScript(steps=(("NotStarted", 0.3), ("Running", 1.0)), final="Completed"),
         steps={"train": {"roc_auc": 0.81, "accuracy": 0.77}},

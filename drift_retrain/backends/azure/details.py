@@ -22,11 +22,12 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 
+from drift_retrain.backends.azure.details_v1 import fetch_v1
 from drift_retrain.backends.azure.session import AzureSession
 from drift_retrain.backends.azure.workspace_rest import RestError, WorkspaceRest
 from drift_retrain.config import AzureTarget
 from drift_retrain.results import DriftDetails, FeatureDrift
-from drift_retrain.signals import DriftSignal
+from drift_retrain.signals import DriftSignal, SignalKind
 
 #: Per-feature metric names Azure ML drift (v1) and model monitoring (v2) log, and the FeatureDrift field
 #: each fills (None: kept in FeatureDrift.metrics under its own name).
@@ -59,6 +60,8 @@ class AzureDriftDetails:
         return self._rest[key]
 
     def fetch(self, signal: DriftSignal) -> DriftDetails:
+        if signal.kind is SignalKind.DATASET_DRIFT:  # v1 results live with the monitor, not on the run (details_v1.py)
+            return fetch_v1(self._rest_for(signal.workspace_id), signal)
         where = f"drift run {signal.run_id} of workspace {signal.workspace_name}"
         try:
             metrics, info = self._rest_for(signal.workspace_id).metrics(signal.run_id)
