@@ -67,4 +67,5 @@ def test_of_two_steps_logging_one_name_the_one_that_ended_last_wins_whatever_the
 
 def test_steps_that_ended_together_are_ordered_by_name_then_run_id():
     a, b, b2 = _step("a", 1), _step("b", 1, "run-1"), _step("b", 1, "run-2")
-    assert merge_metrics({}, [(b2, {"m": 3.0}), (a, {"m": 1.0}), (b, {"m": 2.0})]) == {"m": 3.0}
+    assert merge_metrics({}, [(a, {"m": 1.0}), (b2, {"m": 3.0}), (b, {"m": 2.0})]) == {"m": 3.0}
+    assert merge_metrics({}, [(b, {"m": 2.0}), (b2, {"m": 3.0}), (a, {"m": 1.0})]) == {"m": 3.0}

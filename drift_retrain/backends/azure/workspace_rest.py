@@ -145,9 +145,8 @@ class WorkspaceRest:
     def metrics(self, run_id: str) -> tuple[dict[str, float], dict[str, Any]]:
         """The run's metrics (latest value of each) and its MLflow run info, via MLflow's ``runs/get``.
         Entries that are not a named finite number are left out, not fatal."""
-        body = self.request(
-            "GET", f"{self.endpoints().mlflow}/api/2.0/mlflow/runs/get", params={"run_id": safe_id(run_id, "run id")}
-        )
+        # a query value (encoded by httpx), not a path segment: any run name the service gave is fine here
+        body = self.request("GET", f"{self.endpoints().mlflow}/api/2.0/mlflow/runs/get", params={"run_id": run_id})
         run = body.get("run") if isinstance(body, dict) else None
         run = run if isinstance(run, dict) else {}
         data = run.get("data")
