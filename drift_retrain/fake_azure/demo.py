@@ -110,11 +110,19 @@ def azure_fake_world(settings: Settings) -> Iterator[tuple[Settings, FakeAzure]]
 
 
 def publish_drift_run(fake: FakeAzure, run: MonitorRun) -> None:
-    """Give the fake workspace the drift run's metrics, as Azure ML would have logged them."""
-    metrics = {"datadrift_coefficient": run.drift_coefficient, "drift_threshold": run.threshold}
+    """Give the fake workspace the drift run's results, where Azure ML v1 data drift keeps them: with the
+    monitor, in the datadrift service (see datadrift_v1.py)."""
+    features = {}
     for feature in run.features:
-        if feature.contribution is not None:
-            metrics[f"datadrift_contribution.{feature.feature}"] = feature.contribution
-        if feature.wasserstein is not None:
-            metrics[f"wasserstein_distance.{feature.feature}"] = feature.wasserstein
-    fake.ml.drift_runs[run.run_id] = metrics
+        values = {"datadrift_contribution": feature.contribution, "wasserstein_distance": feature.wasserstein}
+        features[feature.feature] = {k: v for k, v in values.items() if v is not None}
+    fake.ml.datadrift.publish(
+        run.monitor_id,
+        run.run_id,
+        run.drift_coefficient,
+        features,
+        threshold=run.threshold,
+        start=run.window_start,
+        end=run.window_end,
+        pipeline_start=run.computed_at,
+    )

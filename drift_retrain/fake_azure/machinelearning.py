@@ -27,8 +27,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from drift_retrain.fake_azure.datadrift_v1 import FakeDataDriftV1
 from drift_retrain.fake_azure.monitoring import FakeMonitoring, FakeMonitorRun, history_body, mlflow_run
+from drift_retrain.fake_azure.pipelines_v1 import FakePipelinesV1
 from drift_retrain.fake_azure.scripts import FollowsScript, RunScript, ScriptedRun
+from drift_retrain.fake_azure.step_runs import FakeStepRuns
 
 if TYPE_CHECKING:
     from drift_retrain.fake_azure.server import FakeAzure
@@ -37,9 +40,10 @@ WS = "/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.MachineLearni
 JOB_TYPE = "Microsoft.MachineLearningServices/workspaces/jobs"
 LOCATION = "westus"
 
-#: Azure ML job statuses a job never leaves, as azure-ai-ml's own waits have them (RunHistoryConstants.TERMINAL_STATUSES,
-#: Azure/azure-sdk-for-python sdk/ml/azure-ai-ml/azure/ai/ml/operations/_run_history_constants.py).
-TERMINAL = frozenset({"Completed", "Failed", "Canceled", "NotResponding", "Paused"})
+#: Azure ML job statuses a job never leaves: NotResponding and Paused are not final (JobStatus, azure-ai-ml 1.35.2
+#: azure/ai/ml/_restclient/arm_ml_service/models/_enums.py: "a run can go from NotResponding to any of the previous
+#: states"; Paused: "the job is paused by users"), so a cancel still takes them.
+TERMINAL = frozenset({"Completed", "Failed", "Canceled"})
 ML_CANCEL = ("CancelRequested", "Canceled")
 DEFAULT_SCRIPT = RunScript(steps=(("NotStarted", 0.05), ("Running", 0.15)), final="Completed")
 
@@ -104,7 +108,10 @@ class FakeMachineLearning:
         self.batch_endpoints: dict[str, dict[str, Any]] = {}
         #: Model monitoring's run tree: signal pipelines, evaluate steps, metric runs (``monitoring.py``).
         self.monitoring = FakeMonitoring(self)
-        self._scripts: deque[tuple[RunScript, dict[str, float]]] = deque()
+        self._scripts: deque[tuple[RunScript, dict[str, float], dict[str, dict[str, float]]]] = deque()
+        self.pipelines = FakePipelinesV1(self)  # v1 published pipelines (pipelines_v1.py)
+        self.datadrift = FakeDataDriftV1()  # v1 drift results (datadrift_v1.py)
+        self.steps = FakeStepRuns()  # jobs' step runs and their metrics (step_runs.py)
         #: What an unscripted job does and logs (the demo's ``--azure-fake`` runs rely on these).
         self.default_script = DEFAULT_SCRIPT
         self.default_metrics: dict[str, float] = {}
@@ -141,9 +148,15 @@ class FakeMachineLearning:
 
     # -- scripting ------------------------------------------------------------------------------
 
-    def script_next_job(self, script: RunScript, metrics: dict[str, float] | None = None) -> None:
-        """The next job created (any kind) follows ``script`` and logs ``metrics``."""
-        self._scripts.append((script, dict(metrics or {})))
+    def script_next_job(
+        self,
+        script: RunScript,
+        metrics: dict[str, float] | None = None,
+        steps: dict[str, dict[str, float]] | None = None,
+    ) -> None:
+        """The next job created (any kind) follows ``script``; its root run logs ``metrics``, and each of its
+        ``steps`` (step name -> metrics; ``"a/b"`` inside sub-pipeline ``a``) is a child run logging its own."""
+        self._scripts.append((script, dict(metrics or {}), dict(steps or {})))
 
     def add_monitor_run(self, workspace: str, monitor: str, signals: Any, **kwargs: Any) -> FakeMonitorRun:
         """A model-monitor run's whole tree (``FakeMonitoring.add_monitor_run``)."""
@@ -164,18 +177,28 @@ class FakeMachineLearning:
     def _new_job(
         self, name: str, kind: str, workspace: str, experiment: str, body: dict[str, Any], tags: dict[str, str]
     ) -> FakeJob:
-        script, metrics = (
-            self._scripts.popleft() if self._scripts else (self.default_script, dict(self.default_metrics))
+        script, metrics, steps = (
+            self._scripts.popleft() if self._scripts else (self.default_script, dict(self.default_metrics), {})
         )
         run = ScriptedRun(name, script, self.fake.clock(), ML_CANCEL, TERMINAL, clock=self.fake.clock)
         job = FakeJob(name, kind, workspace, experiment, body, run, metrics, dict(tags or {}))
         self.jobs[name] = job
+        self.steps.add(job, steps)
         return job
 
     # -- routes ---------------------------------------------------------------------------------
 
+    async def run_children(self, request: Request) -> Response:
+        run = request.path_params["run"]
+        if run in self.steps.runs or run in self.steps.of_job:
+            return await self.steps.list_children(request)
+        return await self.monitoring.children(request)
+
     def routes(self) -> list[BaseRoute]:
         return [
+            # Run history children (azure-ai-ml runhistory _runs_operations.py get_child): one route, two
+            # kinds of parent: a training job's steps (step_runs.py) or a monitor run's tree (monitoring.py).
+            Route("/history/v1.0" + WS + "/runs/{run}/children", self.run_children, methods=["GET"]),
             *self.monitoring.routes(),
             Route(WS, self.get_workspace, methods=["GET"]),
             Route(WS + "/providers/Microsoft.Authorization/permissions", self.get_permissions, methods=["GET"]),
@@ -197,15 +220,8 @@ class FakeMachineLearning:
             Route(WS + "/batchEndpoints/{endpoint}", self.get_batch_endpoint, methods=["GET"]),
             Route(WS + "/batchEndpoints/{endpoint}/deployments", self.list_batch_deployments, methods=["GET"]),
             Route("/batchscoring" + WS + "/{endpoint}/jobs", self.invoke_batch, methods=["POST"]),
-            # v1 pipelines on the regional host: a published pipeline's REST endpoint (POST, ExperimentName and
-            # ParameterAssignments; MicrosoftDocs/azure-ai-docs articles/machine-learning/v1/how-to-deploy-pipelines.md),
-            # at the path azureml-pipeline-core builds for `published_pipeline.endpoint`.
-            Route("/pipelines/v1.0" + WS + "/PipelineRuns/PipelineSubmit/{pipeline}", self.submit_v1, methods=["POST"]),
-            Route(
-                "/pipelines/v1.0" + WS + "/PipelineRuns/PipelineEndpointSubmit/Id/{pipeline}",
-                self.submit_v1,
-                methods=["POST"],
-            ),
+            *self.pipelines.routes(),
+            *self.datadrift.routes(),
             # Run history, the routes azure-ai-ml's own runhistory client uses
             # (azure/ai/ml/_restclient/runhistory/operations/_runs_operations.py: build_get_request, and
             # _run_operations.py: cancel_run_with_uri_by_experiment_id / _name).
@@ -613,29 +629,7 @@ class FakeMachineLearning:
             }
         )
 
-    # -- v1 published pipelines and run history --------------------------------------------------
-
-    async def submit_v1(self, request: Request) -> Response:
-        p = request.path_params
-        body = await request.json()
-        experiment = body.get("ExperimentName")
-        if not experiment:
-            return _error(400, "BadArgument", "ExperimentName is required (fake)")
-        with self._lock:
-            run_id = str(uuid.uuid4())
-            job = self._new_job(run_id, "published_pipeline", _ws_path(p), experiment, body, body.get("Tags") or {})
-        return JSONResponse(
-            {
-                "Id": run_id,
-                "ExperimentName": experiment,
-                "RunHistoryExperimentName": experiment,
-                "PipelineId": p["pipeline"],
-                "Description": body.get("Description"),
-                "Tags": job.tags,
-                "RunSource": "SDK",
-                "Status": {"StatusCode": job.status(), "StatusDetail": None, "CreationTime": job.created},
-            }
-        )
+    # -- run history ------------------------------------------------------------------------------
 
     async def get_history_run(self, request: Request) -> Response:
         p = request.path_params
@@ -680,8 +674,12 @@ class FakeMachineLearning:
         job = self.jobs.get(run_id)
         if run_id in self.monitoring.runs:
             return JSONResponse({"run": mlflow_run(self.monitoring.runs[run_id])})
+        step = self.steps.runs.get(run_id)
         if run_id in self.drift_runs:
             metrics, status, tags = self.drift_runs[run_id], "FINISHED", {}
+        elif step is not None:
+            metrics, tags = step.metrics, dict[str, str]()
+            status = MLFLOW_STATUS.get(step.job.status(), "RUNNING")
         elif job is not None:
             metrics, tags = job.metrics, job.tags
             status = MLFLOW_STATUS.get(job.status(), "RUNNING")

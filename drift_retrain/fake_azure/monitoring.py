@@ -291,10 +291,6 @@ class FakeMonitoring:
 
     def routes(self) -> list[BaseRoute]:
         return [
-            # Run history children, the route azure-ai-ml's runhistory client calls for jobs.list(parent_job_name=)
-            # (azure/ai/ml/_restclient/runhistory/operations/_runs_operations.py get_child; the recording's
-            # GET .../runs/{id}/children?api-version=v1.0 answered {"value": [Run...]}).
-            Route("/history/v1.0" + WS + "/runs/{run}/children", self.children, methods=["GET"]),
             # MLflow REST API (https://mlflow.org/docs/latest/rest-api.html#search-runs, #get-metric-history)
             # under the workspace's tracking URI.
             Route("/mlflow/v1.0" + WS + "/api/2.0/mlflow/runs/search", self.search_runs, methods=["POST"]),
@@ -302,7 +298,9 @@ class FakeMonitoring:
         ]
 
     async def children(self, request: Request) -> Response:
-        """``{"value": [Run...], "continuationToken", "nextLink"}`` (runhistory models PaginatedRunList)."""
+        """Run history children of a monitor run (routed by FakeMachineLearning.run_children: azure-ai-ml's
+        runhistory _runs_operations.py get_child, the recording's GET .../runs/{id}/children?api-version=v1.0).
+        ``{"value": [Run...], "continuationToken", "nextLink"}`` (runhistory models PaginatedRunList)."""
         p, query = request.path_params, request.query_params
         workspace = _ws_path(p).lower()
         parent = p["run"]

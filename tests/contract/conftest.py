@@ -134,6 +134,8 @@ def fake(ml_fake: FakeAzure) -> FakeAzure:
     ml.monitoring.reset()
     ml.components.clear()
     ml.batch_endpoints.clear()
+    ml.datadrift.reset()
+    ml.steps.reset()
     ml._scripts = deque()
     ml.regional_host = None
     ml.forbidden = False

@@ -1,9 +1,13 @@
-"""Drift details from the drift run's MLflow metrics on the workspace's tracking URI, and the honest
-"unavailable" answer (never an exception) the policy then decides around."""
+"""Drift details: v1 (DatasetDriftDetected) from the datadrift service, v2 from the monitor run's MLflow metrics
+on the workspace's tracking URI, and the honest "unavailable" answer (never an exception) the policy then
+decides around."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
 
 from drift_retrain.backends.azure.details import AzureDriftDetails
 from drift_retrain.backends.azure.workspace_rest import RestError, WorkspaceRest
@@ -22,16 +26,32 @@ def _details(session):
     return AzureDriftDetails(session, target({"kind": "published_pipeline", "pipeline_id": "p"}))
 
 
-def test_v1_drift_run_metrics_become_details(fake, ml_session):
-    sig = signal("drift_details_v1")
-    fake.ml.drift_runs[sig.run_id] = {
-        "datadrift_coefficient": 0.72,
-        "drift_threshold": 0.3,
-        "datadrift_contribution.income": 0.61,
-        "wasserstein_distance.income": 0.42,
-        "energy_distance.income": 0.05,
-        "datadrift_contribution.age": 0.39,
+DRIFT_ID = "01d29aa4-e6a4-470a-9ef3-66660d21f8ef"  # the DataDriftId of the documented DatasetDriftDetected sample
+
+
+def _dto(name, value, column=None, pipeline_start="2019-07-05T02:11:09.512Z", start="2019-07-04T00:00:00Z"):
+    """A DataDriftMetricDto exactly as azureml-datadrift 1.62.0 deserialises it (_restclient/models/
+    data_drift_metric_dto.py _attribute_map: every key, camelCase; dates ISO 8601)."""
+    return {
+        "name": name, "value": value, "modelName": None, "modelVersion": None, "serviceName": None,
+        "baseDatasetId": "3c56d136-0f64-4657-a0e8-5162089a88a3", "targetDatasetId": "d7e74d2e-c972-4266-b5fb-6c9c182d2a74",
+        "startDate": start, "endDate": "2019-07-05T00:00:00Z", "metricType": "column" if column else "dataset",
+        "columnType": "Numerical" if column else None, "columnName": column, "pipelineStartTime": pipeline_start,
+        "customDimensions": {},
     }
+
+
+def test_v1_drift_details_come_from_the_datadrift_service(fake, ml_session):
+    sig = signal("drift_details_v1")
+    assert sig.monitor_id == DRIFT_ID
+    fake.ml.datadrift.detectors[DRIFT_ID] = {"id": DRIFT_ID, "name": "credit-default-drift", "driftThreshold": 0.3}
+    fake.ml.datadrift.metrics[DRIFT_ID] = {sig.run_id: [
+        _dto("datadrift_coefficient", 0.72),
+        _dto("datadrift_contribution", 0.61, "income"),
+        _dto("wasserstein_distance", 0.42, "income"),
+        _dto("energy_distance", 0.05, "income"),
+        _dto("datadrift_contribution", 0.39, "age"),
+    ]}
 
     details = _details(ml_session).fetch(sig)
 
@@ -42,16 +62,44 @@ def test_v1_drift_run_metrics_become_details(fake, ml_session):
         FeatureDrift(feature="income", contribution=0.61, wasserstein=0.42, metrics={"energy_distance": 0.05}),
     ]
     assert [f.feature for f in details.top_features()] == ["income", "age"]
-    assert "drift_details_v1" in details.source
-    # Where it came from: the workspace (ARM) -> its tracking URI -> MLflow runs/get, each with a bearer token.
-    [mlflow] = fake.sent("GET", "/api/2.0/mlflow/runs/get")
-    assert mlflow.path == f"/mlflow/v1.0{WS}/api/2.0/mlflow/runs/get?run_id={sig.run_id}"
-    assert mlflow.headers["authorization"].startswith("Bearer ")
+    assert details.source == f"datadrift service metrics of drift run {sig.run_id} of workspace ml-ws"
+    # Where it came from: the workspace (ARM) -> discovery's run history host -> the datadrift service, with a bearer token.
+    [metrics] = fake.sent("GET", f"/datadrifts/{DRIFT_ID}/metrics")
+    assert metrics.path.startswith(f"/datadrift/v1.0{WS}/datadrifts/{DRIFT_ID}/metrics?")
+    query = parse_qs(urlsplit(metrics.path).query)
+    assert query == {"runId": [sig.run_id], "apiVersion": ["2019-05-15-preview"],
+                     "startDateString": ["2019-07-04T00:00:00+00:00"], "endDateString": ["2019-07-05T00:00:00+00:00"]}
+    assert metrics.headers["authorization"].startswith("Bearer ")
+    assert fake.sent("GET", f"/datadrift/v1.0{WS}/datadrifts/{DRIFT_ID}?api-version=2020-06-30-preview")
     assert fake.sent("GET", f"{WS}?api-version=2024-10-01-preview")
+    assert not fake.sent("GET", "/api/2.0/mlflow/runs/get")  # v1 results are not MLflow metrics of the run
+
+
+def test_v1_details_keep_the_latest_computation_of_the_window_and_leave_out_what_is_malformed(fake, ml_session):
+    """A run's results may hold several computations of its window (the latest pipeline start wins, as
+    _result_handler dedups) and names older versions wrote (ds_mcc_test, ds_feature_importance); records that
+    are not a named finite number are left out and counted, never fatal."""
+    sig = signal("drift_details_v1_history")
+    fake.ml.datadrift.metrics[DRIFT_ID] = {sig.run_id: [
+        _dto("datadrift_coefficient", 0.2, pipeline_start="2019-07-05T01:00:00Z"),
+        _dto("datadrift_contribution", 0.9, "income", pipeline_start="2019-07-05T01:00:00Z"),
+        _dto("ds_mcc_test", 0.64, pipeline_start="2019-07-05T03:00:00Z"),
+        _dto("ds_feature_importance", 0.5, "income", pipeline_start="2019-07-05T03:00:00Z"),
+        _dto("datadrift_contribution", "high", "age", pipeline_start="2019-07-05T03:00:00Z"),
+        _dto(None, 0.1, pipeline_start="2019-07-05T03:00:00Z"),
+        _dto("wasserstein_distance", True, "age", pipeline_start="2019-07-05T03:00:00Z"),
+        "not a record",
+    ]}
+
+    details = _details(ml_session).fetch(sig)
+
+    assert details.available and details.drift_coefficient == 0.64 and details.threshold is None
+    assert details.features == [FeatureDrift(feature="income", contribution=0.5)]
+    assert details.source.endswith("; 4 malformed or excess records left out")
 
 
 def test_an_unknown_drift_run_is_unavailable_and_the_policy_uses_the_event(fake, ml_session):
-    sig = signal("drift_never_logged")
+    sig = signal("drift_never_logged")  # the datadrift service knows no such monitor: 404
 
     details = _details(ml_session).fetch(sig)
 
@@ -66,15 +114,24 @@ def test_an_unknown_drift_run_is_unavailable_and_the_policy_uses_the_event(fake,
 
 def test_a_run_without_metrics_and_a_failing_service_are_unavailable(fake, ml_session):
     empty, down = signal("drift_empty"), signal("drift_down")
-    fake.ml.drift_runs[empty.run_id] = {}
+    fake.ml.datadrift.publish(DRIFT_ID, "drift_other_run", 0.5)  # the monitor exists; these runs have no results
     source = _details(ml_session)
-    fake.faults.errors[f"runs/get?run_id={down.run_id}"] = 1
+    fake.faults.errors[f"runId={down.run_id}"] = 1
 
     no_metrics = source.fetch(empty)
     unavailable = source.fetch(down)
 
-    assert not no_metrics.available and "logged no metrics" in no_metrics.source
+    assert not no_metrics.available and "has no drift metrics for the run (0 records)" in no_metrics.source
     assert not unavailable.available and "HTTP 503" in unavailable.source
+
+
+def test_a_v1_event_without_a_drift_monitor_id_is_unavailable(fake, ml_session):
+    sig = signal("drift_no_monitor_id").model_copy(update={"monitor_id": None})
+
+    details = _details(ml_session).fetch(sig)
+
+    assert not details.available and "the event named no DataDriftId" in details.source
+    assert not fake.sent("GET", "/datadrift/")
 
 
 def test_an_unreachable_workspace_is_unavailable_not_an_error(fake, ml_session):
@@ -94,8 +151,12 @@ def test_an_unreachable_workspace_is_unavailable_not_an_error(fake, ml_session):
     assert "ConnectError" in details.source and "deciding on the event's own data" in details.source
 
 
-def test_a_workspace_the_identity_may_not_read_is_unavailable_naming_the_role(fake, ml_session):
-    fake.ml.forbidden = True  # ARM answers the workspace GET with 403 AuthorizationFailed
+@pytest.mark.parametrize("refused_by", ["arm", "datadrift"])
+def test_a_workspace_the_identity_may_not_read_is_unavailable_naming_the_role(refused_by, fake, ml_session):
+    if refused_by == "arm":
+        fake.ml.forbidden = True  # ARM answers the workspace GET with 403 AuthorizationFailed
+    else:
+        fake.ml.datadrift.forbidden = True  # the datadrift service answers 403
 
     details = _details(ml_session).fetch(signal("drift_forbidden"))
 

@@ -31,8 +31,12 @@ def _rerun(session, config, ledger):
     return training_pipeline(session, config, ledger)
 
 
-def test_published_pipeline_submits_over_rest_and_waits_on_run_history(fake, ml_session, ledger):
-    config = target({"kind": "published_pipeline", "pipeline_id": "5f1c0b7e-pub", "inputs": {**INPUTS, "epochs": 20},
+def test_published_pipeline_submits_as_the_sdk_does_and_waits_on_the_pipelines_service(fake, ml_session, ledger):
+    """The submit body azureml-pipeline-core 1.62.0 sends (PipelineSubmissionInfo: lowercase ``tags``, every
+    parameter ``str(value)``), the status from the pipelines service's StatusCode (Finished -> Completed), not
+    from run history, and a rerun that reattaches without a second submit."""
+    config = target({"kind": "published_pipeline", "pipeline_id": "5f1c0b7e-pub",
+                     "inputs": {**INPUTS, "epochs": 20, "learning_rate": 0.05, "early_stop": True},
                      "experiment_name": "retrain-{model_name}"})
     pipeline = training_pipeline(ml_session, config, ledger)
     assert isinstance(pipeline, PublishedPipelineTraining)
@@ -48,10 +52,17 @@ def test_published_pipeline_submits_over_rest_and_waits_on_run_history(fake, ml_
     assert submit.path == f"/pipelines/v1.0{WS}/PipelineRuns/PipelineSubmit/5f1c0b7e-pub"  # the workspace's regional host
     assert submit.headers["authorization"].startswith("Bearer ")
     assert submit.body["ExperimentName"] == "retrain-credit-default"
-    assert submit.body["ParameterAssignments"] == {"training_data": data.output_uri, "window_end": "2019-07-05", "epochs": 20}
-    assert submit.body["Tags"][SIGNAL_TAG] == sig.identity
-    assert submit.body["Tags"]["copy.run_id"] == "adf-run-7"
-    assert fake.sent("GET", f"/history/v1.0{WS}/runs/{run_id}")
+    assert submit.body["ParameterAssignments"] == {
+        "training_data": data.output_uri, "window_end": "2019-07-05", "epochs": "20", "learning_rate": "0.05",
+        "early_stop": "True",
+    }
+    assert "Tags" not in submit.body
+    assert submit.body["tags"][SIGNAL_TAG] == sig.identity
+    assert submit.body["tags"]["copy.run_id"] == "adf-run-7"
+    assert fake.ml.jobs[run_id].tags[SIGNAL_TAG] == sig.identity  # the service read them
+    polls = fake.sent("GET", f"/pipelines/v1.0{WS}/PipelineRuns/{run_id}")
+    assert polls and all(r.path == f"/pipelines/v1.0{WS}/PipelineRuns/{run_id}" for r in polls)
+    assert not [r for r in fake.sent("GET", "/history/v1.0") if r.path == f"/history/v1.0{WS}/runs/{run_id}"]
     assert (result.job_id, result.status, result.metrics) == (run_id, "Completed", {"accuracy": 0.88})
     assert result.model_uri == f"azureml://jobs/{run_id}/outputs/model/paths/model/"
     assert not result.reattached
@@ -63,7 +74,8 @@ def test_published_pipeline_submits_over_rest_and_waits_on_run_history(fake, ml_
 
 
 def test_published_pipeline_goes_to_the_regional_host_the_workspace_names(fake, ml_session, ledger):
-    """The submit, run history and MLflow live on the host the workspace's discoveryUrl names, not on ARM."""
+    """The submit, the pipelines service, run history and MLflow live on the hosts the workspace's discoveryUrl
+    names, not on ARM."""
     regional = f"localhost:{fake.port}"  # the same fake under another name (its certificate covers both)
     fake.ml.regional_host = f"https://{regional}"
     pipeline = training_pipeline(ml_session, target({"kind": "published_pipeline", "pipeline_id": "p-regional"}), ledger)
@@ -75,9 +87,10 @@ def test_published_pipeline_goes_to_the_regional_host_the_workspace_names(fake, 
     assert workspace.headers["host"] == f"127.0.0.1:{fake.port}"  # ARM
     [discovery] = fake.sent("GET", "/discovery")
     [submit] = fake.sent("POST", "/PipelineRuns/PipelineSubmit/p-regional")
-    history = fake.sent("GET", f"/history/v1.0{WS}/runs/")
+    status = fake.sent("GET", f"/pipelines/v1.0{WS}/PipelineRuns/")
+    [children] = fake.sent("GET", f"/history/v1.0{WS}/runs/")
     [mlflow] = fake.sent("GET", "/api/2.0/mlflow/runs/get")
-    assert history and {r.headers["host"] for r in [discovery, submit, *history, mlflow]} == {regional}
+    assert status and {r.headers["host"] for r in [discovery, submit, *status, children, mlflow]} == {regional}
 
 
 def test_a_throttled_v1_submit_is_sent_again_after_retry_after_and_starts_one_run(fake, ml_session, ledger):
@@ -224,7 +237,7 @@ def test_a_throttled_status_call_keeps_waiting(kind, fake, ml_session, ledger):
     pipeline = training_pipeline(ml_session, target(sections[kind]), ledger)
     sig = signal(f"drift_throttled_{kind}")
     job_id = pipeline.submit(sig, copied(sig))
-    status_path = f"/history/v1.0{WS}/runs/{job_id}" if kind == "published_pipeline" else f"/jobs/{job_id}?"
+    status_path = f"/pipelines/v1.0{WS}/PipelineRuns/{job_id}" if kind == "published_pipeline" else f"/jobs/{job_id}?"
     fake.faults.throttle[status_path] = 1
     fake.faults.errors[status_path] = 1
 

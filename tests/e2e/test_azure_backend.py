@@ -29,15 +29,15 @@ def deliver(stack, event) -> dict:
 @pytest.fixture(scope="module")
 def azure_retrain(stack, api, fake_azure: FakeAzure):
     run_id = f"azure-credit-drift_{int(time.time() * 1000)}"
-    fake_azure.ml.drift_runs[run_id] = {
-        "datadrift_coefficient": 0.58,
-        "datadrift_contribution.income": 0.41,
-        "datadrift_contribution.utilization": 0.33,
-    }
-    fake_azure.ml.script_next_job(
-        RunScript(steps=(("NotStarted", 0.3), ("Running", 1.0)), final="Completed"), metrics={"roc_auc": 0.81, "accuracy": 0.77}
-    )
     event = dataset_drift(run_id, monitor="azure-credit-drift", **WINDOW)
+    fake_azure.ml.datadrift.publish(  # v1 drift results live with the monitor, in the datadrift service
+        event["data"]["DataDriftId"], run_id, 0.58,
+        {"income": {"datadrift_contribution": 0.41}, "utilization": {"datadrift_contribution": 0.33}},
+    )
+    fake_azure.ml.script_next_job(  # the training's metrics logged by its step, not by the pipeline run
+        RunScript(steps=(("NotStarted", 0.3), ("Running", 1.0)), final="Completed"),
+        steps={"train": {"roc_auc": 0.81, "accuracy": 0.77}},
+    )
     accepted = deliver(stack, event)
     flow_run = api.wait(accepted["flow_run_id"])
     return event, flow_run
@@ -125,11 +125,12 @@ def test_a_challenger_worse_than_the_champion_is_not_registered_and_the_report_s
     """The gate on the azure backend: the champion's metrics come from its version's properties in the
     workspace registry; a worse model is trained but not registered, and the decision report shows the gate."""
     run_id = f"azure-credit-drift_{int(time.time() * 1000)}"
-    fake_azure.ml.drift_runs[run_id] = {"datadrift_coefficient": 0.61}
+    later = {"StartTime": "2026-11-08T00:00:00Z", "EndTime": "2026-11-15T00:00:00Z"}  # not covered by the champion's window
+    event = dataset_drift(run_id, monitor="azure-credit-drift", **later)
+    fake_azure.ml.datadrift.publish(event["data"]["DataDriftId"], run_id, 0.61)
     fake_azure.ml.script_next_job(RunScript(steps=(("Running", 0.3),), final="Completed"), metrics={"roc_auc": 0.7})
 
-    later = {"StartTime": "2026-11-08T00:00:00Z", "EndTime": "2026-11-15T00:00:00Z"}  # not covered by the champion's window
-    flow_run = api.wait(deliver(stack, dataset_drift(run_id, monitor="azure-credit-drift", **later))["flow_run_id"])
+    flow_run = api.wait(deliver(stack, event)["flow_run_id"])
 
     assert flow_run["state"]["type"] == "COMPLETED", flow_run["state"]
     assert len(fake_azure.ml.models["azure-credit"]) == 1  # still only the champion

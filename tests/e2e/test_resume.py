@@ -109,10 +109,10 @@ def crashes(stack, api, e2e_settings, fake_azure: FakeAzure) -> dict[str, Case]:
         cases[step] = Case(to_drift_signal(event), "")
     for case in AZURE_CRASH_CASES:
         run_id = f"azure-{case}-drift_{stamp}"
-        fake_azure.ml.drift_runs[run_id] = {"datadrift_coefficient": 0.7}
+        event = dataset_drift(run_id, monitor=f"azure-{case}-drift", StartTime="2026-10-01T00:00:00Z", EndTime="2026-10-08T00:00:00Z")
+        fake_azure.ml.datadrift.publish(event["data"]["DataDriftId"], run_id, 0.7)
         fake_azure.datafactory.script("copy-drift-window", RunScript(steps=(("Queued", 0.3), ("InProgress", 8.0)), final="Succeeded"))
         fake_azure.ml.script_next_job(RunScript(steps=(("Running", 8.0),), final="Completed"), metrics={"roc_auc": 0.9})
-        event = dataset_drift(run_id, monitor=f"azure-{case}-drift", StartTime="2026-10-01T00:00:00Z", EndTime="2026-10-08T00:00:00Z")
         cases[case] = Case(to_drift_signal(event), "")
     for case in cases.values():
         case.flow_run_id = new_flow_run(api, case.signal)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 
+from drift_retrain.backends.azure.details_v1 import fetch_v1
 from drift_retrain.backends.azure.details_v2 import monitor_details
 from drift_retrain.backends.azure.session import AzureSession
 from drift_retrain.backends.azure.workspace_rest import RestError, WorkspaceRest
@@ -60,6 +61,8 @@ class AzureDriftDetails:
     def fetch(self, signal: DriftSignal) -> DriftDetails:
         if signal.kind is SignalKind.MODEL_MONITOR:  # v2: the monitor's metric runs (details_v2)
             return monitor_details(self._rest_for(signal.workspace_id), signal)
+        if signal.kind is SignalKind.DATASET_DRIFT:  # v1 results live with the monitor, not on the run (details_v1.py)
+            return fetch_v1(self._rest_for(signal.workspace_id), signal)
         where = f"drift run {signal.run_id} of workspace {signal.workspace_name}"
         try:
             metrics, info = self._rest_for(signal.workspace_id).metrics(signal.run_id)
