@@ -513,6 +513,7 @@ class FakeMachineLearning:
                     "properties": sent.get("properties") or {},
                     "isArchived": False,
                     "isAnonymous": False,
+                    # azure-ai-ml 1.35.2 entities/_assets/_artifacts/model.py: _from_rest_object iterates flavors
                     "flavors": sent.get("flavors") or {},
                     "modelType": sent.get("modelType"),
                     "modelUri": sent.get("modelUri"),
