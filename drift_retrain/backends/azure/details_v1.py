@@ -27,6 +27,7 @@ import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from drift_retrain.backends.azure.unavailable import unavailable, why
 from drift_retrain.backends.azure.workspace_rest import RestError, WorkspaceRest, safe_id
 from drift_retrain.results import DriftDetails, FeatureDrift
 from drift_retrain.signals import DriftSignal
@@ -63,7 +64,7 @@ def fetch_v1(rest: WorkspaceRest, signal: DriftSignal) -> DriftDetails:
     """The v1 drift run's details from the datadrift service; never raises (unavailable, with the reason)."""
     where = f"drift run {signal.run_id} of workspace {signal.workspace_name}"
     if not signal.monitor_id:
-        return _unavailable(where, "the event named no DataDriftId to ask the datadrift service about")
+        return unavailable(where, "the event named no DataDriftId to ask the datadrift service about")
     try:
         base = (
             f"{rest.endpoints().run_history}/datadrift/v1.0{rest.workspace_id}"
@@ -77,19 +78,18 @@ def fetch_v1(rest: WorkspaceRest, signal: DriftSignal) -> DriftDetails:
             }
         answer = rest.request("GET", f"{base}/metrics", params=params)
     except RestError as exc:
-        return _unavailable(where, _why(exc))
+        return unavailable(where, why(exc))
     except Exception as exc:  # connection failures, bad ids, bad answers: never fail the flow over details
-        return _unavailable(where, f"{type(exc).__name__}: {exc}")
+        return unavailable(where, f"{type(exc).__name__}: {exc}")
     if not isinstance(answer, list):
-        return _unavailable(where, f"the datadrift service answered {type(answer).__name__}, not a list of metrics")
+        return unavailable(where, f"the datadrift service answered {type(answer).__name__}, not a list of metrics")
     records = [r for r in map(_record, answer[:MAX_RECORDS]) if r is not None]
     left_out = len(answer) - len(records)  # malformed, or past MAX_RECORDS
     records = _this_run(records, signal)
     coefficient = next((r.value for r in records if r.column is None and r.name in COEFFICIENT_NAMES), None)
     features = _features(records)
     if coefficient is None and not features:
-        why = f"the datadrift service has no drift metrics for the run ({len(answer)} records)"
-        return _unavailable(where, why)
+        return unavailable(where, f"the datadrift service has no drift metrics for the run ({len(answer)} records)")
     note = f"; {left_out} malformed or excess records left out" if left_out else ""
     return DriftDetails(
         available=True,
@@ -177,18 +177,3 @@ def _time(value: object) -> datetime | None:
 
 def _stamp(value: datetime | None) -> datetime:
     return value or datetime.min.replace(tzinfo=UTC)
-
-
-def _why(exc: RestError) -> str:
-    if exc.status_code == 404:
-        return f"not found (HTTP 404: {exc.message})"
-    if exc.status_code in (401, 403):
-        return (
-            f"not readable by this identity (HTTP {exc.status_code}: {exc.message}); it needs the "
-            "AzureML Data Scientist role on the workspace"
-        )
-    return f"HTTP {exc.status_code}: {exc.message}"
-
-
-def _unavailable(where: str, why: str) -> DriftDetails:
-    return DriftDetails(available=False, source=f"no details for {where}: {why}; deciding on the event's own data")

@@ -30,11 +30,15 @@ from datetime import datetime
 from typing import Any
 
 from drift_retrain.backends.azure.monitor_runs import Budget, MetricRun, MonitorRuns, Point, name
+from drift_retrain.backends.azure.unavailable import unavailable, why
 from drift_retrain.backends.azure.workspace_rest import RestError, WorkspaceRest
 from drift_retrain.breaches import BREACH_TAG, parse_breach
 from drift_retrain.intake.parsing import _ci
 from drift_retrain.results import OVERALL, DriftDetails, FeatureDrift
 from drift_retrain.signals import DriftSignal
+
+#: What the decision rests on when the metric runs cannot be read.
+TAG_ROWS = "the breach tag's own rows"
 
 MONITOR_TAG, SIGNAL_TAG, METRIC_TAG = "azureml.monitor_name", "azureml.signal_name", "azureml.metric_name"
 FEATURE_TAG, GROUP_TAGS = "azureml.feature_name", ("azureml.group_0", "azureml.group_1")
@@ -74,37 +78,41 @@ def monitor_details(rest: WorkspaceRest, signal: DriftSignal) -> DriftDetails:
     step = f"evaluate step run {signal.run_id}"
     where = f"signal '{signal_name}' ({step})" if signal_name else step
     if signal_name is None:
-        return _unavailable(where, "the breach tag names no signal, so its metric runs cannot be found")
+        return unavailable(where, "the breach tag names no signal, so its metric runs cannot be found", TAG_ROWS)
     if experiment is None:
-        return _unavailable(where, "the event carries no usable data.experimentId to search the metric runs in")
+        return unavailable(
+            where, "the event carries no usable data.experimentId to search the metric runs in", TAG_ROWS
+        )
     runs = MonitorRuns(rest)
     budget = Budget(MAX_RUNS)
     try:
         found = runs.search(experiment, _filter(signal_name), budget)
     except RestError as exc:
-        return _unavailable(where, _why(exc))
+        return unavailable(where, why(exc), TAG_ROWS)
     except Exception as exc:  # connection failures, bad answers: never fail the flow over details
-        return _unavailable(where, f"{type(exc).__name__}: {exc}")
+        return unavailable(where, f"{type(exc).__name__}: {exc}", TAG_ROWS)
     mine = [r for r in found if r.tags.get(SIGNAL_TAG) == signal_name and r.tags.get(METRIC_TAG) != PARENT_METRIC]
     monitors = {r.tags.get(MONITOR_TAG) for r in mine}
     if signal.monitor in monitors and len(monitors) > 1:
         mine = [r for r in mine if r.tags.get(MONITOR_TAG) == signal.monitor]
     if not mine:
-        return _unavailable(
-            where, f"no MLflow metric runs tagged {SIGNAL_TAG} = '{signal_name}' in experiment {experiment}"
+        return unavailable(
+            where,
+            f"no MLflow metric runs tagged {SIGNAL_TAG} = '{signal_name}' in experiment {experiment}",
+            TAG_ROWS,
         )
     cutoff = int(signal.event_time.timestamp()) if signal.event_time else None
     notes: list[str] = []
     try:
         readings = _readings(runs, mine, cutoff, notes)
     except RestError as exc:
-        return _unavailable(where, f"reading a metric history: {_why(exc)}")
+        return unavailable(where, f"reading a metric history: {why(exc)}", TAG_ROWS)
     except Exception as exc:
-        return _unavailable(where, f"reading a metric history: {type(exc).__name__}: {exc}")
+        return unavailable(where, f"reading a metric history: {type(exc).__name__}: {exc}", TAG_ROWS)
     if budget.exhausted:
         notes.append(f"only the first {MAX_RUNS} metric runs were read")
     if not readings:
-        return _unavailable(where, f"its {len(mine)} metric runs hold no value at or before the breach")
+        return unavailable(where, f"its {len(mine)} metric runs hold no value at or before the breach", TAG_ROWS)
     when = f"at or before {_iso(signal.event_time)}" if signal.event_time else "latest"
     source = f"MLflow metric runs of {where} in experiment {experiment} ({len(mine)} runs, value and threshold {when})"
     return DriftDetails(
@@ -200,24 +208,5 @@ def _signal_from_tag(signal: DriftSignal) -> str | None:
     return parse_breach(_ci(tags, BREACH_TAG)).signal if isinstance(tags, Mapping) else None
 
 
-def _why(exc: RestError) -> str:
-    message = exc.message[:300]  # the service's own words, bounded
-    if exc.status_code == 404:
-        return f"not found (HTTP 404: {message})"
-    if exc.status_code in (401, 403):
-        return (
-            f"not readable by this identity (HTTP {exc.status_code}: {message}); it needs the "
-            "AzureML Data Scientist role on the workspace"
-        )
-    return f"HTTP {exc.status_code}: {message}"
-
-
 def _iso(moment: datetime | None) -> str:
     return moment.isoformat() if moment else "?"
-
-
-def _unavailable(where: str, why: str) -> DriftDetails:
-    return DriftDetails(
-        available=False,
-        source=f"no metric details for {where}: {why}; deciding on the breach tag's own rows",
-    )
