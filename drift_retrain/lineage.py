@@ -9,6 +9,7 @@ from drift_retrain.config import TargetConfig
 from drift_retrain.names import (
     COPY_RUN_TAG,
     FLOW_RUN_TAG,
+    MONITOR_RUN_TAG,
     SIGNAL_TAG,
     TARGET_TAG,
     TRAINING_JOB_TAG,
@@ -44,6 +45,7 @@ def lineage_tags(
         "drift.kind": signal.kind.value,
         "drift.coefficient": "" if signal.drift_coefficient is None else f"{signal.drift_coefficient:.6f}",
         "drift.breached_metrics": ",".join(signal.breached_metrics),
+        MONITOR_RUN_TAG: signal.monitor_run_id or "",
         WINDOW_START_TAG: signal.window_start.isoformat() if signal.window_start else "",
         WINDOW_END_TAG: signal.window_end.isoformat() if signal.window_end else "",
         COPY_RUN_TAG: copy.run_id,

@@ -178,6 +178,7 @@ def ledger_variable_tags(step: str) -> list[str]:
 SIGNAL_TAG = "drift_retrain.signal"
 TARGET_TAG = "drift_retrain.target"
 WINDOW_START_TAG, WINDOW_END_TAG = "drift.window_start", "drift.window_end"
+MONITOR_RUN_TAG = "drift.monitor_run"
 COPY_RUN_TAG = "copy.run_id"
 TRAINING_JOB_TAG = "training.job_id"
 FLOW_RUN_TAG = "prefect.flow_run_id"
@@ -186,6 +187,11 @@ FLOW_RUN_TAG = "prefect.flow_run_id"
 def signal_of(tags: Mapping[str, str]) -> str | None:
     """The identity of the signal a job or model version was made for, or None."""
     return tags.get(SIGNAL_TAG) or None
+
+
+def monitor_run_of(tags: Mapping[str, str]) -> str | None:
+    """The v2 monitor run a model version was retrained for, or None."""
+    return tags.get(MONITOR_RUN_TAG) or None
 
 
 def window_of(tags: Mapping[str, str]) -> tuple[datetime, datetime] | None:

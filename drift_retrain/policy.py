@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from drift_retrain.config import GateConfig, PolicyConfig
-from drift_retrain.names import signal_of, window_of
+from drift_retrain.names import monitor_run_of, signal_of, window_of
 from drift_retrain.results import Check, CopyResult, Decision, DriftDetails, ModelVersion, TrainingResult
 from drift_retrain.signals import DriftSignal, SignalKind, describe_rows
 
@@ -112,10 +112,20 @@ def _cooldown(history: list[ModelVersion], policy: PolicyConfig, now: datetime) 
 
 
 def covered_by(signal: DriftSignal, history: list[ModelVersion]) -> Check:
-    """A version registered from a window that contains this signal's window already trained on its data
-    (another monitor's signal for the same window, or a later, wider one): retraining again adds nothing."""
+    """A version registered for another signal of the same v2 monitor run (one run breaches several signals,
+    one event each), or from a window that contains this signal's window (another monitor's signal for the
+    same window, or a later, wider one), already trained on its data: retraining again adds nothing."""
+    for version in sorted(history, key=lambda v: v.version, reverse=True):
+        if signal.monitor_run_id and monitor_run_of(version.tags) == signal.monitor_run_id:
+            return Check(
+                rule="covered_by",
+                passed=False,
+                detail=f"covered by {version.name} v{version.version} (retrained for another signal of monitor run {signal.monitor_run_id})",
+            )
     if signal.window_start is None or signal.window_end is None:
-        return Check(rule="covered_by", passed=True, detail="the signal names no window; no retrain can cover it")
+        return Check(
+            rule="covered_by", passed=True, detail="no retrain covers this signal's monitor run, and it names no window"
+        )
     for version in sorted(history, key=lambda v: v.version, reverse=True):
         window = window_of(version.tags)
         if window and window[0] <= signal.window_start and signal.window_end <= window[1]:

@@ -62,6 +62,10 @@ class DriftSignal(BaseModel):
     )
     signal_name: str | None = Field(default=None, description="v2 monitor signal's name, read from the breach tag")
     breached: list[BreachRow] = Field(default_factory=list, description="v2 breached rows read from the breach tag")
+    monitor_run_id: str | None = Field(
+        default=None,
+        description="v2: the monitor's pipeline run the breached signal belongs to (its signals retrain once)",
+    )
     breach_unparsed: str | None = Field(default=None, description="v2: why the breach tag's rows could not be read")
     base_dataset_id: str | None = None
     target_dataset_id: str | None = None

@@ -156,6 +156,7 @@ def monitor_breach(
     rows: list[dict[str, Any]] | None = None,
     experiment: str | None = None,
     status: str = "Completed",
+    monitor_run: str | None = None,
 ) -> dict:
     """The RunStatusChanged event of a v2 monitor signal's evaluate step that breached, as Azure ML sends it:
     the documented sample's shape (eg_/ce_RunStatusChanged.json) with ``runTags`` holding only the breach tag,
@@ -176,7 +177,10 @@ def monitor_breach(
     data["runTags"] = {
         BREACH_TAG: breach_text(signal or f"{monitor}_data_drift", BREACH_ROWS if rows is None else rows)
     }
-    data["runProperties"] = {}  # the sample's are an AutoML run's; a monitor step's are not documented
+    # The sample's properties are an AutoML run's; a pipeline step run names its top-level pipeline run (the
+    # monitor's run, ``monitor_run``) in azureml.rootpipelinerunid (a recorded step run's properties,
+    # tests/fixtures/machinelearning/history_children_recorded.json).
+    data["runProperties"] = {"azureml.rootpipelinerunid": monitor_run} if monitor_run else {}
     data["runStatus"] = status
     event["subject"] = f"experiments/{data['experimentId']}/runs/{run_id}"
     return event

@@ -7,6 +7,7 @@ PascalCase or camelCase depending on the source.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -170,7 +171,23 @@ def _from_monitor_run(envelope: EventEnvelope, raw: dict[str, Any]) -> DriftSign
         breached=breach.rows,
         breach_unparsed=breach.unparsed,
         breached_metrics=describe_rows(breach.rows),
+        monitor_run_id=_root_pipeline_run(data),
     )
+
+
+#: A pipeline step run's property naming its top-level pipeline run: for an evaluate step, the monitor's run
+#: (a real step run's properties in Azure/azure-sdk-assets' recorded run-history children answer,
+#: tests/fixtures/machinelearning/history_children_recorded.json).
+ROOT_PIPELINE_RUN = "azureml.rootpipelinerunid"
+_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,255}$")
+
+
+def _root_pipeline_run(data: Mapping[str, Any]) -> str | None:
+    """The monitor run the breached signal belongs to, when the event's run properties name it as a plain id
+    (anything else is dropped: it only groups a monitor run's signals into one retrain)."""
+    properties = _ci(data, "RunProperties")
+    value = _ci(properties, ROOT_PIPELINE_RUN) if isinstance(properties, Mapping) else None
+    return value if isinstance(value, str) and _RUN_ID.match(value) else None
 
 
 def _experiment_name(data: Mapping[str, Any]) -> str | None:

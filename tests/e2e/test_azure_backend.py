@@ -229,3 +229,49 @@ def test_the_sweep_catches_up_a_monitor_breach_whose_event_never_arrived(stack, 
     assert api.sweep_rows()[name]["action"] == "already handed off"
     assert len(api.flow_runs_like(name)) == 1
     assert api.wait(caught["id"])["state"]["type"] == "COMPLETED"
+
+
+def test_a_monitor_run_that_breaches_several_signals_retrains_once_and_lists_the_breached_features(
+    stack, api, fake_azure: FakeAzure
+) -> None:
+    """One monitor run, three signals, two breached: Azure ML sends one RunStatusChanged per evaluate step, each
+    tag built as the component builds it. Both are accepted (two drift runs); the first to hold the model's slot
+    retrains and its decision lists its breached features; the other is covered by it (same monitor run)."""
+    data, prediction = "azure-credit-drift-data-drift", "azure-credit-drift-prediction-drift"
+    tree = fake_azure.ml.add_monitor_run(
+        DEMO_WORKSPACE,
+        "azure-credit-drift",
+        {
+            data: [
+                {"metric_name": "JensenShannonDistance", "metric_value": 0.31, "threshold_value": 0.1, "group": "income"},
+                {"metric_name": "TwoSampleKolmogorovSmirnovTest", "metric_value": 0.01, "threshold_value": 0.05, "group": "age"},
+            ],
+            prediction: [{"metric_name": "PopulationStabilityIndex", "metric_value": 0.4, "threshold_value": 0.2}],
+            "azure-credit-drift-data-quality": [
+                {"metric_name": "NullValueRate", "metric_value": 0.0, "threshold_value": 0.1, "group": "score"}
+            ],
+        },
+        experiment="azure-credit-drift",
+    )
+    fake_azure.ml.script_next_job(RunScript(steps=(("Running", 0.5),), final="Completed"), steps={"train": {"roc_auc": 0.99}})
+    submits = len(fake_azure.sent("POST", "/PipelineSubmit/"))
+    versions = len(fake_azure.ml.models.get("azure-credit", []))
+
+    response = deliver_events(stack.webhook_url, [tree.breach_event(data), tree.breach_event(prediction)], stack.secret)
+
+    assert response.status_code == 200, response.text
+    accepted = response.json()["accepted"]
+    assert len(accepted) == 2 and not any(a["duplicate"] for a in accepted)
+    runs = [api.wait(a["flow_run_id"]) for a in accepted]
+    assert all(r["state"]["type"] == "COMPLETED" for r in runs), [r["state"] for r in runs]
+    decisions = [api.latest_artifact(r["id"], "decision-azure-credit")["data"] for r in runs]
+    retrained = [d for d in decisions if "**Retrain**" in d]
+    [skipped] = [d for d in decisions if "**Skip**" in d]
+    assert len(retrained) == 1
+    assert f"retrained for another signal of monitor run {tree.job.name}" in skipped
+    assert len(fake_azure.sent("POST", "/PipelineSubmit/")) == submits + 1  # one training
+    assert len(fake_azure.ml.models.get("azure-credit", [])) == versions + 1  # one new version
+    listed = {data: ["income: JensenShannonDistance 0.31", "age: TwoSampleKolmogorovSmirnovTest 0.01"],
+              prediction: ["PopulationStabilityIndex 0.4"]}
+    [signal] = [name for name in listed if f"signal '{name}' breached" in retrained[0]]
+    assert all(row in retrained[0] for row in listed[signal]), retrained[0]

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from drift_retrain.breaches import BreachRow
-from drift_retrain.names import SIGNAL_TAG, WINDOW_END_TAG, WINDOW_START_TAG
+from drift_retrain.names import MONITOR_RUN_TAG, SIGNAL_TAG, WINDOW_END_TAG, WINDOW_START_TAG
 from drift_retrain.config import GateConfig, PolicyConfig
 from drift_retrain.policy import after_copy, after_training, champion, covered_by, data_copied, decide, in_slot
 from drift_retrain.results import CopyResult, DriftDetails, ModelVersion, TrainingResult
@@ -234,6 +234,17 @@ def test_a_version_that_misses_part_of_the_window_does_not_cover_it(start, end) 
 def test_a_signal_without_a_window_and_versions_without_window_tags_are_never_covered() -> None:
     assert covered_by(signal(), [trained_on(1, 1, WINDOW_END - DAY, WINDOW_END)]).passed
     assert covered_by(windowed(), [version(1, 1)]).passed
+
+
+def test_a_version_retrained_for_another_signal_of_the_same_monitor_run_covers_it() -> None:
+    """One v2 monitor run breaches several signals, one event each: the first retrains, the rest are covered."""
+    first = ModelVersion(name="model", version=4, uri="x", created_at=NOW, tags={SIGNAL_TAG: "a", MONITOR_RUN_TAG: "mon_run_1"})
+    breach = signal(kind=SignalKind.MODEL_MONITOR, run_id="eval_step_2", monitor_run_id="mon_run_1")
+    check = covered_by(breach, [first])
+    assert not check.passed
+    assert check.detail == "covered by model v4 (retrained for another signal of monitor run mon_run_1)"
+    assert covered_by(breach.model_copy(update={"monitor_run_id": "mon_run_2"}), [first]).passed  # the next run
+    assert covered_by(breach.model_copy(update={"monitor_run_id": None}), [first]).passed
 
 
 def test_in_the_slot_a_retrain_that_finished_meanwhile_skips_with_covered_by() -> None:

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import copy
+import json
 from datetime import datetime, timezone
+from pathlib import Path
 
 import pytest
 
 from drift_retrain.breaches import breach_text
 from drift_retrain.signals import MONITOR_BREACH_TAG, DriftSignal, SignalKind
 from drift_retrain.intake.parsing import InvalidEvent, NotADriftSignal, parse_envelope, to_drift_signal
-from drift_retrain.testing import SAMPLE_WORKSPACE, sample
+from drift_retrain.testing import SAMPLE_WORKSPACE, monitor_breach, sample
 
 ROWS = [
     {"metric_value": 0.31, "metric_name": "JensenShannonDistance", "threshold_value": 0.1, "group": "age"},
@@ -241,3 +243,16 @@ def test_signal_round_trips_through_json_as_flow_parameters_do() -> None:
     again = DriftSignal.model_validate(signal.model_dump(mode="json"))
     assert again == signal
     assert again.identity == signal.identity
+
+
+def test_a_breachs_monitor_run_is_read_from_its_step_runs_root_pipeline_property() -> None:
+    """A step run names its top-level pipeline run in ``azureml.rootpipelinerunid`` (a recorded step run's
+    properties, replayed here): for an evaluate step, the monitor's run that several signals share."""
+    recorded = json.loads((Path(__file__).parents[1] / "fixtures/machinelearning/history_children_recorded.json").read_text())
+    properties = recorded["body"]["value"][0]["properties"]
+    event = monitor_breach("eval_step_1")
+    event["data"]["runProperties"] = properties
+    assert to_drift_signal(event).monitor_run_id == properties["azureml.rootpipelinerunid"] == "test_680454434153"
+    for hostile in ("../x", "a b", "", 7, None, "x" * 300):
+        event["data"]["runProperties"] = {"azureml.rootpipelinerunid": hostile}
+        assert to_drift_signal(event).monitor_run_id is None  # dropped: it only groups signals, never fails one
