@@ -34,6 +34,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from drift_retrain.breaches import BREACH_TAG, breach_text, is_breach
+from drift_retrain.fake_azure.run_history import history_run
 from drift_retrain.fake_azure.scripts import RunScript, ScriptedRun
 
 if TYPE_CHECKING:
@@ -385,24 +386,20 @@ class FakeMonitoring:
 
 def history_body(run: FakeRun) -> dict[str, Any]:
     """A child run as run history answers it (the fields of the recording's children that callers read)."""
-    return {
-        "runId": run.run_id,
-        "parentRunId": run.parent_id,
-        "rootRunId": run.root_id,
-        "runUuid": str(uuid.uuid5(uuid.NAMESPACE_URL, run.run_id)),
-        "experimentId": run.experiment_id,
-        "status": run.status,
-        "error": None,
-        "createdUtc": _iso(run.created),
-        "startTimeUtc": _iso(run.created),
-        "endTimeUtc": _iso(run.ended) if run.ended else None,
-        "displayName": run.display_name,
-        "name": run.display_name,
-        "hidden": False,
-        "runType": run.run_type,
-        "properties": dict(run.properties),
-        "tags": dict(run.tags),
-    }
+    return history_run(
+        run_id=run.run_id,
+        parent_id=run.parent_id,
+        root_id=run.root_id,
+        experiment_id=run.experiment_id,
+        status=run.status,
+        created=_iso(run.created),
+        ended=_iso(run.ended) if run.ended else None,
+        display_name=run.display_name,
+        name=run.display_name,
+        run_type=run.run_type,
+        properties=run.properties,
+        tags=run.tags,
+    )
 
 
 def mlflow_run(run: FakeRun) -> dict[str, Any]:

@@ -19,6 +19,8 @@ from urllib.parse import urlencode
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from drift_retrain.fake_azure.run_history import history_run
+
 if TYPE_CHECKING:
     from drift_retrain.fake_azure.machinelearning import FakeJob
 
@@ -95,20 +97,17 @@ class FakeStepRuns:
         ended = None
         if status in ("Completed", "Failed", "Canceled"):
             ended = (datetime.fromisoformat(job.created) + timedelta(seconds=1 + step.order)).isoformat()
-        return {
-            "runId": step.run_id,
-            "parentRunId": step.parent_id,
-            "rootRunId": job.name,
-            "runUuid": str(uuid.uuid5(uuid.NAMESPACE_URL, step.run_id)),
-            "experimentId": job.experiment_id,
-            "status": status,
-            "createdUtc": job.created,
-            "startTimeUtc": job.created,
-            "endTimeUtc": ended,
-            "displayName": step.name,
-            "name": "azureml_anonymous",
-            "runType": "azureml.StepRun",
-            "properties": {"azureml.runsource": "azureml.StepRun", "azureml.pipelinerunid": job.name},
-            "tags": {"azureml.pipeline": job.name},
-            "error": None,
-        }
+        return history_run(
+            run_id=step.run_id,
+            parent_id=step.parent_id,
+            root_id=job.name,
+            experiment_id=job.experiment_id,
+            status=status,
+            created=job.created,
+            ended=ended,
+            display_name=step.name,
+            name="azureml_anonymous",
+            run_type="azureml.StepRun",
+            properties={"azureml.runsource": "azureml.StepRun", "azureml.pipelinerunid": job.name},
+            tags={"azureml.pipeline": job.name},
+        )
