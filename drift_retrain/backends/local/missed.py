@@ -20,8 +20,9 @@ class LocalMonitorRecords:
 
     def signals_since(self, since: datetime) -> list[DriftSignal]:
         store = monitor_store(self.settings)
+        limits = self.settings.receiver.signal_limits  # the same bounds as the receiver's
         return [
-            to_drift_signal(drift_event(run, event_id=f"sweep-{run.run_id}"))
+            to_drift_signal(drift_event(run, event_id=f"sweep-{run.run_id}"), limits=limits)
             for monitor in self.settings.local_monitors
             if monitor.name in self.target.monitors
             for run in store.runs(monitor.name)
