@@ -9,6 +9,7 @@ UTC, so repeated clicks on one day are the same request.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, time, timedelta
 from typing import Annotated, Any
 
@@ -73,7 +74,7 @@ def manual_signal(
         "window_start": start,
         "window_end": end,
     }
-    return _validated(fields, limits, "the requested retrain")
+    return _validated(fields, replace(limits, clock=lambda: now), "the requested retrain")  # ahead of the request
 
 
 def requested_signal(
