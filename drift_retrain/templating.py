@@ -48,7 +48,7 @@ FIELDS: dict[str, str] = {
 }
 
 
-_SEGMENT = r"[A-Za-z0-9_.(){}-]+"  # an ARM id's names (the docs samples write {subscription-id})
+_SEGMENT = r"[A-Za-z0-9_.()-]+"  # an ARM id's names (resource groups may hold '.' and '()'; no braces, no '/')
 _WORKSPACE = (
     rf"/subscriptions/{_SEGMENT}/resourceGroups/{_SEGMENT}/providers/Microsoft\.MachineLearningServices/"
     rf"workspaces/{_SEGMENT}"
