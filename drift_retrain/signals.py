@@ -100,6 +100,8 @@ def _text(value: str) -> str:
 
 #: Free text read from an event (a v2 signal name, a breached row's description): printable and bounded.
 Text = Annotated[str, Field(max_length=MAX_NAME * 4), AfterValidator(_text)]
+#: An envelope's source (an ARM id) or subject: printable and as bounded as an ARM id.
+ResourceText = Annotated[str, Field(max_length=MAX_RESOURCE_ID), AfterValidator(_text)]
 
 
 def _workspace(value: str) -> str:
