@@ -139,7 +139,9 @@ Moment = Annotated[datetime, BeforeValidator(_iso_text), AfterValidator(_as_utc)
 #: no true; finite: no NaN, Infinity or 1e999.
 Coefficient = Annotated[float, Strict(), Field(ge=0, le=1, allow_inf_nan=False)]
 
-#: Times before this are not a drift window Azure ML could have seen (Azure ML data drift dates from 2019).
+#: Dataset monitors date from 2019 (a preview then: MicrosoftDocs/azure-docs articles/machine-learning/service/
+#: how-to-monitor-datasets.md, ms.date 10/12/2019), but a backfill analyses older data (the v1 article's example
+#: backfills from 2019-01-01): 2000 leaves decades of history and still refuses 0001-01-01.
 EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 #: A window may end up to a day after the receiver's clock: the default manual window ends at the coming midnight
 #: UTC (``drift_retrain.manual``), and a day absorbs clock skew between Azure and this machine.
