@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import tomllib
 import types
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
@@ -20,7 +21,7 @@ from pydantic_core import ErrorDetails
 from drift_retrain.breaches import MAX_NAME
 from drift_retrain.intake.filters import EventFilter
 from drift_retrain.routing import NoRoute, Route, route
-from drift_retrain.signals import DriftSignal, is_workspace_id
+from drift_retrain.signals import EARLIEST, MAX_AHEAD, MAX_WINDOW, DriftSignal, SignalLimits, is_workspace_id
 from drift_retrain.templating import Template, TemplateMap
 
 CONFIG_ENV = "DRIFT_RETRAIN_CONFIG"
@@ -162,6 +163,24 @@ class ReceiverConfig(_Strict):
     max_batch_events: int = Field(
         default=5000, ge=1, description="Most events accepted in one delivery (Event Grid's limit is 5000)."
     )
+    earliest_time: datetime = Field(
+        default=EARLIEST.isoformat().replace("+00:00", "Z"),  # text: the generated reference shows it as written
+        validate_default=True,
+        description="Earliest event time or drift window accepted (UTC when no offset is given); older is a 400.",
+    )
+    max_future_hours: float = Field(
+        default=MAX_AHEAD.total_seconds() / 3600,
+        gt=0,
+        le=7 * 24,
+        description="How far past this machine's clock an event time or window end may lie (a manual window ends at "
+        "the coming midnight UTC); later is a 400.",
+    )
+    max_window_days: int = Field(
+        default=MAX_WINDOW.days,
+        ge=1,
+        le=366,
+        description="Longest drift window accepted: one Azure ML v1 monitor run covers a day, a week or a month.",
+    )
     handoff: HandoffConfig = Field(
         default=HandoffConfig(), description="How accepted signals are written to Prefect as flow runs."
     )
@@ -185,6 +204,16 @@ class ReceiverConfig(_Strict):
 
     def secret(self) -> str | None:
         return os.environ.get(self.secret_env) or None
+
+    @property
+    def signal_limits(self) -> SignalLimits:
+        """The bounds every signal's times are validated against, wherever it is made (receiver, sweep, manual)."""
+        earliest = self.earliest_time if self.earliest_time.tzinfo else self.earliest_time.replace(tzinfo=UTC)
+        return SignalLimits(
+            earliest=earliest,
+            ahead=timedelta(hours=self.max_future_hours),
+            max_window=timedelta(days=self.max_window_days),
+        )
 
 
 class PolicyConfig(_Strict):
@@ -612,6 +641,12 @@ class Settings(_Strict):
         names = [t.name for t in self.targets]
         if len(set(names)) != len(names):
             raise ValueError("target names must be unique")
+        for local in self.local_monitors:  # its drift events would be refused
+            if local.window_days > self.receiver.max_window_days:
+                raise ValueError(
+                    f"local monitor '{local.name}': window_days {local.window_days} exceeds "
+                    f"receiver.max_window_days {self.receiver.max_window_days}"
+                )
         return self
 
     def resolve(self, path: Path) -> Path:

@@ -9,14 +9,15 @@ UTC, so repeated clicks on one day are the same request.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, time, timedelta
 from typing import Annotated, Any
 
-from pydantic import Field, TypeAdapter
+from pydantic import Field, TypeAdapter, ValidationError
 
 from drift_retrain.config import ConfigError, Name, Settings, TargetConfig, load_settings
 from drift_retrain.names import manual_event_id, manual_run_id
-from drift_retrain.signals import DriftSignal, SignalKind
+from drift_retrain.signals import DEFAULT_LIMITS, DriftSignal, SignalKind, SignalLimits
 
 DEFAULT_WINDOW = timedelta(days=7)
 _WHEN = TypeAdapter(datetime | None)  # the form and the API send ISO 8601 strings
@@ -53,24 +54,27 @@ def manual_signal(
     *,
     now: datetime | None = None,
     request_id: str = "",
+    limits: SignalLimits = DEFAULT_LIMITS,
 ) -> DriftSignal:
-    """The signal of a by-hand retrain of ``target`` over [window_start, window_end) (UTC)."""
+    """The signal of a by-hand retrain of ``target`` over [window_start, window_end) (UTC), within ``limits``
+    like any signal (``receiver.max_window_days`` and the others)."""
     now = now or datetime.now(UTC)
     end = _utc(window_end) if window_end else default_window(now)[1]
     start = _utc(window_start) if window_start else end - DEFAULT_WINDOW
     if start >= end:
         raise InvalidRequest(f"window_start {start.isoformat()} must be before window_end {end.isoformat()}")
     run_id = manual_run_id(target.name, start, end)
-    return DriftSignal(
-        kind=SignalKind.MANUAL,
-        workspace_id=target.workspace,
-        monitor=target.monitors[0],
-        run_id=run_id,
-        event_id=manual_event_id(request_id or run_id),
-        event_time=now,
-        window_start=start,
-        window_end=end,
-    )
+    fields = {
+        "kind": SignalKind.MANUAL,
+        "workspace_id": target.workspace,
+        "monitor": target.monitors[0],
+        "run_id": run_id,
+        "event_id": manual_event_id(request_id or run_id),
+        "event_time": now,
+        "window_start": start,
+        "window_end": end,
+    }
+    return _validated(fields, replace(limits, clock=lambda: now), "the requested retrain")  # ahead of the request
 
 
 def requested_signal(
@@ -89,9 +93,24 @@ def requested_signal(
                 "give either 'signal' (set by the webhook receiver and the sweep) or 'target' with an optional "
                 "window (a retrain by hand), not both"
             )
-        return signal if isinstance(signal, DriftSignal) else DriftSignal.model_validate(signal)
+        given = signal.model_dump() if isinstance(signal, DriftSignal) else signal
+        return _validated(given, settings.receiver.signal_limits, "the 'signal' parameter")
     if target is None:
         known = ", ".join(t.name for t in settings.targets)
         raise InvalidRequest(f"nothing to retrain: choose a 'target' ({known}) or pass a drift 'signal'")
     start, end = _WHEN.validate_python(window_start), _WHEN.validate_python(window_end)
-    return manual_signal(settings.target(target), start, end, request_id=request_id)
+    return manual_signal(
+        settings.target(target), start, end, request_id=request_id, limits=settings.receiver.signal_limits
+    )
+
+
+def _validated(fields: Any, limits: SignalLimits, what: str) -> DriftSignal:
+    """A signal checked against the configured limits, like one the receiver or the sweep makes: a parameter
+    anyone with access to the Prefect API can set gets no easier path."""
+    try:
+        return DriftSignal.model_validate(fields, context=limits.context())
+    except ValidationError as exc:
+        problem = exc.errors()[0]
+        where = ".".join(str(p) for p in problem["loc"]) or "signal"
+        rule = problem["msg"].removeprefix("Value error, ")
+        raise InvalidRequest(f"{what} is refused: {where}: {rule}") from None

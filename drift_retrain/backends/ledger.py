@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from drift_retrain.atomic import read_json, write_json
 from drift_retrain.names import ledger_variable_name, ledger_variable_tags
+from drift_retrain.safepath import under
 
 
 class RunLedger(Protocol):
@@ -37,7 +38,7 @@ class FileRunLedger:
         self.root = root
 
     def _path(self, step: str, key: str) -> Path:
-        return self.root / step / f"{key}.json"
+        return under(self.root, step, f"{key}.json")
 
     def get(self, step: str, key: str) -> dict[str, Any] | None:
         path = self._path(step, key)

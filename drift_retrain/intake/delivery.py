@@ -141,7 +141,7 @@ def _read_event(event: dict[str, Any], settings: Settings, delivery: Delivery) -
         delivery.ignored.append(Ignored(envelope.id, envelope.type, reason))
         return
     try:
-        signal = to_drift_signal(event, envelope)
+        signal = to_drift_signal(event, envelope, settings.receiver.signal_limits)
     except NotADriftSignal as exc:
         delivery.ignored.append(Ignored(envelope.id, envelope.type, exc.reason))
         return

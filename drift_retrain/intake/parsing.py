@@ -3,24 +3,35 @@
 Azure sends two kinds of drift (v1 ``DatasetDriftDetected`` and a v2 model-monitor breach on
 ``RunStatusChanged``), in two envelopes (Event Grid schema and CloudEvents 1.0), with data keys in
 PascalCase or camelCase depending on the source.
+
+This is where an event's fields become typed, bounded values (every field is hostile): the envelope's here,
+the signal's in ``DriftSignal``'s own types and validators, checked against the configured ``SignalLimits``.
+The receiver, both sweeps' catch-up and the local monitor's events all come through ``to_drift_signal``; a
+refused value is an ``InvalidEvent`` naming the field as the event spells it and the rule it broke (a 400).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_core import ErrorDetails
 
-from drift_retrain.breaches import MAX_NAME, parse_breach
+from drift_retrain.breaches import parse_breach
 from drift_retrain.signals import (
     DATASET_DRIFT_DETECTED,
+    DEFAULT_LIMITS,
     MONITOR_BREACH_TAG,
     RUN_STATUS_CHANGED,
     DriftSignal,
+    EventId,
+    Moment,
+    ResourceText,
     SignalKind,
+    SignalLimits,
+    Text,
     describe_rows,
 )
 
@@ -43,11 +54,11 @@ class EventEnvelope(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    id: str
-    type: str
-    source: str  # Event Grid "topic", CloudEvents "source": the workspace's ARM id
-    subject: str = ""
-    time: datetime | None = None
+    id: EventId
+    type: Text
+    source: ResourceText  # Event Grid "topic", CloudEvents "source": the workspace's ARM id
+    subject: ResourceText = ""
+    time: Moment | None = None
     data: dict[str, Any] = Field(default_factory=dict)
     schema_name: str  # "eventgrid" or "cloudevents"
 
@@ -83,13 +94,23 @@ def parse_envelope(event: Mapping[str, Any]) -> EventEnvelope:
     if missing:
         raise InvalidEvent(f"{schema} event is missing required field(s): {', '.join(missing)}")
     if not isinstance(fields["data"], Mapping):
-        raise InvalidEvent(f"event {fields['id']}: 'data' must be a JSON object")
+        raise InvalidEvent(f"event {_shown(fields['id'])}: 'data' must be a JSON object")
     try:
         return EventEnvelope(schema_name=schema, **fields)
     except ValidationError as exc:
         problem = exc.errors()[0]
         where = ".".join(str(p) for p in problem["loc"])
-        raise InvalidEvent(f"event {fields['id']}: field '{where}': {problem['msg']}") from None
+        raise InvalidEvent(f"event {_shown(fields['id'])}: field '{where}': {_rule(problem)}") from None
+
+
+def _shown(value: object) -> str:
+    """A value that failed validation, shown bounded and with control characters escaped (``repr``)."""
+    return repr(value if isinstance(value, str | int | float | None) else type(value).__name__)[:80]
+
+
+def _rule(problem: ErrorDetails) -> str:
+    """A pydantic error as the rule it states (``Value error, `` is the wrapping, not the rule)."""
+    return problem["msg"].removeprefix("Value error, ")
 
 
 # --------------------------------------------------------------------------------------------
@@ -97,22 +118,44 @@ def parse_envelope(event: Mapping[str, Any]) -> EventEnvelope:
 # --------------------------------------------------------------------------------------------
 
 
-def to_drift_signal(event: Mapping[str, Any], envelope: EventEnvelope | None = None) -> DriftSignal:
+def to_drift_signal(
+    event: Mapping[str, Any], envelope: EventEnvelope | None = None, limits: SignalLimits = DEFAULT_LIMITS
+) -> DriftSignal:
     """Normalise one event into a DriftSignal.
 
     Raises ``NotADriftSignal`` for well-formed events that carry no drift and ``InvalidEvent`` for
-    drift events that cannot be read. ``envelope``: the event's already parsed envelope (the receiver
-    has it), so it is not read twice.
+    drift events that cannot be read or whose values break a rule. ``envelope``: the event's already parsed
+    envelope (the receiver has it), so it is not read twice; ``limits``: the configured bounds on its times
+    (``ReceiverConfig.signal_limits``).
     """
     envelope = envelope or parse_envelope(event)
     if envelope.type.lower() == DATASET_DRIFT_DETECTED.lower():
-        return _from_dataset_drift(envelope, dict(event))
+        return _from_dataset_drift(envelope, dict(event), limits)
     if envelope.type.lower() == RUN_STATUS_CHANGED.lower():
-        return _from_monitor_run(envelope, dict(event))
+        return _from_monitor_run(envelope, dict(event), limits)
     raise NotADriftSignal(envelope.type, f"event type {envelope.type} carries no drift signal")
 
 
-def _from_dataset_drift(envelope: EventEnvelope, raw: dict[str, Any]) -> DriftSignal:
+#: The event's own spelling of each signal field (WIRE.md §2; the docs' PascalCase), for error messages.
+_V1_FIELDS = {
+    "monitor": "data.DataDriftName",
+    "monitor_id": "data.DataDriftId",
+    "run_id": "data.RunId",
+    "window_start": "data.StartTime",
+    "window_end": "data.EndTime",
+    "drift_coefficient": "data.DriftCoefficient",
+    "base_dataset_id": "data.BaseDatasetId",
+    "target_dataset_id": "data.TargetDatasetId",
+}
+_V2_FIELDS = {
+    "monitor": "data.ExperimentName",
+    "run_id": "data.RunId",
+    "signal_name": f"data.RunTags.{MONITOR_BREACH_TAG}",
+    "breached_metrics": f"data.RunTags.{MONITOR_BREACH_TAG}",
+}
+
+
+def _from_dataset_drift(envelope: EventEnvelope, raw: dict[str, Any], limits: SignalLimits) -> DriftSignal:
     data = envelope.data
     run_id = _ci(data, "RunId")
     monitor = _ci(data, "DataDriftName")
@@ -125,6 +168,8 @@ def _from_dataset_drift(envelope: EventEnvelope, raw: dict[str, Any]) -> DriftSi
     return _build(
         envelope,
         raw,
+        limits,
+        _V1_FIELDS,
         kind=SignalKind.DATASET_DRIFT,
         monitor=monitor,
         monitor_id=_ci(data, "DataDriftId"),
@@ -137,7 +182,7 @@ def _from_dataset_drift(envelope: EventEnvelope, raw: dict[str, Any]) -> DriftSi
     )
 
 
-def _from_monitor_run(envelope: EventEnvelope, raw: dict[str, Any]) -> DriftSignal:
+def _from_monitor_run(envelope: EventEnvelope, raw: dict[str, Any], limits: SignalLimits) -> DriftSignal:
     """A v2 breach: the evaluate step's run, tagged with the breach text (``drift_retrain.breaches``).
 
     The tag's presence is the breach; its text names the signal and lists the breached rows, read here into
@@ -161,11 +206,14 @@ def _from_monitor_run(envelope: EventEnvelope, raw: dict[str, Any]) -> DriftSign
     if not isinstance(run_id, str):
         raise InvalidEvent(f"RunStatusChanged event {envelope.id}: data.RunId must be a string")
     breach = parse_breach(value)
+    experiment = _experiment_name(envelope, data)
     return _build(
         envelope,
         raw,
+        limits,
+        _V2_FIELDS if experiment else {**_V2_FIELDS, "monitor": "data.RunId"},
         kind=SignalKind.MODEL_MONITOR,
-        monitor=_experiment_name(data) or run_id,
+        monitor=experiment or run_id,
         run_id=run_id,
         signal_name=breach.signal,
         breached=breach.rows,
@@ -190,15 +238,15 @@ def _root_pipeline_run(data: Mapping[str, Any]) -> str | None:
     return value if isinstance(value, str) and _RUN_ID.match(value) else None
 
 
-def _experiment_name(data: Mapping[str, Any]) -> str | None:
-    """The event's experimentName when it is usable text (a hostile value is dropped, not an error: it is only
-    the last routing rule and a label)."""
+def _experiment_name(envelope: EventEnvelope, data: Mapping[str, Any]) -> str | None:
+    """The event's experimentName, or None when it has none (the run id then stands in). A present name is an
+    id like any other (``signals.Id``, checked when the signal is built): one that breaks the rule is refused,
+    not dropped, though it is only the last routing rule and a label."""
     name = _ci(data, "ExperimentName")
+    if name is None or name == "":
+        return None
     if not isinstance(name, str):
-        return None
-    name = name.strip()
-    if not name or len(name) > MAX_NAME or any(not c.isprintable() for c in name):
-        return None
+        raise InvalidEvent(f"RunStatusChanged event {envelope.id}: data.ExperimentName must be a string")
     return name
 
 
@@ -212,16 +260,29 @@ def _ci_item(mapping: Mapping[str, Any], name: str) -> tuple[bool, Any]:
     return False, None
 
 
-def _build(envelope: EventEnvelope, raw: dict[str, Any], **fields: Any) -> DriftSignal:
+def _build(
+    envelope: EventEnvelope, raw: dict[str, Any], limits: SignalLimits, spelled: dict[str, str], **fields: Any
+) -> DriftSignal:
+    """The signal, validated with the limits; a refused value names the event's field, the signal's, and the rule."""
+    spelled = {
+        "workspace_id": "source" if envelope.schema_name == "cloudevents" else "topic",
+        "event_id": "id",
+        "event_time": "time" if envelope.schema_name == "cloudevents" else "eventTime",
+        **spelled,
+    }
     try:
-        return DriftSignal(
-            workspace_id=envelope.source,
-            event_id=envelope.id,
-            event_time=envelope.time,
-            raw_event=raw,
-            **fields,
+        return DriftSignal.model_validate(
+            {
+                "workspace_id": envelope.source,
+                "event_id": envelope.id,
+                "event_time": envelope.time,
+                "raw_event": raw,
+                **fields,
+            },
+            context=limits.context(),
         )
     except ValidationError as exc:
         problem = exc.errors()[0]
         where = ".".join(str(p) for p in problem["loc"])
-        raise InvalidEvent(f"{envelope.type} event {envelope.id}: field '{where}': {problem['msg']}") from None
+        named = f"{spelled[where]} ({where})" if where in spelled else where
+        raise InvalidEvent(f"{envelope.type} event {envelope.id}: field {named}: {_rule(problem)}") from None

@@ -169,7 +169,7 @@ def test_the_secret_never_reaches_the_receiver_log(first_delivery, stack) -> Non
 
 def test_a_window_without_new_data_is_skipped_after_the_copy(stack, api, e2e_settings) -> None:
     event = dataset_drift(
-        "empty_1", "empty-monitor", StartTime="2030-01-01T00:00:00Z", EndTime="2030-01-08T00:00:00Z", DriftCoefficient=0.9
+        "empty_1", "empty-monitor", StartTime="2001-01-01T00:00:00Z", EndTime="2001-01-08T00:00:00Z", DriftCoefficient=0.9
     )
     (accepted,) = deliver_events(stack.webhook_url, [event], stack.secret).json()["accepted"]
     flow_run = api.wait(accepted["flow_run_id"])
@@ -233,7 +233,7 @@ def test_a_missing_model_limit_fails_the_run_and_drift_retrain_limits_restores_i
     scale-out deploy runs) creates it again and the same run then goes through."""
     api.http.delete("/v2/concurrency_limits/drift-retrain-model-empty-model").raise_for_status()
     event = dataset_drift(
-        f"empty_limit_{uuid.uuid4().hex[:8]}", "empty-monitor", StartTime="2030-02-01T00:00:00Z", EndTime="2030-02-08T00:00:00Z", DriftCoefficient=0.9
+        f"empty_limit_{uuid.uuid4().hex[:8]}", "empty-monitor", StartTime="2001-02-01T00:00:00Z", EndTime="2001-02-08T00:00:00Z", DriftCoefficient=0.9
     )
     (accepted,) = deliver_events(stack.webhook_url, [event], stack.secret).json()["accepted"]
     failed = api.wait(accepted["flow_run_id"])

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import UTC, datetime, time as midnight, timedelta
 from typing import Any
 
 import pytest
@@ -20,6 +21,13 @@ from drift_retrain.testing import dataset_drift
 pytestmark = pytest.mark.e2e
 
 MODEL = "cockpit-model"
+
+
+def _recent_window() -> tuple[datetime, datetime]:
+    """The 30 days up to the coming midnight UTC: all the demo's landing data (7 days ending yesterday), within the
+    31 days and the day ahead a signal's window may span (issue 14: 2026-01-01..2030-01-01 is now refused)."""
+    end = datetime.combine(datetime.now(UTC).date() + timedelta(days=1), midnight(), tzinfo=UTC)
+    return end - timedelta(days=30), end
 
 
 def _registry(settings) -> FileModelRegistry:
@@ -96,15 +104,17 @@ def test_registering_a_model_runs_the_follow_up_deployment(cockpit_run, api) -> 
 
 
 def test_a_retrain_by_hand_from_the_run_form_is_named_tagged_registered_and_deduplicated(cockpit_run, api, e2e_settings) -> None:
-    window = {"window_start": "2026-01-01T00:00:00Z", "window_end": "2030-01-01T00:00:00Z"}
+    start, end = _recent_window()
+    window = {"window_start": start.isoformat(), "window_end": end.isoformat()}
+    run_id = f"manual-cockpit-{start:%Y%m%dT%H%MZ}-{end:%Y%m%dT%H%MZ}"
     first = api.wait(api.run_deployment("drift-to-retrain/drift-to-retrain", {"target": "cockpit", **window}))
     assert first["state"]["type"] == "COMPLETED", first["state"]
-    assert first["name"] == "cockpit-model-manual-cockpit-20260101T0000Z-20300101T0000Z"
+    assert first["name"] == f"cockpit-model-{run_id}"
     assert {"model:cockpit-model", "target:cockpit", "kind:manual", "via:manual", "backend:local"} <= set(first["tags"])
     (by_hand,) = [v for v in _registry(e2e_settings).versions(MODEL) if v.tags["prefect.flow_run_id"] == first["id"]]
-    assert by_hand.tags["drift.run_id"] == "manual-cockpit-20260101T0000Z-20300101T0000Z"
+    assert by_hand.tags["drift.run_id"] == run_id
     assert by_hand.tags["drift.kind"] == "manual"
-    assert by_hand.tags[SIGNAL_TAG].endswith("/runs/manual-cockpit-20260101T0000Z-20300101T0000Z")
+    assert by_hand.tags[SIGNAL_TAG].endswith(f"/runs/{run_id}")
     count = len(_registry(e2e_settings).versions(MODEL))
 
     again = api.wait(api.run_deployment("drift-to-retrain/drift-to-retrain", {"target": "cockpit", "force": True, **window}))
@@ -122,8 +132,9 @@ def test_parameters_that_name_no_configured_target_are_refused_by_the_server(sta
 
 
 def test_a_failed_retrain_emits_retrain_failed_with_its_error(stack, api) -> None:
+    start, end = _recent_window()
     event = dataset_drift(
-        "broken_cockpit_1", "broken-monitor", StartTime="2026-01-01T00:00:00Z", EndTime="2030-01-01T00:00:00Z", DriftCoefficient=0.9
+        "broken_cockpit_1", "broken-monitor", StartTime=start.isoformat(), EndTime=end.isoformat(), DriftCoefficient=0.9
     )
     (accepted,) = deliver_events(stack.webhook_url, [event], stack.secret).json()["accepted"]
     failed = api.wait(accepted["flow_run_id"])

@@ -128,17 +128,27 @@ def test_no_tag_names_the_monitor_and_an_invented_one_is_not_read() -> None:
     assert to_drift_signal(event).monitor == "automl-local-regression"
 
 
-@pytest.mark.parametrize(
-    ("experiment", "monitor"),
-    [(None, "AutoML_ad912b2d-6467-4f32-a616-dbe4af6dd8fc_5"), ("", "AutoML_ad912b2d-6467-4f32-a616-dbe4af6dd8fc_5"),
-     (["x"], "AutoML_ad912b2d-6467-4f32-a616-dbe4af6dd8fc_5"), ("a\nb", "AutoML_ad912b2d-6467-4f32-a616-dbe4af6dd8fc_5"),
-     ("x" * 257, "AutoML_ad912b2d-6467-4f32-a616-dbe4af6dd8fc_5"), ("  my-monitor ", "my-monitor")],
-)
-def test_an_unusable_experiment_name_falls_back_to_the_run_id(experiment, monitor) -> None:
+@pytest.mark.parametrize("experiment", [None, ""])
+def test_a_breach_without_an_experiment_name_falls_back_to_the_run_id(experiment) -> None:
     event = _one(sample("eg_RunStatusChanged.json"))
     event["data"]["experimentName"] = experiment
     event["data"]["runTags"] = {MONITOR_BREACH_TAG: breach_text("s", ROWS)}
-    assert to_drift_signal(event).monitor == monitor
+    assert to_drift_signal(event).monitor == "AutoML_ad912b2d-6467-4f32-a616-dbe4af6dd8fc_5"
+
+
+@pytest.mark.parametrize(
+    ("experiment", "rule"),
+    [(["x"], "must be a string"), ("a\nb", "starting with a letter or digit"),
+     ("x" * 257, "at most 256 characters"), ("  my-monitor ", "no whitespace")],
+)
+def test_an_unusable_experiment_name_is_refused_naming_it(experiment, rule) -> None:
+    """Issue 14: an experiment name is an id like any other; a hostile one is refused, no longer dropped."""
+    event = _one(sample("eg_RunStatusChanged.json"))
+    event["data"]["experimentName"] = experiment
+    event["data"]["runTags"] = {MONITOR_BREACH_TAG: breach_text("s", ROWS)}
+    with pytest.raises(InvalidEvent, match="data.ExperimentName") as caught:
+        to_drift_signal(event)
+    assert rule in str(caught.value)
 
 
 @pytest.mark.parametrize(

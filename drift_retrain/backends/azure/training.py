@@ -49,7 +49,7 @@ from drift_retrain.config import AzureTarget, BatchEndpointConfig, PipelineJobCo
 from drift_retrain.names import COPY_RUN_TAG, SIGNAL_TAG, TARGET_TAG, TRAINING_STEP, training_job_name, training_run_key
 from drift_retrain.results import CopyResult, TrainingResult
 from drift_retrain.signals import DriftSignal
-from drift_retrain.templating import render, render_one, signal_fields
+from drift_retrain.templating import Filled, fill, render, render_one, signal_fields
 
 if typing.TYPE_CHECKING:  # azure-ai-ml is imported where it is used: importing it takes seconds
     from azure.ai.ml.entities import PipelineJob
@@ -418,7 +418,7 @@ class PipelineJobTraining(_V2JobTraining):
 
     def create(self, name: str, signal: DriftSignal, data: CopyResult) -> tuple[str, dict[str, Any]]:
         fields = self.fields(signal, data)
-        job = self._build(name, render(self.config.inputs, fields))
+        job = self._build(name, fill(self.config.inputs, fields))
         job.name = name
         job.tags = {**(job.tags or {}), **self.tags(signal, data)}
         if self.config.compute:
@@ -427,12 +427,12 @@ class PipelineJobTraining(_V2JobTraining):
         self.ml.jobs.create_or_update(job, experiment_name=render_one(self.config.experiment_name, fields))
         return name, {"kind": "pipeline_job"}
 
-    def _build(self, name: str, inputs: dict[str, object]) -> PipelineJob:
+    def _build(self, name: str, inputs: dict[str, Filled]) -> PipelineJob:
         if self.config.yaml is not None:
             return self._from_yaml(self.config.yaml, inputs)
         return self._from_component(str(self.config.component), name, inputs)
 
-    def _from_yaml(self, path: Path, inputs: dict[str, object]) -> PipelineJob:
+    def _from_yaml(self, path: Path, inputs: dict[str, Filled]) -> PipelineJob:
         from azure.ai.ml import load_job
         from azure.ai.ml.entities import PipelineJob
 
@@ -446,7 +446,7 @@ class PipelineJobTraining(_V2JobTraining):
             setattr(job.inputs, key, _input(value, declared))
         return job
 
-    def _from_component(self, reference: str, name: str, inputs: dict[str, object]) -> PipelineJob:
+    def _from_component(self, reference: str, name: str, inputs: dict[str, Filled]) -> PipelineJob:
         from azure.ai.ml.dsl import pipeline
 
         component_name, _, version = reference.partition(":")
@@ -472,7 +472,7 @@ class BatchEndpointTraining(_V2JobTraining):
 
     def create(self, name: str, signal: DriftSignal, data: CopyResult) -> tuple[str, dict[str, Any]]:
         fields = self.fields(signal, data)
-        inputs = {k: _batch_input(v) for k, v in render(self.config.inputs, fields).items()}
+        inputs = {k: _batch_input(v) for k, v in fill(self.config.inputs, fields).items()}
         job = self.ml.batch_endpoints.invoke(
             endpoint_name=self.config.endpoint,
             deployment_name=self.config.deployment or self._default_deployment(),
@@ -624,25 +624,31 @@ def _parameter(value: object) -> str:
     return str(value)
 
 
-def _input(value: object, declared: str | None) -> object:
-    """A data input for URIs (typed as the pipeline declares it, uri_folder by default), literals otherwise."""
+#: The v2 input types that are data (a path), not literals.
+DATA_TYPES = ("uri_folder", "uri_file", "mltable")
+
+
+def _input(filled: Filled, declared: str | None) -> object:
+    """A data input when the configuration makes it one, a literal otherwise; never because of what the event put
+    in the value. The pipeline's declared type wins; an input it does not type is a uri_folder when its template
+    is a URI by its own text or a trusted placeholder (``templating.configured_uri``: ``{copy_output_uri}``)."""
     from azure.ai.ml import Input
 
-    if isinstance(value, str) and (
-        declared in ("uri_folder", "uri_file", "mltable") or "://" in value or value.startswith("azureml:")
-    ):
-        return Input(type=declared if declared in ("uri_folder", "uri_file", "mltable") else "uri_folder", path=value)
+    value = filled.value
+    if isinstance(value, str) and (declared in DATA_TYPES or (declared is None and filled.uri)):
+        return Input(type=declared if declared in DATA_TYPES else "uri_folder", path=value)
     return value
 
 
-def _batch_input(value: object) -> object:
+def _batch_input(filled: Filled) -> object:
     """``batch_endpoints.invoke`` takes only ``Input`` objects; literals are typed inputs with a default
     (Microsoft's batch pipeline-component samples pass ``Input(type="string", default=...)``)."""
     from azure.ai.ml import Input
 
-    data = _input(value, None)
+    data = _input(filled, None)
     if isinstance(data, Input):
         return data
+    value = filled.value
     kind = (
         "boolean"
         if isinstance(value, bool)

@@ -13,6 +13,7 @@ from drift_retrain.backends.local.partitions import csv_files, in_window
 from drift_retrain.backends.local.tabular import count_rows
 from drift_retrain.names import COPY_STEP, copy_run_key
 from drift_retrain.results import CopyResult
+from drift_retrain.safepath import under
 from drift_retrain.signals import DriftSignal
 
 
@@ -22,7 +23,7 @@ class LocalCopy:
         self._started_here: set[str] = set()
 
     def _record(self, run_id: str) -> Path:
-        return self.runs / f"{run_id}.json"
+        return under(self.runs, f"{run_id}.json")
 
     def start(self, signal: DriftSignal) -> str:
         run_id = copy_run_key(signal)
@@ -32,7 +33,7 @@ class LocalCopy:
         began = time.perf_counter()
         selected = in_window(self.source, signal.window_start, signal.window_end)
         files = [(day, f) for day, folder in selected for f in csv_files(folder)]
-        output = self.sink / "increments" / run_id
+        output = under(self.sink, "increments", run_id)
         try:
             with staged_dir(output) as scratch:
                 for day, file in files:

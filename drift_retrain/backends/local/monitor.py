@@ -19,6 +19,7 @@ from drift_retrain.backends.local.drift_stats import feature_drift
 from drift_retrain.backends.local.partitions import csv_files, in_window, partitions
 from drift_retrain.config import LocalMonitorConfig, Settings
 from drift_retrain.results import FeatureDrift
+from drift_retrain.safepath import under
 from drift_retrain.signals import DATASET_DRIFT_DETECTED
 
 
@@ -45,13 +46,14 @@ class MonitorRun(BaseModel):
 
 
 class MonitorStore:
-    """Monitor runs as JSON files: ``<state>/monitor/<monitor>/runs/<run id>.json``."""
+    """Monitor runs as JSON files: ``<state>/monitor/<monitor>/runs/<run id>.json``. The monitor and run id come
+    from a signal, so every path is made by ``safepath.under``: a crafted one is refused, never read or written."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
 
     def _path(self, monitor: str, run_id: str) -> Path:
-        return self.root / monitor / "runs" / f"{run_id}.json"
+        return under(self.root, monitor, "runs", f"{run_id}.json")
 
     def save(self, run: MonitorRun) -> None:
         write_json(self._path(run.monitor, run.run_id), run.model_dump(mode="json"))
@@ -61,7 +63,7 @@ class MonitorStore:
         return MonitorRun.model_validate(read_json(path)) if path.exists() else None
 
     def runs(self, monitor: str) -> list[MonitorRun]:
-        folder = self.root / monitor / "runs"
+        folder = under(self.root, monitor, "runs")
         return sorted(
             (MonitorRun.model_validate(read_json(p)) for p in folder.glob("*.json")),
             key=lambda r: r.window_end,

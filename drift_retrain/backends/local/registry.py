@@ -13,6 +13,7 @@ from pathlib import Path
 from drift_retrain.atomic import file_lock, read_json, staged_dir, write_json
 from drift_retrain.names import signal_of
 from drift_retrain.results import ModelVersion, TrainingResult
+from drift_retrain.safepath import under
 
 META_FILE = "model.json"
 
@@ -22,7 +23,7 @@ class FileModelRegistry:
         self.root = root
 
     def versions(self, name: str) -> list[ModelVersion]:
-        folder = self.root / name
+        folder = under(self.root, name)
         found = [
             ModelVersion.model_validate(read_json(meta))
             for meta in folder.glob(f"*/{META_FILE}")
@@ -32,13 +33,13 @@ class FileModelRegistry:
 
     def register(self, name: str, training: TrainingResult, tags: dict[str, str]) -> ModelVersion:
         signal = signal_of(tags)
-        with file_lock(self.root / name / ".lock"):
+        with file_lock(under(self.root, name, ".lock")):
             existing = self.versions(name)
             for version in existing:
                 if signal and signal_of(version.tags) == signal:
                     return version.model_copy(update={"already_registered": True})
             number = max((v.version for v in existing), default=0) + 1
-            final = self.root / name / str(number)
+            final = under(self.root, name, str(number))
             with staged_dir(final) as scratch:
                 source = Path(training.model_uri)
                 shutil.copyfile(source, scratch / source.name)

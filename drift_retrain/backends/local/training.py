@@ -18,6 +18,7 @@ from drift_retrain.backends.local import tabular
 from drift_retrain.config import LocalTrainingConfig
 from drift_retrain.names import TRAINING_STEP, training_run_key
 from drift_retrain.results import CopyResult, TrainingResult
+from drift_retrain.safepath import under
 from drift_retrain.signals import DriftSignal
 
 MODEL_FILE = "model.joblib"
@@ -31,11 +32,11 @@ class LocalTraining:
 
     def submit(self, signal: DriftSignal, data: CopyResult) -> str:
         job_id = training_run_key(signal)
-        if (self.jobs / job_id / RESULT_FILE).exists():
+        if under(self.jobs, job_id, RESULT_FILE).exists():
             return job_id  # already trained for this signal: reattach
         log_state_change(TRAINING_STEP, job_id, None, "Running")
         try:
-            with staged_dir(self.jobs / job_id) as scratch:
+            with staged_dir(under(self.jobs, job_id)) as scratch:
                 result = self._train(job_id, Path(data.output_uri), scratch)
                 write_json(scratch / RESULT_FILE, result.model_dump(mode="json"))
         except FileExistsError:
@@ -48,7 +49,7 @@ class LocalTraining:
         return job_id
 
     def wait(self, job_id: str) -> TrainingResult:
-        path = self.jobs / job_id / RESULT_FILE
+        path = under(self.jobs, job_id, RESULT_FILE)
         if not path.exists():
             raise StepFailed(TRAINING_STEP, job_id, "NotFound", f"no local training job {job_id}")
         result = TrainingResult.model_validate(read_json(path))
@@ -96,6 +97,6 @@ class LocalTraining:
             metrics={k: round(float(v), 4) for k, v in metrics.items()},
             rows_train=len(y_train),
             rows_test=len(y_test),
-            model_uri=str(self.jobs / job_id / MODEL_FILE),
+            model_uri=str(under(self.jobs, job_id, MODEL_FILE)),
             duration=round(time.perf_counter() - began, 3),
         )
