@@ -467,7 +467,7 @@ def test_wrong_content_type_is_400_naming_it(client, recorder, content_type, mes
         (b"[]", "non-empty array"),
         (b"[1, 2]", "non-empty array of event objects"),
         (b'"text"', "JSON object or a non-empty array"),
-        (b"\xff\xfe", "not valid JSON"),
+        (b"[\"\xfe\xfd\"]", "not valid JSON: not UTF-8 at byte 2"),  # (a UTF-16 byte order mark is 415: test_hostile_protocol.py)
         (b"[" * 100_000 + b"]" * 100_000, "not valid JSON"),
         (b'[{"id": "x", "topic": "t"}]', "missing required field(s): eventType"),
         (b'[{"specversion": "1.0", "id": "x", "type": "t"}]', "missing required field(s): source"),
@@ -662,7 +662,7 @@ header_values = st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=1
 def test_fuzzed_bodies_and_headers_never_5xx_and_hand_off_nothing(client, recorder, body, content_type, kind, count) -> None:
     response = post(client, body, content_type=content_type, headers={"aeg-event-type": kind, "aeg-delivery-count": count})
     assert response.status_code < 500, response.text
-    assert response.status_code in (200, 400, 413), response.status_code
+    assert response.status_code in (200, 400, 413, 415), response.status_code  # 415: a body in UTF-16/32
     assert recorder.signals == []  # no fuzzed body names a routed monitor: nothing may be handed off
 
 
