@@ -146,9 +146,11 @@ def test_cloudevents_abuse_protection(client) -> None:
 
 
 def test_abuse_protection_logs_the_callback_for_manual_validation(client, caplog) -> None:
+    """Logged for an authenticated caller only (issue 14: tests/unit/test_hostile_protocol.py)."""
     caplog.set_level(logging.INFO)
     callback = "https://rp-eastus2.eventgrid.azure.net/validate?token=abc"
-    response = client.options(EVENTS_PATH, headers={"WebHook-Request-Origin": "eventgrid.azure.net", "WebHook-Request-Callback": callback})
+    response = client.options(EVENTS_PATH, params={"code": SECRET},
+                              headers={"WebHook-Request-Origin": "eventgrid.azure.net", "WebHook-Request-Callback": callback})
     assert response.status_code == 200
     assert callback in caplog.text
 
@@ -984,7 +986,9 @@ def test_served_without_uvicorns_access_log_which_would_print_the_secret(configu
     from drift_retrain.intake.app import serve
 
     serve(configured, port=18088)
-    assert calls == [{"host": "127.0.0.1", "port": 18088, "access_log": False, "log_level": "info"}]
+    [options] = calls
+    assert {k: options[k] for k in ("host", "port", "access_log", "log_level")} == {
+        "host": "127.0.0.1", "port": 18088, "access_log": False, "log_level": "info"}
 
 
 def test_an_unreachable_jwks_endpoint_is_503_so_event_grid_retries_not_401(tmp_path, monkeypatch, tenant) -> None:
