@@ -290,6 +290,11 @@ class Receiver:
             log.info("outcome=validated origin=%s (CloudEvents abuse protection)", allowed)
         return Response(status_code=200, headers=headers)
 
+    async def not_allowed(self, request: Request) -> Response:
+        """Other methods on the endpoint: 405, counted like every answer there."""
+        self.metrics.requests.labels("405").inc()
+        return _error(405, f"{request.method} is not accepted here; Event Grid POSTs", Allow="POST, OPTIONS")
+
     async def _authenticated(self, request: Request) -> bool:
         try:
             await self.authenticator.check(request.query_params, request.headers)
@@ -323,6 +328,7 @@ def build_app(receiver: Receiver) -> Starlette:
         routes += [
             Route(path, receiver.receive, methods=["POST"]),
             Route(path, receiver.abuse_protection, methods=["OPTIONS"]),
+            Route(path, receiver.not_allowed, methods=["GET", "PUT", "PATCH", "DELETE"]),  # (and HEAD, with GET)
         ]
     routes += [
         Route("/healthz", receiver.healthz, methods=["GET"]),

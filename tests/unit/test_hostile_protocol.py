@@ -380,7 +380,10 @@ def test_the_endpoint_answers_with_a_trailing_slash_and_never_redirects(client, 
     options = client.options(f"{EVENTS_PATH}/", headers={"WebHook-Request-Origin": "eventgrid.azure.net"})
     assert options.status_code == 200
     for method in ("GET", "HEAD", "PUT"):
-        assert client.request(method, f"{EVENTS_PATH}/", follow_redirects=False).status_code == 405
+        for path in (EVENTS_PATH, f"{EVENTS_PATH}/"):
+            refused = client.request(method, f"{path}?code={SECRET}", follow_redirects=False)
+            assert refused.status_code == 405 and refused.headers["allow"] == "POST, OPTIONS"
+    assert metric(client, 'drift_retrain_requests_total{status="405"}') == 6
 
 
 @pytest.mark.parametrize("encoding", ["gzip", "deflate", "br", "gzip, identity"])
