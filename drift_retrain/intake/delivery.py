@@ -67,8 +67,8 @@ class Delivery:
 
 def media_type(content_type: str | None) -> str:
     """The accepted media type of a Content-Type header: one of ``CONTENT_TYPES`` (400), with no charset
-    or ``charset=utf-8`` (415: JSON is UTF-8, RFC 8259 section 8.1; Event Grid sends
-    ``application/json; charset=utf-8``, /work/shared/reference/azure/WIRE.md section 1)."""
+    or ``charset=utf-8`` (415: JSON is UTF-8, https://www.rfc-editor.org/rfc/rfc8259#section-8.1; Event Grid
+    sends ``application/json; charset=utf-8``, /work/shared/reference/azure/WIRE.md section 1)."""
     value, *parameters = (content_type or "").split(";")
     value = value.strip().lower()
     if value not in CONTENT_TYPES:
@@ -83,8 +83,9 @@ def media_type(content_type: str | None) -> str:
 
 
 def content_encoding(value: str | None) -> None:
-    """Event Grid posts the body as it is (no Content-Encoding); a compressed body is refused (415) rather
-    than inflated, which would make the size limits meaningless."""
+    """Only an uncompressed body (no Content-Encoding, or identity): a compressed one is refused (415) rather
+    than inflated, as a few kilobytes of gzip can inflate past every size limit, and the JSON read would not be
+    the bytes counted. (Event Grid's documented delivery headers name no encoding: WIRE.md section 1.)"""
     if value is not None and value.strip().lower() not in ("", "identity"):
         raise Rejected(415, f"Content-Encoding '{value.strip()[:40]}' is not accepted; send the body uncompressed")
 
@@ -168,7 +169,9 @@ _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89abcdefABCDEF]")
 
 def _document(body: bytes) -> Any:
     """The body as JSON: UTF-8 without a byte order mark (else 415 naming the encoding), every object's keys
-    unique, every integer within Python's digit limit and every string valid Unicode (else 400)."""
+    unique, every integer within Python's digit limit and every string valid Unicode (else 400).
+    JSON exchanged between systems MUST be UTF-8 and MUST NOT start with a BOM: RFC 8259 section 8.1
+    (https://www.rfc-editor.org/rfc/rfc8259#section-8.1); ``json.loads`` would silently accept both."""
     encoding = json.detect_encoding(body)
     if encoding != "utf-8":
         named = {"utf-8-sig": "UTF-8 with a byte order mark"}.get(encoding, encoding.upper())
