@@ -145,7 +145,8 @@ class Stack:
     def env(self, *, secret: bool = False) -> dict[str, str]:
         """The environment of a process of the stack. Only the receiver needs the webhook secret
         (``secret=True``); every other process (the Prefect server, the runner and so each flow run, which
-        inherits the runner's environment) gets none, even when ours holds it."""
+        inherits the runner's environment: prefect/runner/_starter_engine.py ``env.update(os.environ)``) gets
+        none, even when ours holds it."""
         env = dict(os.environ)
         env.pop(self.settings.receiver.secret_env, None)
         env.update(prefect_settings(self.settings.state_dir, self.prefect_port))
