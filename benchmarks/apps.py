@@ -2,6 +2,8 @@
 
     python -m benchmarks.apps bare --port N                  a bare Starlette handler answering 200
     python -m benchmarks.apps receiver --port N              the receiver, handing off to a no-op sink
+    python -m benchmarks.apps receiver-inline --port N       the same, doing all its work on the event loop
+                                                             (as before issue 14; benchmarks/loop.py compares)
 
 The receiver reads $DRIFT_RETRAIN_CONFIG and logs at INFO as ``drift-retrain webhook`` does.
 """
@@ -12,7 +14,7 @@ import argparse
 import logging
 import sys
 import uuid
-from typing import Iterable
+from typing import Any, Callable, Iterable
 
 import uvicorn
 from starlette.applications import Starlette
@@ -56,13 +58,25 @@ def receiver_app() -> Starlette:
     return create_app(load_settings(), handoff=NoopHandoff(), feed=NullFeed())
 
 
+def inline_receiver_app() -> Starlette:
+    from drift_retrain.intake.app import Receiver, build_app
+
+    class OnTheLoop(Receiver):
+        """Parses, routes, logs and answers on the event loop, whatever the delivery's size."""
+
+        async def _off_loop(self, large: bool, work: Callable[..., Any], *args: Any) -> Any:
+            return work(*args)
+
+    return build_app(OnTheLoop(load_settings(), handoff=NoopHandoff(), feed=NullFeed()))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("app", choices=["bare", "receiver"])
+    parser.add_argument("app", choices=["bare", "receiver", "receiver-inline"])
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    app = bare_app() if args.app == "bare" else receiver_app()
+    app = {"bare": bare_app, "receiver": receiver_app, "receiver-inline": inline_receiver_app}[args.app]()
     uvicorn.run(app, host="127.0.0.1", port=args.port, access_log=False, log_level="info")
 
 

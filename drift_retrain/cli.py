@@ -67,9 +67,11 @@ def up(config: ConfigOption = None) -> None:
 
     settings = _settings(config)
     with Stack(settings) as stack:
-        typer.echo(
-            f"Prefect UI  {stack.ui_url}\nwebhook     {stack.webhook_url}?code=<secret in {settings.state_dir / 'webhook-secret'}>"
+        # where local_secret() found it: the environment variable wins over the state dir's file
+        home = (
+            f"${settings.receiver.secret_env}" if settings.receiver.secret() else settings.state_dir / "webhook-secret"
         )
+        typer.echo(f"Prefect UI  {stack.ui_url}\nwebhook     {stack.webhook_url}?code=<secret in {home}>")
         typer.echo(f"logs        {stack.logs}\nCtrl-C to stop.")
         wait_until_interrupted()
 

@@ -181,6 +181,43 @@ class ReceiverConfig(_Strict):
         le=366,
         description="Longest drift window accepted: one Azure ML v1 monitor run covers a day, a week or a month.",
     )
+    header_timeout_seconds: float = Field(
+        default=10,
+        gt=0,
+        le=60,
+        description="Longest a client may take to send a request's line and headers (from connecting, or from the "
+        "first byte of a next request on a kept-alive connection); then the connection is closed.",
+    )
+    body_timeout_seconds: float = Field(
+        default=10,
+        gt=0,
+        le=28,
+        description="Longest a delivery's body may take to arrive once its headers are in; then it is answered 408 "
+        "and the connection closed (within Event Grid's 30 s response timeout).",
+    )
+    keep_alive_seconds: int = Field(
+        default=5, ge=1, le=60, description="How long an idle kept-alive connection stays open (uvicorn's keep-alive)."
+    )
+    max_header_bytes: int = Field(
+        default=16 * 1024,
+        ge=4096,
+        le=MIB,
+        description="Largest request line plus headers (h11's incomplete-event limit; an Entra token is ~2 KB); "
+        "larger is answered 400 and closed.",
+    )
+    max_connections: int = Field(
+        default=1000,
+        ge=1,
+        description="Open connections (or requests in progress) beyond which uvicorn answers 503 at once "
+        "(its limit_concurrency), so Event Grid retries later.",
+    )
+    max_concurrent_parses: int = Field(
+        default=1,
+        ge=1,
+        le=16,
+        description="Large deliveries parsed and routed at once, each in a worker thread off the event loop; "
+        "others wait their turn (the event loop keeps answering meanwhile).",
+    )
     handoff: HandoffConfig = Field(
         default=HandoffConfig(), description="How accepted signals are written to Prefect as flow runs."
     )

@@ -142,17 +142,23 @@ class Stack:
     def flow_run_url(self, flow_run_id: object) -> str:
         return f"{self.ui_url}/runs/flow-run/{flow_run_id}"
 
-    def env(self) -> dict[str, str]:
+    def env(self, *, secret: bool = False) -> dict[str, str]:
+        """The environment of a process of the stack. Only the receiver needs the webhook secret
+        (``secret=True``); every other process (the Prefect server, the runner and so each flow run, which
+        inherits the runner's environment: prefect/runner/_starter_engine.py ``env.update(os.environ)``) gets
+        none, even when ours holds it."""
         env = dict(os.environ)
+        env.pop(self.settings.receiver.secret_env, None)
         env.update(prefect_settings(self.settings.state_dir, self.prefect_port))
         env.update(
             {
                 "DRIFT_RETRAIN_CONFIG": str(self.settings.source_file),
                 "DRIFT_RETRAIN_PROJECT_DIR": str(self.project_dir),
-                self.settings.receiver.secret_env: self.secret,
                 "PYTHONUNBUFFERED": "1",
             }
         )
+        if secret:
+            env[self.settings.receiver.secret_env] = self.secret
         return env
 
     # ------------------------------------------------------------------------------------------
@@ -192,6 +198,7 @@ class Stack:
         receiver = self._spawn(
             "webhook",
             [sys.executable, "-m", "drift_retrain.cli", "webhook", "--host", HOST, "--port", str(self.webhook_port)],
+            secret=True,
         )
         self._wait("webhook receiver", receiver, lambda: self._healthy(self._healthz()), timeout=STARTUP_SECONDS)
 
@@ -214,11 +221,12 @@ class Stack:
     def _healthz(self) -> str:
         return f"http://{HOST}:{self.webhook_port}/healthz"
 
-    def _spawn(self, name: str, command: list[str]) -> subprocess.Popen[bytes]:
+    def _spawn(self, name: str, command: list[str], *, secret: bool = False) -> subprocess.Popen[bytes]:
         self.logs.mkdir(parents=True, exist_ok=True)
         log = open(self.logs / f"{name}.log", "ab")
+        env = self.env(secret=secret)
         proc = subprocess.Popen(
-            command, cwd=self.project_dir, env=self.env(), stdout=log, stderr=subprocess.STDOUT, **child_options()
+            command, cwd=self.project_dir, env=env, stdout=log, stderr=subprocess.STDOUT, **child_options()
         )
         log.close()
         self._procs.append((name, proc))

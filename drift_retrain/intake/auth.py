@@ -39,6 +39,17 @@ def _same(offered: str, expected: str) -> bool:
     return hmac.compare_digest(offered.encode(), expected.encode())
 
 
+def _only(values: Mapping[str, str], name: str, where: str) -> str | None:
+    """The one value of ``name``, or None when absent. Given twice it is refused: frameworks disagree on
+    which copy wins (Starlette's mapping keeps the last query value, its headers the first), so a wrong
+    copy beside the right one must not pass on one of them (``?code=wrong&code=<secret>``)."""
+    getlist = getattr(values, "getlist", None)
+    found = getlist(name) if getlist is not None else ([values[name]] if name in values else [])
+    if len(found) > 1:
+        raise Unauthorized(f"{where} given {len(found)} times; give it once")
+    return found[0] if found else None
+
+
 class SharedSecret:
     """The secret Event Grid sends in the endpoint URL's ``?code=`` (or in a delivery-property header)."""
 
@@ -49,9 +60,9 @@ class SharedSecret:
         self._header = header
 
     async def check(self, query: Mapping[str, str], headers: Mapping[str, str]) -> None:
-        offered = [query.get("code")]
+        offered = [_only(query, "code", "?code=")]
         if self._header:
-            offered.append(headers.get(self._header))
+            offered.append(_only(headers, self._header.lower(), f"the {self._header} header"))
         # compare every offered value so the time taken does not tell which one was tried
         if not any([_same(value, self._secret) for value in offered if value is not None]):
             where = "?code=" + (f" or {self._header} header" if self._header else "")
@@ -113,7 +124,8 @@ class JwksCache:
 
 class EntraBearer:
     """Validates Event Grid's Entra token: RS256 signature by the tenant's JWKS, ``iss``, ``aud``, expiry,
-    and that the caller is Azure Event Grid (``appid`` in v1 tokens, ``azp`` in v2)."""
+    ``tid`` (the configured tenant), and that the caller is Azure Event Grid (``appid`` in v1 tokens, ``azp``
+    in v2)."""
 
     scheme = "entra"
 
@@ -122,7 +134,7 @@ class EntraBearer:
         self.keys = keys or JwksCache(config.keys_url(), config.jwks_cache_seconds)
 
     async def check(self, query: Mapping[str, str], headers: Mapping[str, str]) -> None:
-        scheme, _, token = (headers.get("authorization") or "").partition(" ")
+        scheme, _, token = (_only(headers, "authorization", "the Authorization header") or "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise Unauthorized("missing bearer token")
         token = token.strip()
@@ -141,7 +153,7 @@ class EntraBearer:
                 audience=self.config.audiences,
                 issuer=self.config.accepted_issuers(),
                 leeway=self.config.leeway_seconds,
-                options={"require": ["exp", "iss", "aud"]},
+                options={"require": ["exp", "iss", "aud", "tid"]},
             )
         except jwt.ExpiredSignatureError:
             raise Unauthorized("bearer token expired") from None
@@ -151,6 +163,12 @@ class EntraBearer:
             raise Unauthorized("bearer token has the wrong issuer") from None
         except jwt.PyJWTError as exc:
             raise Unauthorized(f"bearer token rejected: {type(exc).__name__}") from None
+        # The token is issued by the webhook app's tenant (the subscription's azureActiveDirectoryTenantId:
+        # MicrosoftDocs/azure-docs articles/event-grid/secure-webhook-delivery.md), and its tid names that
+        # tenant (/work/shared/reference/azure/eventgrid/entra_delivery_token_claims_decoded.json). A
+        # configured issuer list may be broader than one tenant, so tid is checked on its own.
+        if str(claims.get("tid", "")).lower() != self.config.tenant_id.lower():
+            raise Unauthorized("bearer token was issued for another tenant (tid)")
         caller = claims.get("appid") or claims.get("azp")
         if caller != self.config.event_grid_app_id:
             raise Unauthorized("bearer token was not issued to Azure Event Grid (appid/azp)")

@@ -5,18 +5,22 @@ event in it is invalid or refused, nothing in it is handed off.
 
 What the Event Grid docs tell a consumer to check, in order: the content type; the body's size and
 shape; each event's envelope; that its topic/source is a workspace we serve; that its type is one we
-handle (others are acknowledged and ignored with a reason); the configured subscription filters.
+handle (others are acknowledged and ignored with a reason); the configured subscription filters. And what
+it takes for a signal to be handed off at all: flow-run parameters Prefect will store (else 413).
 """
 
 from __future__ import annotations
 
 import json
+import re
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from drift_retrain.config import ReceiverConfig, Settings, TargetConfig
 from drift_retrain.intake.filters import rejection
+from drift_retrain.intake.handoff import ParametersTooLarge, fit_for_prefect, parameter_limit
 from drift_retrain.intake.parsing import EventEnvelope, InvalidEvent, NotADriftSignal, parse_envelope, to_drift_signal
 from drift_retrain.routing import NoRoute
 from drift_retrain.signals import SUBSCRIPTION_VALIDATION, DriftSignal
@@ -62,12 +66,28 @@ class Delivery:
 
 
 def media_type(content_type: str | None) -> str:
-    """The accepted media type of a Content-Type header (parameters such as charset ignored)."""
-    value = (content_type or "").split(";", 1)[0].strip().lower()
+    """The accepted media type of a Content-Type header: one of ``CONTENT_TYPES`` (400), with no charset
+    or ``charset=utf-8`` (415: JSON is UTF-8, https://www.rfc-editor.org/rfc/rfc8259#section-8.1; Event Grid
+    sends ``application/json; charset=utf-8``, /work/shared/reference/azure/WIRE.md section 1)."""
+    value, *parameters = (content_type or "").split(";")
+    value = value.strip().lower()
     if value not in CONTENT_TYPES:
         shown = (content_type or "").strip()[:80] or "none"
         raise Rejected(400, f"content type '{shown}' is not accepted; use one of {', '.join(CONTENT_TYPES)}")
+    for parameter in parameters:
+        name, _, given = parameter.partition("=")
+        charset = given.strip().strip('"').lower()
+        if name.strip().lower() == "charset" and charset not in ("utf-8", "utf8"):
+            raise Rejected(415, f"content type charset '{charset[:40]}' is not accepted; the body must be UTF-8")
     return value
+
+
+def content_encoding(value: str | None) -> None:
+    """Only an uncompressed body (no Content-Encoding, or identity): a compressed one is refused (415) rather
+    than inflated, as a few kilobytes of gzip can inflate past every size limit, and the JSON read would not be
+    the bytes counted. (Event Grid's documented delivery headers name no encoding: WIRE.md section 1.)"""
+    if value is not None and value.strip().lower() not in ("", "identity"):
+        raise Rejected(415, f"Content-Encoding '{value.strip()[:40]}' is not accepted; send the body uncompressed")
 
 
 def read_delivery(body: bytes, settings: Settings, aeg_event_type: str | None = None) -> Delivery:
@@ -77,11 +97,16 @@ def read_delivery(body: bytes, settings: Settings, aeg_event_type: str | None = 
         return Delivery(acknowledge_only="Event Grid deleted the subscription (aeg-event-type SubscriptionDeletion)")
     if kind.lower() not in (NOTIFICATION.lower(), VALIDATION.lower()):
         return Delivery(acknowledge_only=f"unknown aeg-event-type '{kind[:40]}': acknowledged, not processed")
-    events = _events(body, settings.receiver)
+    events, sizes = _events(body, settings.receiver)
+    limit = parameter_limit()
     delivery = Delivery()
     for index, event in enumerate(events):
         try:
+            handed = len(delivery.signals)
             _read_event(event, settings, delivery)
+            size = sizes[index] if sizes else len(body)
+            if len(delivery.signals) > handed and limit and size * _SIGNAL_GROWTH + _SIGNAL_OVERHEAD > limit:
+                delivery.signals[-1] = _fitted(delivery.signals[-1], index, limit)
         except InvalidEvent as exc:
             raise Rejected(400, f"event #{index}: {exc}", len(events)) from None
         except Rejected as exc:
@@ -97,22 +122,98 @@ def read_delivery(body: bytes, settings: Settings, aeg_event_type: str | None = 
 #: How much larger than its text an event can become when re-serialised compactly (a number such as
 #: ``1e15`` re-serialises as ``1000000000000000.0``); every other token only shrinks.
 _MAX_GROWTH = 5
+#: A bound on a signal's flow-run parameters per byte of its event (the raw event ASCII-escaped, at most 5x,
+#: plus what is read from it: ids, times, breach rows and their descriptions) and a constant for the rest.
+#: Events this small are not measured; any larger one is, exactly (``handoff.parameters_size``).
+_SIGNAL_GROWTH, _SIGNAL_OVERHEAD = 16, 16 * 1024
 
 
-def _events(body: bytes, receiver: ReceiverConfig) -> list[dict[str, Any]]:
+def _fitted(routed: Routed, index: int, limit: int) -> Routed:
+    """The routed signal as Prefect will store it (``handoff.fit_for_prefect``), or 413 naming the event."""
     try:
-        document: Any = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return Routed(fit_for_prefect(routed.signal, limit), routed.target)
+    except ParametersTooLarge as exc:
+        raise Rejected(
+            413,
+            f"event #{index} ({routed.signal.event_id[:64]}): even without the rest of the event, its signal makes "
+            f"{exc.size} bytes of flow-run parameters; Prefect stores at most {exc.limit} "
+            "(PREFECT_SERVER_API_MAX_PARAMETER_SIZE)",
+        ) from None
+
+
+class _DuplicateKey(ValueError):
+    """An object names a key twice, exactly or in another casing."""
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``object_pairs_hook``: every object of the body, with each key once whatever its casing. Keys are
+    read case-insensitively (``intake.parsing``, the subscription filters), so ``DriftCoefficient`` 0.31
+    beside ``driftcoefficient`` 0.9 would pass a filter on one value and retrain on the other."""
+    found = dict(pairs)
+    if len(found) == len(pairs) and len({k.lower() for k in found}) == len(found):
+        return found
+    seen: dict[str, str] = {}
+    for key, _ in pairs:
+        if key.lower() in seen:
+            first = seen[key.lower()]
+            how = "twice" if first == key else f"twice, differing only in case ('{first[:64]}')"
+            raise _DuplicateKey(f"key '{key[:64]}' appears {how} in one object; each key must be unique")
+        seen[key.lower()] = key
+    return found  # pragma: no cover (a clash is always found above)
+
+
+_DECODER = json.JSONDecoder(object_pairs_hook=_unique_keys)  # made once: json.loads(hook=) builds one per call
+#: A JSON string escape of a UTF-16 surrogate: only then can a decoded string hold an unpaired one.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89abcdefABCDEF]")
+
+
+def _document(body: bytes) -> Any:
+    """The body as JSON: UTF-8 without a byte order mark (else 415 naming the encoding), every object's keys
+    unique, every integer within Python's digit limit and every string valid Unicode (else 400).
+    JSON exchanged between systems MUST be UTF-8 and MUST NOT start with a BOM: RFC 8259 section 8.1
+    (https://www.rfc-editor.org/rfc/rfc8259#section-8.1); ``json.loads`` would silently accept both."""
+    encoding = json.detect_encoding(body)
+    if encoding != "utf-8":
+        named = {"utf-8-sig": "UTF-8 with a byte order mark"}.get(encoding, encoding.upper())
+        raise Rejected(415, f"body is {named}; send UTF-8 JSON without a byte order mark")
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise Rejected(400, f"body is not valid JSON: not UTF-8 at byte {exc.start}") from None
+    try:
+        document = _DECODER.decode(text)
+    except json.JSONDecodeError as exc:
         raise Rejected(400, f"body is not valid JSON: {exc}") from None
+    except _DuplicateKey as exc:
+        raise Rejected(400, f"body: {exc} (keys are read case-insensitively)") from None
     except RecursionError:
         raise Rejected(400, "body is not valid JSON: nested too deeply") from None
+    except ValueError as exc:  # int(): "Exceeds the limit (4300 digits) for integer string conversion"
+        if "integer string conversion" not in str(exc):
+            raise
+        limit = sys.get_int_max_str_digits()
+        raise Rejected(400, f"body: an integer has more than {limit} digits") from None
+    if _SURROGATE_ESCAPE.search(text):
+        try:
+            json.dumps(document, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise Rejected(
+                400, "body: a string holds an unpaired UTF-16 surrogate escape (\\uD800-\\uDFFF), which is no text"
+            ) from None
+    return document
+
+
+def _events(body: bytes, receiver: ReceiverConfig) -> tuple[list[dict[str, Any]], list[int] | None]:
+    """The body's events, and each one's compact size when the body is big enough for that to matter."""
+    document = _document(body)
     events = document if isinstance(document, list) else [document]
     if not events or not all(isinstance(e, dict) for e in events):
         raise Rejected(400, "body must be a JSON object or a non-empty array of event objects")
     if len(events) > receiver.max_batch_events:
         raise Rejected(413, f"batch of {len(events)} events exceeds {receiver.max_batch_events}")
     if len(body) * _MAX_GROWTH <= receiver.max_event_bytes:
-        return events  # no event of so small a body can reach the limit: skip re-serialising each one
+        return events, None  # no event of so small a body can reach the limit: skip re-serialising each one
+    sizes = []
     for index, event in enumerate(events):
         size = len(json.dumps(event, separators=(",", ":"), ensure_ascii=False).encode())
         if size > receiver.max_event_bytes:
@@ -120,7 +221,8 @@ def _events(body: bytes, receiver: ReceiverConfig) -> list[dict[str, Any]]:
                 413,
                 f"event #{index} ({str(event.get('id'))[:64]}) is {size} bytes; the limit is {receiver.max_event_bytes}",
             )
-    return events
+        sizes.append(size)
+    return events, sizes
 
 
 def _read_event(event: dict[str, Any], settings: Settings, delivery: Delivery) -> None:

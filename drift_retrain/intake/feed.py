@@ -25,6 +25,7 @@ from prefect.events import Event
 
 from drift_retrain.config import TargetConfig
 from drift_retrain.intake.handoff import HandedOff, prefect_http_client
+from drift_retrain.logsafe import log_value
 from drift_retrain.names import (
     DRIFT_DETECTED,
     drift_detected_event_id,
@@ -127,7 +128,7 @@ class PrefectEventFeed:
                 self._queue.put_nowait(item)
             except asyncio.QueueFull:
                 self.dropped += 1
-                log.warning("event feed queue full, dropped %s for %s", DRIFT_DETECTED, item.signal.identity)
+                log.warning("event feed queue full, dropped %s for %s", DRIFT_DETECTED, log_value(item.signal.identity))
 
     async def _post_forever(self) -> None:
         assert self._http is not None
@@ -150,7 +151,9 @@ class PrefectEventFeed:
                     raise httpx.HTTPStatusError(str(response.status_code), request=response.request, response=response)
             except Exception as exc:  # never let the poster die: later events would pile up unsent
                 self.dropped += len(items)
-                log.warning("could not publish %d Prefect event(s) (best effort, dropped): %s", len(items), exc)
+                log.warning(
+                    "could not publish %d Prefect event(s) (best effort, dropped): %s", len(items), log_value(exc, 300)
+                )
             finally:
                 for _ in items:
                     self._queue.task_done()

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
+import json
 import logging
 import time
 from collections import deque
@@ -29,12 +31,18 @@ from uuid import UUID
 
 import httpx
 from prefect.client.schemas.actions import DeploymentFlowRunCreate
-from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_KEY, PREFECT_API_URL
+from prefect.settings import (
+    PREFECT_API_AUTH_STRING,
+    PREFECT_API_KEY,
+    PREFECT_API_URL,
+    PREFECT_SERVER_API_MAX_PARAMETER_SIZE,
+)
 from prefect.states import Scheduled, to_state_create
 
 from drift_retrain.config import HandoffConfig, TargetConfig
+from drift_retrain.logsafe import log_value
 from drift_retrain.names import RETRAIN_DEPLOYMENT, WEBHOOK, flow_run_name, flow_run_tags
-from drift_retrain.signals import DriftSignal
+from drift_retrain.signals import MONITOR_BREACH_TAG, DriftSignal
 
 BULK_LIMIT = 100  # prefect.server.api.deployments.BULK_CREATE_LIMIT
 
@@ -81,10 +89,93 @@ class _Pending:
         return flow_run_body(self.signal, self.target, self.started_by)
 
 
+# -- what fits in a flow run's parameters ----------------------------------------------------------
+
+#: The key a trimmed ``raw_event`` carries, saying what was delivered and what was kept.
+TRIMMED = "drift_retrain_trimmed"
+#: Envelope fields kept in a trimmed ``raw_event``: its ids, type, source and time, in either schema (any
+#: casing), enough for ``intake.parsing.to_drift_signal`` to read the signal again.
+_ENVELOPE_KEPT = frozenset(
+    "id topic source eventtype type eventtime time specversion dataversion metadataversion".split()
+)
+#: Data keys kept: the ones ``intake.parsing`` reads, and experimentId, which the azure backend's v2 details
+#: read from the raw event (``backends.azure.details_v2``); of RunTags only the breach tag.
+_DATA_KEPT = frozenset(
+    "runid datadriftname datadriftid driftcoefficient starttime endtime basedatasetid targetdatasetid experimentname "
+    "experimentid".split()
+)
+
+
+class ParametersTooLarge(ValueError):
+    """Even trimmed, the signal's flow-run parameters exceed what Prefect stores: it can never be handed off."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"{size} bytes; Prefect stores at most {limit}")
+        self.size = size
+        self.limit = limit
+
+
+@functools.cache
+def parameter_limit() -> int:
+    """Largest flow-run parameters Prefect's server accepts, as compact JSON (0: no limit). Its setting
+    ``server.api.max_parameter_size`` (prefect/settings/models/server/api.py, default 524_288), checked on
+    every create by prefect/_internal/schemas/validators.py ``validate_parameter_size``; a bigger create is
+    refused with 422 however often it is retried. Read once from the receiver's own Prefect settings, which
+    the server shares in the one-machine stack (set PREFECT_SERVER_API_MAX_PARAMETER_SIZE alike on both)."""
+    return int(PREFECT_SERVER_API_MAX_PARAMETER_SIZE.value() or 0)
+
+
+def flow_run_parameters(signal: DriftSignal) -> dict[str, Any]:
+    return {"signal": signal.model_dump(mode="json")}
+
+
+def parameters_size(signal: DriftSignal) -> int:
+    """The parameters' size as Prefect measures it: ``json.dumps`` with compact separators (ASCII escapes)."""
+    return len(json.dumps(flow_run_parameters(signal), separators=(",", ":")))
+
+
+def _kept(mapping: dict[str, Any], names: frozenset[str]) -> dict[str, Any]:
+    return {k: v for k, v in mapping.items() if str(k).lower() in names}
+
+
+def bounded_raw_event(raw: dict[str, Any], delivered_bytes: int) -> dict[str, Any]:
+    """The raw event cut to what downstream reads: the envelope's ids, the data keys read, the breach tag."""
+    kept = _kept(raw, _ENVELOPE_KEPT)
+    data_key = next((k for k in raw if str(k).lower() == "data"), None)
+    data = raw.get(data_key) if data_key is not None else None
+    if isinstance(data, dict):
+        kept_data = _kept(data, _DATA_KEPT)
+        tags_key = next((k for k in data if str(k).lower() == "runtags"), None)
+        if tags_key is not None and isinstance(data[tags_key], dict):
+            kept_data[tags_key] = _kept(data[tags_key], frozenset({MONITOR_BREACH_TAG.lower()}))
+        kept[data_key] = kept_data  # type: ignore[index]
+    kept[TRIMMED] = (
+        f"the delivered event made {delivered_bytes} bytes of flow-run parameters, more than Prefect stores; "
+        "kept: the envelope's ids, the data keys drift-retrain reads and the breach tag"
+    )
+    return kept
+
+
+def fit_for_prefect(signal: DriftSignal, limit: int | None = None) -> DriftSignal:
+    """The signal as it can be handed to Prefect: whole when its parameters fit, else with a bounded
+    ``raw_event`` (marked with ``TRIMMED``); ``ParametersTooLarge`` when even that does not fit."""
+    limit = parameter_limit() if limit is None else limit
+    if not limit:
+        return signal
+    size = parameters_size(signal)
+    if size <= limit:
+        return signal
+    trimmed = signal.model_copy(update={"raw_event": bounded_raw_event(signal.raw_event, size)})
+    trimmed_size = parameters_size(trimmed)
+    if trimmed_size > limit:
+        raise ParametersTooLarge(trimmed_size, limit)
+    return trimmed
+
+
 def flow_run_body(signal: DriftSignal, target: TargetConfig, started_by: str = WEBHOOK) -> dict[str, Any]:
     """The ``create_flow_run`` request for a signal: its parameters, name, tags and idempotency key."""
     return DeploymentFlowRunCreate(
-        parameters={"signal": signal.model_dump(mode="json")},
+        parameters=flow_run_parameters(signal),
         state=to_state_create(Scheduled()),
         name=flow_run_name(target, signal, started_by),
         tags=flow_run_tags(target, signal, started_by),
@@ -250,7 +341,7 @@ class PrefectHandoff:
                 attempt,
                 len(batch),
                 delay,
-                problem,
+                log_value(problem, 300),  # Prefect's answer may quote the parameters: event values
             )
             await asyncio.sleep(delay)
             delay = min(delay * 2, 2.0)

@@ -27,6 +27,13 @@ class ReceiverMetrics:
             ["status"],
             registry=self.registry,
         )
+        self.timeouts = Counter(
+            "drift_retrain_client_timeouts",
+            "Connections closed because the client was too slow: its request headers (header), or a body "
+            "(body: answered 408, or the unread rest of a refused one)",
+            ["phase"],
+            registry=self.registry,
+        )
         self.handoff_seconds = Histogram(
             "drift_retrain_handoff_seconds",
             "Time from receipt until Prefect recorded every run of a delivery",
@@ -35,10 +42,15 @@ class ReceiverMetrics:
         )
         for outcome in OUTCOMES:  # present from the start, so rate() works before the first event
             self.events.labels(outcome)
+        for phase in ("header", "body"):
+            self.timeouts.labels(phase)
 
     def count(self, outcome: str, n: int = 1) -> None:
         if n:
             self.events.labels(outcome).inc(n)
+
+    def timed_out(self, phase: str) -> None:
+        self.timeouts.labels(phase).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
