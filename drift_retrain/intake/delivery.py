@@ -162,7 +162,17 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return found  # pragma: no cover (a clash is always found above)
 
 
-_DECODER = json.JSONDecoder(object_pairs_hook=_unique_keys)  # made once: json.loads(hook=) builds one per call
+class _NotJson(ValueError):
+    """A token Python's decoder accepts but JSON has not (RFC 8259 section 6: no NaN or Infinity)."""
+
+
+def _no_constant(token: str) -> Any:
+    """``parse_constant``: ``NaN``, ``Infinity`` and ``-Infinity`` are not JSON numbers."""
+    raise _NotJson(f"'{token}' is not a JSON number (RFC 8259 section 6 has no NaN or Infinity)")
+
+
+#: Made once (json.loads(hook=) builds one per call).
+_DECODER = json.JSONDecoder(object_pairs_hook=_unique_keys, parse_constant=_no_constant)
 #: A JSON string escape of a UTF-16 surrogate: only then can a decoded string hold an unpaired one.
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89abcdefABCDEF]")
 
@@ -186,6 +196,8 @@ def _document(body: bytes) -> Any:
         raise Rejected(400, f"body is not valid JSON: {exc}") from None
     except _DuplicateKey as exc:
         raise Rejected(400, f"body: {exc} (keys are read case-insensitively)") from None
+    except _NotJson as exc:
+        raise Rejected(400, f"body is not valid JSON: {exc}") from None
     except RecursionError:
         raise Rejected(400, "body is not valid JSON: nested too deeply") from None
     except ValueError as exc:  # int(): "Exceeds the limit (4300 digits) for integer string conversion"

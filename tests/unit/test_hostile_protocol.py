@@ -32,6 +32,7 @@ from drift_retrain.backends.azure import details_v2
 from drift_retrain.config import Settings, load_settings
 from drift_retrain.devstack import stack as stack_module
 from drift_retrain.intake.app import EVENTS_PATH, create_app
+from drift_retrain.intake.delivery import Rejected, _document
 from drift_retrain.intake.handoff import TRIMMED, flow_run_body, parameter_limit, parameters_size
 from drift_retrain.intake.parsing import to_drift_signal
 from drift_retrain.intake.server import uvicorn_options
@@ -685,3 +686,12 @@ def test_serve_hands_uvicorn_the_deadlines_and_limits(configured, monkeypatch) -
     assert (options["timeout_keep_alive"], options["limit_concurrency"], options["h11_max_incomplete_event_size"]) == (
         5, 1000, 16384)
     assert options["access_log"] is False
+
+
+@pytest.mark.parametrize("token", ["NaN", "Infinity", "-Infinity"])
+def test_nan_and_infinity_are_not_json_and_are_400(token: str) -> None:
+    """Python's json reads them; JSON (RFC 8259 section 6) has no such numbers, so no field can hold one."""
+    body = f'[{{"id": "e1", "eventType": "x", "topic": "t", "data": {{"DriftCoefficient": {token}}}}}]'.encode()
+    with pytest.raises(Rejected) as refused:
+        _document(body)
+    assert refused.value.status == 400 and f"'{token}' is not a JSON number" in str(refused.value)
