@@ -227,10 +227,9 @@ FORBIDDEN = ("\r", "\n", "\x00", "\x1b", "\u2028", "\x7f")
 def test_event_values_cannot_forge_or_break_receiver_log_lines(client, caplog) -> None:
     caplog.set_level(logging.DEBUG)
     forged = "x\r\nINFO drift_retrain.webhook: event_id=forged outcome=accepted\x00\x1b[2J\u2028\x7f"
-    accepted = dataset_drift("run" + forged)
+    accepted = dataset_drift("run-ok")  # ids are refused at intake when hostile (test_event_values.py); the rest is logged
     ignored = dataset_drift("ig")
     ignored["eventType"] = "Microsoft.MachineLearningServices.ModelRegistered" + forged
-    ignored["id"] = "id" + forged
     refused = dataset_drift("refused", workspace=accepted["topic"].replace("demo-workspace", "other" + forged))
     headers = {"aeg-delivery-count": "1\x1b\x7f", "aeg-subscription-name": "sub\x1b[31m"}
     post(client, [accepted, ignored], headers=headers)
@@ -239,7 +238,7 @@ def test_event_values_cannot_forge_or_break_receiver_log_lines(client, caplog) -
                    "eventTime": "2024-01-01T00:00:00Z", "data": {"validationCode": "c", "validationUrl": "https://x/" + forged}}]
     post(client, validation, headers={**headers, "aeg-event-type": "SubscriptionValidation"})
     lines = receiver_lines(caplog)
-    assert len(lines) >= 4
+    assert len(lines) >= 3  # one line a delivery at least (a hostile event type refuses its batch: 400)
     for line in lines:
         assert not any(c in line for c in FORBIDDEN), repr(line)
     assert any("\\r\\nINFO drift_retrain.webhook: event_id=forged" in line for line in lines)
@@ -419,7 +418,8 @@ def test_a_body_not_in_plain_utf8_is_415_naming_its_encoding(client, recorder, p
 @pytest.mark.parametrize(("charset", "status"), [("utf-8", 200), ('"UTF-8"', 200), ("utf8", 200), ("iso-8859-1", 415),
                                                  ("utf-16", 415), ("", 415)])
 def test_a_charset_other_than_utf8_is_415(client, charset, status) -> None:
-    response = post(client, [dataset_drift(f"cs-{charset}")], content_type=f"application/json; charset={charset}")
+    run_id = "cs-" + "".join(c for c in charset if c.isalnum())  # a valid run id whatever the charset's spelling
+    response = post(client, [dataset_drift(run_id)], content_type=f"application/json; charset={charset}")
     assert response.status_code == status, response.text
     if status == 415:
         assert "charset" in response.json()["error"]
