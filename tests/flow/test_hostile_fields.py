@@ -134,7 +134,7 @@ def drift_events(draw: st.DrawFn, monitor: str) -> dict[str, Any]:
             monitor,
             signal=f"{draw(hostile)}{monitor}{draw(hostile)}",
             rows=[row],
-            experiment=draw(hostile),
+            experiment=draw(st.one_of(st.none(), hostile)),  # None: the sample's
         )
     if draw(st.integers(0, 3)) == 0:
         event["id"] = draw(ids)
