@@ -59,7 +59,7 @@ _LIST = re.compile(
     r"The feature names and their corresponding computed metric values violating the threshold are \n(?P<rows>.*)$",
     re.DOTALL,
 )
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")  # and lone surrogates: no valid text
 
 
 class BreachRow(BaseModel):

@@ -2,8 +2,12 @@
 
 A name written in one module and read in another (a tag the policy reads back, a key a rerun reattaches by,
 a resource id an automation matches) is defined here once, writer and reader side by side, so they cannot
-disagree. Pure: no Prefect, no Azure, nothing from ``backends`` or ``intake`` (and only type names from
-the rest of the package), so every layer can import it.
+disagree. Pure: no Prefect, no Azure, nothing from ``backends`` or ``intake`` (and only type names and the
+import-free ``drift_retrain.text`` from the rest of the package), so every layer can import it.
+
+Event text in a name a person reads (a run name, a tag, an event resource's display name) is one line of
+visible characters and bounded (``label``): no value can add a line, hide or reorder text, or flood a list.
+Keys and ids that identify (the idempotency key, resource ids) keep the value whole.
 
 Resource ids of Prefect events, one scheme for every event of a signal (the feed's ``azureml.drift.detected``
 and the flow's decision, registration and failure events), so an automation can follow one signal:
@@ -25,6 +29,8 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from drift_retrain.text import one_line
+
 if TYPE_CHECKING:
     from drift_retrain.config import TargetConfig
     from drift_retrain.signals import DriftSignal
@@ -39,6 +45,20 @@ def slug(text: str) -> str:
     """Lowercase letters, digits and dashes, what Prefect artifact keys take and every other Prefect name
     accepts: each run of other characters becomes one dash, and no dash leads or trails."""
     return _NOT_SLUG.sub("-", text.lower()).strip("-")
+
+
+# -- event text in names people read ----------------------------------------------------------------
+
+#: Most characters of one event value in a run name or a tag (Azure's run ids are far shorter).
+MAX_LABEL = 128
+#: Most characters of an event resource's display name (a signal's identity: a workspace ARM id and a run id).
+MAX_RESOURCE_NAME = 1024
+
+
+def label(value: str, limit: int = MAX_LABEL) -> str:
+    """An event value as a name may show it: one line, no control or invisible characters, at most ``limit``
+    characters (``text.one_line``)."""
+    return one_line(value, limit)
 
 
 # -- the signal: identity, digest, idempotency key ---------------------------------------------------
@@ -137,21 +157,21 @@ def flow_run_name(target: TargetConfig, signal: DriftSignal, started_by: str = W
     """``<model>-<drift run>``: says what happened to what, in every Prefect list. A run the sweep caught up
     (its event never arrived) ends in ``-sweep``, so it stands apart from webhook-started runs; a manual
     run's drift run id already begins with ``manual-``."""
-    name = f"{target.model_name}-{signal.run_id}"
+    name = f"{target.model_name}-{label(signal.run_id)}"
     return f"{name}-{SWEEP}" if started_by == SWEEP else name
 
 
 def unrouted_run_name(signal: DriftSignal) -> str:
     """The name of a run whose signal no target takes (it fails; the name still says which drift run)."""
-    return f"unrouted-{signal.run_id}"
+    return f"unrouted-{label(signal.run_id)}"
 
 
 def flow_run_tags(target: TargetConfig, signal: DriftSignal, started_by: str) -> list[str]:
     return [
         f"{MODEL_PREFIX}{target.model_name}",
         f"target:{target.name}",
-        f"workspace:{signal.workspace_name}",
-        f"monitor:{signal.monitor}",
+        f"workspace:{label(signal.workspace_name)}",
+        f"monitor:{label(signal.monitor)}",
         f"kind:{signal.kind.value}",
         f"backend:{target.backend}",
         f"{VIA_PREFIX}{started_by}",
@@ -273,25 +293,25 @@ def model_resource(model_name: str) -> dict[str, str]:
 
 def monitor_resource(signal: DriftSignal) -> dict[str, str]:
     """The primary resource of ``azureml.drift.detected``: the monitor that saw the drift."""
-    return {ID: monitor_resource_id(signal), NAME: signal.monitor, WORKSPACE_ID_LABEL: signal.workspace_id}
+    return {ID: monitor_resource_id(signal), NAME: label(signal.monitor), WORKSPACE_ID_LABEL: signal.workspace_id}
 
 
 def signal_related(signal: DriftSignal, *, monitor: bool = True) -> list[dict[str, str]]:
     """The signal and the Azure ML workspace, monitor and drift run behind it, as related resources: the
     same ids on every event of the signal. ``monitor=False`` when the monitor is the event's own resource."""
     related = [
-        {ID: signal_resource_id(signal), ROLE: SIGNAL_ROLE, NAME: signal.identity},
+        {ID: signal_resource_id(signal), ROLE: SIGNAL_ROLE, NAME: label(signal.identity, MAX_RESOURCE_NAME)},
         {
             ID: workspace_resource_id(signal),
             ROLE: WORKSPACE_ROLE,
-            NAME: signal.workspace_name,
+            NAME: label(signal.workspace_name),
             WORKSPACE_ID_LABEL: signal.workspace_id,
         },
     ]
     if monitor:
-        related.append({ID: monitor_resource_id(signal), ROLE: MONITOR_ROLE, NAME: signal.monitor})
+        related.append({ID: monitor_resource_id(signal), ROLE: MONITOR_ROLE, NAME: label(signal.monitor)})
     if signal.kind != MANUAL_KIND:  # a retrain by hand has no drift run
-        related.append({ID: drift_run_resource_id(signal), ROLE: DRIFT_RUN_ROLE, NAME: signal.run_id})
+        related.append({ID: drift_run_resource_id(signal), ROLE: DRIFT_RUN_ROLE, NAME: label(signal.run_id)})
     return related
 
 

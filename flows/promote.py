@@ -9,7 +9,9 @@ from __future__ import annotations
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
+from drift_retrain.markdown import code_name, escape_md
 from drift_retrain.names import MODEL_REGISTERED, PROMOTE_FLOW, PROMOTE_RUN_NAME, PROMOTION, artifact_key
+from drift_retrain.text import one_line
 
 
 @flow(
@@ -25,7 +27,15 @@ def promote(model: str, version: int, uri: str = "", signal: str = "") -> str:
     signal: Identity of the drift signal that retrained it.
     """
     plan = f"would deploy {model} v{version} from {uri or 'the registry'}"
-    get_run_logger().info("%s (retrained for signal %s)", plan, signal or "unknown")
-    report = f"# Promotion of `{model}` v{version}\n\n- {plan}\n- signal: `{signal}`"
-    create_markdown_artifact(report, key=artifact_key(PROMOTION, model), description=plan)
+    get_run_logger().info("%s (retrained for signal %s)", one_line(plan), one_line(signal or "unknown"))
+    create_markdown_artifact(
+        promotion_markdown(model, version, plan, signal),
+        key=artifact_key(PROMOTION, model),
+        description=escape_md(plan),
+    )
     return plan
+
+
+def promotion_markdown(model: str, version: int, plan: str, signal: str) -> str:
+    """The plan and the signal's identity (a drift run id: event text) as escaped text."""
+    return f"# Promotion of {code_name(model)} v{version}\n\n- {escape_md(plan)}\n- signal: {escape_md(signal)}"

@@ -23,6 +23,7 @@ from prefect.states import Scheduled
 
 from drift_retrain.config import load_settings
 from drift_retrain.intake.handoff import PrefectHandoff
+from drift_retrain.markdown import escape_cells
 from drift_retrain.names import RETRAIN_FLOW, SWEEP, SWEEP_ARTIFACT, SWEEP_FLOW, model_of_run
 from drift_retrain.sweep import PastRun, SweepAction, missed_signals, plan_reruns
 
@@ -73,11 +74,9 @@ async def sweep(lookback_hours: float = 24.0, max_attempts: int = 3, catch_up: b
     if catch_up:
         actions += await _catch_up(since)
 
-    rows = [
-        {"flow_run": a.flow_run, "id": a.id, "state": a.state, "action": a.action, "detail": a.detail} for a in actions
-    ]
+    rows = sweep_rows(actions)
     await acreate_table_artifact(
-        rows or [{"flow_run": "", "id": "", "state": "", "action": "nothing to do", "detail": ""}],
+        sweep_table(actions),
         key=SWEEP_ARTIFACT,
         description=f"Failed or crashed retrains and missed drift in the last {lookback_hours:g} h",
     )
@@ -90,6 +89,20 @@ async def sweep(lookback_hours: float = 24.0, max_attempts: int = 3, catch_up: b
     }
     log.info("sweep: over the last %g h: %s", lookback_hours, ", ".join(f"{n} {kind}" for kind, n in done.items()))
     return rows
+
+
+def sweep_rows(actions: list[SweepAction]) -> list[dict[str, str]]:
+    """One row per action, as the flow returns them: plain text."""
+    return [
+        {"flow_run": a.flow_run, "id": a.id, "state": a.state, "action": a.action, "detail": a.detail} for a in actions
+    ]
+
+
+def sweep_table(actions: list[SweepAction]) -> list[dict[str, object]]:
+    """The table artifact's rows (one saying so when there is nothing to do), every cell escaped: run names and
+    drift run ids are event text, and Prefect's V1 UI renders a cell as markdown (``drift_retrain.markdown``)."""
+    nothing = {"flow_run": "", "id": "", "state": "", "action": "nothing to do", "detail": ""}
+    return escape_cells(sweep_rows(actions) or [nothing])
 
 
 async def _catch_up(since: datetime) -> list[SweepAction]:

@@ -13,7 +13,7 @@ from prefect.events import emit_event
 
 from drift_retrain.breaches import ALERTS_BELOW, is_breach
 from drift_retrain.config import TargetConfig
-from drift_retrain.markdown import escape_md
+from drift_retrain.markdown import code_name, escape_cells, escape_md, link_md
 from drift_retrain.names import (
     CANCELLED,
     COPY,
@@ -36,10 +36,13 @@ from drift_retrain.names import (
 )
 from drift_retrain.portal import Link
 from drift_retrain.results import OVERALL, Check, CopyResult, Decision, DriftDetails, ModelVersion, TrainingResult
-from drift_retrain.signals import DriftSignal, SignalKind
+from drift_retrain.signals import DriftSignal
+from drift_retrain.text import one_line
 
 TOP_FEATURES = 10  # rows of the drift table
 MAX_BREACH_ROWS = 100  # rows of a v2 breach's drift table
+MAX_TAG_VALUE = 200  # characters of a lineage tag's value shown in the model artifact
+MAX_ERROR = 2000  # characters of a failure's message in the failed event
 
 
 @task(name="label-run", cache_policy=NO_CACHE)
@@ -60,31 +63,33 @@ def report_decision(
     """The decision with every rule, pass or fail, and the drift table behind it. ``announce=False`` only
     rewrites the decision artifact with the rules checked since (the copy, the gate): the decision itself
     did not change, so the drift table stays and automations do not hear it twice."""
-    get_run_logger().info("decision for %s on drift run %s: %s", model_name, signal.run_id, decision.summary)
+    summary = one_line(decision.summary)
+    get_run_logger().info("decision for %s on drift run %s: %s", model_name, one_line(signal.run_id), summary)
     markdown = decision_markdown(signal, details, decision, model_name)
-    create_markdown_artifact(markdown, key=artifact_key(DECISION, model_name), description=decision.summary)
+    create_markdown_artifact(markdown, key=artifact_key(DECISION, model_name), description=escape_md(summary))
     if not announce:
         return
     if signal.breached:  # a v2 breach states its rows itself: shown whether or not details could be had
-        create_table_artifact(
-            breach_rows(signal, details),
-            key=artifact_key(DRIFT, model_name),
-            description=breach_description(signal, details),
-        )
+        _table(breach_rows(signal, details), artifact_key(DRIFT, model_name), breach_description(signal, details))
     elif details.features:
-        create_table_artifact(
-            drift_rows(details), key=artifact_key(DRIFT, model_name), description=drift_description(details)
-        )
+        _table(drift_rows(details), artifact_key(DRIFT, model_name), drift_description(details))
     emit_event(
         DECISION_MADE,
         resource=model_resource(model_name),
         related=signal_related(signal),
-        payload={"retrain": decision.retrain, "summary": decision.summary, "signal": signal.identity},
+        payload={"retrain": decision.retrain, "summary": summary, "signal": signal.identity},
     )
 
 
+def _table(rows: list[dict[str, Any]], key: str, description: str) -> None:
+    """Every table artifact: its text cells and its description (markdown in both UIs) escaped."""
+    create_table_artifact(escape_cells(rows), key=key, description=escape_md(description))
+
+
 def decision_markdown(signal: DriftSignal, details: DriftDetails, decision: Decision, model_name: str) -> str:
-    """The decision artifact: the verdict, the drift run it is about, one table row per rule, the details' source."""
+    """The decision artifact: the verdict, the drift run it is about, one table row per rule, the details' source.
+    Every value from the event, a backend or a check's detail (which quotes them) is escaped text, never a code
+    span: one escaping is right in a paragraph and in a table cell alike (``drift_retrain.markdown``)."""
     verdict = "**Retrain**" if decision.retrain else "**Skip**"
     window = (
         f" over [{signal.window_start:%Y-%m-%d %H:%M}, {signal.window_end:%Y-%m-%d %H:%M}) UTC"
@@ -92,30 +97,27 @@ def decision_markdown(signal: DriftSignal, details: DriftDetails, decision: Deci
         else ""
     )
     lines = [
-        f"# Decision for `{model_name}`: {verdict}",
+        f"# Decision for {code_name(model_name)}: {verdict}",
         "",
         (
-            f"Drift run `{signal.run_id}` from monitor `{signal.monitor}` in workspace `{signal.workspace_name}`"
-            f" ({signal.kind.value}){window}."
+            f"Drift run {escape_md(signal.run_id)} from monitor {escape_md(signal.monitor)}"
+            f" in workspace {escape_md(signal.workspace_name)} ({signal.kind.value}){window}."
         ),
         "",
         "| rule | passed | detail |",
         "|---|---|---|",
-        *[f"| {c.rule} | {'yes' if c.passed else 'no'} | {_detail(signal, c)} |" for c in decision.checks],
+        *[f"| {_rule(c)} | {'yes' if c.passed else 'no'} | {escape_md(c.detail)} |" for c in decision.checks],
         "",
-        f"Drift details: {details.source}.",
+        f"Drift details: {escape_md(details.source)}.",
         "",
-        f"Signal: `{signal.identity}`",
+        f"Signal: {escape_md(signal.identity)}",
     ]
     return "\n".join(lines)
 
 
-def _detail(signal: DriftSignal, check: Check) -> str:
-    """A v2 breach's drift detail quotes the breach tag (signal and group names: event text), so it is escaped;
-    the other details are the policy's own words."""
-    return (
-        escape_md(check.detail) if check.rule == "drift" and signal.kind is SignalKind.MODEL_MONITOR else check.detail
-    )
+def _rule(check: Check) -> str:
+    """A rule's name is the policy's own word (``already_handled``: ``_`` inside a word is no markup)."""
+    return escape_md(check.rule)
 
 
 def drift_description(details: DriftDetails) -> str:
@@ -146,7 +148,7 @@ def drift_rows(details: DriftDetails) -> list[dict[str, Any]]:
 def breach_rows(signal: DriftSignal, details: DriftDetails) -> list[dict[str, str]]:
     """One row per (feature or group, metric) of a v2 breach: first the breached rows as its tag states them
     (always there, even without workspace access), then every other metric and threshold the monitor's metric
-    runs add when the details could be read. Every cell is event or workspace text, so every cell is escaped."""
+    runs add when the details could be read. Every cell is event or workspace text: ``_table`` escapes them."""
     rows: dict[tuple[str, str], dict[str, str]] = {}
     for row in signal.breached[:MAX_BREACH_ROWS]:
         rows[(row.group or "", row.metric)] = _breach_row(row.group or "", row.metric, row.value, row.threshold, True)
@@ -165,40 +167,39 @@ def _breach_row(
     group: str, metric: str, value: float, threshold: float | None, breached: bool | None
 ) -> dict[str, str]:
     return {
-        "feature/group": escape_md(group),
-        "metric": escape_md(metric),
-        "value": escape_md(f"{value:.4g}"),
-        "threshold": "n/a" if threshold is None else escape_md(f"{threshold:.4g}"),
+        "feature/group": group,
+        "metric": metric,
+        "value": f"{value:.4g}",
+        "threshold": "n/a" if threshold is None else f"{threshold:.4g}",
         "breached": "n/a" if breached is None else ("yes" if breached else "no"),
         "direction": "alerts below the threshold" if metric in ALERTS_BELOW else "alerts above the threshold",
     }
 
 
 def breach_description(signal: DriftSignal, details: DriftDetails) -> str:
+    """Plain text (``_table`` escapes it): the signal, its monitor, how many rows, what could not be read."""
     shown = min(len(signal.breached), MAX_BREACH_ROWS)
-    name = escape_md(signal.signal_name or "(unreadable name)")
+    name = signal.signal_name or "(unreadable name)"
     rows = f"{len(signal.breached)} breached row(s)" + (
         f", the first {shown} shown" if shown < len(signal.breached) else ""
     )
-    unread = f"; unreadable: {escape_md(signal.breach_unparsed)}" if signal.breach_unparsed else ""
-    return f"Signal {name} of monitor {escape_md(signal.monitor)}: {rows}{unread}. Drift details: {escape_md(details.source)}"
+    unread = f"; unreadable: {signal.breach_unparsed}" if signal.breach_unparsed else ""
+    return f"Signal {name} of monitor {signal.monitor}: {rows}{unread}. Drift details: {details.source}"
 
 
 @task(name="report-copy", cache_policy=NO_CACHE)
 def report_copy(copy: CopyResult, model_name: str) -> None:
-    create_table_artifact(
-        [copy.model_dump()], key=artifact_key(COPY, model_name), description=f"Copy run {copy.run_id}"
-    )
+    _table([copy.model_dump()], artifact_key(COPY, model_name), f"Copy run {copy.run_id}")
 
 
 @task(name="report-training", cache_policy=NO_CACHE)
 def report_training(training: TrainingResult, model_name: str, champion: ModelVersion | None) -> None:
     """The new model's metrics beside the current champion's, so the gate's comparison is visible."""
     versus = f" vs champion v{champion.version}" if champion else " (no champion yet)"
-    create_table_artifact(
+    _table(
         training_rows(training, champion),
-        key=artifact_key(TRAINING, model_name),
-        description=f"Metrics of job {training.job_id}{versus}",
+        artifact_key(TRAINING, model_name),
+        f"Metrics of job {training.job_id}{versus}",
     )
 
 
@@ -218,9 +219,13 @@ def training_rows(training: TrainingResult, champion: ModelVersion | None) -> li
 @task(name="report-model", cache_policy=NO_CACHE)
 def report_model(signal: DriftSignal, model: ModelVersion, links: list[Link]) -> None:
     """The registered version, where to find it (portal deep links or the registry folder), its lineage."""
-    get_run_logger().info("%s v%s %s from drift run %s", model.name, model.version, _registration(model), signal.run_id)
+    get_run_logger().info(
+        "%s v%s %s from drift run %s", model.name, model.version, _registration(model), one_line(signal.run_id)
+    )
     create_markdown_artifact(
-        model_markdown(model, links), key=artifact_key(MODEL, model.name), description=f"{model.name} v{model.version}"
+        model_markdown(model, links),
+        key=artifact_key(MODEL, model.name),
+        description=escape_md(f"{model.name} v{model.version}"),
     )
     emit_event(
         MODEL_REGISTERED,
@@ -242,17 +247,23 @@ def _registration(model: ModelVersion) -> str:
 
 def model_markdown(model: ModelVersion, links: list[Link]) -> str:
     """The model artifact: the version, its links, location, metrics and lineage tags (the decision's
-    checks are left out: the decision artifact shows them as a table)."""
+    checks are left out: the decision artifact shows them as a table). The lineage tags carry the event's
+    values, so every cell is escaped; links are only ever our own (``link_md``)."""
+    metrics = ", ".join(f"{k} = {v}" for k, v in model.metrics.items())
     lines = [
-        f"# `{model.name}` v{model.version} {_registration(model)}",
+        f"# {code_name(model.name)} v{model.version} {_registration(model)}",
         "",
-        *[f"- [{link.label}]({link.url})" for link in links],
-        f"- location: `{model.uri}`",
-        f"- metrics: {', '.join(f'{k} = {v}' for k, v in model.metrics.items())}",
+        *[f"- {link_md(link.label, link.url)}" for link in links],
+        f"- location: {escape_md(model.uri)}",
+        f"- metrics: {escape_md(metrics)}",
         "",
         "| lineage tag | value |",
         "|---|---|",
-        *[f"| {k} | {v[:200]} |" for k, v in sorted(model.tags.items()) if k != "decision.checks"],
+        *[
+            f"| {escape_md(k)} | {escape_md(v, MAX_TAG_VALUE)} |"
+            for k, v in sorted(model.tags.items())
+            if k != "decision.checks"
+        ],
     ]
     return "\n".join(lines)
 
@@ -272,25 +283,30 @@ def failure_event(model_name: str | None, signal: DriftSignal | None, flow_run_i
     related = signal_related(signal) if signal else []
     if model_name:
         related.append(flow_run_related(flow_run_id))
-    payload = {"error": error, "signal": signal.identity if signal else None, "flow_run_id": flow_run_id}
+    payload = {
+        "error": one_line(error, MAX_ERROR),
+        "signal": signal.identity if signal else None,
+        "flow_run_id": flow_run_id,
+    }
     return {"resource": resource, "related": related, "payload": payload}
 
 
 def report_cancelled(step: str, model_name: str, run_id: str, why: str, outcome: str) -> None:
     """Called (not a task: the flow is being torn down) when an interrupted wait cancelled its external run."""
-    get_run_logger().warning("%s run %s of %s: %s (%s)", step, run_id, model_name, outcome, why)
+    get_run_logger().warning("%s run %s of %s: %s (%s)", step, one_line(run_id), model_name, outcome, one_line(why))
     markdown = cancelled_markdown(step, model_name, run_id, why, outcome)
     create_markdown_artifact(
-        markdown, key=artifact_key(CANCELLED, model_name), description=f"{step} run {run_id}: {outcome}"
+        markdown, key=artifact_key(CANCELLED, model_name), description=escape_md(f"{step} run {run_id}: {outcome}")
     )
 
 
 def cancelled_markdown(step: str, model_name: str, run_id: str, why: str, outcome: str) -> str:
+    """The external run's id and what interrupted the wait (an exception's text) are escaped text."""
     lines = [
-        f"# `{model_name}`: {step} run cancelled",
+        f"# {code_name(model_name)}: {escape_md(step)} run cancelled",
         "",
         "| step | run | interrupted by | cancellation |",
         "|---|---|---|---|",
-        f"| {step} | `{run_id}` | {why or 'interruption'} | {outcome} |",
+        f"| {escape_md(step)} | {escape_md(run_id)} | {escape_md(why or 'interruption')} | {escape_md(outcome)} |",
     ]
     return "\n".join(lines)

@@ -59,6 +59,8 @@ def test_direction_rule() -> None:
         (HEAD + LIST + '[\'{"metric_name": "X", "metric_value": ' + "9" * 400 + ', "threshold_value": 1}\']', "finite"),
         (HEAD + LIST + '[\'{"metric_name": "X", "metric_value": true, "threshold_value": 1}\']', "finite"),
         (HEAD + LIST + '[\'{"metric_name": "a\\\\u0000b", "metric_value": 1, "threshold_value": 0}\']', "control"),
+        (HEAD.replace("'s'", "'a\ud800'"), "control characters"),  # a lone surrogate: no valid text
+        (HEAD + LIST + '[\'{"metric_name": "a\\\\ud800", "metric_value": 1, "threshold_value": 0}\']', "control"),
     ],
 )
 def test_hostile_text_is_named_not_raised(text: object, why: str) -> None:

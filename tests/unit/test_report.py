@@ -59,11 +59,11 @@ def test_the_decision_says_the_verdict_the_drift_run_its_window_and_every_rule_p
     text = decision_markdown(signal(), DriftDetails(available=True, source="local monitor record of run drift_42"), DECISION, "credit")
     title, *_ = text.splitlines()
     assert title == "# Decision for `credit`: **Skip**"
-    assert "Drift run `drift_42` from monitor `credit-drift` in workspace `ws-one` (dataset_drift)" in text
+    assert "Drift run drift_42 from monitor credit-drift in workspace ws-one (dataset_drift)" in text
     assert "over [2026-11-19 00:00, 2026-11-26 00:00) UTC" in text
     assert table(text) == [[c.rule, "yes" if c.passed else "no", c.detail] for c in DECISION.checks]
     assert "Drift details: local monitor record of run drift_42." in text
-    assert f"Signal: `{signal().identity}`" in text
+    assert f"Signal: {signal().identity}" in text
 
 
 def test_a_retrain_decision_without_a_window_says_retrain_and_names_no_window() -> None:
@@ -106,19 +106,20 @@ def breach(**fields) -> DriftSignal:
     return signal(**(base | fields))
 
 
-def test_a_breach_table_lists_every_breached_row_with_its_direction_escaped() -> None:
+def test_a_breach_table_lists_every_breached_row_with_its_direction() -> None:
+    """The rows as the tag states them; the artifact escapes them (tests/unit/test_artifact_escaping.py)."""
     assert breach_rows(breach(), DriftDetails(available=False, source="no access")) == [
         {"feature/group": "age", "metric": "JensenShannonDistance", "value": "0.3142", "threshold": "0.1",
          "breached": "yes", "direction": "alerts above the threshold"},
-        {"feature/group": "a\\|b \\[x\\]\\(http://e\\) &lt;img src=x&gt;", "metric": "TwoSampleKolmogorovSmirnovTest",
+        {"feature/group": "a|b [x](http://e) <img src=x>", "metric": "TwoSampleKolmogorovSmirnovTest",
          "value": "0.01", "threshold": "0.05", "breached": "yes", "direction": "alerts below the threshold"},
         {"feature/group": "", "metric": "PopulationStabilityIndex", "value": "0.4", "threshold": "0.2",
          "breached": "yes", "direction": "alerts above the threshold"},
     ]
     hostile = breach(signal_name="*x* | `y`", breach_unparsed="row 3: not JSON")
     assert breach_description(hostile, DriftDetails(available=False, source="no <details>")) == (
-        "Signal \\*x\\* \\| \\`y\\` of monitor credit-monitor: 3 breached row(s); unreadable: row 3: not JSON. "
-        "Drift details: no &lt;details&gt;"
+        "Signal *x* | `y` of monitor credit-monitor: 3 breached row(s); unreadable: row 3: not JSON. "
+        "Drift details: no <details>"
     )
 
 
@@ -150,6 +151,7 @@ def test_the_drift_artifact_of_a_breach_shows_its_rows_even_without_details(monk
     report.report_decision.fn(breach(), DriftDetails(available=False, source="unavailable"), decision, "credit")
     rows, description = made["drift-credit"]
     assert [r["metric"] for r in rows] == [r.metric for r in BREACHED] and "3 breached row(s)" in description
+    assert rows[1]["feature/group"] == "a\\|b \\[x\\](http\u2060://e) &lt;img src=x>"  # a text cell, escaped
     assert table(made["decision-credit"][0]) == [["drift", "yes", "signal 'a\\|b' breached: x"]]  # one cell, escaped
 
 
@@ -179,9 +181,10 @@ def test_the_model_report_links_locates_and_lists_the_lineage_without_the_checks
     lines = text.splitlines()
     assert lines[0] == "# `credit` v4 registered"
     assert "- [Azure ML model credit:4](https://ml.azure.com/model/credit:4/details?wsid=w)" in lines
-    assert "- location: `/registry/credit/4/model.joblib`" in lines
+    assert "- location: /registry/credit/4/model.joblib" in lines
     assert "- metrics: roc_auc = 0.94, f1 = 0.71" in lines
-    assert table(text) == [["decision", "x" * 200], ["drift.run_id", "drift_42"], [SIGNAL_TAG, signal().identity]]  # sorted, cut at 200
+    cut = "x" * 199 + "…"  # cut to 200 characters, the cut marked
+    assert table(text) == [["decision", cut], ["drift.run_id", "drift_42"], [SIGNAL_TAG, signal().identity]]  # sorted
     reused = model_markdown(model.model_copy(update={"already_registered": True}), [])
     assert reused.startswith("# `credit` v4 already registered (reused)")
 
@@ -189,7 +192,7 @@ def test_the_model_report_links_locates_and_lists_the_lineage_without_the_checks
 def test_the_cancellation_report_names_the_run_what_interrupted_it_and_whether_the_cancel_went_through() -> None:
     text = cancelled_markdown("copy", "credit", "adf-run-1", "TerminationSignal: SIGTERM", "cancel requested")
     assert text.startswith("# `credit`: copy run cancelled")
-    assert table(text) == [["copy", "`adf-run-1`", "TerminationSignal: SIGTERM", "cancel requested"]]
+    assert table(text) == [["copy", "adf-run-1", "TerminationSignal: SIGTERM", "cancel requested"]]
     assert table(cancelled_markdown("training", "credit", "job-1", "", "could not cancel"))[0][2] == "interruption"
 
 
