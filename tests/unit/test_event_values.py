@@ -33,7 +33,7 @@ from drift_retrain.testing import (
     monitor_breach,
     write_config,
 )
-from tests.unit.test_webhook import RecordingHandoff
+from tests.unit.receiver import RecordingHandoff
 
 SECRET = "s3cret-value"
 SECRET_ENV = r'secret_env = "DRIFT_RETRAIN_WEBHOOK_SECRET"'
@@ -46,23 +46,6 @@ def _post(client: TestClient, events: list[dict] | str) -> tuple[int, str]:
         EVENTS_PATH, params={"code": SECRET}, content=body, headers={"Content-Type": "application/json"}
     )
     return response.status_code, response.json().get("error", "")
-
-
-@pytest.fixture
-def configured(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
-    monkeypatch.setenv("DRIFT_RETRAIN_WEBHOOK_SECRET", SECRET)
-    return load_settings(write_config(tmp_path, extra=INTAKE_TARGETS))
-
-
-@pytest.fixture
-def recorder() -> RecordingHandoff:
-    return RecordingHandoff()
-
-
-@pytest.fixture
-def client(configured: Settings, recorder: RecordingHandoff):
-    with TestClient(create_app(configured, recorder)) as test_client:
-        yield test_client
 
 
 def drift(**data: object) -> dict:

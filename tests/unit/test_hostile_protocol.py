@@ -38,28 +38,11 @@ from drift_retrain.intake.parsing import to_drift_signal
 from drift_retrain.intake.server import uvicorn_options
 from drift_retrain.logsafe import log_value
 from drift_retrain.signals import MONITOR_BREACH_TAG
-from drift_retrain.testing import INTAKE_TARGETS, dataset_drift, monitor_breach, write_config
+from drift_retrain.testing import dataset_drift, monitor_breach, write_config
 from tests.entra import TENANT, LocalTenant
-from tests.unit.test_webhook import EG_JSON, SECRET, SECRET_ENV, RecordingHandoff, bearer, post
+from tests.unit.receiver import EG_JSON, SECRET, SECRET_ENV, RecordingHandoff, bearer, post
 
 HOST = "127.0.0.1"
-
-
-@pytest.fixture
-def configured(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
-    monkeypatch.setenv("DRIFT_RETRAIN_WEBHOOK_SECRET", SECRET)
-    return load_settings(write_config(tmp_path, extra=INTAKE_TARGETS))
-
-
-@pytest.fixture
-def recorder() -> RecordingHandoff:
-    return RecordingHandoff()
-
-
-@pytest.fixture
-def client(configured: Settings, recorder: RecordingHandoff) -> Iterator[TestClient]:
-    with TestClient(create_app(configured, recorder)) as test_client:
-        yield test_client
 
 
 def metric(client: TestClient, line: str) -> float:

@@ -23,51 +23,13 @@ from starlette.testclient import TestClient
 from drift_retrain.intake.app import EVENTS_PATH, create_app
 from drift_retrain.config import ConfigError, HandoffConfig, PolicyConfig, Settings, load_settings
 from drift_retrain.intake.feed import PrefectEventFeed, drift_detected
-from drift_retrain.intake.handoff import HandedOff, HandoffUnavailable, PrefectHandoff
+from drift_retrain.intake.handoff import PrefectHandoff
 from drift_retrain.intake.parsing import to_drift_signal
 from drift_retrain.policy import decide
 from drift_retrain.results import DriftDetails
 from drift_retrain.testing import DEMO_WORKSPACE, INTAKE_TARGETS, SAMPLE_WORKSPACE, dataset_drift, local_target, monitor_breach, sample, write_config
 from tests.entra import TENANT, LocalTenant
-
-SECRET = "s3cret-value"
-SECRET_ENV = r'secret_env = "DRIFT_RETRAIN_WEBHOOK_SECRET"'
-EG_JSON = "application/json; charset=utf-8"
-
-
-class RecordingHandoff:
-    def __init__(self, fail: bool = False) -> None:
-        self.fail = fail
-        self.signals: list = []
-        self.targets: list[str] = []
-        self.runs: dict[str, HandedOff] = {}  # by signal identity, as Prefect's idempotency key dedupes
-
-    async def hand_off_all(self, items, started_by="webhook") -> list[HandedOff]:
-        items = list(items)
-        if self.fail and items:
-            raise HandoffUnavailable("Prefect is down")
-        self.signals.extend(signal for signal, _ in items)
-        self.targets.extend(target.name for _, target in items)
-        handed = []
-        for signal, target in items:
-            if signal.identity in self.runs:
-                first = self.runs[signal.identity]
-                handed.append(HandedOff(first.flow_run_id, first.flow_run_name, created=False))
-            else:
-                run = HandedOff(flow_run_id=uuid.uuid4(), flow_run_name=f"{target.model_name}-{signal.run_id}", created=True)
-                self.runs[signal.identity] = run
-                handed.append(run)
-        return handed
-
-    async def healthy(self) -> bool:
-        return not self.fail
-
-    async def __aenter__(self) -> "RecordingHandoff":
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        pass
-
+from tests.unit.receiver import EG_JSON, SECRET, SECRET_ENV, RecordingHandoff, bearer, post
 
 def drift(run_id: str = "mon_1", **overrides) -> dict:
     return dataset_drift(run_id, **overrides)
@@ -84,29 +46,6 @@ def cloud(event: dict) -> dict:
         "time": event["eventTime"],
         "data": event["data"],
     }
-
-
-@pytest.fixture
-def configured(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
-    monkeypatch.setenv("DRIFT_RETRAIN_WEBHOOK_SECRET", SECRET)
-    return load_settings(write_config(tmp_path, extra=INTAKE_TARGETS))
-
-
-@pytest.fixture
-def recorder() -> RecordingHandoff:
-    return RecordingHandoff()
-
-
-@pytest.fixture
-def client(configured: Settings, recorder: RecordingHandoff):
-    with TestClient(create_app(configured, recorder)) as test_client:
-        yield test_client
-
-
-def post(client: TestClient, body, code: str | None = SECRET, content_type: str = EG_JSON, headers: dict | None = None):
-    params = {"code": code} if code is not None else {}
-    content = body if isinstance(body, (bytes, str)) else json.dumps(body)
-    return client.post(EVENTS_PATH, params=params, content=content, headers={"Content-Type": content_type, **(headers or {})})
 
 
 # -- handshakes ---------------------------------------------------------------------------------
@@ -375,10 +314,6 @@ def entra_client(tmp_path, monkeypatch, tenant):
     recorder = RecordingHandoff()
     with TestClient(create_app(load_settings(path), recorder)) as client:
         yield client, recorder
-
-
-def bearer(token: str) -> dict:
-    return {"Authorization": f"Bearer {token}"}
 
 
 def test_entra_token_from_event_grid_is_accepted(entra_client, tenant) -> None:
