@@ -55,7 +55,7 @@ def missed_drift_sources(settings: Settings) -> list[tuple[TargetConfig, MissedD
             from drift_retrain.backends.azure.session import AzureSession
 
             session = session or AzureSession.from_config(settings.azure)
-            sources.append((target, AzureMonitorRuns(session, target)))
+            sources.append((target, AzureMonitorRuns(session, target, settings.receiver.signal_limits)))
     return sources
 
 

@@ -138,3 +138,16 @@ def test_an_unreachable_workspace_is_a_row_of_the_sweep_not_its_failure(fake, se
     assert found == []
     [row] = unseen
     assert (row.action, row.detail) == ("catch-up failed", "HttpResponseError: (ServiceUnavailable) Transient failure (fake)")
+
+
+def test_the_catch_up_holds_a_breach_to_the_configured_limits_as_the_receiver_would(fake, settings):
+    """A caught-up signal is checked against the receiver's configured bounds, not the defaults: with an
+    earliest time after the breach, the receiver would refuse its event, so the sweep does not hand it off."""
+    monitor_run(fake, {DATA_DRIFT: BREACHING})
+    since = datetime.now(UTC) - timedelta(hours=1)
+    assert len(missed_signals(settings, since)[0]) == 1  # the defaults take it
+    strict = settings.receiver.model_copy(update={"earliest_time": datetime.now(UTC) + timedelta(days=1)})
+
+    found, _ = missed_signals(settings.model_copy(update={"receiver": strict}), since)
+
+    assert found == []

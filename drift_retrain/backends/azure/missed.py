@@ -30,7 +30,14 @@ from drift_retrain.backends.azure.session import AzureSession
 from drift_retrain.backends.azure.workspace_rest import WorkspaceRest
 from drift_retrain.config import AzureTarget
 from drift_retrain.intake.parsing import InvalidEvent, to_drift_signal
-from drift_retrain.signals import DATASET_DRIFT_DETECTED, MONITOR_BREACH_TAG, RUN_STATUS_CHANGED, DriftSignal
+from drift_retrain.signals import (
+    DATASET_DRIFT_DETECTED,
+    DEFAULT_LIMITS,
+    MONITOR_BREACH_TAG,
+    RUN_STATUS_CHANGED,
+    DriftSignal,
+    SignalLimits,
+)
 
 if TYPE_CHECKING:
     from azure.ai.ml.entities import Job
@@ -50,8 +57,9 @@ V1_BLIND_SPOT = "v1 DatasetDriftDetected runs are not listed by the v2 Jobs API;
 class AzureMonitorRuns:
     """The v2 model-monitor breaches in one target's workspace: ARM Jobs - List, then run-history children."""
 
-    def __init__(self, session: AzureSession, target: AzureTarget) -> None:
+    def __init__(self, session: AzureSession, target: AzureTarget, limits: SignalLimits = DEFAULT_LIMITS) -> None:
         self.session, self.target = session, target
+        self.limits = limits  # the receiver's bounds: a caught-up signal is held to what its event would be
         self._v1_note = V1_BLIND_SPOT if _v1_only(target) else None
         self.blind_spot = self._v1_note
 
@@ -73,7 +81,9 @@ class AzureMonitorRuns:
             for step in _tagged_descendants(runs, job.name, budget):
                 try:
                     signals.append(
-                        to_drift_signal(run_status_changed(step, job.experiment_name, self.target.workspace))
+                        to_drift_signal(
+                            run_status_changed(step, job.experiment_name, self.target.workspace), limits=self.limits
+                        )
                     )
                 except InvalidEvent as exc:  # a hostile run body: say so, keep catching up the others
                     skipped.append(str(exc))
