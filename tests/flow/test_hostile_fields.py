@@ -215,8 +215,13 @@ def test_hostile_event_fields_are_refused_or_shown_as_text_and_touch_no_file(
     monkeypatch.setenv("DRIFT_RETRAIN_WEBHOOK_SECRET", SECRET)
     config = load_settings()
     handoff = RecordingHandoff()
-    outside = {tmp_path, Path(PREFECT_LOCAL_STORAGE_PATH.value()).resolve()}
+    # What a path built from an event could reach by climbing out of the state dir: everything beside it, but
+    # the folders other tests own (in one `make test` session the stack's Prefect database keeps changing in
+    # its own), though no folder may appear or go beside it.
+    others = {d for d in tmp_path.parent.iterdir() if d.is_dir()}
+    outside = {tmp_path, Path(PREFECT_LOCAL_STORAGE_PATH.value()).resolve(), *others}
     before, here = files(tmp_path.parent, outside), set(files(Path.cwd(), set()))
+    beside = set(tmp_path.parent.iterdir())
 
     def steps(choice: str, routed: Any) -> Backends:
         """``local``: every step local (the copy finds no data: the run skips after it). ``memory``: the local
@@ -268,3 +273,4 @@ def test_hostile_event_fields_are_refused_or_shown_as_text_and_touch_no_file(
         path for path in set(before) ^ set(after) | {p for p in before if after.get(p) != before[p]}
     }
     assert set(files(Path.cwd(), set())) <= here, set(files(Path.cwd(), set())) - here
+    assert set(tmp_path.parent.iterdir()) == beside
