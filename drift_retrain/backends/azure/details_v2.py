@@ -32,7 +32,6 @@ from typing import Any
 from drift_retrain.backends.azure.monitor_runs import Budget, MetricRun, MonitorRuns, Point, name
 from drift_retrain.backends.azure.unavailable import unavailable, why
 from drift_retrain.backends.azure.workspace_rest import RestError, WorkspaceRest
-from drift_retrain.breaches import BREACH_TAG, parse_breach
 from drift_retrain.intake.parsing import _ci
 from drift_retrain.results import OVERALL, DriftDetails, FeatureDrift
 from drift_retrain.signals import DriftSignal
@@ -73,7 +72,7 @@ class _Reading:
 
 def monitor_details(rest: WorkspaceRest, signal: DriftSignal) -> DriftDetails:
     """DriftDetails of a MODEL_MONITOR signal from its metric runs; never raises."""
-    signal_name = signal.signal_name or _signal_from_tag(signal)
+    signal_name = signal.signal_name  # read from the breach tag by intake.parsing
     experiment = name(_ci(_data(signal), "experimentId"))
     step = f"evaluate step run {signal.run_id}"
     where = f"signal '{signal_name}' ({step})" if signal_name else step
@@ -200,12 +199,6 @@ def _filter(signal_name: str) -> str:
 def _data(signal: DriftSignal) -> Mapping[str, Any]:
     data = _ci(signal.raw_event, "data")
     return data if isinstance(data, Mapping) else {}
-
-
-def _signal_from_tag(signal: DriftSignal) -> str | None:
-    """The signal's name from the event's breach tag, for a signal parsed before ``signal_name`` was set."""
-    tags = _ci(_data(signal), "runTags")
-    return parse_breach(_ci(tags, BREACH_TAG)).signal if isinstance(tags, Mapping) else None
 
 
 def _iso(moment: datetime | None) -> str:
