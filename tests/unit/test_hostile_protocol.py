@@ -97,7 +97,7 @@ def test_an_event_too_big_for_prefect_is_handed_off_without_the_rest_of_it(clien
     v2 = by_run["big-v2"]  # what the azure backend reads from the raw event: experimentId and the breach tag
     assert "runProperties" not in v2.raw_event["data"]
     assert details_v2._data(v2)["experimentId"] == breach["data"]["experimentId"]
-    assert details_v2._signal_from_tag(v2) == "docs-monitor_data_drift"
+    assert to_drift_signal(v2.raw_event).signal_name == "docs-monitor_data_drift"  # the breach tag kept
     assert TRIMMED not in by_run["small"].raw_event and by_run["small"].raw_event == small  # small: untouched
     assert sum("raw_event=trimmed" in line for line in receiver_lines(caplog)) == 2
 
