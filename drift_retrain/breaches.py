@@ -21,6 +21,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from drift_retrain.text import finite_number, plain_name
+
 #: The run tag the evaluate step sets when a signal breached (evaluate_metrics_threshold.py ``send_email_for_breached``).
 BREACH_TAG = "azureml_modelmonitor_threshold_breached"
 #: Set on the monitor's root run only when notification emails are configured, one per signal
@@ -59,7 +61,6 @@ _LIST = re.compile(
     r"The feature names and their corresponding computed metric values violating the threshold are \n(?P<rows>.*)$",
     re.DOTALL,
 )
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")  # and lone surrogates: no valid text
 
 
 class BreachRow(BaseModel):
@@ -111,7 +112,7 @@ def parse_breach(text: object) -> Breach:
     if len(text) > MAX_TEXT:
         return Breach(unparsed=f"the tag value is {len(text)} characters, over the {MAX_TEXT} read")
     head = _HEAD.match(text)
-    signal = _clean_name(head.group("signal")) if head else None
+    signal = plain_name(head.group("signal"), MAX_NAME) if head else None
     if head is None:
         return Breach(unparsed="the tag text does not start with \"The signal '<name>' has failed ...\"")
     if signal is None:
@@ -174,33 +175,14 @@ def _row(item: object) -> BreachRow | str:
         return "not JSON"
     if not isinstance(data, dict):
         return "not a JSON object"
-    metric = _clean_name(data.get("metric_name"))
+    metric = plain_name(data.get("metric_name"), MAX_NAME)
     if metric is None:
         return "metric_name missing, not text, too long or has control characters"
-    value, threshold = _finite(data.get("metric_value")), _finite(data.get("threshold_value"))
+    value, threshold = finite_number(data.get("metric_value")), finite_number(data.get("threshold_value"))
     if value is None or threshold is None:
         return f"{metric}: metric_value and threshold_value must be finite numbers"
     group = data.get("group")
-    clean_group = _clean_name(group) if group is not None else None
+    clean_group = plain_name(group, MAX_NAME) if group is not None else None
     if group is not None and clean_group is None:
         return f"{metric}: group is not text, too long or has control characters"
     return BreachRow(metric=metric, value=value, threshold=threshold, group=clean_group)
-
-
-def _finite(value: object) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    try:
-        number = float(value)
-    except OverflowError:  # an int too large for a float
-        return None
-    return number if math.isfinite(number) else None
-
-
-def _clean_name(value: object) -> str | None:
-    if not isinstance(value, str):
-        return None
-    value = value.strip()
-    if not value or len(value) > MAX_NAME or _CONTROL.search(value):
-        return None
-    return value

@@ -29,12 +29,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from drift_retrain.backends.azure.monitor_runs import Budget, MetricRun, MonitorRuns, Point, name
+from drift_retrain.backends.azure.monitor_runs import Budget, MetricRun, MonitorRuns, Point
 from drift_retrain.backends.azure.unavailable import unavailable, why
 from drift_retrain.backends.azure.workspace_rest import RestError, WorkspaceRest
 from drift_retrain.intake.parsing import _ci
 from drift_retrain.results import OVERALL, DriftDetails, FeatureDrift
 from drift_retrain.signals import DriftSignal
+from drift_retrain.text import plain_name
 
 #: What the decision rests on when the metric runs cannot be read.
 TAG_ROWS = "the breach tag's own rows"
@@ -73,7 +74,7 @@ class _Reading:
 def monitor_details(rest: WorkspaceRest, signal: DriftSignal) -> DriftDetails:
     """DriftDetails of a MODEL_MONITOR signal from its metric runs; never raises."""
     signal_name = signal.signal_name  # read from the breach tag by intake.parsing
-    experiment = name(_ci(_data(signal), "experimentId"))
+    experiment = plain_name(_ci(_data(signal), "experimentId"))
     step = f"evaluate step run {signal.run_id}"
     where = f"signal '{signal_name}' ({step})" if signal_name else step
     if signal_name is None:
@@ -127,7 +128,7 @@ def _readings(runs: MonitorRuns, found: list[MetricRun], cutoff: int | None, not
     chosen: dict[tuple[str, str], _Reading] = {}
     after, unnamed = 0, 0
     for run in found:
-        metric, feature = name(run.tags.get(METRIC_TAG)), _feature(run.tags)
+        metric, feature = plain_name(run.tags.get(METRIC_TAG)), _feature(run.tags)
         if metric is None or feature is None:
             unnamed += 1
             continue
@@ -180,11 +181,11 @@ def _features(readings: list[_Reading]) -> list[FeatureDrift]:
 def _feature(tags: Mapping[str, str]) -> str | None:
     """The run's feature: ``azureml.feature_name``, or ``group_0`` (with ``group_1`` when set), or OVERALL."""
     if FEATURE_TAG in tags:
-        return name(tags[FEATURE_TAG])
+        return plain_name(tags[FEATURE_TAG])
     groups = [tags[g] for g in GROUP_TAGS if g in tags]
     if not groups:
         return OVERALL
-    clean = [name(g) for g in groups]
+    clean = [plain_name(g) for g in groups]
     if any(g is None for g in clean):
         return None
     return clean[0] if len(clean) == 1 else f"{clean[0]} ({clean[1]})"

@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from drift_retrain.backends.azure.mlclient import ml_client
-from drift_retrain.backends.azure.monitor_runs import Budget, ChildRun, MonitorRuns, name
+from drift_retrain.backends.azure.monitor_runs import Budget, ChildRun, MonitorRuns
 from drift_retrain.backends.azure.session import AzureSession
 from drift_retrain.backends.azure.workspace_rest import WorkspaceRest
 from drift_retrain.config import AzureTarget
@@ -38,6 +38,7 @@ from drift_retrain.signals import (
     DriftSignal,
     SignalLimits,
 )
+from drift_retrain.text import plain_name
 
 if TYPE_CHECKING:
     from azure.ai.ml.entities import Job
@@ -123,7 +124,7 @@ def run_status_changed(run: ChildRun, experiment_name: str | None, workspace_id:
         "id": f"sweep-{run.run_id}",
         "data": {
             "experimentId": run.experiment_id,
-            "experimentName": name(experiment_name),
+            "experimentName": plain_name(experiment_name),
             "runId": run.run_id,
             "runType": run.run_type,
             "runTags": dict(run.tags),

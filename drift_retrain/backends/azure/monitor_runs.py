@@ -14,7 +14,6 @@ text, metric values finite floats; what fails validation is dropped, never raise
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -22,6 +21,7 @@ from typing import Any
 from urllib.parse import quote
 
 from drift_retrain.backends.azure.workspace_rest import WorkspaceRest
+from drift_retrain.text import finite_number, plain_name
 
 MAX_ID = 256
 MAX_NAME = 256
@@ -155,15 +155,15 @@ def child_run(body: object) -> ChildRun | None:
     tags, properties: the recording's field names), or None when it has no usable run id."""
     if not isinstance(body, dict):
         return None
-    run_id = name(body.get("runId"), MAX_ID)
+    run_id = plain_name(body.get("runId"), MAX_ID)
     if run_id is None:
         return None
     return ChildRun(
         run_id=run_id,
-        parent_run_id=name(body.get("parentRunId"), MAX_ID),
-        experiment_id=name(body.get("experimentId"), MAX_ID),
-        status=name(body.get("status"), 64),
-        run_type=name(body.get("runType"), MAX_NAME),
+        parent_run_id=plain_name(body.get("parentRunId"), MAX_ID),
+        experiment_id=plain_name(body.get("experimentId"), MAX_ID),
+        status=plain_name(body.get("status"), 64),
+        run_type=plain_name(body.get("runType"), MAX_NAME),
         created=_moment(body.get("createdUtc")),
         ended=_moment(body.get("endTimeUtc")),
         tags=_string_map(body.get("tags")),
@@ -178,41 +178,25 @@ def metric_run(body: object) -> MetricRun | None:
         return None
     info, data = body.get("info"), body.get("data")
     info, data = (info if isinstance(info, dict) else {}), (data if isinstance(data, dict) else {})
-    run_id = name(info.get("run_id") or info.get("run_uuid"), MAX_ID)
+    run_id = plain_name(info.get("run_id") or info.get("run_uuid"), MAX_ID)
     if run_id is None:
         return None
     tags = _string_map({t.get("key"): t.get("value") for t in _list(data.get("tags")) if isinstance(t, dict)})
     latest: dict[str, Point] = {}
     for item in _list(data.get("metrics"))[:MAX_TAGS]:
-        key = name(item.get("key"), MAX_NAME) if isinstance(item, dict) else None
+        key = plain_name(item.get("key"), MAX_NAME) if isinstance(item, dict) else None
         point = _point(item)
         if key and point and (key not in latest or _order(point) > _order(latest[key])):
             latest[key] = point
     return MetricRun(run_id, tags, latest)
 
 
-def name(value: object, limit: int = MAX_NAME) -> str | None:
-    """Text of at most ``limit`` characters without control characters, stripped; None otherwise."""
-    if not isinstance(value, str):
-        return None
-    value = value.strip()
-    if not value or len(value) > limit or _CONTROL.search(value):
-        return None
-    return value
-
-
 def _point(item: object) -> Point | None:
     if not isinstance(item, dict):
         return None
-    value = item.get("value")
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    try:
-        number = float(value)
-    except OverflowError:
-        return None
+    number = finite_number(item.get("value"))
     step, stamp = _integer(item.get("step")), _integer(item.get("timestamp"))
-    if not math.isfinite(number) or step is None:
+    if number is None or step is None:
         return None
     return Point(number, step, stamp or 0)
 
@@ -239,7 +223,7 @@ def _string_map(value: object) -> dict[str, str]:
         return {}
     kept: dict[str, str] = {}
     for key, item in list(value.items())[: MAX_TAGS * 5]:
-        clean = name(key, MAX_NAME)
+        clean = plain_name(key, MAX_NAME)
         if clean and isinstance(item, str) and len(item) <= MAX_TAG_VALUE and len(kept) < MAX_TAGS:
             kept[clean] = item
     return kept
