@@ -12,11 +12,10 @@ refused value is an ``InvalidEvent`` naming the field as the event spells it and
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from pydantic_core import ErrorDetails
 
 from drift_retrain.breaches import parse_breach
@@ -27,6 +26,7 @@ from drift_retrain.signals import (
     RUN_STATUS_CHANGED,
     DriftSignal,
     EventId,
+    Id,
     Moment,
     ResourceText,
     SignalKind,
@@ -227,7 +227,7 @@ def _from_monitor_run(envelope: EventEnvelope, raw: dict[str, Any], limits: Sign
 #: (a real step run's properties in Azure/azure-sdk-assets' recorded run-history children answer,
 #: tests/fixtures/machinelearning/history_children_recorded.json).
 ROOT_PIPELINE_RUN = "azureml.rootpipelinerunid"
-_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,255}$")
+_ROOT_RUN = TypeAdapter(Id)  # the signal's own rule for a run id
 
 
 def _root_pipeline_run(data: Mapping[str, Any]) -> str | None:
@@ -235,7 +235,12 @@ def _root_pipeline_run(data: Mapping[str, Any]) -> str | None:
     (anything else is dropped: it only groups a monitor run's signals into one retrain)."""
     properties = _ci(data, "RunProperties")
     value = _ci(properties, ROOT_PIPELINE_RUN) if isinstance(properties, Mapping) else None
-    return value if isinstance(value, str) and _RUN_ID.match(value) else None
+    if not isinstance(value, str):
+        return None
+    try:
+        return _ROOT_RUN.validate_python(value)
+    except ValidationError:
+        return None
 
 
 def _experiment_name(envelope: EventEnvelope, data: Mapping[str, Any]) -> str | None:
