@@ -16,6 +16,27 @@ class _Record(BaseModel):
 OVERALL = "(overall)"
 
 
+class Distribution(_Record):
+    """One feature's values in one sample, summarised for a person reading the drift table: a number's mean and
+    a few quantiles, or a category's most frequent values with their share of the rows. Bounded by whoever
+    builds it (``drift_stats.QUANTILES``, ``drift_stats.TOP_CATEGORIES``)."""
+
+    rows: int
+    mean: float | None = None
+    quantiles: dict[str, float] = Field(default_factory=dict, description="e.g. p10, p50, p90")
+    top: dict[str, float] = Field(
+        default_factory=dict, description="A categorical feature's most frequent values -> share of the rows"
+    )
+
+
+class Histogram(_Record):
+    """The reference's and the current window's share of rows in the same bins, for the drift table's image."""
+
+    edges: list[float] = Field(description="Bin edges, one more than the shares")
+    reference: list[float]
+    current: list[float]
+
+
 class FeatureDrift(_Record):
     """One feature's drift between the reference and the drift window.
 
@@ -40,6 +61,9 @@ class FeatureDrift(_Record):
     thresholds: dict[str, float] = Field(
         default_factory=dict, description="Each metric's threshold, by the source's names, where the source has one"
     )
+    reference: Distribution | None = Field(default=None, description="The feature in the reference data")
+    current: Distribution | None = Field(default=None, description="The feature in the drift window")
+    histogram: Histogram | None = None
 
 
 class DriftDetails(_Record):
@@ -51,6 +75,9 @@ class DriftDetails(_Record):
     threshold: float | None = None
     rows_in_window: int | None = None
     features: list[FeatureDrift] = Field(default_factory=list)
+    distributions_missing: str | None = Field(
+        default=None, description="Why the features carry no reference/current summaries, said in their cells"
+    )
 
     def top_features(self, n: int = 5) -> list[FeatureDrift]:
         return sorted(self.features, key=lambda f: -1.0 if f.contribution is None else f.contribution, reverse=True)[:n]
@@ -97,6 +124,7 @@ class CopyResult(_Record):
     copy_duration: float = Field(description="seconds")
     throughput: float = Field(description="KB/s")
     output_uri: str = Field(description="Where the copied data lives, the training step's input")
+    source_uri: str | None = Field(default=None, description="Where the copied data landed (None: not reported)")
     reattached: bool = Field(default=False, description="True when an earlier copy of this signal was reused")
 
 
@@ -107,8 +135,12 @@ class TrainingResult(_Record):
     status: str
     metrics: dict[str, float]
     rows_train: int
-    rows_test: int
+    rows_test: int = Field(description="The holdout the metrics were measured on")
     model_uri: str
+    algorithm: str | None = Field(default=None, description="e.g. the scikit-learn estimator's class name")
+    rows_reference: int | None = Field(default=None, description="Rows of the reference data trained and tested on")
+    rows_window: int | None = Field(default=None, description="Rows of the drift window trained and tested on")
+    data_location: str | None = Field(default=None, description="Where the training data lives, as text")
     duration: float = Field(description="seconds")
     reattached: bool = False
 

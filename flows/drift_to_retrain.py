@@ -100,21 +100,21 @@ def drift_to_retrain(
 
     details = pull_drift_details(backends.details, signal)
     decision = decide_retrain(signal, details, target.policy, backends.registry, target.model_name, force)
-    report_decision(signal, details, decision, target.model_name)
+    card = report_decision(signal, details, decision, target.model_name)  # preliminary when it says retrain
     if not decision.retrain:
         return outcome(decision, details=details)
 
     with retrain_slot(target.model_name):  # one retrain per model at a time; a storm queues here
         decision = redecide_in_slot(signal, decision, target.policy, backends.registry, target.model_name)
         if not decision.retrain:
-            report_decision(signal, details, decision, target.model_name)
+            report_decision(signal, details, decision, target.model_name, card)
             return outcome(decision, details=details)
 
         copy = copy_window(backends.copy, signal, target.model_name)
         report_copy(copy, target.model_name)
         decision = after_copy(decision, copy, target.policy)
         if not decision.retrain:
-            report_decision(signal, details, decision, target.model_name)
+            report_decision(signal, details, decision, target.model_name, card)
             return outcome(decision, details=details, copy_result=copy)
 
         training = train_model(backends.training, signal, copy, target.model_name)
@@ -122,11 +122,11 @@ def drift_to_retrain(
         report_training(training, target.model_name, champion)
         decision = after_training(decision, training, champion, target.gate)
         if not decision.retrain:
-            report_decision(signal, details, decision, target.model_name)
+            report_decision(signal, details, decision, target.model_name, card)
             return outcome(decision, details=details, copy_result=copy, training=training)
 
         tags = lineage_tags(signal, target, decision, copy, training, run_id)
         model = register_model(backends.registry, target.model_name, training, tags)
-    report_decision(signal, details, decision, target.model_name, announce=False)  # every rule: rows copied, the gate
+    report_decision(signal, details, decision, target.model_name, card, announce=False)  # final: every rule
     report_model(signal, model, retrain_links(settings, target, copy.run_id, training.job_id, model))
     return outcome(decision, details=details, copy_result=copy, training=training, model=model)

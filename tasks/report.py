@@ -4,15 +4,20 @@ events other automations can trigger on."""
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
+from urllib.request import url2pathname
 from uuid import UUID
 
 from prefect import get_client, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.client.schemas.actions import ArtifactUpdate
 from prefect.events import emit_event
 
+from drift_retrain import readable
 from drift_retrain.breaches import ALERTS_BELOW, is_breach
 from drift_retrain.config import TargetConfig
+from drift_retrain.histogram_image import histogram_data_uri
 from drift_retrain.markdown import code_name, escape_cells, escape_md, link_md
 from drift_retrain.names import (
     CANCELLED,
@@ -35,7 +40,16 @@ from drift_retrain.names import (
     started_by,
 )
 from drift_retrain.portal import Link
-from drift_retrain.results import OVERALL, Check, CopyResult, Decision, DriftDetails, ModelVersion, TrainingResult
+from drift_retrain.results import (
+    OVERALL,
+    Check,
+    CopyResult,
+    Decision,
+    Distribution,
+    DriftDetails,
+    ModelVersion,
+    TrainingResult,
+)
 from drift_retrain.signals import DriftSignal
 from drift_retrain.text import one_line
 
@@ -58,27 +72,51 @@ def label_run(flow_run_id: str, tags: list[str], target: TargetConfig, signal: D
 
 @task(name="report-decision", cache_policy=NO_CACHE)
 def report_decision(
-    signal: DriftSignal, details: DriftDetails, decision: Decision, model_name: str, announce: bool = True
-) -> None:
-    """The decision with every rule, pass or fail, and the drift table behind it. ``announce=False`` only
-    rewrites the decision artifact with the rules checked since (the copy, the gate): the decision itself
-    did not change, so the drift table stays and automations do not hear it twice."""
+    signal: DriftSignal,
+    details: DriftDetails,
+    decision: Decision,
+    model_name: str,
+    card: UUID | None = None,
+    announce: bool = True,
+) -> UUID:
+    """The decision with every rule, pass or fail, on one card per run. The first call writes the card and the
+    drift table behind it: preliminary while a retrain's copy and gate are still to come, final for a skip.
+    Given that ``card``, a later call rewrites the same card as the final decision with the rules checked since
+    (the slot, the copy, the gate), so a run never shows a stale decision beside the final one. ``announce=False``:
+    the decision did not change, so automations do not hear it twice. Returns the card's id."""
+    final = card is not None or not decision.retrain
     summary = one_line(decision.summary)
     get_run_logger().info("decision for %s on drift run %s: %s", model_name, one_line(signal.run_id), summary)
-    markdown = decision_markdown(signal, details, decision, model_name)
-    create_markdown_artifact(markdown, key=artifact_key(DECISION, model_name), description=escape_md(summary))
-    if not announce:
-        return
-    if signal.breached:  # a v2 breach states its rows itself: shown whether or not details could be had
-        _table(breach_rows(signal, details), artifact_key(DRIFT, model_name), breach_description(signal, details))
-    elif details.features:
-        _table(drift_rows(details), artifact_key(DRIFT, model_name), drift_description(details))
-    emit_event(
-        DECISION_MADE,
-        resource=model_resource(model_name),
-        related=signal_related(signal),
-        payload={"retrain": decision.retrain, "summary": summary, "signal": signal.identity},
-    )
+    markdown = decision_markdown(signal, details, decision, model_name, final=final)
+    description = escape_md(f"{summary} ({FINAL if final else PRELIMINARY})")
+    if card is None:
+        card = create_markdown_artifact(markdown, key=artifact_key(DECISION, model_name), description=description)
+        if signal.breached:  # a v2 breach states its rows itself: shown whether or not details could be had
+            _table(breach_rows(signal, details), artifact_key(DRIFT, model_name), breach_description(signal, details))
+        elif details.features:
+            create_markdown_artifact(
+                drift_markdown(details, model_name),
+                key=artifact_key(DRIFT, model_name),
+                description=escape_md(drift_description(details)),
+            )
+    else:
+        # PATCH /artifacts/{id} rewrites the artifact and its key's latest alike (prefect/server/models/artifacts.py
+        # ``update_artifact``): the run keeps one decision card, and the key's page shows the final one
+        with get_client(sync_client=True) as client:
+            client.update_artifact(card, ArtifactUpdate(data=markdown, description=description))
+    if announce:
+        emit_event(
+            DECISION_MADE,
+            resource=model_resource(model_name),
+            related=signal_related(signal),
+            payload={"retrain": decision.retrain, "summary": summary, "signal": signal.identity},
+        )
+    return card
+
+
+#: How a decision card says whether it can still change.
+FINAL = "final decision"
+PRELIMINARY = "preliminary: the copy and the gate are still to come"
 
 
 def _table(rows: list[dict[str, Any]], key: str, description: str) -> None:
@@ -86,10 +124,13 @@ def _table(rows: list[dict[str, Any]], key: str, description: str) -> None:
     create_table_artifact(escape_cells(rows), key=key, description=escape_md(description))
 
 
-def decision_markdown(signal: DriftSignal, details: DriftDetails, decision: Decision, model_name: str) -> str:
-    """The decision artifact: the verdict, the drift run it is about, one table row per rule, the details' source.
-    Every value from the event, a backend or a check's detail (which quotes them) is escaped text, never a code
-    span: one escaping is right in a paragraph and in a table cell alike (``drift_retrain.markdown``)."""
+def decision_markdown(
+    signal: DriftSignal, details: DriftDetails, decision: Decision, model_name: str, final: bool = True
+) -> str:
+    """The decision artifact: the verdict (preliminary or final), the drift run it is about, one table row per
+    rule, the details' source. Every value from the event, a backend or a check's detail (which quotes them) is
+    escaped text, never a code span: one escaping is right in a paragraph and in a table cell alike
+    (``drift_retrain.markdown``)."""
     verdict = "**Retrain**" if decision.retrain else "**Skip**"
     window = (
         f" over [{signal.window_start:%Y-%m-%d %H:%M}, {signal.window_end:%Y-%m-%d %H:%M}) UTC"
@@ -97,7 +138,7 @@ def decision_markdown(signal: DriftSignal, details: DriftDetails, decision: Deci
         else ""
     )
     lines = [
-        f"# Decision for {code_name(model_name)}: {verdict}",
+        f"# Decision for {code_name(model_name)}: {verdict} ({'final' if final else 'preliminary'})",
         "",
         (
             f"Drift run {escape_md(signal.run_id)} from monitor {escape_md(signal.monitor)}"
@@ -112,6 +153,11 @@ def decision_markdown(signal: DriftSignal, details: DriftDetails, decision: Deci
         "",
         f"Signal: {escape_md(signal.identity)}",
     ]
+    if not final:
+        lines[1:1] = [
+            "",
+            "Preliminary: this card is rewritten with the final decision once the copy and the gate are checked.",
+        ]
     return "\n".join(lines)
 
 
@@ -131,18 +177,61 @@ def _number(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
-def drift_rows(details: DriftDetails) -> list[dict[str, Any]]:
-    """One row per top feature: its share of the drift, every statistic the source reported, and the
-    dataset-level threshold the coefficient was held against."""
-    rows = []
-    for rank, feature in enumerate(details.top_features(TOP_FEATURES), start=1):
-        statistics = {
-            **feature.model_dump(exclude={"feature", "metrics", "thresholds"}, exclude_none=True),
-            **feature.metrics,
-        }
-        readable = {name: float(f"{value:.4g}") for name, value in statistics.items()}
-        rows.append({"rank": rank, "feature": feature.feature, **readable, "threshold": details.threshold})
-    return rows
+#: The per-feature statistics a source may report, in the order the drift table shows them.
+STATISTICS = {
+    "contribution": "contribution",
+    "psi": "PSI",
+    "ks_statistic": "KS statistic",
+    "ks_pvalue": "KS p-value",
+    "wasserstein": "Wasserstein",
+}
+
+
+def drift_markdown(details: DriftDetails, model_name: str) -> str:
+    """The drift artifact: the dataset's coefficient against its threshold once (the threshold is the dataset's,
+    not any feature's), then one row per top feature: its share of the drift, every statistic the source
+    reported, what moved (the reference's and the window's summary) and both histograms as an image drawn from
+    numbers (``histogram_image``). Names and metric names come from a backend: escaped text."""
+    features = details.top_features(TOP_FEATURES)
+    reported = [name for name in STATISTICS if any(getattr(f, name) is not None for f in features)]
+    metrics = sorted({metric for f in features for metric in f.metrics})
+    header = ["rank", "feature", *[STATISTICS[n] for n in reported], *map(escape_md, metrics)]
+    header += ["reference", "current", "histogram"]
+    lines = [
+        f"# Drift of {code_name(model_name)}: top {len(features)} of {len(details.features)} features",
+        "",
+        (
+            f"Dataset drift coefficient **{_number(details.drift_coefficient)}** vs threshold "
+            f"**{_number(details.threshold)}** (the dataset's threshold, not a feature's). "
+            "Reference and current: mean and p10 / p50 / p90 of a number, the most frequent values of a category "
+            "with their share of the rows. Histogram: the reference in grey, the drift window in blue."
+        ),
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+    ]
+    missing = escape_md(details.distributions_missing or "not recorded")
+    for rank, feature in enumerate(features, start=1):
+        cells = [str(rank), escape_md(feature.feature)]
+        cells += [readable.number(getattr(feature, name)) for name in reported]
+        cells += [readable.number(feature.metrics.get(metric)) for metric in metrics]
+        cells += [_summary(feature.reference) or missing, _summary(feature.current) or missing]
+        image = f"![histogram {rank}]({histogram_data_uri(feature.histogram)})" if feature.histogram else missing
+        lines.append("| " + " | ".join([*cells, image]) + " |")
+    lines += ["", f"Drift details: {escape_md(details.source)}."]
+    return "\n".join(lines)
+
+
+def _summary(distribution: Distribution | None) -> str | None:
+    """``mean 45.1 · p10 31 · p50 45 · p90 59`` or ``0: 62% · 1: 30% · 2: 7%``; category values are escaped."""
+    if distribution is None:
+        return None
+    if distribution.top:
+        return " · ".join(f"{escape_md(value)}: {readable.share(s)}" for value, s in distribution.top.items())
+    if distribution.mean is None:
+        return "no rows"
+    quantiles = [f"{escape_md(name)} {readable.number(q)}" for name, q in distribution.quantiles.items()]
+    return " · ".join([f"mean {readable.number(distribution.mean)}", *quantiles])
 
 
 def breach_rows(signal: DriftSignal, details: DriftDetails) -> list[dict[str, str]]:
@@ -189,17 +278,62 @@ def breach_description(signal: DriftSignal, details: DriftDetails) -> str:
 
 @task(name="report-copy", cache_policy=NO_CACHE)
 def report_copy(copy: CopyResult, model_name: str) -> None:
-    _table([copy.model_dump()], artifact_key(COPY, model_name), f"Copy run {copy.run_id}")
+    _table([copy_row(copy)], artifact_key(COPY, model_name), copy_description(copy))
+
+
+def copy_row(copy: CopyResult) -> dict[str, Any]:
+    """Where the data landed first, then where it went, then what moved: bytes with units, seconds, KB/s (Data
+    Factory's Copy activity reports throughput in KB/s)."""
+    return {
+        "landing": copy.source_uri or "not reported",
+        "copied_to": copy.output_uri,
+        "run_id": copy.run_id,
+        "status": copy.status,
+        "rows_read": copy.rows_read,
+        "rows_copied": copy.rows_copied,
+        "data_read": readable.byte_size(copy.data_read),
+        "data_written": readable.byte_size(copy.data_written),
+        "files_read": copy.files_read,
+        "files_written": copy.files_written,
+        "duration": f"{readable.number(copy.copy_duration)} s",
+        "throughput": f"{readable.number(copy.throughput)} KB/s",
+        "reattached": copy.reattached,
+    }
+
+
+def copy_description(copy: CopyResult) -> str:
+    """Plain text (``_table`` escapes it)."""
+    rows = "rows not reported" if copy.rows_copied is None else f"{readable.count(copy.rows_copied)} rows"
+    landing = copy.source_uri or "(landing not reported)"
+    return (
+        f"Copy run {copy.run_id}: {rows}, {readable.byte_size(copy.data_written)} from {landing} to {copy.output_uri}"
+    )
 
 
 @task(name="report-training", cache_policy=NO_CACHE)
 def report_training(training: TrainingResult, model_name: str, champion: ModelVersion | None) -> None:
-    """The new model's metrics beside the current champion's, so the gate's comparison is visible."""
-    versus = f" vs champion v{champion.version}" if champion else " (no champion yet)"
+    """The new model's metrics beside the current champion's, so the gate's comparison is visible; the
+    description says what was trained on what."""
     _table(
-        training_rows(training, champion),
-        artifact_key(TRAINING, model_name),
-        f"Metrics of job {training.job_id}{versus}",
+        training_rows(training, champion), artifact_key(TRAINING, model_name), training_description(training, champion)
+    )
+
+
+def training_description(training: TrainingResult, champion: ModelVersion | None) -> str:
+    """The algorithm, the rows (reference + window), the holdout the metrics are measured on, where the data lives
+    and which champion the metrics are held against. Plain text (``_table`` escapes it)."""
+    algorithm = training.algorithm or "algorithm not reported"
+    total = training.rows_train + training.rows_test
+    split = (
+        f" ({readable.count(training.rows_reference)} reference + {readable.count(training.rows_window)} window)"
+        if training.rows_reference is not None and training.rows_window is not None
+        else ""
+    )
+    data = training.data_location or "not reported"
+    versus = f"vs champion v{champion.version}" if champion else "(no champion yet)"
+    return (
+        f"{algorithm} on {readable.count(total)} rows{split}, {readable.count(training.rows_test)} held out for the "
+        f"metrics; training data: {data}. Metrics of job {training.job_id} {versus}"
     )
 
 
@@ -245,15 +379,24 @@ def _registration(model: ModelVersion) -> str:
     return "already registered (reused)" if model.already_registered else "registered"
 
 
+def _link(link: Link) -> str:
+    """A portal link stays a link; a ``file://`` one is shown as the path it names, as text: browsers do not open
+    a file:// link from a web page, so in the Prefect UI it was a link that did nothing."""
+    if link.url.startswith("file://"):
+        return f"{escape_md(link.label)}: {escape_md(url2pathname(urlsplit(link.url).path))}"
+    return link_md(link.label, link.url)
+
+
 def model_markdown(model: ModelVersion, links: list[Link]) -> str:
     """The model artifact: the version, its links, location, metrics and lineage tags (the decision's
     checks are left out: the decision artifact shows them as a table). The lineage tags carry the event's
-    values, so every cell is escaped; links are only ever our own (``link_md``)."""
+    values, so every cell is escaped; links are only ever our own portal links (``link_md``), a local folder is
+    shown as its path."""
     metrics = ", ".join(f"{k} = {v}" for k, v in model.metrics.items())
     lines = [
         f"# {code_name(model.name)} v{model.version} {_registration(model)}",
         "",
-        *[f"- {link_md(link.label, link.url)}" for link in links],
+        *[f"- {_link(link)}" for link in links],
         f"- location: {escape_md(model.uri)}",
         f"- metrics: {escape_md(metrics)}",
         "",

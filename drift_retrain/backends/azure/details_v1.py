@@ -36,6 +36,8 @@ from drift_retrain.signals import DriftSignal
 METRICS_API_VERSION = "2019-05-15-preview"
 #: api_versions.py GAPREVIEW, DataDriftClient.get's default, sent as ``api-version`` (rest_client.py ``get``).
 DETECTOR_API_VERSION = "2020-06-30-preview"
+#: What the drift table says where the local monitor shows the reference's and the window's summaries.
+NO_DISTRIBUTIONS = "not available from Azure ML"
 #: Dataset-level names of the drift coefficient (current, and as older results spell it).
 COEFFICIENT_NAMES = frozenset({"datadrift_coefficient", "ds_mcc_test"})
 #: Per-column names and the FeatureDrift field each fills (None: kept in FeatureDrift.metrics as energy_distance).
@@ -98,6 +100,9 @@ def fetch_v1(rest: WorkspaceRest, signal: DriftSignal) -> DriftDetails:
         threshold=_threshold(rest, base),
         rows_in_window=None,  # DataDriftMetricDto carries no row counts
         features=features,
+        # nor distributions: its per-column metrics are contribution, Wasserstein and energy distance only
+        # (azureml-datadrift 1.62.0 ``_utils/constants.py``, see the module's docstring)
+        distributions_missing=NO_DISTRIBUTIONS,
     )
 
 

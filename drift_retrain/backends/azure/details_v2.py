@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from drift_retrain.backends.azure.details_v1 import NO_DISTRIBUTIONS
 from drift_retrain.backends.azure.monitor_runs import Budget, MetricRun, MonitorRuns, Point
 from drift_retrain.backends.azure.unavailable import unavailable, why
 from drift_retrain.backends.azure.workspace_rest import RestError, WorkspaceRest
@@ -119,6 +120,8 @@ def monitor_details(rest: WorkspaceRest, signal: DriftSignal) -> DriftDetails:
         available=True,
         source=source + "".join(f"; {note}" for note in notes),
         features=_features(readings),
+        # a metric run holds a ``value`` and a ``threshold`` series, no distribution (run_metrics_utils.py, above)
+        distributions_missing=NO_DISTRIBUTIONS,
     )
 
 

@@ -57,6 +57,7 @@ class LocalCopy:
             copy_duration=round(duration, 3),
             throughput=round(size / 1024 / duration, 1),
             output_uri=str(output),
+            source_uri=str(self.source),
         )
         write_json(self._record(run_id), result.model_dump(mode="json"))
         log_state_change(COPY_STEP, run_id, "InProgress", result.status)

@@ -25,4 +25,7 @@ class LocalDriftDetails:
             threshold=run.threshold,
             rows_in_window=run.rows_in_window,
             features=run.features,
+            distributions_missing=None
+            if all(f.reference and f.current for f in run.features)
+            else "not recorded by this monitor run",
         )

@@ -4,6 +4,10 @@ Per feature: PSI, two-sample Kolmogorov-Smirnov and a scaled Wasserstein distanc
 drift coefficient Azure ML v1 data drift reports, computed the same way it is defined there: how well a
 classifier tells reference rows from current rows (here ``2 * AUC - 1`` on a holdout, clipped to [0, 1]),
 with each feature's share of that classifier's permutation importance as its contribution.
+
+For the person reading the drift table, each feature also gets what moved: the reference's and the window's
+summary (mean and quantiles of a number, the most frequent values of a category) and their histograms over
+the same bins.
 """
 
 from __future__ import annotations
@@ -15,9 +19,17 @@ from sklearn.inspection import permutation_importance
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import train_test_split
 
-from drift_retrain.results import FeatureDrift
+from drift_retrain.results import Distribution, FeatureDrift, Histogram
 
 _EPS = 1e-6
+#: The quantiles a number's summary shows.
+QUANTILES = {"p10": 0.1, "p50": 0.5, "p90": 0.9}
+#: A feature of whole numbers with at most this many distinct values is read as a category.
+MAX_CATEGORIES = 8
+#: The categories a summary shows.
+TOP_CATEGORIES = 3
+#: Bins of a number's histogram (between the 1st and 99th percentile of both samples; the rest in the end bins).
+BINS = 12
 
 
 def psi(reference: np.ndarray, current: np.ndarray, bins: int = 10) -> float:
@@ -60,6 +72,7 @@ def feature_drift(
         ref, cur = reference[:, i], current[:, i]
         ks = stats.ks_2samp(ref, cur)
         scale = float(np.std(ref)) or 1.0
+        categorical = is_categorical(ref, cur)
         features.append(
             FeatureDrift(
                 feature=name,
@@ -68,7 +81,50 @@ def feature_drift(
                 ks_pvalue=float(ks.pvalue),
                 wasserstein=float(stats.wasserstein_distance(ref, cur) / scale),
                 contribution=float(shares[i]),
+                reference=distribution(ref, categorical),
+                current=distribution(cur, categorical),
+                histogram=histogram(ref, cur, categorical),
             )
         )
     features.sort(key=lambda f: f.contribution or 0.0, reverse=True)  # all set above; None only types the field
     return coefficient, features
+
+
+def is_categorical(reference: np.ndarray, current: np.ndarray) -> bool:
+    """Whole numbers with few distinct values (a count, a code, a flag): summarised by value, not quantiles."""
+    both = np.concatenate([reference, current])
+    return bool(np.all(both == np.round(both))) and len(np.unique(both)) <= MAX_CATEGORIES
+
+
+def distribution(values: np.ndarray, categorical: bool) -> Distribution:
+    """A sample's summary: the TOP_CATEGORIES most frequent values of a category, else mean and QUANTILES."""
+    if not len(values):
+        return Distribution(rows=0)
+    if categorical:
+        found, counts = np.unique(values, return_counts=True)
+        order = np.argsort(-counts, kind="stable")[:TOP_CATEGORIES]
+        return Distribution(rows=len(values), top={f"{found[i]:g}": float(counts[i] / len(values)) for i in order})
+    quantiles = np.quantile(values, list(QUANTILES.values()))
+    return Distribution(
+        rows=len(values),
+        mean=float(np.mean(values)),
+        quantiles={name: float(q) for name, q in zip(QUANTILES, quantiles, strict=True)},
+    )
+
+
+def histogram(reference: np.ndarray, current: np.ndarray, categorical: bool) -> Histogram:
+    """Both samples' shares of rows in the same bins: one bin per value of a category, else BINS equal bins
+    between the 1st and 99th percentile of both samples (the tails counted in the end bins)."""
+    both = np.concatenate([reference, current])
+    if categorical:
+        values = np.unique(both)
+        edges = np.append(values - 0.5, values[-1] + 0.5)
+    else:
+        low, high = np.quantile(both, [0.01, 0.99])
+        edges = np.linspace(low, high if high > low else low + 1.0, BINS + 1)
+
+    def shares(sample: np.ndarray) -> list[float]:
+        counts = np.histogram(np.clip(sample, edges[0], edges[-1]), edges)[0]
+        return [float(c / max(len(sample), 1)) for c in counts]
+
+    return Histogram(edges=[float(e) for e in edges], reference=shares(reference), current=shares(current))

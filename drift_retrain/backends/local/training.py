@@ -99,4 +99,8 @@ class LocalTraining:
             rows_test=len(y_test),
             model_uri=str(under(self.jobs, job_id, MODEL_FILE)),
             duration=round(time.perf_counter() - began, 3),
+            algorithm=type(model).__name__,
+            rows_reference=len(reference),
+            rows_window=len(window),
+            data_location=f"{self.reference} + {window_dir}",
         )
