@@ -7,6 +7,8 @@ Run names, tags and event display names are one bounded line."""
 
 from __future__ import annotations
 
+import re
+
 import logging
 import unicodedata
 from datetime import UTC, datetime, timedelta
@@ -20,13 +22,22 @@ from drift_retrain.config import PolicyConfig
 from drift_retrain.markdown import escape_md, link_md
 from drift_retrain.policy import decide
 from drift_retrain.portal import Link
-from drift_retrain.results import CopyResult, Decision, DriftDetails, FeatureDrift, ModelVersion, TrainingResult
+from drift_retrain.results import (
+    CopyResult,
+    Decision,
+    Distribution,
+    DriftDetails,
+    FeatureDrift,
+    Histogram,
+    ModelVersion,
+    TrainingResult,
+)
 from drift_retrain.signals import DriftSignal, SignalKind
 from drift_retrain.sweep import SweepAction
 from flows.promote import promotion_markdown
 from flows.sweep import sweep_table
 from tasks import report
-from tasks.report import cancelled_markdown, decision_markdown, model_markdown
+from tasks.report import cancelled_markdown, decision_markdown, drift_markdown, model_markdown
 from tests.contract.ml_fixtures import target
 from tests.rendering import bare_addresses, is_plain_text, links, shape, texts
 
@@ -142,7 +153,7 @@ def test_the_decision_shows_a_hostile_run_id_monitor_and_details_as_text(value: 
         return decision_markdown(signal(v), details(v), decision_of(signal(v), details(v)), "credit")
 
     assert_inert(render(value), render(HARMLESS), value)
-    assert [t for t in texts(render(value)) if t.startswith("Decision")] == ["Decision for credit: Retrain"]
+    assert [t for t in texts(render(value)) if t.startswith("Decision")] == ["Decision for credit: Retrain (final)"]
 
 
 @pytest.mark.parametrize("value", HOSTILE)
@@ -151,6 +162,24 @@ def test_the_decision_of_a_v2_breach_shows_its_signal_and_row_names_as_text(valu
         return decision_markdown(breach(v), details(v), decision_of(breach(v), details(v)), "credit")
 
     assert_inert(render(value), render(HARMLESS), value)
+
+
+@pytest.mark.parametrize("value", HOSTILE)
+def test_the_drift_table_shows_hostile_names_as_text_and_only_our_own_images(value: str) -> None:
+    """Feature, metric and category names come from a backend: text. The only images are the histograms we draw
+    from numbers (``histogram_image``): PNG data URIs of base64 characters, whatever the names."""
+    histogram = Histogram(edges=[0, 1, 2], reference=[0.4, 0.6], current=[float("nan"), 7.0])  # clamped, drawn
+
+    def render(v: str) -> str:
+        feature = FeatureDrift(
+            feature=v, psi=0.4, contribution=0.6, metrics={v: 0.2}, histogram=histogram,
+            reference=Distribution(rows=10, top={v: 0.7, "1": 0.3}), current=Distribution(rows=10, mean=1.0, quantiles={v: 2.0}),
+        )
+        return drift_markdown(details(v).model_copy(update={"features": [feature], "distributions_missing": v}), "credit")
+
+    images = [src for src in links(render(value)) if src.startswith("data:")]
+    assert len(images) == 1 and re.fullmatch(r"data:image/png;base64,[A-Za-z0-9+/]+=*", images[0])
+    assert_inert(render(value), render(HARMLESS), value, allowed_links=images)
 
 
 @pytest.mark.parametrize("value", HOSTILE)
@@ -265,7 +294,7 @@ def test_every_table_cell_is_plain_text_under_either_ui(made, value: str) -> Non
         for cell in row.values()
         if isinstance(cell, str)
     ]
-    assert len(made["table"]) == 4  # the v1 drift table, the v2 breach table, the copy, the training
+    assert len(made["table"]) == 3  # the v2 breach table, the copy, the training (the v1 drift table is markdown)
     assert all(is_plain_text(cell) for cell in cells), [c for c in cells if not is_plain_text(c)]
     assert any(shown(cell, value) for cell in cells)
 
@@ -274,7 +303,7 @@ def test_every_table_cell_is_plain_text_under_either_ui(made, value: str) -> Non
 def test_every_artifact_description_is_plain_text(made, value: str) -> None:
     report_everything(value)
     descriptions = [artifact["description"] for kind in ("markdown", "table") for artifact in made[kind]]
-    assert len(descriptions) == 8  # two decisions, the model, the cancellation and the four tables
+    assert len(descriptions) == 8  # two decisions, the drift table, the model, the cancellation and three tables
     assert all(is_plain_text(d) for d in descriptions), [d for d in descriptions if not is_plain_text(d)]
     assert sum(shown(d, value) for d in descriptions) >= 4  # the breach, copy, training and cancellation name it
 

@@ -11,7 +11,9 @@ from datetime import datetime, timedelta, timezone
 from drift_retrain.breaches import BreachRow
 from drift_retrain.names import SIGNAL_TAG
 from drift_retrain.portal import Link
-from drift_retrain.results import Check, Decision, DriftDetails, FeatureDrift, ModelVersion, TrainingResult
+from drift_retrain.results import (
+    Check, CopyResult, Decision, Distribution, DriftDetails, FeatureDrift, Histogram, ModelVersion, TrainingResult,
+)
 from drift_retrain.signals import DriftSignal, SignalKind
 from tasks import report
 from tasks.report import (
@@ -19,13 +21,17 @@ from tasks.report import (
     breach_description,
     breach_rows,
     cancelled_markdown,
+    copy_description,
+    copy_row,
     decision_markdown,
     drift_description,
-    drift_rows,
+    drift_markdown,
     failure_event,
     model_markdown,
+    training_description,
     training_rows,
 )
+from tests.rendering import links, tokens
 
 WS = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.MachineLearningServices/workspaces/ws-one"
 START = datetime(2026, 11, 19, tzinfo=timezone.utc)
@@ -58,7 +64,7 @@ def table(markdown: str) -> list[list[str]]:
 def test_the_decision_says_the_verdict_the_drift_run_its_window_and_every_rule_pass_or_fail() -> None:
     text = decision_markdown(signal(), DriftDetails(available=True, source="local monitor record of run drift_42"), DECISION, "credit")
     title, *_ = text.splitlines()
-    assert title == "# Decision for `credit`: **Skip**"
+    assert title == "# Decision for `credit`: **Skip** (final)"
     assert "Drift run drift_42 from monitor credit-drift in workspace ws-one (dataset_drift)" in text
     assert "over [2026-11-19 00:00, 2026-11-26 00:00) UTC" in text
     assert table(text) == [[c.rule, "yes" if c.passed else "no", c.detail] for c in DECISION.checks]
@@ -70,27 +76,74 @@ def test_a_retrain_decision_without_a_window_says_retrain_and_names_no_window() 
     manual = signal(kind=SignalKind.MANUAL, window_start=None, window_end=None, drift_coefficient=None, run_id="manual-1")
     retrain = Decision(retrain=True, checks=[Check(rule="drift", passed=True, detail="retrain requested by hand")])
     text = decision_markdown(manual, DriftDetails(available=False, source="no drift run"), retrain, "credit")
-    assert text.startswith("# Decision for `credit`: **Retrain**")
+    assert text.startswith("# Decision for `credit`: **Retrain** (final)")
     assert "(manual)." in text and "over [" not in text
+    preliminary = decision_markdown(manual, DriftDetails(available=False, source="no drift run"), retrain, "credit", final=False)
+    assert preliminary.startswith("# Decision for `credit`: **Retrain** (preliminary)")
+    assert "rewritten with the final decision once the copy and the gate are checked" in preliminary
     assert table(text) == [["drift", "yes", "retrain requested by hand"]]
+
+
+def drift_table(markdown: str) -> list[dict[str, str]]:
+    """The drift artifact's table as rows by column name (the cells as written)."""
+    lines = [line for line in markdown.splitlines() if line.startswith("|")]
+    split = lambda line: [cell.strip() for cell in re.split(r"(?<!\\)\|", line.strip()[1:-1])]
+    header = split(lines[0])
+    return [dict(zip(header, split(line), strict=True)) for line in lines[2:]]
 
 
 def test_the_drift_table_ranks_the_top_features_by_contribution_with_every_reported_statistic() -> None:
     features = [FeatureDrift(feature=f"f{i}", contribution=i / 100, psi=0.123456789 * i) for i in range(TOP_FEATURES + 2)]
     features.append(FeatureDrift(feature="azure-v2", contribution=0.5, metrics={"jensen_shannon_distance": 0.0312345}))
-    details = DriftDetails(available=True, source="s", drift_coefficient=0.6149, threshold=0.3, features=features)
+    details = DriftDetails(available=True, source="s", drift_coefficient=0.6149, threshold=0.3, features=features,
+                           distributions_missing="not available from Azure ML")
 
-    rows = drift_rows(details)
-    assert [r["rank"] for r in rows] == list(range(1, TOP_FEATURES + 1))
+    text = drift_markdown(details, "credit")
+    rows = drift_table(text)
+    assert [r["rank"] for r in rows] == [str(n) for n in range(1, TOP_FEATURES + 1)]
     assert [r["feature"] for r in rows[:3]] == ["azure-v2", "f11", "f10"]
-    assert rows[0] == {"rank": 1, "feature": "azure-v2", "contribution": 0.5, "jensen_shannon_distance": 0.03123, "threshold": 0.3}
-    assert rows[1] == {"rank": 2, "feature": "f11", "psi": 1.358, "contribution": 0.11, "threshold": 0.3}  # 4 significant digits
-    assert "ks_statistic" not in rows[1]  # a statistic the source did not report is left out, never a made-up 0
+    assert rows[0] == {"rank": "1", "feature": "azure-v2", "contribution": "0.5", "PSI": "n/a", "jensen_shannon_distance": "0.0312",
+                       "reference": "not available from Azure ML", "current": "not available from Azure ML",
+                       "histogram": "not available from Azure ML"}
+    assert rows[1]["PSI"] == "1.36" and rows[1]["contribution"] == "0.11"  # 3 significant digits
+    assert "KS statistic" not in rows[1]  # a statistic no source reported is no column, never a made-up 0
     assert drift_description(details) == (
         f"Top {TOP_FEATURES} of {TOP_FEATURES + 3} features by drift; dataset drift coefficient 0.615 vs threshold 0.300"
     )
     unknown = DriftDetails(available=True, source="s", features=features[:2])
     assert drift_description(unknown).endswith("Top 2 of 2 features by drift; dataset drift coefficient n/a vs threshold n/a")
+
+
+def test_the_drift_table_states_the_dataset_threshold_once_and_what_moved_per_feature() -> None:
+    """Issue 15 item 8: the threshold is the dataset's, said once, not in every feature's row; each row shows the
+    reference against the current window (mean and quantiles, or top categories) and both histograms as an image."""
+    histogram = Histogram(edges=[0, 1, 2, 3], reference=[0.2, 0.5, 0.3], current=[0.1, 0.3, 0.6])
+    income = FeatureDrift(
+        feature="income", contribution=0.7, psi=0.47,
+        reference=Distribution(rows=2000, mean=59928.4, quantiles={"p10": 30945.2, "p50": 53426.0, "p90": 97205.9}),
+        current=Distribution(rows=2100, mean=44050.1, quantiles={"p10": 22676.0, "p50": 40148.3, "p90": 70215.0}),
+        histogram=histogram,
+    )
+    late = FeatureDrift(
+        feature="late_payments", contribution=0.3, psi=0.03,
+        reference=Distribution(rows=2000, top={"0": 0.6, "1": 0.3, "2": 0.08}),
+        current=Distribution(rows=2100, top={"0": 0.51, "1": 0.34, "2": 0.12}),
+        histogram=histogram,
+    )
+    details = DriftDetails(available=True, source="local", drift_coefficient=0.585, threshold=0.3, features=[late, income])
+
+    text = drift_markdown(details, "credit")
+    income_row, late_row = drift_table(text)
+    assert "threshold" not in income_row and text.count("0.300") == 1  # once, in the paragraph above the table
+    assert "Dataset drift coefficient **0.585** vs threshold **0.300** (the dataset's threshold, not a feature's)" in text
+    assert income_row["reference"] == "mean 59,928 · p10 30,945 · p50 53,426 · p90 97,206"
+    assert income_row["current"] == "mean 44,050 · p10 22,676 · p50 40,148 · p90 70,215"
+    assert late_row["reference"] == "0: 60% · 1: 30% · 2: 8%" and late_row["current"] == "0: 51% · 1: 34% · 2: 12%"
+    images = [t for t in tokens(text) if t.type == "image"]
+    assert len(images) == 2 and all(src.startswith("data:image/png;base64,") for src in links(text))
+    assert [t.content for t in images] == ["histogram 1", "histogram 2"]  # alt text of our own words
+    missing = drift_markdown(details.model_copy(update={"features": [FeatureDrift(feature="x", contribution=1.0)]}), "m")
+    assert drift_table(missing)[0]["histogram"] == "not recorded" and links(missing) == []
 
 
 BREACHED = [
@@ -144,11 +197,12 @@ def test_the_metric_runs_add_every_other_metric_and_threshold_after_the_breached
 def test_the_drift_artifact_of_a_breach_shows_its_rows_even_without_details(monkeypatch) -> None:
     made: dict[str, tuple] = {}
     monkeypatch.setattr(report, "create_table_artifact", lambda rows, key, description: made.setdefault(key, (rows, description)))
-    monkeypatch.setattr(report, "create_markdown_artifact", lambda markdown, key, description: made.setdefault(key, (markdown,)))
+    monkeypatch.setattr(report, "create_markdown_artifact", lambda markdown, key, description: made.setdefault(key, (markdown,)) and ("decision-markdown",))
     monkeypatch.setattr(report, "emit_event", lambda *a, **k: None)
     monkeypatch.setattr(report, "get_run_logger", lambda: logging.getLogger("test"))
     decision = Decision(retrain=True, checks=[Check(rule="drift", passed=True, detail="signal 'a|b' breached: x")])
-    report.report_decision.fn(breach(), DriftDetails(available=False, source="unavailable"), decision, "credit")
+    card = report.report_decision.fn(breach(), DriftDetails(available=False, source="unavailable"), decision, "credit")
+    assert card == ("decision-markdown",)  # the card's id, for rewriting it later
     rows, description = made["drift-credit"]
     assert [r["metric"] for r in rows] == [r.metric for r in BREACHED] and "3 breached row(s)" in description
     assert rows[1]["feature/group"] == "a\\|b \\[x\\](http\u2060://e) &lt;img src=x>"  # a text cell, escaped
@@ -171,6 +225,49 @@ def test_the_training_table_puts_each_metric_beside_the_champions() -> None:
         {"metric": "f1", "challenger": 0.7, "champion": None, "champion_version": 3},  # the champion never reported it
     ]
     assert training_rows(challenger, None)[0] == {"metric": "roc_auc", "challenger": 0.91, "champion": None, "champion_version": None}
+
+
+def test_the_training_report_says_the_algorithm_the_rows_the_holdout_and_where_the_data_lives() -> None:
+    trained = training({"roc_auc": 0.91}).model_copy(update={
+        "algorithm": "HistGradientBoostingClassifier", "rows_train": 3075, "rows_test": 1025, "rows_reference": 2000,
+        "rows_window": 2100, "data_location": "/data/reference.csv + /data/increments/copy-1",
+    })
+    assert training_description(trained, version(3, {})) == (
+        "HistGradientBoostingClassifier on 4,100 rows (2,000 reference + 2,100 window), 1,025 held out for the metrics; "
+        "training data: /data/reference.csv + /data/increments/copy-1. Metrics of job train-1 vs champion v3"
+    )
+    assert training_description(training({}), None) == (  # a pipeline that reports less (Azure): said, not guessed
+        "algorithm not reported on 100 rows, 25 held out for the metrics; training data: not reported. "
+        "Metrics of job train-1 (no champion yet)"
+    )
+
+
+def test_the_copy_report_puts_the_landing_first_and_gives_bytes_units() -> None:
+    copy = CopyResult(
+        run_id="copy-1", status="Succeeded", rows_read=2100, rows_copied=2100, data_read=12_345_678, data_written=999,
+        files_read=7, files_written=7, copy_duration=0.0123, throughput=980_000.4, output_uri="/store/increments/copy-1",
+        source_uri="/landing/credit",
+    )
+    row = copy_row(copy)
+    assert list(row)[:2] == ["landing", "copied_to"]
+    assert row["landing"] == "/landing/credit" and row["copied_to"] == "/store/increments/copy-1"
+    assert (row["data_read"], row["data_written"]) == ("12.3 MB", "999 B")
+    assert (row["duration"], row["throughput"]) == ("0.0123 s", "980,000 KB/s")
+    assert copy_description(copy) == "Copy run copy-1: 2,100 rows, 999 B from /landing/credit to /store/increments/copy-1"
+    binary = copy.model_copy(update={"rows_copied": None, "source_uri": None})
+    assert copy_row(binary)["landing"] == "not reported"
+    assert copy_description(binary).startswith("Copy run copy-1: rows not reported, 999 B from (landing not reported) to")
+
+
+def test_the_model_report_shows_a_local_folder_as_text_and_keeps_portal_links() -> None:
+    """Issue 15 item 8: a file:// link does not open from the Prefect UI, so the folder is shown as its path."""
+    model = version(4, {"roc_auc": 0.94})
+    folder = Link(label="credit v4 in the local registry", url="file:///state/registry/credit/4")
+    text = model_markdown(model, [folder])
+    assert "- credit v4 in the local registry: /state/registry/credit/4" in text.splitlines()
+    assert links(text) == []
+    portal = Link(label="Azure ML model credit:4", url="https://ml.azure.com/model/credit:4/details?wsid=w")
+    assert links(model_markdown(model, [portal])) == [portal.url]
 
 
 def test_the_model_report_links_locates_and_lists_the_lineage_without_the_checks_blob() -> None:
