@@ -124,7 +124,7 @@ def test_the_histogram_image_is_a_png_drawn_from_numbers_only() -> None:
     assert len(pixels) == HEIGHT * (1 + WIDTH * 4)
     bottom = pixels[-WIDTH * 4 :]
     pixel = lambda row, x: tuple(row[x * 4 : x * 4 + 4])
-    assert pixel(bottom, WIDTH // 4) == (37, 99, 235, 255)  # the first bin's middle: the window's bar (inf: 1.0)
+    assert pixel(bottom, WIDTH // 4) == (156, 163, 175, 255)  # the first bin: only the reference (inf: no bar)
     assert pixel(bottom, WIDTH * 3 // 4) == (37, 99, 235, 255)  # the second bin: the window's 0.5 bar
     top = pixels[1 : 1 + WIDTH * 4]
     assert pixel(top, WIDTH * 3 // 4)[3] == 0  # half as tall: nothing at the top of the second bin
