@@ -79,12 +79,13 @@ def test_a_retrain_registers_one_version_with_its_lineage_and_reports_every_step
     found = artifacts(prefect_api, run.id)
     assert keys(target, found) == {"decision", "drift", "copy", "training", "model"}
     decision = found[f"decision-{target.model}"]["data"]
-    assert decision.startswith(f"# Decision for `{target.model}`: **Retrain**")
+    assert decision.startswith(f"# Decision for `{target.model}`: **Retrain** (final)")
     assert rules(decision) == {
         "already_handled": "yes", "drift": "yes", "min_rows": "yes", "cooldown": "yes", "covered_by": "yes", "data_copied": "yes", "gate": "yes"
     }  # the rules checked in the slot, after the copy and at the gate, in the final decision
     assert "drift coefficient 0.620 (drift run)" in decision
-    assert [row["feature"] for row in found[f"drift-{target.model}"]["data"]] == ["income", "age", "tenure"]
+    drift_rows = [line for line in found[f"drift-{target.model}"]["data"].splitlines() if line.startswith("| ")][1:]
+    assert [row.split(" | ")[1] for row in drift_rows] == ["income", "age", "tenure"]
     (copy,) = found[f"copy-{target.model}"]["data"]
     assert copy["rows_copied"] == 2100 and copy["run_id"] == backends.copy.started[0]
     training = {row["metric"]: row for row in found[f"training-{target.model}"]["data"]}
@@ -126,7 +127,7 @@ def test_a_skip_at_the_first_decision_starts_nothing_and_says_why(
     decision = found[f"decision-{target.model}"]["data"]
     assert "**Skip**" in decision and rules(decision)[failed_rule] == "no"
     assert [rule for rule, passed in rules(decision).items() if passed == "no"] == [failed_rule]
-    assert found[f"decision-{target.model}"]["description"] == run.outcome.reason
+    assert found[f"decision-{target.model}"]["description"] == f"{run.outcome.reason} (final decision)"
 
 
 def concurrent_retrain(target: Target, registry: MemoryRegistry, version: ModelVersion) -> threading.Thread:
@@ -212,7 +213,7 @@ def test_a_binary_copy_that_wrote_files_retrains_and_says_rows_were_not_reported
     assert version.tags["copy.rows_copied"] == "n/a" and version.tags["copy.files_written"] == "1"
     found = artifacts(prefect_api, run.id)
     (copy,) = found[f"copy-{target.model}"]["data"]
-    assert copy["rows_copied"] is None and copy["data_written"] == 2100 * 64
+    assert copy["rows_copied"] is None and copy["data_written"] == "134 kB"  # 2100 * 64 bytes
     decision = found[f"decision-{target.model}"]["data"]
     assert rules(decision)["data_copied"] == "yes"
     assert f"binary copy: 1 files, {2100 * 64} bytes written (rows not reported by the copy)" in decision
