@@ -3,7 +3,7 @@ events other automations can trigger on."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 from urllib.request import url2pathname
 from uuid import UUID
@@ -90,7 +90,9 @@ def report_decision(
     markdown = decision_markdown(signal, details, decision, model_name, final=final)
     description = escape_md(f"{summary} ({FINAL if final else PRELIMINARY})")
     if card is None:
-        card = create_markdown_artifact(markdown, key=artifact_key(DECISION, model_name), description=description)
+        created = create_markdown_artifact(markdown, key=artifact_key(DECISION, model_name), description=description)
+        # async_dispatch answers the sync caller of a sync task directly, never a coroutine (prefect/artifacts.py)
+        card = cast(UUID, created)
         if signal.breached:  # a v2 breach states its rows itself: shown whether or not details could be had
             _table(breach_rows(signal, details), artifact_key(DRIFT, model_name), breach_description(signal, details))
         elif details.features:
@@ -189,14 +191,14 @@ STATISTICS = {
 
 def drift_markdown(details: DriftDetails, model_name: str) -> str:
     """The drift artifact: the dataset's coefficient against its threshold once (the threshold is the dataset's,
-    not any feature's), then one row per top feature: its share of the drift, every statistic the source
-    reported, what moved (the reference's and the window's summary) and both histograms as an image drawn from
-    numbers (``histogram_image``). Names and metric names come from a backend: escaped text."""
+    not any feature's), then one row per top feature: what moved first (both histograms as an image drawn from
+    numbers, ``histogram_image``, and the reference's and the window's summary), then how much: its share of the
+    drift and every statistic the source reported. Names and metric names come from a backend: escaped text."""
     features = details.top_features(TOP_FEATURES)
     reported = [name for name in STATISTICS if any(getattr(f, name) is not None for f in features)]
     metrics = sorted({metric for f in features for metric in f.metrics})
-    header = ["rank", "feature", *[STATISTICS[n] for n in reported], *map(escape_md, metrics)]
-    header += ["reference", "current", "histogram"]
+    header = ["rank", "feature", "histogram", "reference", "current"]  # what moved first, then how much
+    header += [*[STATISTICS[n] for n in reported], *map(escape_md, metrics)]
     lines = [
         f"# Drift of {code_name(model_name)}: top {len(features)} of {len(details.features)} features",
         "",
@@ -212,12 +214,12 @@ def drift_markdown(details: DriftDetails, model_name: str) -> str:
     ]
     missing = escape_md(details.distributions_missing or "not recorded")
     for rank, feature in enumerate(features, start=1):
-        cells = [str(rank), escape_md(feature.feature)]
+        image = f"![histogram {rank}]({histogram_data_uri(feature.histogram)})" if feature.histogram else missing
+        cells = [str(rank), escape_md(feature.feature), image]
+        cells += [_summary(feature.reference) or missing, _summary(feature.current) or missing]
         cells += [readable.number(getattr(feature, name)) for name in reported]
         cells += [readable.number(feature.metrics.get(metric)) for metric in metrics]
-        cells += [_summary(feature.reference) or missing, _summary(feature.current) or missing]
-        image = f"![histogram {rank}]({histogram_data_uri(feature.histogram)})" if feature.histogram else missing
-        lines.append("| " + " | ".join([*cells, image]) + " |")
+        lines.append("| " + " | ".join(cells) + " |")
     lines += ["", f"Drift details: {escape_md(details.source)}."]
     return "\n".join(lines)
 

@@ -6,6 +6,7 @@ a failure is an event."""
 from __future__ import annotations
 
 import json
+import re
 import time
 from datetime import UTC, datetime, time as midnight, timedelta
 from typing import Any
@@ -36,27 +37,50 @@ def _registry(settings) -> FileModelRegistry:
 
 def test_the_run_page_has_every_artifact_keyed_per_model(cockpit_run, api, e2e_settings) -> None:
     assert cockpit_run["state"]["type"] == "COMPLETED", cockpit_run["state"]
-    decision = api.latest_artifact(cockpit_run["id"], "decision-cockpit-model")
-    for rule in ("already_handled", "drift", "min_rows", "cooldown"):
+    (decision,) = [a for a in api.artifacts(cockpit_run["id"]) if a["key"] == "decision-cockpit-model"]  # one card
+    assert decision["data"].startswith("# Decision for `cockpit-model`: **Retrain** (final)")
+    assert decision["description"].endswith("(final decision)")
+    for rule in ("already_handled", "drift", "min_rows", "cooldown", "data_copied"):
         assert f"| {rule} | yes |" in decision["data"]
 
     drift = api.latest_artifact(cockpit_run["id"], "drift-cockpit-model")
-    rows = json.loads(drift["data"])
-    assert [r["rank"] for r in rows] == list(range(1, len(rows) + 1))
-    assert all({"feature", "contribution", "psi", "ks_statistic", "threshold"} <= set(r) for r in rows)
-    assert rows[0]["threshold"] == pytest.approx(0.3)
-    assert "vs threshold 0.300" in drift["description"]
+    assert drift["type"] == "markdown" and "vs threshold 0.300" in drift["description"]
+    assert drift["data"].count("vs threshold **0.300**") == 1  # the dataset's threshold once, not per feature
+    rows = _table(drift["data"])
+    assert [r["rank"] for r in rows] == [str(n) for n in range(1, len(rows) + 1)]
+    assert all({"feature", "contribution", "PSI", "KS statistic", "reference", "current"} <= set(r) for r in rows)
+    assert "threshold" not in rows[0]
+    by_feature = {r["feature"]: r for r in rows}
+    assert _mean(by_feature["age"]["current"]) < _mean(by_feature["age"]["reference"])  # the demo's window: younger
+    assert all(r["histogram"].startswith(f"![histogram {r['rank']}](data:image/png;base64,") for r in rows)
 
     (copy,) = json.loads(api.latest_artifact(cockpit_run["id"], "copy-cockpit-model")["data"])
     assert copy["rows_copied"] == 2100 and copy["status"] == "Succeeded"
-    training = json.loads(api.latest_artifact(cockpit_run["id"], "training-cockpit-model")["data"])
-    assert {"roc_auc", "accuracy"} <= {r["metric"] for r in training}
+    assert list(copy)[:2] == ["landing", "copied_to"]  # where the data landed first, then where it went
+    assert copy["landing"] == str(e2e_settings.resolve(e2e_settings.target("cockpit").copy_step.source))
+    assert copy["data_read"].endswith(" kB")
+    training = api.latest_artifact(cockpit_run["id"], "training-cockpit-model")
+    assert {"roc_auc", "accuracy"} <= {r["metric"] for r in json.loads(training["data"])}
+    assert training["description"].startswith("HistGradientBoostingClassifier on ")
+    assert " reference + 2,100 window), " in training["description"] and "held out" in training["description"]
 
     model = api.latest_artifact(cockpit_run["id"], "model-cockpit-model")
     (version,) = [v for v in _registry(e2e_settings).versions(MODEL) if v.version == 1]
     folder = e2e_settings.resolve(e2e_settings.target("cockpit").registry.path) / MODEL / "1"
-    assert f"[{MODEL} v1 in the local registry]({folder.resolve().as_uri()})" in model["data"]
+    assert f"- {MODEL} v1 in the local registry: {folder.resolve()}" in model["data"].splitlines()
+    assert "](file:" not in model["data"]  # the folder as text: a file:// link opens nothing from the UI
     assert version.tags["prefect.flow_run_id"] == cockpit_run["id"]
+
+
+def _table(markdown: str) -> list[dict[str, str]]:
+    """A markdown artifact's table, row by column name."""
+    lines = [line for line in markdown.splitlines() if line.startswith("|")]
+    split = lambda line: [c.strip() for c in re.split(r"(?<!\\)\|", line.strip()[1:-1])]  # noqa: E731
+    return [dict(zip(split(lines[0]), split(line), strict=True)) for line in lines[2:]]
+
+
+def _mean(cell: str) -> float:
+    return float(re.match(r"mean ([\d,.]+)", cell).group(1).replace(",", ""))
 
 
 def test_the_events_name_the_model_and_relate_the_signal(cockpit_run, api) -> None:
