@@ -90,6 +90,8 @@ def test_azure_run_reports_details_decision_and_model(azure_retrain, api) -> Non
     assert {"decision-azure-credit", "drift-azure-credit", "copy-azure-credit", "training-azure-credit", "model-azure-credit"} <= keys
     decision = api.latest_artifact(flow_run["id"], "decision-azure-credit")["data"]
     assert "drift coefficient 0.580 (drift run)" in decision  # the drift run's metrics, not the event's
+    drift = api.latest_artifact(flow_run["id"], "drift-azure-credit")["data"]
+    assert "| not available from Azure ML | not available from Azure ML | not available from Azure ML |" in drift
 
 
 def test_the_model_report_links_the_portals_and_the_log_has_each_state_change_once(azure_retrain, api, fake_azure: FakeAzure) -> None:
