@@ -71,14 +71,15 @@ def code_name(name: str) -> str:
     return f"`{name}`" if _NAME.fullmatch(name) else escape_md(name)
 
 
-#: Our own links only: https (the Azure portals) or file (the local registry), and only characters that can
-#: neither end a link destination nor start an entity (no parentheses, spaces, ``<``, ``>``, ``;``).
-_OWN_URL = re.compile(r"(?:https|file)://[A-Za-z0-9\-._~:/?#@=&%+,]*")
+#: Our own links only: https (the Azure portals; the local registry's folder is shown as a path, since a
+#: file:// link opens nothing from a web page), and only characters that can neither end a link destination
+#: nor start an entity (no parentheses, spaces, ``<``, ``>``, ``;``).
+_OWN_URL = re.compile(r"https://[A-Za-z0-9\-._~:/?#@=&%+,]*")
 
 
 def link_md(label: str, url: str) -> str:
     """A markdown link to one of our own URLs (``drift_retrain.portal``), its label escaped. A URL that is not
-    https or file, or that has a character which could end the link, is shown as escaped text, never linked."""
+    https, or that has a character which could end the link, is shown as escaped text, never linked."""
     if _OWN_URL.fullmatch(url):
         return f"[{escape_md(label)}]({url})"
     return f"{escape_md(label)}: {escape_md(url)}"

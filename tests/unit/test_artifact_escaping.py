@@ -227,6 +227,7 @@ def test_the_promotion_report_shows_the_signal_and_the_uri_as_text(value: str) -
         "https://x.example/a>b",
         "https://x.example/?a=1&lt;",
         "data:image/png;base64,AAAA",
+        "file:///state/registry/credit/4",  # opens nothing from a web page: the model artifact shows the path
     ],
 )
 def test_a_link_is_only_ever_made_to_one_of_our_own_urls(url: str) -> None:
