@@ -82,10 +82,13 @@ def _pattern(node: ast.expr) -> str | None:
 
 
 def _printed_patterns() -> list[str]:
-    """The line shapes the demo prints: ``say(...)`` in devstack/demo.py, ``typer.echo(...)`` in cli's demo."""
+    """The line shapes the demo prints: ``say(...)`` in devstack/demo.py and what its ``*_line`` functions return
+    (`monitor` prints those too), ``typer.echo(...)`` in cli's demo."""
     found: list[ast.expr] = []
     demo = ast.parse((ROOT / "drift_retrain" / "devstack" / "demo.py").read_text(encoding="utf-8"))
     found += [n.args[0] for n in ast.walk(demo) if isinstance(n, ast.Call) and getattr(n.func, "id", None) == "say"]
+    lines = [n for n in ast.walk(demo) if isinstance(n, ast.FunctionDef) and n.name.endswith("_line")]
+    found += [n.value for f in lines for n in ast.walk(f) if isinstance(n, ast.Return) and n.value is not None]
     cli = ast.parse((ROOT / "drift_retrain" / "cli.py").read_text(encoding="utf-8"))
     command = next(n for n in ast.walk(cli) if isinstance(n, ast.FunctionDef) and n.name == "demo")
     found += [
