@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from drift_retrain.config import ConfigError, Settings, load_settings
+from drift_retrain.config import ConfigError, Settings, TargetConfig, load_settings
 
 app = typer.Typer(
     help="Turn Azure ML drift alerts into safe, observable retraining, orchestrated by Prefect.", no_args_is_help=True
@@ -178,22 +178,39 @@ def azure_subscription(
     endpoint: Annotated[
         str | None, typer.Option(help="https URL of the receiver (default: receiver.public_url)")
     ] = None,
-    output: Annotated[str, typer.Option("--format", help="az | bicep-params")] = "az",
+    output: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help="az: the commands; bicep-params: one JSON document, an object keyed by subscription name whose "
+            "values are deployments/eventgrid-subscription.bicep parameters files",
+        ),
+    ] = "az",
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            help="With bicep-params: write one parameters file per subscription, DIR/<subscription>.parameters.json",
+        ),
+    ] = None,
 ) -> None:
     """Print the `az eventgrid event-subscription create` command(s) (or Bicep parameters) for a target."""
-    from drift_retrain.intake.subscription import az_command, bicep_parameters, subscriptions_of
+    from drift_retrain.intake.subscription import az_command, subscriptions_of
 
     settings = _settings(config)
     if output not in ("az", "bicep-params"):
         typer.secho(f"--format must be az or bicep-params, not {output!r}", fg="red", err=True)
         raise typer.Exit(2)
+    if out is not None and output != "bicep-params":
+        typer.secho("--out writes parameters files: use it with --format bicep-params", fg="red", err=True)
+        raise typer.Exit(2)
     targets = [settings.target(target)] if target else settings.targets
+    if output == "bicep-params":
+        _bicep_params(settings, targets, endpoint, out)
+        return
     for chosen in targets:
         subscriptions, configured = subscriptions_of(chosen)
         for subscription in subscriptions:
-            if output == "bicep-params":
-                typer.echo(json.dumps(bicep_parameters(chosen, subscription, settings.receiver, endpoint), indent=2))
-                continue
             typer.echo(
                 f"# target {chosen.name}: subscription {subscription.name}"
                 + (
@@ -203,6 +220,33 @@ def azure_subscription(
                 )
             )
             typer.echo(az_command(chosen, subscription, settings.receiver, endpoint) + "\n")
+
+
+def _bicep_params(settings: Settings, targets: list[TargetConfig], endpoint: str | None, out: Path | None) -> None:
+    """Every subscription's parameters file, as one JSON document keyed by subscription name (stdout), or one file
+    each under ``out``. Two subscriptions of one name (in different workspaces) would overwrite each other: refused."""
+    from drift_retrain.intake.subscription import bicep_parameters, subscriptions_of
+    from drift_retrain.safepath import under
+
+    documents: dict[str, dict] = {}
+    for chosen in targets:
+        for subscription in subscriptions_of(chosen)[0]:
+            if subscription.name in documents:
+                typer.secho(
+                    f"two subscriptions are named '{subscription.name}': pick one target with --target",
+                    fg="red",
+                    err=True,
+                )
+                raise typer.Exit(2)
+            documents[subscription.name] = bicep_parameters(chosen, subscription, settings.receiver, endpoint)
+    if out is None:
+        typer.echo(json.dumps(documents, indent=2))
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    for name, document in documents.items():
+        path = under(out, f"{name}.parameters.json")  # a config name, still never a way out of the folder
+        path.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+        typer.echo(str(path))
 
 
 def main() -> None:
