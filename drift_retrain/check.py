@@ -15,7 +15,7 @@ import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 
@@ -29,10 +29,7 @@ from drift_retrain.config import (
     TargetConfig,
     load_settings,
 )
-from drift_retrain.sample_event import signal_name, v1_event, v2_event
-
-if TYPE_CHECKING:
-    from drift_retrain.intake.delivery import Routed
+from drift_retrain.sample_event import reaches, receive, signal_name, v1_event, v2_event
 
 WORKSPACE_ROLE = "AzureML Data Scientist"
 FACTORY_ROLE = "Data Factory Contributor"
@@ -109,28 +106,6 @@ def routing_checks(settings: Settings) -> list[CheckResult]:
     ]
 
 
-def _receive(settings: Settings, event: dict[str, Any]) -> Routed | str:
-    """What the receiver does with ``event``: the target it routes to, or why it refuses or ignores it."""
-    from drift_retrain.intake.delivery import Rejected, read_delivery
-
-    try:
-        delivery = read_delivery(json.dumps([event]).encode(), settings)
-    except Rejected as exc:
-        return f"the receiver refuses it ({exc.status}: {exc})"
-    if delivery.signals:
-        return delivery.signals[0]
-    return "the receiver ignores it: " + "; ".join(i.reason for i in delivery.ignored)
-
-
-def _reaches(found: Routed | str, target: TargetConfig, monitor: str) -> str | None:
-    """None when ``found`` is ``monitor`` of ``target``; else what happened instead."""
-    if isinstance(found, str):
-        return found
-    if found.target.name == target.name and found.signal.monitor == monitor:
-        return None
-    return f"it routes to monitor '{found.signal.monitor}' of target '{found.target.name}'"
-
-
 def _local_monitor_dead_end(settings: Settings, index: int, local: LocalMonitorConfig) -> list[CheckResult]:
     where = f"local_monitors.{index}"
     if not settings.knows_workspace(local.workspace):
@@ -143,7 +118,7 @@ def _local_monitor_dead_end(settings: Settings, index: int, local: LocalMonitorC
                 f"{fields} in {settings.source_file}",
             )
         ]
-    found = _receive(settings, v1_event(local.workspace, local.name))
+    found = receive(settings, v1_event(local.workspace, local.name))
     if not isinstance(found, str):
         return []
     same = [(i, t) for i, t in enumerate(settings.targets) if t.workspace.lower() == local.workspace.lower()]
@@ -179,9 +154,9 @@ def _target_dead_ends(settings: Settings, index: int, target: TargetConfig) -> l
                 )
             )
             continue
-        v1 = _reaches(_receive(settings, v1_event(target.workspace, monitor)), target, monitor)
-        v2 = _reaches(
-            _receive(settings, v2_event(target.workspace, monitor, signal_name(target, monitor))), target, monitor
+        v1 = reaches(receive(settings, v1_event(target.workspace, monitor)), target, monitor)
+        v2 = reaches(
+            receive(settings, v2_event(target.workspace, monitor, signal_name(target, monitor))), target, monitor
         )
         if v1 is not None and v2 is not None:
             failures.append(
@@ -194,7 +169,7 @@ def _target_dead_ends(settings: Settings, index: int, target: TargetConfig) -> l
             )
     for monitor, signals in target.signals.items():
         for signal in signals:
-            why = _reaches(_receive(settings, v2_event(target.workspace, monitor, signal)), target, monitor)
+            why = reaches(receive(settings, v2_event(target.workspace, monitor, signal)), target, monitor)
             if why is not None:
                 failures.append(
                     CheckResult(

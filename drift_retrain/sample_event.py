@@ -10,13 +10,17 @@ signal's evaluate step, its breach tag built as the component builds it (``breac
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime, time, timedelta
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from drift_retrain.breaches import BREACH_TAG, breach_text
 from drift_retrain.config import Settings, TargetConfig
 from drift_retrain.signals import DATASET_DRIFT_DETECTED, RUN_STATUS_CHANGED
+
+if TYPE_CHECKING:
+    from drift_retrain.intake.delivery import Routed
 
 Schema = Literal["v2", "v1"]
 #: The largest drift a v1 event can report: a filter that drops even this drops every drift of the monitor.
@@ -110,6 +114,28 @@ def sample_events(settings: Settings, monitor: str | None = None, schema: Schema
     if schema == "v1":
         return [v1_event(target.workspace, name)]
     return [v2_event(target.workspace, name, signal_name(target, name))]
+
+
+def receive(settings: Settings, event: dict[str, Any]) -> Routed | str:
+    """What the receiver does with ``event``: the target it routes to, or why it refuses or ignores it."""
+    from drift_retrain.intake.delivery import Rejected, read_delivery
+
+    try:
+        delivery = read_delivery(json.dumps([event]).encode(), settings)
+    except Rejected as exc:
+        return f"the receiver refuses it ({exc.status}: {exc})"
+    if delivery.signals:
+        return delivery.signals[0]
+    return "the receiver ignores it: " + "; ".join(i.reason for i in delivery.ignored)
+
+
+def reaches(found: Routed | str, target: TargetConfig, monitor: str) -> str | None:
+    """None when ``found`` is ``monitor`` of ``target``; else what happened instead."""
+    if isinstance(found, str):
+        return found
+    if found.target.name == target.name and found.signal.monitor == monitor:
+        return None
+    return f"it routes to monitor '{found.signal.monitor}' of target '{found.target.name}'"
 
 
 def _now_text(now: datetime | None) -> str:
