@@ -134,6 +134,31 @@ def test_the_readme_summary_is_what_the_demo_prints_for_the_recorded_run() -> No
     assert summary == printed, "README.md's demo summary differs from what the demo prints for the recorded run"
 
 
+def test_the_getting_started_first_run_is_the_readmes_recorded_run() -> None:
+    (readme,) = [block for page, block in _demo_blocks() if page == README]
+    first = next(block for page, block in _demo_blocks() if page.name == "getting-started.md")
+    assert first == readme
+
+
+def test_the_azure_fake_demo_block_is_the_recorded_run_with_its_call_count_and_summary() -> None:
+    """docs/azure-setup.md shows the run recorded in tests/fixtures/demo/recorded-azure-fake.json line for line: the
+    summary is what the printer renders from its outcome, and the count is its recorded calls' (the e2e test
+    tests/e2e/test_demo_output.py holds the recording to what the code does today)."""
+    from drift_retrain.devstack.demo import _summarise
+    from drift_retrain.results import RetrainOutcome
+
+    recorded = json.loads((ROOT / "tests" / "fixtures" / "demo" / "recorded-azure-fake.json").read_text(encoding="utf-8"))
+    (block,) = [block for page, block in _demo_blocks() if page.name == "azure-setup.md"]
+    lines = block.splitlines()
+    assert lines == recorded["printed"]
+    assert lines[-1] == f"Azure calls made by the SDKs: {len(recorded['calls'])}"
+    run = recorded["flow_run"]
+    flow_run = SimpleNamespace(name=run["name"], state=SimpleNamespace(name=run["state"], message=""))
+    printed: list[str] = []
+    _summarise(flow_run, RetrainOutcome.model_validate(recorded["outcome"]), run["url"], printed.append)  # type: ignore[arg-type]
+    assert lines[-1 - len(printed) : -1] == printed
+
+
 # ------------------------------------------------------------------------------------------------
 # The generated pages (docs/hooks.py)
 # ------------------------------------------------------------------------------------------------
