@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 from typing import Annotated
 
-import httpx
 import typer
 
 from drift_retrain.config import ConfigError, Settings, TargetConfig, load_settings
@@ -132,7 +131,7 @@ def monitor(
     """Run a local drift monitor over its latest window; on drift, post DatasetDriftDetected. Prints the demo's
     line for the run and what the receiver did with the event (exit 2 when it ignored or refused it)."""
     from drift_retrain.backends.local.monitor import drift_event, run_monitor
-    from drift_retrain.devstack.demo import DemoFailed, handoff_line, monitor_line, receipt
+    from drift_retrain.devstack.demo import DemoFailed, answer_of, handoff_line, monitor_line, receipt
     from drift_retrain.devstack.sender import post_events
     from drift_retrain.devstack.stack import local_secret
 
@@ -146,7 +145,7 @@ def monitor(
     if run.has_drift and send:
         response = post_events(_webhook_url(url), [drift_event(run)], local_secret(settings))
     if as_json:
-        delivery = None if response is None else {"status": response.status_code, "answer": _answer(response)}
+        delivery = None if response is None else {"status": response.status_code, "answer": answer_of(response)}
         document = {"run": run.model_dump(mode="json", exclude={"features"}), "delivery": delivery}
         typer.echo(json.dumps(document, indent=2))
         raise typer.Exit(0 if response is None or response.status_code < 300 else 1)
@@ -155,7 +154,7 @@ def monitor(
         typer.echo("no drift detected: no event sent" if not run.has_drift else "drift detected: not sent (--no-send)")
         return
     try:
-        accepted = receipt(response.status_code, _answer(response))
+        accepted = receipt(response.status_code, answer_of(response))
     except DemoFailed as exc:
         typer.secho(str(exc), fg="red", err=True)
         raise typer.Exit(1) from None
@@ -170,13 +169,6 @@ def _webhook_url(url: str | None) -> str:
     from drift_retrain.devstack.stack import HOST, WEBHOOK_PORT_ENV
 
     return url or f"http://{HOST}:{os.environ.get(WEBHOOK_PORT_ENV, '8088')}/api/eventgrid"
-
-
-def _answer(response: httpx.Response) -> object:
-    try:
-        return response.json()
-    except ValueError:
-        return {"error": response.text}
 
 
 @app.command("sample-event")

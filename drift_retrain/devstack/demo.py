@@ -69,7 +69,7 @@ def run_demo(
         response = deliver_events(
             stack.webhook_url, [drift_event(run)], stack.secret
         )  # retried on 503, as Event Grid does
-        accepted = receipt(response.status_code, _json(response.response))
+        accepted = receipt(response.status_code, answer_of(response.response))
         if isinstance(accepted, str):
             say(accepted)
             say(f"nothing was retrained: `drift-retrain check -c {settings.source_file}` names the config to fix")
@@ -119,7 +119,8 @@ def monitor_line(run: MonitorRun) -> str:
     )
 
 
-def _json(response: httpx.Response) -> Any:
+def answer_of(response: httpx.Response) -> Any:
+    """The receiver's JSON answer, or its text as the error when it is not JSON."""
     try:
         return response.json()
     except ValueError:
