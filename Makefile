@@ -5,18 +5,30 @@ BIN    := $(VENV)/bin
 
 .PHONY: demo test test-fast install clean up bench docs
 
+# pip says only what needs reading: -qq leaves its errors (a failed build shows the backend's output) and drops
+# the progress bars, its version nag and setuptools' notice about editable installs.
+PIP := PIP_DISABLE_PIP_VERSION_CHECK=1 $(BIN)/python -m pip
+PIP_QUIET := -qq --progress-bar off
+
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(PIP) install $(PIP_QUIET) --upgrade pip
 
+# Two stamps: the package alone (what `make demo`, `up` and `bench` run), and the test extra on top of it
+# (pytest, hypothesis, playwright: only `make test` and the gate need them). `make demo` then `make test` installs
+# the extra once; `make test` first leaves nothing for `make demo` to install.
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(PIP) install $(PIP_QUIET) -e .
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml $(VENV)/.installed
+	$(PIP) install $(PIP_QUIET) -e '.[test]'
 	touch $@
 
 install: $(VENV)/.installed
 
-$(VENV)/.docs-installed: pyproject.toml | $(VENV)/.installed
-	$(BIN)/python -m pip install --quiet -e '.[test,docs]'
+$(VENV)/.docs-installed: pyproject.toml | $(VENV)/.installed-test
+	$(PIP) install $(PIP_QUIET) -e '.[test,docs]'
 	touch $@
 
 demo: install  ## run the main job end to end on the embedded default
@@ -25,21 +37,21 @@ demo: install  ## run the main job end to end on the embedded default
 up: install  ## start the stack (Prefect server + UI, runner, webhook) and keep it up
 	$(BIN)/drift-retrain up
 
-test: install  ## run the whole test suite
+test: $(VENV)/.installed-test  ## run the whole test suite
 	$(BIN)/python -m pytest
 
 # The unit tests and the flow in-process (tests/flow: an ephemeral Prefect server, in-memory steps); no stack,
 # no loopback Azure, no scikit-learn runs; one worker per core (a module stays on one worker). Under a minute;
 # `make test` runs all of it and the rest.
-test-fast: install  ## run the fast tier: unit tests and the flow in-process, in under a minute
+test-fast: $(VENV)/.installed-test  ## run the fast tier: unit tests and the flow in-process, in under a minute
 	$(BIN)/python -m pytest tests/unit tests/flow -m "not slow and not e2e" -n auto --maxprocesses 4 --dist loadscope
 
 # The lint and type gate, over the library and the project's own flows, tasks and deployments.
 LINT_PATHS := drift_retrain flows tasks deployments
 .PHONY: check fmt
 
-$(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed
-	$(BIN)/python -m pip install --quiet -e '.[test,dev]'
+$(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed-test
+	$(PIP) install $(PIP_QUIET) -e '.[test,dev]'
 	touch $@
 
 check: $(VENV)/.installed-dev  ## the lint and type gate: ruff check, ruff format --check, mypy (all three run, then it fails)

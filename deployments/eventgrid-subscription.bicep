@@ -1,7 +1,7 @@
 // One Event Grid subscription delivering an Azure ML workspace's events to the drift-retrain receiver.
-// Deploy into the workspace's resource group; parameters come from
-//   drift-retrain azure subscription --target <name> --format bicep-params > params.json
-//   az deployment group create -g <rg> -f deployments/eventgrid-subscription.bicep -p @params.json \
+// Deploy into the workspace's resource group, once per subscription; parameters files come from
+//   drift-retrain azure subscription --target <name> --format bicep-params --out params/
+//   az deployment group create -g <rg> -f deployments/eventgrid-subscription.bicep -p @params/<subscription>.parameters.json \
 //      -p webhookSecret="$DRIFT_RETRAIN_WEBHOOK_SECRET"          (auth "secret" only)
 
 @description('Name of the Azure Machine Learning workspace whose events are delivered')

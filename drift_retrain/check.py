@@ -9,6 +9,7 @@ does not exist, or the endpoint that cannot be reached. Nothing is started or ch
 from __future__ import annotations
 
 import base64
+import difflib
 import json
 import os
 import re
@@ -19,7 +20,16 @@ from typing import Any
 import httpx
 
 from drift_retrain.backends.azure.workspace_rest import WORKSPACE_API_VERSION
-from drift_retrain.config import AzureTarget, ConfigError, DataFactoryCopyConfig, Settings, load_settings
+from drift_retrain.config import (
+    AzureTarget,
+    ConfigError,
+    DataFactoryCopyConfig,
+    LocalMonitorConfig,
+    Settings,
+    TargetConfig,
+    load_settings,
+)
+from drift_retrain.sample_event import reaches, receive, signal_name, v1_event, v2_event
 
 WORKSPACE_ROLE = "AzureML Data Scientist"
 FACTORY_ROLE = "Data Factory Contributor"
@@ -67,9 +77,109 @@ def run_checks(config: str | os.PathLike[str] | None = None) -> list[CheckResult
         for t in settings.targets
         if t.backend == "local"
     ]
+    results += routing_checks(settings)
     if not azure:
         return results
     return results + AzureChecks(settings).run(azure)
+
+
+def routing_checks(settings: Settings) -> list[CheckResult]:
+    """Every routing dead end, one failing line each naming the config field: a local monitor whose events no
+    target takes, a target monitor no event reaches (no local monitor feeds a local target's, or its configured
+    subscriptions filter all of it out), a configured v2 signal that does not reach its monitor. Each is found
+    by passing the event the monitor would send through the receiver's own reading (``read_delivery``: workspace,
+    filters, routing); one ok line when there is none."""
+    failures: list[CheckResult] = []
+    for index, local in enumerate(settings.local_monitors):
+        failures += _local_monitor_dead_end(settings, index, local)
+    for index, target in enumerate(settings.targets):
+        failures += _target_dead_ends(settings, index, target)
+    if failures:
+        return failures
+    monitors = sum(len(t.monitors) for t in settings.targets)
+    return [
+        CheckResult(
+            "routing",
+            True,
+            f"{len(settings.local_monitors)} local monitor(s) and {monitors} target monitor(s): every one reaches its target",
+        )
+    ]
+
+
+def _local_monitor_dead_end(settings: Settings, index: int, local: LocalMonitorConfig) -> list[CheckResult]:
+    where = f"local_monitors.{index}"
+    if not settings.knows_workspace(local.workspace):
+        fields = ", ".join(f"targets.{i}.workspace" for i in range(len(settings.targets)))
+        return [
+            CheckResult(
+                f"routing {where}",
+                False,
+                f"local monitor '{local.name}' feeds no target: {where}.workspace {local.workspace} is none of "
+                f"{fields} in {settings.source_file}",
+            )
+        ]
+    found = receive(settings, v1_event(local.workspace, local.name))
+    if not isinstance(found, str):
+        return []
+    same = [(i, t) for i, t in enumerate(settings.targets) if t.workspace.lower() == local.workspace.lower()]
+    names = [m for _, t in same for m in t.monitors]
+    close = difflib.get_close_matches(local.name, names, n=1)
+    hint = f"; did you mean '{close[0]}'?" if close else ""
+    fields = ", ".join(f"targets.{i}.monitors" for i, _ in same)
+    return [
+        CheckResult(
+            f"routing {where}",
+            False,
+            f"local monitor '{local.name}' ({where}.name) feeds no target: it is in none of {fields} in "
+            f"{settings.source_file}{hint} ({found})",
+        )
+    ]
+
+
+def _target_dead_ends(settings: Settings, index: int, target: TargetConfig) -> list[CheckResult]:
+    failures = []
+    where = f"targets.{index}"
+    name = f"routing {where}"
+    for monitor in target.monitors:
+        if target.backend == "local" and not any(
+            m.name == monitor and m.workspace.lower() == target.workspace.lower() for m in settings.local_monitors
+        ):
+            failures.append(
+                CheckResult(
+                    name,
+                    False,
+                    f"monitor '{monitor}' of target '{target.name}' ({where}.monitors) is no [[local_monitors]] "
+                    f"name of workspace {target.workspace} in {settings.source_file}: nothing on this machine "
+                    "sends its drift, and a local target reads a drift run's details from its local monitor",
+                )
+            )
+            continue
+        v1 = reaches(receive(settings, v1_event(target.workspace, monitor)), target, monitor)
+        v2 = reaches(
+            receive(settings, v2_event(target.workspace, monitor, signal_name(target, monitor))), target, monitor
+        )
+        if v1 is not None and v2 is not None:
+            failures.append(
+                CheckResult(
+                    name,
+                    False,
+                    f"no drift of monitor '{monitor}' ({where}.monitors) reaches target '{target.name}' "
+                    f"({settings.source_file}): a v1 event: {v1}; a v2 breach: {v2}",
+                )
+            )
+    for monitor, signals in target.signals.items():
+        for signal in signals:
+            why = reaches(receive(settings, v2_event(target.workspace, monitor, signal)), target, monitor)
+            if why is not None:
+                failures.append(
+                    CheckResult(
+                        name,
+                        False,
+                        f"a breach of signal '{signal}' ({where}.signals.{monitor}) does not reach monitor "
+                        f"'{monitor}' of target '{target.name}' ({settings.source_file}): {why}",
+                    )
+                )
+    return failures
 
 
 def exit_code(results: list[CheckResult]) -> int:

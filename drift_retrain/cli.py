@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from drift_retrain.config import ConfigError, Settings, load_settings
+from drift_retrain.config import ConfigError, Settings, TargetConfig, load_settings
 
 app = typer.Typer(
     help="Turn Azure ML drift alerts into safe, observable retraining, orchestrated by Prefect.", no_args_is_help=True
@@ -123,9 +123,17 @@ def monitor(
     name: Annotated[str | None, typer.Option("--name", help="Local monitor (default: the first)")] = None,
     url: Annotated[str | None, typer.Option(help="Webhook URL to post the drift event to")] = None,
     send: Annotated[bool, typer.Option(help="Post the event when drift is detected")] = True,
+    as_json: Annotated[
+        bool,
+        typer.Option("--json", help='Print one JSON document {"run": ..., "delivery": null | {"status", "answer"}}'),
+    ] = False,
 ) -> None:
-    """Run a local drift monitor over its latest window; on drift, post DatasetDriftDetected."""
+    """Run a local drift monitor over its latest window; on drift, post DatasetDriftDetected. Prints the demo's
+    line for the run and what the receiver did with the event (exit 2 when it ignored or refused it)."""
     from drift_retrain.backends.local.monitor import drift_event, run_monitor
+    from drift_retrain.devstack.demo import DemoFailed, answer_of, handoff_line, monitor_line, receipt
+    from drift_retrain.devstack.sender import post_events
+    from drift_retrain.devstack.stack import local_secret
 
     settings = _settings(config)
     if not settings.local_monitors:
@@ -133,9 +141,67 @@ def monitor(
         raise typer.Exit(2)
     chosen = settings.monitor(name) if name else settings.local_monitors[0]
     run = run_monitor(chosen, settings)
-    typer.echo(json.dumps(run.model_dump(mode="json", exclude={"features"}), indent=2))
+    response = None
     if run.has_drift and send:
-        _post(settings, [drift_event(run)], url)
+        response = post_events(_webhook_url(url), [drift_event(run)], local_secret(settings))
+    if as_json:
+        delivery = None if response is None else {"status": response.status_code, "answer": answer_of(response)}
+        document = {"run": run.model_dump(mode="json", exclude={"features"}), "delivery": delivery}
+        typer.echo(json.dumps(document, indent=2))
+        raise typer.Exit(0 if response is None or response.status_code < 300 else 1)
+    typer.echo(monitor_line(run))
+    if response is None:
+        typer.echo("no drift detected: no event sent" if not run.has_drift else "drift detected: not sent (--no-send)")
+        return
+    try:
+        accepted = receipt(response.status_code, answer_of(response))
+    except DemoFailed as exc:
+        typer.secho(str(exc), fg="red", err=True)
+        raise typer.Exit(1) from None
+    if isinstance(accepted, str):
+        typer.secho(accepted, fg="red")
+        raise typer.Exit(2)
+    typer.echo(handoff_line(run.run_id, accepted))
+
+
+def _webhook_url(url: str | None) -> str:
+    """The receiver's URL: ``url``, else the local stack's (its port from the environment, as `up` starts it)."""
+    from drift_retrain.devstack.stack import HOST, WEBHOOK_PORT_ENV
+
+    return url or f"http://{HOST}:{os.environ.get(WEBHOOK_PORT_ENV, '8088')}/api/eventgrid"
+
+
+@app.command("sample-event")
+def sample_event(
+    config: ConfigOption = None,
+    schema: Annotated[
+        str, typer.Option(help="v2: a model-monitor breach (RunStatusChanged); v1: DatasetDriftDetected")
+    ] = "v2",
+    monitor_name: Annotated[
+        str | None, typer.Option("--monitor", help="A monitor of a target's monitors (default: the first)")
+    ] = None,
+) -> None:
+    """Print a ready Event Grid delivery (a JSON array of one drift event) for a configured monitor, in its target's
+    workspace, checked to route to that monitor as the receiver would: save it and pass it to `send-event`."""
+    from drift_retrain.sample_event import NoSuchMonitor, monitor_target, reaches, receive, sample_events
+
+    settings = _settings(config)
+    if schema not in ("v2", "v1"):
+        typer.secho(f"--schema must be v2 or v1, not {schema!r}", fg="red", err=True)
+        raise typer.Exit(2)
+    try:
+        name, target = monitor_target(settings, monitor_name)
+    except NoSuchMonitor as exc:
+        typer.secho(str(exc), fg="red", err=True)
+        raise typer.Exit(2) from None
+    events = sample_events(settings, name, "v2" if schema == "v2" else "v1")
+    why = reaches(receive(settings, events[0]), target, name)
+    if why is not None:
+        typer.secho(
+            f"a {schema} event of monitor '{name}' would not reach target '{target.name}': {why}", fg="red", err=True
+        )
+        raise typer.Exit(1)
+    typer.echo(json.dumps(events, indent=2))
 
 
 @app.command("send-event")
@@ -178,22 +244,39 @@ def azure_subscription(
     endpoint: Annotated[
         str | None, typer.Option(help="https URL of the receiver (default: receiver.public_url)")
     ] = None,
-    output: Annotated[str, typer.Option("--format", help="az | bicep-params")] = "az",
+    output: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help="az: the commands; bicep-params: one JSON document, an object keyed by subscription name whose "
+            "values are deployments/eventgrid-subscription.bicep parameters files",
+        ),
+    ] = "az",
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            help="With bicep-params: write one parameters file per subscription, DIR/<subscription>.parameters.json",
+        ),
+    ] = None,
 ) -> None:
     """Print the `az eventgrid event-subscription create` command(s) (or Bicep parameters) for a target."""
-    from drift_retrain.intake.subscription import az_command, bicep_parameters, subscriptions_of
+    from drift_retrain.intake.subscription import az_command, subscriptions_of
 
     settings = _settings(config)
     if output not in ("az", "bicep-params"):
         typer.secho(f"--format must be az or bicep-params, not {output!r}", fg="red", err=True)
         raise typer.Exit(2)
+    if out is not None and output != "bicep-params":
+        typer.secho("--out writes parameters files: use it with --format bicep-params", fg="red", err=True)
+        raise typer.Exit(2)
     targets = [settings.target(target)] if target else settings.targets
+    if output == "bicep-params":
+        _bicep_params(settings, targets, endpoint, out)
+        return
     for chosen in targets:
         subscriptions, configured = subscriptions_of(chosen)
         for subscription in subscriptions:
-            if output == "bicep-params":
-                typer.echo(json.dumps(bicep_parameters(chosen, subscription, settings.receiver, endpoint), indent=2))
-                continue
             typer.echo(
                 f"# target {chosen.name}: subscription {subscription.name}"
                 + (
@@ -203,6 +286,33 @@ def azure_subscription(
                 )
             )
             typer.echo(az_command(chosen, subscription, settings.receiver, endpoint) + "\n")
+
+
+def _bicep_params(settings: Settings, targets: list[TargetConfig], endpoint: str | None, out: Path | None) -> None:
+    """Every subscription's parameters file, as one JSON document keyed by subscription name (stdout), or one file
+    each under ``out``. Two subscriptions of one name (in different workspaces) would overwrite each other: refused."""
+    from drift_retrain.intake.subscription import bicep_parameters, subscriptions_of
+    from drift_retrain.safepath import under
+
+    documents: dict[str, dict] = {}
+    for chosen in targets:
+        for subscription in subscriptions_of(chosen)[0]:
+            if subscription.name in documents:
+                typer.secho(
+                    f"two subscriptions are named '{subscription.name}': pick one target with --target",
+                    fg="red",
+                    err=True,
+                )
+                raise typer.Exit(2)
+            documents[subscription.name] = bicep_parameters(chosen, subscription, settings.receiver, endpoint)
+    if out is None:
+        typer.echo(json.dumps(documents, indent=2))
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    for name, document in documents.items():
+        path = under(out, f"{name}.parameters.json")  # a config name, still never a way out of the folder
+        path.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+        typer.echo(str(path))
 
 
 def main() -> None:

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 from uuid import UUID
 
+import httpx
 import prefect.settings
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import FlowRun
@@ -23,8 +24,13 @@ from drift_retrain.devstack import demo_data
 from drift_retrain.devstack.sender import deliver_events
 from drift_retrain.devstack.stack import Stack, prefect_settings, wait_until_interrupted
 from drift_retrain.results import Outcome, RetrainOutcome
+from drift_retrain.text import one_line
 
 Say = Callable[[str], None]
+#: The exit code when the receiver did not take the drift event (ignored or refused): the config routes it nowhere.
+NOT_HANDED_OFF = 2
+#: How much of a receiver's reason a line shows.
+REASON_LIMIT = 400
 
 
 class DemoFailed(RuntimeError):
@@ -54,11 +60,7 @@ def run_demo(
             f"  stack {'attached' if stack.attached else 'up'} in {time.monotonic() - began:.1f} s; Prefect UI: {stack.ui_url}"
         )
         run = run_monitor(monitor, settings)
-        say(
-            f"drift monitor '{run.monitor}' over [{run.window_start:%Y-%m-%d}, {run.window_end:%Y-%m-%d}): "
-            f"coefficient {run.drift_coefficient:.3f} (threshold {run.threshold}), "
-            f"top features: {', '.join(f'{f.feature} {f.contribution or 0:.0%}' for f in run.features[:3])}"
-        )
+        say(monitor_line(run))
         if not run.has_drift:
             say("no drift detected: no event sent")
             return 0
@@ -67,13 +69,12 @@ def run_demo(
         response = deliver_events(
             stack.webhook_url, [drift_event(run)], stack.secret
         )  # retried on 503, as Event Grid does
-        if response.status_code != 200:
-            raise DemoFailed(f"webhook answered {response.status_code}: {response.text}")
-        accepted = response.json()["accepted"][0]
-        say(
-            f"DatasetDriftDetected for drift run {run.run_id} -> flow run '{accepted['flow_run_name']}'"
-            + (" (duplicate: this drift run was handed off before, no new run)" if accepted["duplicate"] else "")
-        )
+        accepted = receipt(response.status_code, answer_of(response.response))
+        if isinstance(accepted, str):
+            say(accepted)
+            say(f"nothing was retrained: `drift-retrain check -c {settings.source_file}` names the config to fix")
+            return NOT_HANDED_OFF
+        say(handoff_line(run.run_id, accepted))
         with temporary_settings(_as_settings(prefect_settings(settings.state_dir, stack.prefect_port))):
             flow_run, outcome = asyncio.run(_wait_for(UUID(accepted["flow_run_id"]), say, timeout))
         if accepted["duplicate"]:
@@ -83,6 +84,47 @@ def run_demo(
             say(f"stack kept up: Prefect UI {stack.ui_url}, webhook {stack.webhook_url}. Ctrl-C to stop.")
             wait_until_interrupted()
         return 0 if flow_run.state and flow_run.state.is_completed() else 1
+
+
+def receipt(status: int, answer: Any) -> dict[str, Any] | str:
+    """The receiver's answer to a delivery of one drift event: its ``accepted`` entry, or the line that says why
+    nothing was handed off: ignored (a 200 whose ``ignored`` names the reason: intake/app.py) or refused (a 4xx
+    whose ``error`` does). Another answer is the stack failing, not the config."""
+    answer = answer if isinstance(answer, dict) else {}
+    if status == 200 and answer.get("accepted"):
+        return dict(answer["accepted"][0])
+    if status == 200:
+        reasons = [i.get("reason") for i in answer.get("ignored") or [] if isinstance(i, dict)]
+        reason = "; ".join(str(r) for r in reasons if r) or answer.get("note") or "no reason given"
+        return f"event ignored: {one_line(reason, REASON_LIMIT)}"
+    if 400 <= status < 500:
+        return f"event refused ({status}): {one_line(answer.get('error') or 'no reason given', REASON_LIMIT)}"
+    raise DemoFailed(f"webhook answered {status}: {one_line(answer or '', REASON_LIMIT)}")
+
+
+def handoff_line(run_id: str, accepted: dict[str, Any]) -> str:
+    """The line that says which flow run a drift run became (the demo's and `monitor`'s)."""
+    return f"DatasetDriftDetected for drift run {run_id} -> flow run '{accepted['flow_run_name']}'" + (
+        " (duplicate: this drift run was handed off before, no new run)" if accepted["duplicate"] else ""
+    )
+
+
+def monitor_line(run: MonitorRun) -> str:
+    """One line per monitor run: its window, coefficient against threshold, and the top features (the demo's and
+    `monitor`'s)."""
+    return (
+        f"drift monitor '{run.monitor}' over [{run.window_start:%Y-%m-%d}, {run.window_end:%Y-%m-%d}): "
+        f"coefficient {run.drift_coefficient:.3f} (threshold {run.threshold}), "
+        f"top features: {', '.join(f'{f.feature} {f.contribution or 0:.0%}' for f in run.features[:3])}"
+    )
+
+
+def answer_of(response: httpx.Response) -> Any:
+    """The receiver's JSON answer, or its text as the error when it is not JSON."""
+    try:
+        return response.json()
+    except ValueError:
+        return {"error": response.text}
 
 
 def _as_settings(env: dict[str, str]) -> dict[Any, str]:

@@ -72,6 +72,7 @@ def test_everything_readable_passes_with_one_line_per_check(tmp_path: Path, fake
     assert code == 0, lines
     assert [line.split(":")[0] for line in lines] == [
         "ok    config",
+        "ok    routing",
         "ok    azure sign-in",
         "ok    credit-default",
         "ok    credit-default",
@@ -80,8 +81,8 @@ def test_everything_readable_passes_with_one_line_per_check(tmp_path: Path, fake
         "ok    credit-default",
     ]
     assert lines[-1] == "ok    credit-default: run permission: may start, watch and cancel pipeline runs"
-    assert lines[2] == f"ok    credit-default: workspace: {DEMO_WORKSPACE} readable"
-    assert lines[3] == "ok    credit-default: workspace permission: may submit jobs and register models"
+    assert lines[3] == f"ok    credit-default: workspace: {DEMO_WORKSPACE} readable"
+    assert lines[4] == "ok    credit-default: workspace permission: may submit jobs and register models"
     assert fake.sent("GET", f"{DEMO_WORKSPACE}?api-version=2024-10-01-preview")
     assert fake.sent("GET", f"{FACTORY}?api-version=2018-06-01")
     assert fake.sent("GET", f"{FACTORY}/pipelines/{PIPELINE}?api-version=2018-06-01")

@@ -82,10 +82,13 @@ def _pattern(node: ast.expr) -> str | None:
 
 
 def _printed_patterns() -> list[str]:
-    """The line shapes the demo prints: ``say(...)`` in devstack/demo.py, ``typer.echo(...)`` in cli's demo."""
+    """The line shapes the demo prints: ``say(...)`` in devstack/demo.py and what its ``*_line`` functions return
+    (`monitor` prints those too), ``typer.echo(...)`` in cli's demo."""
     found: list[ast.expr] = []
     demo = ast.parse((ROOT / "drift_retrain" / "devstack" / "demo.py").read_text(encoding="utf-8"))
     found += [n.args[0] for n in ast.walk(demo) if isinstance(n, ast.Call) and getattr(n.func, "id", None) == "say"]
+    lines = [n for n in ast.walk(demo) if isinstance(n, ast.FunctionDef) and n.name.endswith("_line")]
+    found += [n.value for f in lines for n in ast.walk(f) if isinstance(n, ast.Return) and n.value is not None]
     cli = ast.parse((ROOT / "drift_retrain" / "cli.py").read_text(encoding="utf-8"))
     command = next(n for n in ast.walk(cli) if isinstance(n, ast.FunctionDef) and n.name == "demo")
     found += [
@@ -129,6 +132,31 @@ def test_the_readme_summary_is_what_the_demo_prints_for_the_recorded_run() -> No
     (block,) = [block for page, block in _demo_blocks() if page == README]
     summary = block.splitlines()[-len(printed) :]
     assert summary == printed, "README.md's demo summary differs from what the demo prints for the recorded run"
+
+
+def test_the_getting_started_first_run_is_the_readmes_recorded_run() -> None:
+    (readme,) = [block for page, block in _demo_blocks() if page == README]
+    first = next(block for page, block in _demo_blocks() if page.name == "getting-started.md")
+    assert first == readme
+
+
+def test_the_azure_fake_demo_block_is_the_recorded_run_with_its_call_count_and_summary() -> None:
+    """docs/azure-setup.md shows the run recorded in tests/fixtures/demo/recorded-azure-fake.json line for line: the
+    summary is what the printer renders from its outcome, and the count is its recorded calls' (the e2e test
+    tests/e2e/test_demo_output.py holds the recording to what the code does today)."""
+    from drift_retrain.devstack.demo import _summarise
+    from drift_retrain.results import RetrainOutcome
+
+    recorded = json.loads((ROOT / "tests" / "fixtures" / "demo" / "recorded-azure-fake.json").read_text(encoding="utf-8"))
+    (block,) = [block for page, block in _demo_blocks() if page.name == "azure-setup.md"]
+    lines = block.splitlines()
+    assert lines == recorded["printed"]
+    assert lines[-1] == f"Azure calls made by the SDKs: {len(recorded['calls'])}"
+    run = recorded["flow_run"]
+    flow_run = SimpleNamespace(name=run["name"], state=SimpleNamespace(name=run["state"], message=""))
+    printed: list[str] = []
+    _summarise(flow_run, RetrainOutcome.model_validate(recorded["outcome"]), run["url"], printed.append)  # type: ignore[arg-type]
+    assert lines[-1 - len(printed) : -1] == printed
 
 
 # ------------------------------------------------------------------------------------------------
@@ -278,3 +306,81 @@ def test_every_azure_fact_names_a_source_a_reader_can_open_and_the_test_that_pin
     for fact, source, test in rows:
         assert opener.search(source), f"the source of {fact!r} is not a repository path, a package file or 'none found'"
         assert re.search(r"`tests/[\w/]+\.py::test_\w+`", test), f"{fact!r} names no test"
+
+
+# ------------------------------------------------------------------------------------------------
+# Every other sample output (issue 15 item 10): check, the step logs, the suite's last line
+# ------------------------------------------------------------------------------------------------
+
+
+def _marked_block(page: Path, marker: str) -> str:
+    (block,) = re.findall(rf"<!-- {marker}[^>]*-->\s*\n```[a-z]*\n(.*?)\n```", page.read_text(encoding="utf-8"), re.DOTALL)
+    return block
+
+
+def _source_patterns(path: Path) -> list[re.Pattern[str]]:
+    """The text every string and f-string in a module can print, as patterns (at least 8 literal characters)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    nodes = [n for n in ast.walk(tree) if isinstance(n, ast.JoinedStr) or (isinstance(n, ast.Constant) and isinstance(n.value, str))]
+    patterns = {_pattern(n) for n in nodes}
+    return [re.compile(p) for p in patterns if p and len(re.sub(r"\.\*\?|\\", "", p)) >= 8]
+
+
+def test_every_line_of_the_check_output_shown_is_worded_as_check_prints_it() -> None:
+    """Each line is `ok    <name>: <detail>` or `FAIL  <name>: <detail>` (CheckResult.line) and its detail is one
+    check.py words (ids shortened with … match its computed parts)."""
+    details = _source_patterns(ROOT / "drift_retrain" / "check.py")
+    block = _marked_block(DOCS / "azure-setup.md", "check-output")
+    unknown = []
+    for line in block.splitlines():
+        shape = re.fullmatch(r"(ok    |FAIL  )(.+)", line)
+        rest = shape.group(2) if shape else ""
+        if not any(p.fullmatch(rest[m.end():]) for m in re.finditer(": ", rest) for p in details):
+            unknown.append(line)
+    assert not unknown, f"lines `drift-retrain check` does not print (did its wording change?): {unknown}"
+
+
+def test_the_routing_line_shown_is_the_one_check_prints_for_a_config_of_that_shape() -> None:
+    """The example's deployment: the first two azure targets of examples/drift-retrain.azure.toml, no local monitor."""
+    from drift_retrain.check import routing_checks
+    from drift_retrain.config import load_settings
+
+    shown = [line for line in _marked_block(DOCS / "azure-setup.md", "check-output").splitlines() if "routing" in line]
+    example = load_settings(ROOT / "examples" / "drift-retrain.azure.toml")
+    settings = example.model_copy(update={"targets": example.targets[:2]})
+    assert [t.name for t in settings.targets] == ["credit-default", "churn"] and not settings.local_monitors
+    assert shown == [r.line() for r in routing_checks(settings)]
+
+
+def test_the_step_log_lines_shown_are_what_the_wait_logs() -> None:
+    """The ui-cockpit page's log excerpts: Prefect's console format around base.py's one state-change line."""
+    source = (ROOT / "drift_retrain" / "backends" / "base.py").read_text(encoding="utf-8")
+    (template,) = re.findall(r'\.info\("(%s run %s: %s -> %s)"', source)
+    assert '"(started)"' in source
+    message = re.escape(template).replace("%s", r"(\S+)")
+    line = re.compile(rf"\d\d:\d\d:\d\d\.\d{{3}} \| INFO    \| Task run '(copy-window|train-model)-\w+' - {message}")
+    blocks = re.findall(r"```text\n(.*?)\n```", (DOCS / "ui-cockpit.md").read_text(encoding="utf-8"), re.DOTALL)
+    assert len(blocks) == 2
+    for block in blocks:
+        for shown in block.splitlines():
+            found = line.fullmatch(shown)
+            assert found, f"ui-cockpit.md: not a line the wait logs: {shown}"
+            task, step = found.group(1), found.group(2)
+            assert step == {"copy-window": "copy", "train-model": "training"}[task]
+
+
+@pytest.mark.slow  # collects the whole suite: about 15 s
+def test_the_suites_last_line_in_the_readme_counts_every_test_there_is() -> None:
+    """README's `make test` line: passed (+ skipped) is every test pytest collects, so a new test moves it."""
+    import subprocess
+    import sys
+
+    (shown,) = re.findall(r"```text\n(\d+ passed.*?)\n```", README.read_text(encoding="utf-8"))
+    counts = {kind: int(n) for n, kind in re.findall(r"(\d+) (passed|skipped|xfailed)", shown)}
+    assert re.fullmatch(r"\d+ passed(, \d+ skipped)? in \d+\.\d\ds \(\d+:\d\d:\d\d\)", shown), shown
+    collected = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", "tests"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    ).stdout
+    (total,) = re.findall(r"^(\d+) tests? collected", collected, re.MULTILINE)
+    assert sum(counts.values()) == int(total), f"README shows {shown!r}; pytest collects {total} tests"

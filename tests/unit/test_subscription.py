@@ -130,7 +130,7 @@ def test_cli_prints_commands_for_a_target(settings) -> None:
     assert "# target filtered: subscription strong-drift-only" in result.output
     assert SECRET not in result.output
     params = CliRunner().invoke(app, ["azure", "subscription", "-c", str(settings.source_file), "-t", "filtered", "--format", "bicep-params"])
-    assert json.loads(params.output)["parameters"]["subscriptionName"] == {"value": "strong-drift-only"}
+    assert json.loads(params.output)["strong-drift-only"]["parameters"]["subscriptionName"] == {"value": "strong-drift-only"}
     unknown = CliRunner().invoke(app, ["azure", "subscription", "-c", str(settings.source_file), "-t", "nope"])
     assert unknown.exit_code != 0
 
@@ -173,3 +173,33 @@ def test_more_names_than_a_filter_holds_are_split_over_subscriptions(tmp_path) -
     assert [s.name for s in v2] == ["wide-v2-monitor", "wide-v2-monitor-2"]
     names = monitors + signals
     assert [s.advanced_filters[1].values for s in v2] == [names[:25], names[25:]]
+
+
+def test_bicep_params_of_a_target_with_two_subscriptions_is_one_json_document_keyed_by_subscription(tmp_path) -> None:
+    """Issue 15 item 9: the demo's target has two (suggested) subscriptions; the output was two JSON documents back to
+    back, which no JSON reader (nor `az deployment ... -p @params.json`) takes."""
+    config = write_config(tmp_path)
+    result = CliRunner().invoke(app, ["azure", "subscription", "-c", str(config), "--format", "bicep-params"])
+
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.output)  # one document, or this raises "Extra data"
+    assert list(document) == ["credit-default-v1-drift", "credit-default-v2-monitor"]
+    for name, parameters in document.items():
+        assert parameters["contentVersion"] == "1.0.0.0"
+        assert parameters["parameters"]["subscriptionName"] == {"value": name}
+
+
+def test_bicep_params_out_writes_one_deployable_parameters_file_per_subscription(tmp_path) -> None:
+    config = write_config(tmp_path)
+    out = tmp_path / "params"
+    result = CliRunner().invoke(app, ["azure", "subscription", "-c", str(config), "--format", "bicep-params", "--out", str(out)])
+
+    assert result.exit_code == 0, result.output
+    written = sorted(out.iterdir())
+    assert [p.name for p in written] == ["credit-default-v1-drift.parameters.json", "credit-default-v2-monitor.parameters.json"]
+    assert result.output.splitlines() == [str(p) for p in written]
+    for path in written:
+        parameters = json.loads(path.read_text())["parameters"]
+        assert parameters["subscriptionName"]["value"] == path.name.removesuffix(".parameters.json")
+    refused = CliRunner().invoke(app, ["azure", "subscription", "-c", str(config), "--out", str(out)])
+    assert refused.exit_code == 2  # --out only with bicep-params
