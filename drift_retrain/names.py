@@ -201,7 +201,7 @@ def flow_run_name(target: TargetConfig, signal: DriftSignal, started_by: str = W
     ``<model>-manual-<window>-<digest>``. Deterministic: the receiver names the run when it creates it and
     the flow names it again (``flow_run_name=``) from the same signal, to the same name."""
     short = signal.digest[:RUN_NAME_DIGEST]
-    if started_by == MANUAL:
+    if signal.kind == MANUAL_KIND:  # what the run is about, not who started it: a signal's run has its own name
         return f"{target.model_name}-{MANUAL}-{_when(signal)}-{short}"
     name = f"{target.model_name}-{_when(signal)}-{short}"
     return f"{name}-{SWEEP}" if started_by == SWEEP else name

@@ -212,6 +212,8 @@ def test_run_names_carry_the_model_the_window_and_a_digest_never_epoch_milliseco
     assert names.flow_run_name(TARGET, webhook, names.SWEEP) == f"credit-default-2026-11-19..26-{short}-sweep"
     assert names.unrouted_run_name(webhook) == f"unrouted-2026-11-19..26-{short}"
     assert "1795996800000" not in names.flow_run_name(TARGET, webhook)
+    # a drift signal's run started through the API without a via: tag is named by its signal, not "manual"
+    assert names.flow_run_name(TARGET, webhook, names.MANUAL) == names.flow_run_name(TARGET, webhook)
     other = to_drift_signal(dataset_drift("other_1795996800000", StartTime="2026-11-19T00:00:00Z", EndTime="2026-11-26T00:00:00Z"))
     assert names.flow_run_name(TARGET, other) != names.flow_run_name(TARGET, webhook)  # same window, other drift run
     # a retrain by hand says the target once ("credit-default-manual-credit-default-..." before)
