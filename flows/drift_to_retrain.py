@@ -39,6 +39,7 @@ from tasks.train import train_model
 #: The configured targets, a drop-down in the deployment's Run form (shown at once: a plain enum with a
 #: default, not a nullable field the form hides behind a type toggle).
 TargetName = target_choice()
+FIRST_TARGET = target_default()
 
 
 def _signal_of(parameters: dict[str, Any]) -> DriftSignal:
@@ -94,7 +95,7 @@ def _finish(outcome: RetrainOutcome) -> State[RetrainOutcome]:
 )
 def drift_to_retrain(
     signal: DriftSignal | None = None,
-    target: TargetName = target_default(),  # type: ignore[valid-type]
+    target: TargetName = FIRST_TARGET,  # type: ignore[valid-type]
     window_start: datetime | None = None,
     window_end: datetime | None = None,
     force: bool = False,
@@ -153,4 +154,3 @@ def drift_to_retrain(
     links = retrain_links(settings, target, copy.run_id, training.job_id, model)
     report_model(signal, model, links, gate=decision.gate)  # promote acts only on a version that passed the gate
     return _finish(outcome(decision, details=details, copy_result=copy, training=training, model=model))
-

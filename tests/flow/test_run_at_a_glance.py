@@ -59,3 +59,33 @@ def test_a_sweep_run_is_named_by_when_it_was_due(prefect_api) -> None:
     assert re.fullmatch(r"sweep-\d{4}-\d\d-\d\dT\d\d:\d\dZ", flow_run["name"]), flow_run["name"]
     due = datetime.strptime(flow_run["name"], "sweep-%Y-%m-%dT%H:%MZ").replace(tzinfo=timezone.utc)
     assert before <= due <= datetime.now(timezone.utc)
+
+
+def test_the_shipped_config_gates_a_forced_retrain_of_a_worse_model(tmp_path, monkeypatch, prefect_api) -> None:
+    """The default drift-retrain.toml (issue 15, item 7): a forced retrain that trains a worse model than the
+    champion (0.786 < 0.804, as the demo's did) is gated, not registered; promote refuses what is not gated."""
+    from drift_retrain.concurrency import ensure_limits
+    from drift_retrain.config import CONFIG_ENV, load_settings
+    from drift_retrain.testing import write_config
+    from flows.promote import promote
+
+    monkeypatch.setenv(CONFIG_ENV, str(write_config(tmp_path)))  # the shipped file, its state_dir moved
+    settings = load_settings()
+    ensure_limits(settings)
+    (target,) = settings.targets
+    assert target.gate is not None and target.gate.metric == "roc_auc"
+    from tests.flow.conftest import Target
+
+    shipped = Target(settings, target.name, target.monitors[0], target.model_name)
+    signal = shipped.signal("drift_forced_worse")
+    champion = earlier(shipped, 1, minutes_ago=20, roc_auc=0.804)  # inside the cooldown: only force retrains
+    registry = MemoryRegistry([champion])
+    backends = memory_backends(details(signal), MemoryCopy(rows=2100), MemoryTraining({"roc_auc": 0.786}), registry)
+
+    run = run_flow(backends, signal=signal, force=True)
+
+    assert run.outcome.verdict == "gated" and [v.version for v in registry.versions(target.model_name)] == [1]
+    assert _read(prefect_api, run.id)["state"]["message"].startswith("gated: challenger roc_auc = 0.7860 does not beat champion v1")
+
+    refused = promote(model=target.model_name, version=2, gate="off", return_state=True)
+    assert refused.is_failed() and refused.message.startswith(f"refused: {target.model_name} v2 did not pass")
