@@ -44,7 +44,7 @@ pytestmark = pytest.mark.e2e
 SECRET = "intake-secret-4f1d"
 SECRET_ENV = r'secret_env = "DRIFT_RETRAIN_WEBHOOK_SECRET"'
 EG = "application/json; charset=utf-8"
-SAMPLE_RUN = run_name("docs-model", sample("eg_DatasetDriftDetected.json")[0])
+SAMPLE_RUN = flow_run_name(SimpleNamespace(model_name="docs-model"), to_drift_signal(sample("eg_DatasetDriftDetected.json")[0]))  # type: ignore[arg-type]
 
 # operator, key, value or values, data that passes, data that does not
 OPERATOR_CASES = [
