@@ -30,12 +30,22 @@ class InvalidRequest(ValueError):
 def target_choice() -> Any:
     """A target name whose schema lists the configured targets inline (``enum``): the Run form shows a
     drop-down (even for a single target, where a ``Literal`` would be a fixed ``const``) and the server
-    refuses other names. The flow checks the name again against the configuration it runs with."""
+    refuses other names. The flow checks the name again against the configuration it runs with. Give it a
+    default (``target_default``), not ``| None``: a nullable field is an ``anyOf`` with null, which the Run
+    form shows as "Property is type None" behind a type toggle, the drop-down only after a click."""
     try:
         targets = load_settings().targets
     except ConfigError:
         return Name
     return Annotated[str, Field(json_schema_extra={"enum": [target.name for target in targets]})]
+
+
+def target_default() -> str | None:
+    """The first configured target: the drop-down's preselected choice (None without a configuration)."""
+    try:
+        return load_settings().targets[0].name
+    except (ConfigError, IndexError):
+        return None
 
 
 def _utc(value: datetime) -> datetime:
@@ -86,11 +96,13 @@ def requested_signal(
     *,
     request_id: str = "",
 ) -> DriftSignal:
-    """The signal a run is about: the one the receiver or sweep passed, or a manual one from the form."""
+    """The signal a run is about: the one the receiver or sweep passed, or a manual one from the form.
+    ``target`` is ignored when a signal is given (the form always has one selected: the signal routes itself);
+    a window is not (it would be silently dropped)."""
     if signal is not None:
-        if target is not None or window_start is not None or window_end is not None:
+        if window_start is not None or window_end is not None:
             raise InvalidRequest(
-                "give either 'signal' (set by the webhook receiver and the sweep) or 'target' with an optional "
+                "give either 'signal' (set by the webhook receiver and the sweep) or a 'target' with an optional "
                 "window (a retrain by hand), not both"
             )
         given = signal.model_dump() if isinstance(signal, DriftSignal) else signal

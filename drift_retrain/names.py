@@ -26,7 +26,7 @@ import hashlib
 import re
 import uuid
 from collections.abc import Iterable, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from drift_retrain.text import one_line
@@ -152,18 +152,70 @@ WEBHOOK, SWEEP, MANUAL = "webhook", "sweep", "manual"
 
 MODEL_PREFIX, VIA_PREFIX = "model:", "via:"
 
+#: How a retrain ended, as its ``decision:`` tag says (set before the run ends, so the run list filters by it):
+#: a version registered, a policy rule said no, or the trained model failed the champion/challenger gate.
+RETRAIN, SKIP, GATED = "retrain", "skip", "gated"
+DECISION_PREFIX = "decision:"
+
+
+def decision_tag(verdict: str) -> str:
+    """``decision:retrain``, ``decision:skip`` or ``decision:gated``."""
+    if verdict not in (RETRAIN, SKIP, GATED):
+        raise ValueError(f"unknown verdict {verdict!r}")
+    return f"{DECISION_PREFIX}{verdict}"
+
+
+def with_decision_tag(tags: Iterable[str], verdict: str) -> list[str]:
+    """The run's tags with its one ``decision:`` tag (a rerun that decides otherwise replaces the old one)."""
+    return [*(t for t in tags if not t.startswith(DECISION_PREFIX)), decision_tag(verdict)]
+
+
+#: Hex digits of the signal's digest a run name ends in: tells apart two runs of one model and window.
+RUN_NAME_DIGEST = 8
+
+
+def window_span(start: datetime, end: datetime) -> str:
+    """``2026-11-19..26``: a data window's days (UTC), the end's year and month only when they differ from
+    the start's (``2026-11-28..12-05``, ``2026-12-28..2027-01-04``)."""
+    start, end = start.astimezone(UTC), end.astimezone(UTC)
+    if (start.year, start.month) == (end.year, end.month):
+        tail = f"{end:%d}"
+    elif start.year == end.year:
+        tail = f"{end:%m-%d}"
+    else:
+        tail = f"{end:%Y-%m-%d}"
+    return f"{start:%Y-%m-%d}..{tail}"
+
+
+def _when(signal: DriftSignal) -> str:
+    """The signal's window as days, or the day of its event when it names no window (a v2 breach may not)."""
+    if signal.window_start is not None and signal.window_end is not None:
+        return window_span(signal.window_start, signal.window_end)
+    return f"{signal.event_time.astimezone(UTC):%Y-%m-%d}" if signal.event_time else "no-window"
+
 
 def flow_run_name(target: TargetConfig, signal: DriftSignal, started_by: str = WEBHOOK) -> str:
-    """``<model>-<drift run>``: says what happened to what, in every Prefect list. A run the sweep caught up
-    (its event never arrived) ends in ``-sweep``, so it stands apart from webhook-started runs; a manual
-    run's drift run id already begins with ``manual-``."""
-    name = f"{target.model_name}-{label(signal.run_id)}"
+    """``<model>-<window>-<digest>`` (``credit-default-2026-11-19..26-2f5fa437``): which model, which days,
+    readable in every Prefect list; the signal's digest tells two drift runs of one window apart. A run the
+    sweep caught up (its event never arrived) ends in ``-sweep``; a retrain by hand is
+    ``<model>-manual-<window>-<digest>``. Deterministic: the receiver names the run when it creates it and
+    the flow names it again (``flow_run_name=``) from the same signal, to the same name."""
+    short = signal.digest[:RUN_NAME_DIGEST]
+    if signal.kind == MANUAL_KIND:  # what the run is about, not who started it: a signal's run has its own name
+        return f"{target.model_name}-{MANUAL}-{_when(signal)}-{short}"
+    name = f"{target.model_name}-{_when(signal)}-{short}"
     return f"{name}-{SWEEP}" if started_by == SWEEP else name
 
 
 def unrouted_run_name(signal: DriftSignal) -> str:
-    """The name of a run whose signal no target takes (it fails; the name still says which drift run)."""
-    return f"unrouted-{label(signal.run_id)}"
+    """The name of a run whose signal no target takes (it fails; the name still says which days, and the
+    digest which signal)."""
+    return f"unrouted-{_when(signal)}-{signal.digest[:RUN_NAME_DIGEST]}"
+
+
+def sweep_run_name(when: datetime) -> str:
+    """``sweep-2026-11-30T10:30Z``: when the sweep was due (its schedule's time, UTC)."""
+    return f"{SWEEP_FLOW}-{when.astimezone(UTC):%Y-%m-%dT%H:%MZ}"
 
 
 def flow_run_tags(target: TargetConfig, signal: DriftSignal, started_by: str) -> list[str]:
@@ -286,9 +338,18 @@ def flow_run_resource_id(flow_run_id: object) -> str:
     return f"prefect.flow-run.{flow_run_id}"
 
 
-def model_resource(model_name: str) -> dict[str, str]:
-    """The primary resource of the flow's events; the promote trigger reads the model from its name."""
-    return {ID: model_resource_id(model_name), NAME: model_name}
+#: Label of the model resource of ``drift-retrain.model.registered``: whether the version passed the
+#: champion/challenger gate (``passed``) or was registered without one (``off``). prefect.yaml's promote
+#: trigger matches on it, so a version that did not pass a gate is never promoted.
+GATE_LABEL = "drift-retrain.gate"
+GATE_PASSED, GATE_FAILED, GATE_OFF = "passed", "failed", "off"
+
+
+def model_resource(model_name: str, gate: str | None = None) -> dict[str, str]:
+    """The primary resource of the flow's events; the promote trigger reads the model from its name (and,
+    on the registered event, whether it passed the gate from ``GATE_LABEL``)."""
+    resource = {ID: model_resource_id(model_name), NAME: model_name}
+    return {**resource, GATE_LABEL: gate} if gate else resource
 
 
 def monitor_resource(signal: DriftSignal) -> dict[str, str]:

@@ -7,6 +7,12 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from drift_retrain.names import GATE_FAILED, GATE_OFF, GATE_PASSED, GATED, RETRAIN, SKIP
+from drift_retrain.text import one_line
+
+#: Most characters of a run's final state message (one line: the run list shows it beside the state).
+MAX_STATE_MESSAGE = 200
+
 
 class _Record(BaseModel):
     model_config = ConfigDict(frozen=True)
@@ -99,6 +105,14 @@ class Decision(_Record):
     forced: bool = False
 
     @property
+    def gate(self) -> str:
+        """``passed``/``failed`` as the champion/challenger gate's check says, ``off`` when none ran."""
+        checks = [c for c in self.checks if c.rule == "gate"]
+        if not checks:
+            return GATE_OFF
+        return GATE_PASSED if checks[-1].passed else GATE_FAILED
+
+    @property
     def summary(self) -> str:
         verdict = "retrain" if self.retrain else "skip"
         failed = [c.detail for c in self.checks if not c.passed]
@@ -175,6 +189,27 @@ class RetrainOutcome(_Record):
     copy_result: CopyResult | None = None
     training: TrainingResult | None = None
     model: ModelVersion | None = None
+
+    @property
+    def verdict(self) -> str:
+        """``retrain`` (a version is registered), ``gated`` (trained, but the gate refused it) or ``skip``."""
+        if self.model is not None:
+            return RETRAIN
+        return GATED if self.decision.gate == GATE_FAILED else SKIP
+
+    @property
+    def message(self) -> str:
+        """The run's final state message, the outcome at a glance: ``retrained → credit-default v2``,
+        ``skipped: cooldown: v1 was registered 20 min ago, …``, ``gated: challenger roc_auc = 0.7860 does not
+        beat champion v1 = 0.8040 …``. One bounded line: a rule's detail may quote event text."""
+        if self.model is not None:
+            reused = " (registered before, reused)" if self.model.already_registered else ""
+            return one_line(f"retrained → {self.model.name} v{self.model.version}{reused}", MAX_STATE_MESSAGE)
+        failed = [c for c in self.decision.checks if not c.passed]
+        if self.verdict == GATED:
+            failed = [c for c in failed if c.rule == "gate"]
+        why = "; ".join(c.detail for c in failed) or self.reason
+        return one_line(f"{'gated' if self.verdict == GATED else 'skipped'}: {why}", MAX_STATE_MESSAGE)
 
     @classmethod
     def of(

@@ -6,16 +6,25 @@ from __future__ import annotations
 from datetime import datetime
 from functools import partial
 from typing import Any
+from uuid import UUID
 
-from prefect import flow, runtime
+from prefect import flow, get_client, runtime
 from prefect.client.schemas.objects import FlowRun, State
+from prefect.states import Completed
 
 from drift_retrain.backends import build_backends
 from drift_retrain.concurrency import retrain_slot
 from drift_retrain.config import load_settings
 from drift_retrain.lineage import lineage_tags
-from drift_retrain.manual import requested_signal, target_choice
-from drift_retrain.names import MANUAL, RETRAIN_FLOW, flow_run_name, started_by, unrouted_run_name
+from drift_retrain.manual import requested_signal, target_choice, target_default
+from drift_retrain.names import (
+    MANUAL,
+    RETRAIN_FLOW,
+    flow_run_name,
+    started_by,
+    unrouted_run_name,
+    with_decision_tag,
+)
 from drift_retrain.policy import after_copy, after_training
 from drift_retrain.portal import retrain_links
 from drift_retrain.results import RetrainOutcome
@@ -27,8 +36,10 @@ from tasks.register import register_model
 from tasks.report import label_run, report_copy, report_decision, report_failure, report_model, report_training
 from tasks.train import train_model
 
-#: The configured targets, a drop-down in the deployment's Run form.
+#: The configured targets, a drop-down in the deployment's Run form (shown at once: a plain enum with a
+#: default, not a nullable field the form hides behind a type toggle).
 TargetName = target_choice()
+FIRST_TARGET = target_default()
 
 
 def _signal_of(parameters: dict[str, Any]) -> DriftSignal:
@@ -60,6 +71,18 @@ def _report_failure(flow: Any, flow_run: FlowRun, state: State) -> None:
     )
 
 
+def _finish(outcome: RetrainOutcome) -> State[RetrainOutcome]:
+    """The run's final state: Completed with the outcome as its message (the run list shows it) and as its
+    result (persisted as JSON, what the demo and the tests read back), after tagging the run
+    ``decision:<verdict>`` so the list filters by it. A flow that returns a State ends in it, its data
+    persisted as the result (prefect/states.py ``return_value_to_state``)."""
+    run_id = UUID(str(runtime.flow_run.id))
+    with get_client(sync_client=True) as client:  # the tags as they are now: label_run may have added some
+        tags = client.read_flow_run(run_id).tags
+        client.update_flow_run(run_id, tags=with_decision_tag(tags, outcome.verdict))
+    return Completed(message=outcome.message, data=outcome)
+
+
 @flow(
     name=RETRAIN_FLOW,
     flow_run_name=_name_this_run,
@@ -72,17 +95,17 @@ def _report_failure(flow: Any, flow_run: FlowRun, state: State) -> None:
 )
 def drift_to_retrain(
     signal: DriftSignal | None = None,
-    target: TargetName | None = None,  # type: ignore[valid-type]
+    target: TargetName = FIRST_TARGET,  # type: ignore[valid-type]
     window_start: datetime | None = None,
     window_end: datetime | None = None,
     force: bool = False,
-) -> RetrainOutcome:
+) -> State[RetrainOutcome]:
     """Retrain the model a drift signal is routed to, or the target a person picked, if the policy says so.
 
     Args:
         signal: The drift signal; the webhook receiver and the sweep fill this in. Leave it empty to
             retrain by hand.
-        target: Retrain by hand: the configured target (model) to retrain. Leave empty when a signal is given.
+        target: Retrain by hand: the configured target (model) to retrain. Ignored when a signal is given.
         window_start: Retrain by hand: start of the data window (UTC). Default: 7 days before window_end.
         window_end: Retrain by hand: end of the data window (UTC, exclusive). Default: the coming midnight
             UTC. The same target and window is the same request: it registers at most one model version.
@@ -102,20 +125,20 @@ def drift_to_retrain(
     decision = decide_retrain(signal, details, target.policy, backends.registry, target.model_name, force)
     card = report_decision(signal, details, decision, target.model_name)  # preliminary when it says retrain
     if not decision.retrain:
-        return outcome(decision, details=details)
+        return _finish(outcome(decision, details=details))
 
     with retrain_slot(target.model_name):  # one retrain per model at a time; a storm queues here
         decision = redecide_in_slot(signal, decision, target.policy, backends.registry, target.model_name)
         if not decision.retrain:
             report_decision(signal, details, decision, target.model_name, card)
-            return outcome(decision, details=details)
+            return _finish(outcome(decision, details=details))
 
         copy = copy_window(backends.copy, signal, target.model_name)
         report_copy(copy, target.model_name)
         decision = after_copy(decision, copy, target.policy)
         if not decision.retrain:
             report_decision(signal, details, decision, target.model_name, card)
-            return outcome(decision, details=details, copy_result=copy)
+            return _finish(outcome(decision, details=details, copy_result=copy))
 
         training = train_model(backends.training, signal, copy, target.model_name)
         champion = current_champion(backends.registry, target.model_name)
@@ -123,10 +146,11 @@ def drift_to_retrain(
         decision = after_training(decision, training, champion, target.gate)
         if not decision.retrain:
             report_decision(signal, details, decision, target.model_name, card)
-            return outcome(decision, details=details, copy_result=copy, training=training)
+            return _finish(outcome(decision, details=details, copy_result=copy, training=training))
 
         tags = lineage_tags(signal, target, decision, copy, training, run_id)
         model = register_model(backends.registry, target.model_name, training, tags)
     report_decision(signal, details, decision, target.model_name, card, announce=False)  # final: every rule
-    report_model(signal, model, retrain_links(settings, target, copy.run_id, training.job_id, model))
-    return outcome(decision, details=details, copy_result=copy, training=training, model=model)
+    links = retrain_links(settings, target, copy.run_id, training.job_id, model)
+    report_model(signal, model, links, gate=decision.gate)  # promote acts only on a version that passed the gate
+    return _finish(outcome(decision, details=details, copy_result=copy, training=training, model=model))

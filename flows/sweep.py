@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 
-from prefect import flow, get_client, get_run_logger
+from prefect import flow, get_client, get_run_logger, runtime
 from prefect.artifacts import acreate_table_artifact
 from prefect.client.orchestration import PrefectClient
 from prefect.client.schemas.filters import (
@@ -24,7 +24,7 @@ from prefect.states import Scheduled
 from drift_retrain.config import load_settings
 from drift_retrain.intake.handoff import PrefectHandoff
 from drift_retrain.markdown import escape_cells
-from drift_retrain.names import RETRAIN_FLOW, SWEEP, SWEEP_ARTIFACT, SWEEP_FLOW, model_of_run
+from drift_retrain.names import RETRAIN_FLOW, SWEEP, SWEEP_ARTIFACT, SWEEP_FLOW, model_of_run, sweep_run_name
 from drift_retrain.sweep import PastRun, SweepAction, missed_signals, plan_reruns
 
 
@@ -54,7 +54,18 @@ async def _runs(client: PrefectClient, since: datetime, states: list[StateType],
             return [_past(r) for r in runs]
 
 
-@flow(name=SWEEP_FLOW, description="Rerun failed or crashed retrains and catch up drift whose event never arrived.")
+def _name_this_sweep() -> str:
+    """``sweep-2026-11-30T10:30Z``: when the schedule had it due (now, for a sweep started by hand), instead of
+    Prefect's random ``arcane-capuchin``."""
+    due = runtime.flow_run.scheduled_start_time
+    return sweep_run_name(due if isinstance(due, datetime) else datetime.now(UTC))
+
+
+@flow(
+    name=SWEEP_FLOW,
+    flow_run_name=_name_this_sweep,
+    description="Rerun failed or crashed retrains and catch up drift whose event never arrived.",
+)
 async def sweep(lookback_hours: float = 24.0, max_attempts: int = 3, catch_up: bool = True) -> list[dict[str, str]]:
     """Args:
     lookback_hours: How far back to look for failed retrains and for drift without a flow run.

@@ -25,6 +25,7 @@ from drift_retrain.names import (
     DECISION,
     DECISION_MADE,
     DRIFT,
+    GATE_OFF,
     ID,
     MODEL,
     MODEL_REGISTERED,
@@ -353,8 +354,9 @@ def training_rows(training: TrainingResult, champion: ModelVersion | None) -> li
 
 
 @task(name="report-model", cache_policy=NO_CACHE)
-def report_model(signal: DriftSignal, model: ModelVersion, links: list[Link]) -> None:
-    """The registered version, where to find it (portal deep links or the registry folder), its lineage."""
+def report_model(signal: DriftSignal, model: ModelVersion, links: list[Link], gate: str = GATE_OFF) -> None:
+    """The registered version, where to find it (portal deep links or the registry folder), its lineage.
+    ``gate`` (``Decision.gate``) labels the event's model resource: the promote trigger matches on it."""
     get_run_logger().info(
         "%s v%s %s from drift run %s", model.name, model.version, _registration(model), one_line(signal.run_id)
     )
@@ -365,13 +367,14 @@ def report_model(signal: DriftSignal, model: ModelVersion, links: list[Link]) ->
     )
     emit_event(
         MODEL_REGISTERED,
-        resource=model_resource(model.name),
+        resource=model_resource(model.name, gate),
         related=signal_related(signal),
         payload={
             "version": model.version,
             "uri": model.uri,
             "metrics": model.metrics,
             "signal": signal.identity,
+            "gate": gate,
             "links": {link.label: link.url for link in links},
         },
     )

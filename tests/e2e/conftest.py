@@ -139,8 +139,12 @@ EXTRA_TARGETS = local_target(
 
 
 # The UI cockpit's own target and local drift monitor (over the demo's data), so its run has a drift
-# table and registers a version of its own model whatever the other tests did to credit-default.
+# table and registers a version of its own model whatever the other tests did to credit-default; gated like
+# the shipped credit-default, so the promote automation runs for it.
 COCKPIT_TARGET = over_demo_data("cockpit", "cockpit-drift", label="defaulted") + f"""
+[targets.gate]
+metric = "roc_auc"
+
 [[local_monitors]]
 name = "cockpit-drift"
 workspace = "{DEMO_WORKSPACE}"

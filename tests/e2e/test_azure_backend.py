@@ -215,10 +215,11 @@ def test_the_sweep_catches_up_a_monitor_breach_whose_event_never_arrived(stack, 
     event = tree.breach_event(signal)  # never delivered
     run_id = event["data"]["runId"]  # the evaluate step's run, not the pipeline job's
     assert run_id == tree.evaluate[signal].run_id != tree.job.name
-    name = f"azure-credit-{run_id}-sweep"  # a run the sweep made is named apart from the webhook's
-    assert not api.flow_runs_like(f"azure-credit-{run_id}")
+    digest = to_drift_signal(event).digest[:8]  # names end in the signal's digest; the sweep's in -sweep too
+    assert not [r for r in api.flow_runs() if digest in r["name"]]
 
-    row = api.sweep_rows()[name]
+    (name, row), = [(n, r) for n, r in api.sweep_rows().items() if r["detail"].startswith(f"drift run {run_id} ")]
+    assert name.startswith("azure-credit-") and name.endswith(f"-{digest}-sweep"), name
     assert row["action"] == "caught up", row
     caught = api.flow_run(row["id"])
     assert caught["idempotency_key"] == to_drift_signal(event).idempotency_key  # the webhook's own key

@@ -68,6 +68,7 @@ def test_the_flow_run_page_shows_the_run_its_artifacts_and_its_events(page, shot
     expect(page.get_by_text(cockpit_run["name"], exact=True).first).to_be_visible()
     expect(page.get_by_text("model:cockpit-model", exact=True).first).to_be_visible()
     expect(page.get_by_text("Completed", exact=True).first).to_be_visible()
+    expect(page.get_by_text("decision:retrain", exact=True).first).to_be_visible()
     expect(page.get_by_text("copy run copy-", exact=False).first).to_be_visible()  # the external run's log line
     page.screenshot(path=str(shots / "flow-run.png"))
 
@@ -131,8 +132,10 @@ def test_a_retrain_by_hand_is_started_from_the_run_form(page, shots, stack, api)
         expect(page.get_by_text(text, exact=False).first).to_be_visible()
 
     target = page.locator(".schema-form-property").filter(has_text="target (Optional)")
-    target.get_by_role("button", name="str", exact=True).click()
     choice = target.locator(".p-select-button__control")
+    expect(choice).to_be_visible()  # at once: no "Property is type None" behind a "str" toggle to click first
+    expect(target.get_by_text("Property is type None")).to_have_count(0)
+    expect(choice).to_have_text("credit-default")  # the first configured target, preselected
     choice.click()
     choice.press("ArrowDown")  # opens the drop-down of the configured targets
     options = page.get_by_role("option")
@@ -151,8 +154,36 @@ def test_a_retrain_by_hand_is_started_from_the_run_form(page, shots, stack, api)
     assert created["parameters"]["target"] == "empty-window"
     flow_run = api.wait(created["id"])
     assert flow_run["state"]["type"] == "COMPLETED", flow_run["state"]
-    assert flow_run["name"].startswith("empty-model-manual-empty-window-")
+    assert re.fullmatch(r"empty-model-manual-\d{4}-\d\d-\d\d\.\.[0-9-]+-[0-9a-f]{8}", flow_run["name"]), flow_run["name"]
     assert {"via:manual", "kind:manual", "target:empty-window", "model:empty-model"} <= set(flow_run["tags"])
     decision = api.latest_artifact(flow_run["id"], "decision-empty-model")
     assert "retrain requested by hand" in decision["data"]
     assert "0 rows copied < minimum" in decision["description"]  # nothing landed for this target: skipped
+
+
+def test_the_run_list_tells_a_retrain_from_a_skip(page, shots, stack, api, cockpit_run) -> None:
+    """The Runs list filters by the decision: tag (Prefect's list item shows a run's state name and some of its
+    tags, never its state message), and the run's page says the outcome as its State Message."""
+    again = api.wait(api.run_deployment("drift-to-retrain/drift-to-retrain", {"signal": cockpit_run["parameters"]["signal"]}))
+    assert again["name"] == cockpit_run["name"]  # one signal, one name: the tag tells the two runs apart
+    assert again["state"]["message"].startswith("skipped: already handled: registered as cockpit-model v1")
+    for tag, shown, hidden in (("decision:skip", again, cockpit_run), ("decision:retrain", cockpit_run, again)):
+        page.goto(f"{stack.ui_url}/runs?tab=flow-runs")
+        page.locator("input[placeholder='Search by flow run name']:visible").first.fill(cockpit_run["name"])
+        tags = page.locator(".p-select-button__control").filter(has_text="All tags").first  # the Tags filter
+        tags.click()
+        tags.press("ArrowDown")  # opens its drop-down, with a search box
+        page.locator(".p-combobox__text-input input:visible, input.p-combobox__text-input:visible").first.fill(tag)
+        page.get_by_role("option", name=tag, exact=True).first.click()
+        page.keyboard.press("Escape")
+        runs = page.locator(".flow-run-list-item").filter(has_text=cockpit_run["name"])
+        expect(runs.locator(f"a[href*='{shown['id']}']").first).to_be_visible()
+        expect(runs.locator(f"a[href*='{hidden['id']}']")).to_have_count(0)
+        if tag == "decision:skip":
+            page.screenshot(path=str(shots / "run-list.png"))
+    for run in (cockpit_run, again):  # the run page's Details tab: the outcome as the State Message
+        page.goto(stack.flow_run_url(run["id"]))
+        page.get_by_role("tab", name="Details").or_(page.get_by_text("Details", exact=True)).first.click()
+        expect(page.get_by_text("State Message", exact=True).first).to_be_visible()
+        expect(page.get_by_text(run["state"]["message"], exact=True).first).to_be_visible()
+    assert cockpit_run["state"]["message"] == "retrained → cockpit-model v1"

@@ -4,6 +4,7 @@ one registered model version with its lineage; redeliveries and duplicates creat
 from __future__ import annotations
 
 import copy
+import re
 import subprocess
 import sys
 import time
@@ -17,7 +18,9 @@ from drift_retrain.names import (
     DRIFT_DETECTED,
     MODEL_REGISTERED,
     SIGNAL_TAG,
+    SWEEP,
     drift_run_resource_id,
+    flow_run_name,
     flow_run_resource_id,
     model_resource_id,
     monitor_resource_id,
@@ -54,7 +57,11 @@ def registry(settings) -> FileModelRegistry:
 def test_drift_event_retrains_and_registers_with_lineage(first_delivery, e2e_settings) -> None:
     run, event, flow_run = first_delivery
     assert flow_run["state"]["type"] == "COMPLETED", flow_run["state"]
-    assert flow_run["name"] == f"credit-default-{run.run_id}"
+    signal = to_drift_signal(event)  # the model, the window's days (UTC) and the signal's digest
+    assert flow_run["name"] == flow_run_name(e2e_settings.targets[0], signal)
+    assert re.fullmatch(rf"credit-default-{signal.window_start:%Y-%m-%d}\.\.[0-9-]+-{signal.digest[:8]}", flow_run["name"])
+    assert re.fullmatch(r"retrained → credit-default v\d+", flow_run["state"]["message"]), flow_run["state"]
+    assert "decision:retrain" in flow_run["tags"]  # set before the run ended: the list filters by it
     assert {"model:credit-default", "kind:dataset_drift", "backend:local", "via:webhook"} <= set(flow_run["tags"])
 
     versions = registry(e2e_settings).versions("credit-default")
@@ -209,9 +216,11 @@ def test_the_sweep_catches_up_drift_whose_event_never_arrived(first_delivery, st
     first, _, _ = first_delivery
     missed = run_monitor(e2e_settings.local_monitors[0], e2e_settings, window=(first.window_start, first.window_end - timedelta(days=1)))
     signal = to_drift_signal(drift_event(missed))
-    assert not [r for r in api.flow_runs() if r["name"] == f"credit-default-{missed.run_id}"]
+    webhook_name = flow_run_name(e2e_settings.targets[0], signal)
+    assert not [r for r in api.flow_runs() if r["name"] == webhook_name]
 
-    caught_name = f"credit-default-{missed.run_id}-sweep"  # a run the sweep made is named apart from the webhook's
+    caught_name = flow_run_name(e2e_settings.targets[0], signal, SWEEP)  # named apart from the webhook's: -sweep
+    assert caught_name == f"{webhook_name}-sweep"
     row = api.sweep_rows()[caught_name]
     assert row["action"] == "caught up"
     caught = api.flow_run(row["id"])

@@ -18,6 +18,7 @@ import sys
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from types import SimpleNamespace
 
 import httpx
 import pytest
@@ -27,7 +28,7 @@ from drift_retrain.intake.app import EVENTS_PATH, create_app
 from drift_retrain.config import load_settings
 from drift_retrain.intake.feed import PrefectEventFeed
 from drift_retrain.intake.handoff import PrefectHandoff
-from drift_retrain.names import DRIFT_DETECTED, drift_detected_event_id
+from drift_retrain.names import DRIFT_DETECTED, drift_detected_event_id, flow_run_name
 from drift_retrain.signals import MONITOR_BREACH_TAG
 from drift_retrain.intake.parsing import to_drift_signal
 from drift_retrain.devstack.sender import EVENT_GRID_RESPONSE_TIMEOUT, Delivery, redeliver
@@ -43,7 +44,7 @@ pytestmark = pytest.mark.e2e
 SECRET = "intake-secret-4f1d"
 SECRET_ENV = r'secret_env = "DRIFT_RETRAIN_WEBHOOK_SECRET"'
 EG = "application/json; charset=utf-8"
-SAMPLE_RUN = "docs-model-01d29aa4-e6a4-470a-9ef3-66660d21f8ef_1571590300380"
+SAMPLE_RUN = flow_run_name(SimpleNamespace(model_name="docs-model"), to_drift_signal(sample("eg_DatasetDriftDetected.json")[0]))  # type: ignore[arg-type]
 
 # operator, key, value or values, data that passes, data that does not
 OPERATOR_CASES = [
@@ -143,6 +144,11 @@ def runs_named(api: Api, name: str) -> list[dict]:
     return [r for r in api.flow_runs() if r["name"] == name]
 
 
+def run_name(model: str, event: dict) -> str:
+    """The name the receiver gives the event's run: the model, the window's days, the signal's digest."""
+    return flow_run_name(SimpleNamespace(model_name=model), to_drift_signal(event))  # type: ignore[arg-type]
+
+
 # -- protocol -------------------------------------------------------------------------------------
 
 
@@ -187,7 +193,7 @@ def test_v2_breach_in_both_schemas_is_one_run(receiver, api) -> None:
     first = deliver(receiver, [eg])
     assert made_the_run(first, first.json()["accepted"][0])
     assert deliver(receiver, ce, content_type="application/cloudevents+json").json()["accepted"][0]["duplicate"] is True
-    assert len(runs_named(api, "docs-model-v2-breach-1")) == 1
+    assert len(runs_named(api, run_name("docs-model", eg))) == 1
 
 
 def test_handshakes_over_http(receiver) -> None:
@@ -212,8 +218,8 @@ def test_shared_secret_in_query_or_header_and_401_otherwise(receiver, api) -> No
     for code, headers in [("wrong", {}), (None, {}), (None, {"X-Drift-Retrain-Key": "wrong"})]:
         response = deliver(receiver, [dataset_drift("auth-bad")], code=code, headers=headers)
         assert response.status_code == 401 and SECRET not in response.text
-    assert len(runs_named(api, "credit-default-auth-q")) == 1 and len(runs_named(api, "credit-default-auth-h")) == 1
-    assert runs_named(api, "credit-default-auth-bad") == []
+    assert len(runs_named(api, run_name("credit-default", dataset_drift("auth-q")))) == 1 and len(runs_named(api, run_name("credit-default", dataset_drift("auth-h")))) == 1
+    assert runs_named(api, run_name("credit-default", dataset_drift("auth-bad"))) == []
 
 
 def test_entra_protected_delivery(prefect, api, tmp_path) -> None:
@@ -229,8 +235,8 @@ def test_entra_protected_delivery(prefect, api, tmp_path) -> None:
             assert deliver(url, [dataset_drift("entra-bad")], code=SECRET).status_code == 401  # a secret is no token
     finally:
         tenant.close()
-    assert len(runs_named(api, "credit-default-entra-ok")) == 1
-    assert runs_named(api, "credit-default-entra-bad") == []
+    assert len(runs_named(api, run_name("credit-default", dataset_drift("entra-ok")))) == 1
+    assert runs_named(api, run_name("credit-default", dataset_drift("entra-bad"))) == []
 
 
 # -- filters ----------------------------------------------------------------------------------------
@@ -243,11 +249,11 @@ def test_each_filter_operator_decides_which_events_become_runs(receiver, api, op
     no = dataset_drift(f"{operator}-no", monitor=f"op-{operator}", **failing)
     response = deliver(receiver, [yes, no])
     assert response.status_code == 200, response.text
-    assert [a["flow_run_name"] for a in response.json()["accepted"]] == [f"{model}-{operator}-yes"]
+    assert [a["flow_run_name"] for a in response.json()["accepted"]] == [run_name(model, yes)]
     (ignored,) = response.json()["ignored"]
     assert ignored["event_id"] == no["id"] and f"{key} {operator}" in ignored["reason"]
-    assert len(runs_named(api, f"{model}-{operator}-yes")) == 1
-    assert runs_named(api, f"{model}-{operator}-no") == []
+    assert len(runs_named(api, run_name(model, yes))) == 1
+    assert runs_named(api, run_name(model, no)) == []
 
 
 # -- refusals ---------------------------------------------------------------------------------------
@@ -326,8 +332,9 @@ def test_32_concurrent_deliveries_and_a_duplicate_subscription_are_all_acknowled
         assert made == 1 or (made == 0 and (first.retried or second.retried))  # see made_the_run
     slowest = max(a.seconds for a in attempts)
     print(f"burst: 64 deliveries in {len(attempts)} attempts, slowest answer {slowest:.1f} s")
-    names = [r["name"] for r in api.flow_runs() if r["name"].startswith("credit-default-burst-")]
-    assert sorted(names) == sorted(f"credit-default-burst-{i}" for i in range(32))
+    expected = {run_name("credit-default", event) for event in events}
+    names = [r["name"] for r in api.flow_runs() if r["name"] in expected]
+    assert sorted(names) == sorted(expected) and len(expected) == 32
 
 
 def test_redelivery_of_the_same_event_maps_to_the_same_run(receiver, api) -> None:
@@ -335,7 +342,7 @@ def test_redelivery_of_the_same_event_maps_to_the_same_run(receiver, api) -> Non
     first = deliver(receiver, [event]).json()["accepted"][0]
     again = deliver(receiver, [event], delivery_count=1).json()["accepted"][0]
     assert again["duplicate"] and again["flow_run_id"] == first["flow_run_id"]
-    assert len(runs_named(api, "credit-default-redelivered-1")) == 1
+    assert len(runs_named(api, run_name("credit-default", dataset_drift("redelivered-1")))) == 1
 
 
 def test_each_accepted_signal_is_a_prefect_event_related_to_its_run(receiver, api) -> None:
@@ -405,10 +412,10 @@ def test_a_receiver_killed_mid_batch_and_restarted_makes_one_run_per_signal(pref
     try:
         tag = uuid.uuid4().hex[:6]
         batch = [dataset_drift(f"midbatch-{tag}-{i:04d}") for i in range(400)]
-        names = {f"credit-default-midbatch-{tag}-{i:04d}" for i in range(400)}
+        names = {run_name("credit-default", event) for event in batch}
 
         def made() -> int:
-            query = {"flow_runs": {"name": {"like_": f"credit-default-midbatch-{tag}-"}}}
+            query = {"flow_runs": {"name": {"any_": sorted(names)}}}
             return api.http.post("/flow_runs/count", json=query).json()
 
         first, url = start()
@@ -431,7 +438,7 @@ def test_a_receiver_killed_mid_batch_and_restarted_makes_one_run_per_signal(pref
         print(f"mid-batch: {partial} of {len(batch)} runs made before the kill; redelivery {redelivered}")
         accepted = redelivered.json()["accepted"]
         assert sum(a["duplicate"] for a in accepted) >= partial  # the dead receiver's runs were found, not remade
-        runs = [r["name"] for r in api.flow_runs_like(f"credit-default-midbatch-{tag}-")]
+        runs = [r["name"] for r in api.flow_runs() if r["name"] in names]
         assert sorted(runs) == sorted(names)  # exactly one run per signal
     finally:
         for process in started:  # killed or not, whatever failed
@@ -457,5 +464,5 @@ def test_prefect_down_is_503_and_redelivery_after_restart_makes_one_run_each(rec
         retried = deliver(receiver, batch, delivery_count=count)
         assert retried.status_code == 200, retried.text
     for i in range(3):
-        assert len(runs_named(api, f"credit-default-outage-{i}")) == 1
+        assert len(runs_named(api, run_name("credit-default", batch[i]))) == 1
     assert httpx.get(receiver + "/healthz", timeout=30).status_code == 200

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import re
 import time
+import uuid
 from datetime import UTC, datetime, time as midnight, timedelta
 from typing import Any
 
@@ -16,8 +17,8 @@ import pytest
 from drift_retrain.backends.local.registry import FileModelRegistry
 from drift_retrain.devstack.sender import deliver_events
 from drift_retrain.intake.parsing import to_drift_signal
-from drift_retrain.names import SIGNAL_TAG
-from drift_retrain.testing import dataset_drift
+from drift_retrain.names import GATE_LABEL, SIGNAL_TAG, digest, window_span
+from drift_retrain.testing import DEMO_WORKSPACE, dataset_drift
 
 pytestmark = pytest.mark.e2e
 
@@ -120,6 +121,9 @@ def test_registering_a_model_runs_the_follow_up_deployment(cockpit_run, api) -> 
     (promote,) = runs  # exactly one follow-up per registration
     assert promote["parameters"]["signal"] == _registry_identity(cockpit_run, api)
     assert promote["parameters"]["uri"].endswith("/cockpit-model/1/model.joblib")
+    assert promote["parameters"]["gate"] == "passed"  # only a version that passed the gate is promoted
+    (registered,) = api.events("drift-retrain.model.registered", f"drift-retrain.model.{MODEL}", signal=promote["parameters"]["signal"])
+    assert registered["resource"][GATE_LABEL] == "passed" and registered["payload"]["gate"] == "passed"
     done = api.wait(promote["id"])
     assert done["name"] == f"promote-{MODEL}-v1"  # the follow-up says which version it is about
     assert done["state"]["type"] == "COMPLETED", done["state"]
@@ -133,7 +137,9 @@ def test_a_retrain_by_hand_from_the_run_form_is_named_tagged_registered_and_dedu
     run_id = f"manual-cockpit-{start:%Y%m%dT%H%MZ}-{end:%Y%m%dT%H%MZ}"
     first = api.wait(api.run_deployment("drift-to-retrain/drift-to-retrain", {"target": "cockpit", **window}))
     assert first["state"]["type"] == "COMPLETED", first["state"]
-    assert first["name"] == f"cockpit-model-{run_id}"
+    # the model, "manual", the window's days and the signal's digest: the target is not said twice
+    assert first["name"] == f"cockpit-model-manual-{window_span(start, end)}-{digest(f'{DEMO_WORKSPACE.lower()}/runs/{run_id}')[:8]}"
+    assert first["state"]["message"].startswith("retrained → cockpit-model v") and "decision:retrain" in first["tags"]
     assert {"model:cockpit-model", "target:cockpit", "kind:manual", "via:manual", "backend:local"} <= set(first["tags"])
     (by_hand,) = [v for v in _registry(e2e_settings).versions(MODEL) if v.tags["prefect.flow_run_id"] == first["id"]]
     assert by_hand.tags["drift.run_id"] == run_id
@@ -145,6 +151,8 @@ def test_a_retrain_by_hand_from_the_run_form_is_named_tagged_registered_and_dedu
     assert again["state"]["type"] == "COMPLETED"
     decision = api.latest_artifact(again["id"], "decision-cockpit-model")
     assert decision["description"].startswith(f"skip: already handled: registered as cockpit-model v{by_hand.version}")
+    assert again["state"]["message"] == f"skipped: already handled: registered as cockpit-model v{by_hand.version}"
+    assert "decision:skip" in again["tags"]
     assert len(_registry(e2e_settings).versions(MODEL)) == count  # force never registers a signal twice
 
 
@@ -169,3 +177,41 @@ def test_a_failed_retrain_emits_retrain_failed_with_its_error(stack, api) -> Non
     roles = {r["prefect.resource.role"]: r["prefect.resource.id"] for r in failure["related"]}
     assert roles["flow-run"] == f"prefect.flow-run.{failed['id']}"
     assert roles["drift-run"] == "azureml.drift-run.demo-workspace.broken_cockpit_1"
+
+
+def test_promote_refuses_a_version_that_did_not_pass_the_gate(stack, api) -> None:
+    """Run by hand (or by another automation) for a version registered without a gate: it fails, saying why,
+    and records no plan."""
+    parameters = {"model": MODEL, "version": 99, "uri": "x", "signal": "s", "gate": "off"}
+    refused = api.wait(api.run_deployment("promote/promote", parameters))
+    assert refused["state"]["type"] == "FAILED"
+    assert refused["state"]["message"] == f"refused: {MODEL} v99 did not pass the champion/challenger gate (gate: off)"
+    assert not [a for a in api.artifacts(refused["id"]) if a["key"] == "promote-cockpit-model"]
+
+
+def test_the_automation_runs_promote_only_for_a_version_that_passed_the_gate(stack, api) -> None:
+    """Two registered events on the real server: one without a passed gate, then one with. The second's promote
+    run shows the trigger has seen both; the first has none."""
+    import asyncio
+    from prefect.events import Event
+    from prefect.events.clients import PrefectEventsClient
+
+    model = f"gate-probe-{uuid.uuid4().hex[:6]}"
+
+    def registered(version: int, gate: str) -> Event:
+        resource = {"prefect.resource.id": f"drift-retrain.model.{model}", "prefect.resource.name": model, GATE_LABEL: gate}
+        payload = {"version": version, "uri": f"probe/{version}", "signal": f"probe-{version}", "gate": gate}
+        return Event(event="drift-retrain.model.registered", resource=resource, payload=payload)
+
+    async def emit() -> None:
+        async with PrefectEventsClient(api_url=stack.api_url) as client:
+            await client.emit(registered(1, "off"))
+            await client.emit(registered(2, "passed"))
+
+    asyncio.run(emit())
+    deadline = time.monotonic() + 180
+    while not _promote_runs(api, model, 2) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert len(_promote_runs(api, model, 2)) == 1
+    time.sleep(5)  # the events arrived in order; give the first any time it would have needed besides
+    assert _promote_runs(api, model, 1) == []

@@ -10,6 +10,7 @@ from starlette.testclient import TestClient
 
 from drift_retrain.intake.app import EVENTS_PATH
 from drift_retrain.intake.handoff import HandedOff, HandoffUnavailable
+from drift_retrain.names import flow_run_name
 
 SECRET = "s3cret-value"
 SECRET_ENV = r'secret_env = "DRIFT_RETRAIN_WEBHOOK_SECRET"'
@@ -35,7 +36,7 @@ class RecordingHandoff:
                 first = self.runs[signal.identity]
                 handed.append(HandedOff(first.flow_run_id, first.flow_run_name, created=False))
             else:
-                run = HandedOff(flow_run_id=uuid.uuid4(), flow_run_name=f"{target.model_name}-{signal.run_id}", created=True)
+                run = HandedOff(flow_run_id=uuid.uuid4(), flow_run_name=flow_run_name(target, signal, started_by), created=True)
                 self.runs[signal.identity] = run
                 handed.append(run)
         return handed

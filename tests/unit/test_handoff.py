@@ -17,6 +17,7 @@ import pytest
 from drift_retrain.config import HandoffConfig, Settings
 from drift_retrain.intake.handoff import HandoffBusy, HandoffUnavailable, PrefectHandoff
 from drift_retrain.intake.parsing import to_drift_signal
+from drift_retrain.names import flow_run_name
 from drift_retrain.testing import dataset_drift
 
 DEPLOYMENT = {"id": str(uuid.uuid4()), "flow_id": str(uuid.uuid4())}
@@ -80,6 +81,11 @@ def items(settings: Settings, *run_ids: str):
     return [(to_drift_signal(dataset_drift(r)), settings.targets[0]) for r in run_ids]
 
 
+
+def run_name(settings, run_id: str) -> str:
+    """The name the handoff gives the run of drift run ``run_id`` (names.flow_run_name: window and digest)."""
+    return flow_run_name(settings.targets[0], to_drift_signal(dataset_drift(run_id)))
+
 def test_transient_503s_429s_and_dropped_connections_are_retried(settings) -> None:
     fake = FakePrefect(script=[503, 0, 429])  # database locked, connection dropped, rate-limited
 
@@ -88,7 +94,7 @@ def test_transient_503s_429s_and_dropped_connections_are_retried(settings) -> No
             return await h.hand_off_all(items(settings, "a"))
 
     (run,) = asyncio.run(main())
-    assert run.created and run.flow_run_name == "credit-default-a"
+    assert run.created and run.flow_run_name == run_name(settings, "a")
     assert fake.calls.count(f"POST /api/deployments/{DEPLOYMENT['id']}/create_flow_run") == 4
 
 
@@ -130,7 +136,7 @@ def test_a_full_queue_refuses_at_once(settings) -> None:
             assert time.monotonic() - began < 0.3  # at once, not after the 0.5 s write in progress
             return await first
 
-    assert [r.flow_run_name for r in asyncio.run(main())] == ["credit-default-a", "credit-default-b", "credit-default-c"]
+    assert [r.flow_run_name for r in asyncio.run(main())] == [run_name(settings, r) for r in "abc"]
 
 
 def test_concurrent_requests_are_written_in_arrival_order_in_batches(settings) -> None:
@@ -143,7 +149,7 @@ def test_concurrent_requests_are_written_in_arrival_order_in_batches(settings) -
 
     results = asyncio.run(main())
     assert all(r.created for pair in results for r in pair)
-    assert fake.created_order == [f"credit-default-r{i}{x}" for i in range(10) for x in "ab"]
+    assert fake.created_order == [run_name(settings, f"r{i}{x}") for i in range(10) for x in "ab"]
     creates = [c for c in fake.calls if "create_flow_run" in c]
     assert any(c.endswith("/bulk") for c in creates) and len(creates) < 10  # batched, not one call per signal
 
@@ -174,9 +180,9 @@ def test_a_failed_item_of_a_bulk_create_is_retried_and_the_others_still_count_as
             return await h.hand_off_all(items(settings, "a", "b", "c"))
 
     runs = asyncio.run(main())
-    assert [r.flow_run_name for r in runs] == ["credit-default-a", "credit-default-b", "credit-default-c"]
+    assert [r.flow_run_name for r in runs] == [run_name(settings, r) for r in "abc"]
     assert all(r.created for r in runs)  # a and b were made by the first try: new runs, not duplicates
-    assert fake.created_order == ["credit-default-a", "credit-default-b", "credit-default-c"]
+    assert fake.created_order == [run_name(settings, r) for r in "abc"]
     assert len([c for c in fake.calls if c.endswith("/bulk")]) == 2
 
 
@@ -192,7 +198,7 @@ def test_an_unreadable_answer_fails_its_request_at_once_and_the_writer_carries_o
             return await h.hand_off_all(items(settings, "a"))
 
     (run,) = asyncio.run(main())
-    assert run.created and run.flow_run_name == "credit-default-a"
+    assert run.created and run.flow_run_name == run_name(settings, "a")
 
 
 def test_a_failed_write_halves_the_batch_and_successes_grow_it_back(settings) -> None:

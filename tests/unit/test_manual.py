@@ -51,8 +51,10 @@ def test_a_run_is_about_a_signal_or_a_target_never_both_nor_neither(settings: Se
     drift = dataset_drift("credit-default-drift_1717000000000")
     signal = to_drift_signal(drift)
     assert requested_signal(settings, signal.model_dump(mode="json"), None) == signal
+    # the form always has a target selected (its default): with a signal it is ignored, a window is not
+    assert requested_signal(settings, signal, "credit-default") == signal
     with pytest.raises(InvalidRequest, match="not both"):
-        requested_signal(settings, signal, "credit-default")
+        requested_signal(settings, signal, "credit-default", window_end="2026-11-08T00:00:00Z")
     with pytest.raises(InvalidRequest, match=r"choose a 'target' \(credit-default\)"):
         requested_signal(settings, None, None)
     with pytest.raises(ConfigError, match="no target named 'nope'"):
@@ -73,14 +75,16 @@ def test_a_manual_request_passes_the_drift_rule_but_not_the_others(settings: Set
 def test_names_and_tags_say_who_started_the_run(settings: Settings) -> None:
     target = settings.targets[0]
     signal = to_drift_signal(dataset_drift("credit-default-drift_1717000000000"))
-    assert flow_run_name(target, signal) == "credit-default-credit-default-drift_1717000000000"
-    assert flow_run_name(target, signal, SWEEP) == "credit-default-credit-default-drift_1717000000000-sweep"
+    short = signal.digest[:8]
+    assert flow_run_name(target, signal) == f"credit-default-2019-07-04..05-{short}"
+    assert flow_run_name(target, signal, SWEEP) == f"credit-default-2019-07-04..05-{short}-sweep"
     assert "via:sweep" in flow_run_tags(target, signal, SWEEP)
     assert started_by(["drift-retrain", "via:sweep"]) == SWEEP
     assert started_by(["drift-retrain", "via:webhook"]) == WEBHOOK
     assert started_by(["drift-retrain"]) == MANUAL  # the Run form adds no via: tag
     manual = manual_signal(target, now=NOON)
-    assert flow_run_name(target, manual, MANUAL) == f"credit-default-{manual.run_id}"
+    # the target is said once (its model's name), not again from the manual run id
+    assert flow_run_name(target, manual, MANUAL) == f"credit-default-manual-2026-11-20..27-{manual.digest[:8]}"
     assert "kind:manual" in flow_run_tags(target, manual, MANUAL)
 
 
@@ -98,6 +102,14 @@ def test_the_run_form_schema_takes_the_receivers_shape_and_the_forms(monkeypatch
     validate({"target": "credit-default", "window_end": "2026-11-08T00:00:00Z", "force": True}, schema, raise_on_error=True)
     with pytest.raises(ValidationError):
         validate({"target": "not-configured"}, schema, raise_on_error=True)
+
     described = {name: prop.get("description", "") for name, prop in schema["properties"].items()}
     assert all(described.values()), described  # the form shows a description under every field
     assert "webhook receiver" in described["signal"] and "by hand" in described["target"]
+
+
+def test_the_run_form_shows_the_target_drop_down_at_once() -> None:
+    """A plain enum with a default: no ``anyOf`` with null, which the form hides behind a "str" toggle."""
+    target = _schema()["properties"]["target"]
+    assert "anyOf" not in target and target["enum"] == ["credit-default"]  # the shipped drift-retrain.toml
+    assert target["default"] == "credit-default"

@@ -89,7 +89,7 @@ def test_flow_run_tags_are_read_back_by_their_readers() -> None:
         assert names.model_of_run(tags) == TARGET.model_name
     assert names.started_by(["drift-retrain"]) == names.MANUAL  # a run from the Run form carries no via: tag
     assert names.model_of_run([]) == ""
-    assert names.flow_run_name(TARGET, signal, names.SWEEP) == f"{TARGET.model_name}-{signal.run_id}-sweep"
+    assert names.flow_run_name(TARGET, signal, names.SWEEP) == f"{TARGET.model_name}-2019-07-04..05-{signal.digest[:8]}-sweep"
 
 
 def _lineage(signal) -> dict[str, str]:
@@ -181,3 +181,64 @@ def test_no_module_spells_a_resource_id_or_signal_tag_of_its_own() -> None:
         if text in path.read_text()
     ]
     assert offenders == []
+
+
+# -- run names people read at a glance (issue 15, item 6) ---------------------------------------------
+
+UTC_ = timezone.utc
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "span"),
+    [
+        (datetime(2026, 11, 19, tzinfo=UTC_), datetime(2026, 11, 26, tzinfo=UTC_), "2026-11-19..26"),
+        (datetime(2026, 11, 28, tzinfo=UTC_), datetime(2026, 12, 5, tzinfo=UTC_), "2026-11-28..12-05"),
+        (datetime(2026, 12, 28, tzinfo=UTC_), datetime(2027, 1, 4, tzinfo=UTC_), "2026-12-28..2027-01-04"),
+        # days are UTC days, whatever zone the event wrote its times in
+        (datetime.fromisoformat("2026-11-19T01:00+02:00"), datetime.fromisoformat("2026-11-26T01:00+02:00"), "2026-11-18..25"),
+    ],
+)
+def test_a_window_reads_as_its_days(start: datetime, end: datetime, span: str) -> None:
+    assert names.window_span(start, end) == span
+
+
+def test_run_names_carry_the_model_the_window_and_a_digest_never_epoch_milliseconds() -> None:
+    webhook = to_drift_signal(dataset_drift(
+        "2f5fa437-97e5-5e02-af43-3fd1c017ed9d_1795996800000",
+        StartTime="2026-11-19T00:00:00Z", EndTime="2026-11-26T00:00:00Z",
+    ))
+    short = webhook.digest[:8]
+    assert names.flow_run_name(TARGET, webhook) == f"credit-default-2026-11-19..26-{short}"
+    assert names.flow_run_name(TARGET, webhook, names.SWEEP) == f"credit-default-2026-11-19..26-{short}-sweep"
+    assert names.unrouted_run_name(webhook) == f"unrouted-2026-11-19..26-{short}"
+    assert "1795996800000" not in names.flow_run_name(TARGET, webhook)
+    # a drift signal's run started through the API without a via: tag is named by its signal, not "manual"
+    assert names.flow_run_name(TARGET, webhook, names.MANUAL) == names.flow_run_name(TARGET, webhook)
+    other = to_drift_signal(dataset_drift("other_1795996800000", StartTime="2026-11-19T00:00:00Z", EndTime="2026-11-26T00:00:00Z"))
+    assert names.flow_run_name(TARGET, other) != names.flow_run_name(TARGET, webhook)  # same window, other drift run
+    # a retrain by hand says the target once ("credit-default-manual-credit-default-..." before)
+    by_hand = manual_signal(TARGET, datetime(2026, 11, 19), datetime(2026, 11, 26))
+    assert names.flow_run_name(TARGET, by_hand, names.MANUAL) == f"credit-default-manual-2026-11-19..26-{by_hand.digest[:8]}"
+    # a v2 breach may name no window: the day of its event instead
+    breach = to_drift_signal(monitor_breach("breach-run-1"))
+    assert breach.window_start is None and breach.event_time is not None
+    assert names.flow_run_name(TARGET, breach) == f"credit-default-{breach.event_time:%Y-%m-%d}-{breach.digest[:8]}"
+    for name in (names.flow_run_name(TARGET, s, via) for s in (webhook, by_hand, breach) for via in (names.WEBHOOK, names.SWEEP, names.MANUAL)):
+        assert len(name) <= len(TARGET.model_name) + len("-manual-2026-12-28..2027-01-04-12345678-sweep")
+
+
+def test_a_sweep_run_is_named_by_when_it_was_due() -> None:
+    assert names.sweep_run_name(datetime(2026, 11, 30, 10, 30, 12, tzinfo=UTC_)) == "sweep-2026-11-30T10:30Z"
+
+
+def test_the_decision_tag_is_one_per_run_and_only_the_three_verdicts() -> None:
+    tags = ["drift-retrain", "model:m", "decision:skip"]
+    assert names.with_decision_tag(tags, names.RETRAIN) == ["drift-retrain", "model:m", "decision:retrain"]
+    assert names.with_decision_tag(["drift-retrain"], names.GATED) == ["drift-retrain", "decision:gated"]
+    with pytest.raises(ValueError):
+        names.decision_tag("maybe")
+
+
+def test_the_registered_events_model_resource_says_whether_the_gate_passed() -> None:
+    assert names.model_resource("m") == {names.ID: "drift-retrain.model.m", names.NAME: "m"}
+    assert names.model_resource("m", names.GATE_PASSED)[names.GATE_LABEL] == "passed"

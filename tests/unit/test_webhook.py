@@ -127,7 +127,7 @@ def test_every_drift_sample_is_handed_off(client, recorder, name, content_type) 
     response = post(client, sample(name), content_type=content_type)
     assert response.status_code == 200, response.text
     (accepted,) = response.json()["accepted"]
-    assert accepted["flow_run_name"] == "docs-model-01d29aa4-e6a4-470a-9ef3-66660d21f8ef_1571590300380"
+    assert accepted["flow_run_name"] == f"docs-model-2019-07-04..05-{recorder.signals[0].digest[:8]}"  # model, window, digest
     assert [s.monitor for s in recorder.signals] == ["myDriftMonitor"]
 
 
