@@ -37,6 +37,9 @@ RETRIES = 1
 #: Seconds the look-up may wait for an answer (azure-core's per-call read_timeout; its default is 300 s).
 READ_TIMEOUT = 30
 
+#: The band is at least this share of the median wide each side: runs vary a little even when history does not.
+MARGIN = 0.03
+
 Key = tuple[str, str, str, str]
 
 
@@ -82,14 +85,17 @@ def durations(runs: Iterable[Any], pipeline: str, longest: float) -> list[float]
 
 
 def expectation(seconds: list[float], policy: PollingConfig) -> ExpectedEnd | None:
-    """The median and the 10-90 % band of ``seconds`` (robust to an odd run, unlike a mean), widened to at least
-    ``max_interval`` or 2 % of the median each side; None with fewer than ``MIN_RUNS`` runs."""
+    """The median and the interquartile band of ``seconds`` (one odd run moves neither, unlike a mean or the
+    extremes), widened to at least ``max_interval`` or 3 % of the median each side; None with fewer than
+    ``MIN_RUNS`` runs."""
     if len(seconds) < MIN_RUNS:
         return None
     median = statistics.median(seconds)
-    deciles = statistics.quantiles(seconds, n=10, method="inclusive")
-    margin = max(policy.max_interval, 0.02 * median)
-    return ExpectedEnd(median=median, low=max(0.0, min(deciles[0], median - margin)), high=max(deciles[-1], median + margin))
+    quartiles = statistics.quantiles(seconds, n=4, method="inclusive")
+    margin = max(policy.max_interval, MARGIN * median)
+    return ExpectedEnd(
+        median=median, low=max(0.0, min(quartiles[0], median - margin)), high=max(quartiles[-1], median + margin)
+    )
 
 
 class RunHistory:
