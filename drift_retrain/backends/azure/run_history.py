@@ -178,7 +178,7 @@ class RunHistory:
             )
         else:
             log.info(
-                "copy: Data Factory pipeline %s usually takes %.0f s (%.0f-%.0f s over %d runs); polling densely "
+                "copy: Data Factory pipeline %s usually takes %.4g s (%.4g-%.4g s over %d runs); polling densely "
                 "around that",
                 pipeline,
                 found.median,
