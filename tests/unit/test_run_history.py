@@ -14,7 +14,9 @@ from drift_retrain.backends.azure.run_history import RunHistory, durations, expe
 from drift_retrain.config import PollingConfig
 
 POLICY = PollingConfig()
-SPEC_EXAMPLE = Path(__file__).resolve().parents[1] / "fixtures" / "datafactory" / "spec-example_PipelineRuns_QueryByFactory.json"
+SPEC_EXAMPLE = (
+    Path(__file__).resolve().parents[1] / "fixtures" / "datafactory" / "spec-example_PipelineRuns_QueryByFactory.json"
+)
 
 
 def run(ms: Any, run_id: str = "r", pipeline: str = "Copy", status: str = "Succeeded") -> dict[str, Any]:
@@ -29,10 +31,20 @@ def test_the_spec_example_answer_yields_the_succeeded_runs_duration_only() -> No
 @pytest.mark.parametrize(
     "hostile",
     [
-        run(None), run("3600000"), run(True), run(-5), run(0), run(math.nan), run(math.inf),
+        run(None),
+        run("3600000"),
+        run(True),
+        run(-5),
+        run(0),
+        run(math.nan),
+        run(math.inf),
         run(10 * 3600 * 1000),  # longer than the step's timeout: not a duration this wait could see
-        run(60_000, pipeline="Other"), run(60_000, status="Failed"), run(60_000, run_id=None),  # type: ignore[arg-type]
-        "not a run", None, ["list"],
+        run(60_000, pipeline="Other"),
+        run(60_000, status="Failed"),
+        run(60_000, run_id=None),  # type: ignore[arg-type]
+        "not a run",
+        None,
+        ["list"],
     ],
 )
 def test_a_hostile_entry_is_skipped_not_raised_on(hostile: Any) -> None:
@@ -120,7 +132,9 @@ def test_pages_are_read_until_enough_runs_and_at_most_five() -> None:
     assert len(endless.queries) == 5
 
 
-def test_a_failed_look_up_falls_back_is_logged_once_and_not_repeated_within_the_ttl(caplog: pytest.LogCaptureFixture) -> None:
+def test_a_failed_look_up_falls_back_is_logged_once_and_not_repeated_within_the_ttl(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     runs = Runs(ConnectionError("reset by peer"))
     history = RunHistory(Clock())
     with caplog.at_level(logging.WARNING, logger="drift_retrain.azure"):
