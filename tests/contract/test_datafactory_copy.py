@@ -723,3 +723,24 @@ def test_a_failed_or_garbled_history_answer_falls_back_to_todays_schedule_and_th
     assert len(said) == 1, caplog.messages
     if answer == "503":
         assert len(history_queries(fake_azure)) == 2  # one blip ridden out (retry_total=1), then given up
+
+
+def test_a_reattached_run_and_a_rerun_from_failure_wait_without_history(tmp_path: Path, fake_azure: FakeAzure) -> None:
+    """Both started before this wait or do part of the work: the pipeline's usual duration says nothing of
+    when they end, so no look-up and today's schedule."""
+    fake_azure.datafactory.add_history(FACTORY, PIPELINE, [0.3, 0.3, 0.3])
+    fake_azure.datafactory.script(PIPELINE, RunScript(steps=(("InProgress", 0.3),), final="Succeeded"))
+    signal = drift_signal()
+    started = make_copy(tmp_path, fake_azure).start(signal)  # then the process is killed: no wait
+    rerun = make_copy(tmp_path, fake_azure, polling=HISTORY_POLLING)
+    assert rerun.wait(rerun.start(signal)).run_id == started
+
+    fake_azure.datafactory.script(PIPELINE, _failing())
+    fake_azure.datafactory.script(PIPELINE, _failing())
+    no_reuse = {**HISTORY_POLLING, "history_ttl_minutes": 0}  # every wait that may look up does
+    recovering = make_copy(tmp_path, fake_azure, polling=no_reuse, copy={"recover_from_failure": True})
+    with pytest.raises(DataFactoryRunFailed):
+        copy_once(recovering, "credit-default-drift_1717000000009")
+
+    assert len(fake_azure.datafactory.created(PIPELINE)) == 3  # the reattached run, a failed run, its recovery
+    assert len(history_queries(fake_azure)) == 1  # the failed run's wait only
