@@ -232,6 +232,16 @@ def test_a_run_just_outside_the_band_is_seen_within_a_share_of_its_distance_to_i
     assert delay <= 1.1 * max(30, 0.5 * distance) + 1e-6
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_within_a_band_width_of_it_the_polls_close_in_by_a_quarter_of_the_gap(seed: int) -> None:
+    """Runs end about as often just before the band as just after it: either side, a quarter of the distance."""
+    _, polls, _ = run_until(HOUR.high, HOUR, seed=seed)
+    width = HOUR.high - HOUR.low
+    near = [(age, later - age) for age, later in zip(polls, polls[1:]) if HOUR.low - width <= age < HOUR.low]
+    assert near  # the approach passes through
+    assert all(pause <= 1.1 * max(30, 0.25 * (HOUR.low - age)) + 1e-6 for age, pause in near)
+
+
 def test_the_dense_start_of_a_young_run_is_kept() -> None:
     _, polls, _ = run_until(3600, HOUR, seed=0, jitter=0)
     _, today, _ = run_until(3600, None, seed=0, jitter=0)

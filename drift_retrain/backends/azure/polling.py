@@ -71,7 +71,8 @@ def is_transient(exc: BaseException) -> bool:
 
 
 #: With an expected end, a pause is at most this share of the time left until the band (so the polls close in
-#: on it geometrically instead of stepping over it) ...
+#: on it geometrically instead of stepping over it; within one band's width of it, ``OVERRUN``'s share, as
+#: runs end as often just before the band as just after it) ...
 APPROACH = 0.5
 #: ... and at most this share of the run's age, so a run that ends early is still seen within half its age
 #: (a run expected to take an hour that fails after ten minutes is seen within five).
@@ -94,7 +95,8 @@ class ExpectedEnd:
         """The longest pause ``age`` seconds into the wait: ``max_interval`` inside the band, a share of the
         distance to it outside, never above ``max_patient_interval``."""
         if age < self.low:
-            share = min(APPROACH * (self.low - age), EARLY * age)
+            gap = self.low - age
+            share = min((OVERRUN if gap < self.high - self.low else APPROACH) * gap, EARLY * age)
         elif age <= self.high:
             share = 0.0
         else:
