@@ -410,6 +410,22 @@ class PollingConfig(_Strict):
         default=2.0, ge=0, description="Past that age, a pause may be this many times the time past it."
     )
     max_patient_interval: float = Field(default=1200.0, gt=0, description="Longest pause, in seconds, of an old run.")
+    history_runs: int = Field(
+        default=10,
+        ge=0,
+        le=100,
+        description="Data Factory only: how many recent succeeded runs of the pipeline set when its run is expected "
+        "to end (polled sparsely before, densely around, backing off past it); 0 turns this off. One "
+        "queryPipelineRuns call per pipeline and history_ttl_minutes.",
+    )
+    history_days: float = Field(
+        default=30, gt=0, le=365, description="How far back, in days, those succeeded runs are looked for."
+    )
+    history_ttl_minutes: float = Field(
+        default=60,
+        ge=0,
+        description="How long a pipeline's learned duration (or a failed look-up) is reused before asking again.",
+    )
 
     @model_validator(mode="after")
     def _ordered(self) -> PollingConfig:

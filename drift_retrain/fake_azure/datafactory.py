@@ -227,6 +227,10 @@ class FakeDataFactory:
         #: Parameters a pipeline declares (name -> {"type", "defaultValue"?}), served by the pipeline GET.
         self.declared: dict[str, dict[str, dict[str, Any]]] = {}
         self._plans: dict[str, deque[RunPlan]] = defaultdict(deque)
+        #: Runs that ended before the fake started, per factory name (lower case): ``add_history()``.
+        self.history: list[tuple[str, dict[str, Any]]] = []
+        self.page_size = 100  # runs per queryPipelineRuns page
+        self.query_runs_body: str | None = None  # answer every queryPipelineRuns with this body, verbatim
         self._known: dict[str, set[str]] = {}
 
     # -- what tests use -----------------------------------------------------------------------
@@ -441,25 +445,69 @@ class FakeDataFactory:
         return Response(body, media_type="application/json")
 
     async def _query_runs(self, request: Request) -> Response:
+        """PipelineRuns_QueryByFactory as the spec has it (Azure/azure-rest-api-specs specification/datafactory/
+        resource-manager/Microsoft.DataFactory/stable/2018-06-01/datafactory.json): the runs last updated in the
+        window, ``filters`` (PipelineName, Status, RunGroupId with Equals/NotEquals/In/NotIn), ``orderBy``
+        (RunStart, RunEnd, PipelineName, Status; ASC/DESC), pages of ``page_size`` with a continuationToken."""
         if (refused := self._refuse(request, "pipelineruns/read")) is not None:
             return refused
+        if self.query_runs_body is not None:
+            return Response(self.query_runs_body, media_type="application/json")
         body = await request.json()
         after, before = _window(body)
         if after is None or before is None:
             return _error(400, "InvalidParameter", "lastUpdatedAfter and lastUpdatedBefore are required")
-        names: set[str] | None = None
+        factory = request.path_params["factory"].lower()
+        bodies = [run.body() for run in self.runs.values() if run.factory.lower() == factory]
+        bodies += [dict(b) for f, b in self.history if f == factory]
+        fields = {"PipelineName": "pipelineName", "Status": "status", "RunGroupId": "runGroupId"}
         for f in body.get("filters") or []:
-            if f.get("operand") == "PipelineName" and f.get("operator") == "Equals":
-                names = set(f.get("values") or [])
-        value = []
-        for run in self.runs.values():
-            if run.factory.lower() != request.path_params["factory"].lower():
-                continue
-            if names is not None and run.pipeline not in names:
-                continue
-            if after <= run.created <= before:
-                value.append(run.body())
-        return JSONResponse({"value": value, "continuationToken": None})
+            name, operator, values = fields.get(f.get("operand")), f.get("operator"), set(f.get("values") or [])
+            if name is None or operator not in ("Equals", "NotEquals", "In", "NotIn"):
+                return _error(400, "InvalidParameter", f"Unsupported filter {f!r} (fake)")
+            keep = operator in ("Equals", "In")
+            bodies = [b for b in bodies if (b.get(name) in values) == keep]
+        value = [b for b in bodies if after <= (_parse(b["lastUpdated"]) or after) <= before]
+        orders = {"RunStart": "runStart", "RunEnd": "runEnd", "PipelineName": "pipelineName", "Status": "status"}
+        for order in reversed(body.get("orderBy") or []):
+            key = orders.get(order.get("orderBy"))
+            if key is None or order.get("order") not in ("ASC", "DESC"):
+                return _error(400, "InvalidParameter", f"Unsupported orderBy {order!r} (fake)")
+            value.sort(key=lambda b: (b.get(key) is not None, b.get(key) or ""), reverse=order["order"] == "DESC")
+        start = int(body.get("continuationToken") or 0)
+        page = value[start : start + self.page_size]
+        token = str(start + self.page_size) if start + self.page_size < len(value) else None
+        return JSONResponse({"value": page, "continuationToken": token})
+
+    def add_history(self, factory: str, pipeline: str, seconds: Sequence[float], status: str = "Succeeded") -> None:
+        """Runs of ``pipeline`` that ended before this fake started, ``seconds`` long each (newest first, an
+        hour apart), as queryPipelineRuns lists them (the spec example's PipelineRun fields)."""
+        name = factory.rstrip("/").rsplit("/", 1)[-1].lower()
+        end = datetime.now(UTC) - timedelta(minutes=1)
+        for index, length in enumerate(seconds):
+            ended = end - timedelta(hours=index)
+            began = ended - timedelta(seconds=length)
+            run_id = str(uuid.uuid4())
+            self.history.append(
+                (
+                    name,
+                    {
+                        "runId": run_id,
+                        "runGroupId": run_id,
+                        "isLatest": True,
+                        "pipelineName": pipeline,
+                        "parameters": {},
+                        "invokedBy": {"id": uuid.uuid4().hex, "name": "Manual", "invokedByType": "Manual"},
+                        "runStart": _iso(began),
+                        "runEnd": _iso(ended),
+                        "durationInMs": int(length * 1000),
+                        "status": status,
+                        "message": "",
+                        "lastUpdated": _iso(ended),
+                        "annotations": [],
+                    },
+                )
+            )
 
 
 def _iso(value: datetime) -> str:

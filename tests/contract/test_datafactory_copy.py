@@ -11,6 +11,7 @@ import json
 import logging
 import math
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -18,6 +19,7 @@ import pytest
 
 from drift_retrain.backends.azure.datafactory import DataFactoryCopy, DataFactoryRunCancelled, DataFactoryRunFailed
 from drift_retrain.backends.azure.polling import StepTimedOut
+from drift_retrain.backends.azure.run_history import RunHistory
 from drift_retrain.backends.azure.session import AzureSession
 from drift_retrain.backends.base import StepFailed, run_to_end
 from drift_retrain.backends.ledger import FileRunLedger
@@ -28,7 +30,8 @@ from drift_retrain.names import copy_run_key
 from drift_retrain.policy import after_copy
 from drift_retrain.results import Check, Decision
 from drift_retrain.templating import signal_fields
-from tests.contract.conftest import FAST_POLLING, PIPELINE, azure_settings, drift_signal
+from tests.contract.conftest import FACTORY, FAST_POLLING, PIPELINE, azure_settings, drift_signal
+from tests.contract.conftest import FACTORY_NAME
 
 #: azure-core's own retry backoff, shortened so a burst of 5xx costs milliseconds (Retry-After still wins).
 FAST_SDK_RETRIES = {"retry_backoff_factor": 0.01}
@@ -72,6 +75,7 @@ def make_copy(
     fake: FakeAzure,
     sleep: Callable[[float], None] = time.sleep,
     client_options: dict[str, Any] | None = None,
+    history: RunHistory | None = None,
     **settings: Any,
 ) -> DataFactoryCopy:
     config = azure_settings(tmp_path, fake, **settings)
@@ -83,6 +87,7 @@ def make_copy(
         FileRunLedger(config.state_dir / "runs" / "azure"),
         sleep=sleep,
         client_options=client_options or FAST_SDK_RETRIES,
+        history=history or RunHistory(),  # a test's learned durations are its own
     )
     _OPEN.append(copy)
     return copy
@@ -94,6 +99,13 @@ def copy_once(copy: DataFactoryCopy, run_id: str = "credit-default-drift_1717000
 
 
 FOREVER = 3600.0
+
+
+def is_history_query(request: Any) -> bool:
+    """The wait's look-up of the pipeline's recent succeeded runs (not the search for a lost createRun's run)."""
+    return "/queryPipelineRuns" in request.path and {"operand": "Status", "operator": "Equals", "values": ["Succeeded"]} in (
+        request.body.get("filters") or []
+    )
 
 
 # -- every Data Factory status ------------------------------------------------------------------
@@ -121,7 +133,8 @@ def test_succeeded_returns_the_copy_statistics_and_cancels_nothing(tmp_path: Pat
     [run] = fake_azure.datafactory.created(PIPELINE)
     assert (result.run_id, result.status, result.rows_copied, result.reattached) == (run.run_id, "Succeeded", 1000, False)
     assert run.cancel_calls == 0
-    assert [r.method for r in fake_azure.sent(contains="/providers/Microsoft.DataFactory/")][:2] == ["POST", "GET"]
+    sent = [r for r in fake_azure.sent(contains="/providers/Microsoft.DataFactory/") if not is_history_query(r)]
+    assert [r.method for r in sent][:2] == ["POST", "GET"]
 
 
 def test_failed_carries_data_factory_message_and_the_failing_activity_error(tmp_path: Path, fake_azure: FakeAzure) -> None:
@@ -266,7 +279,8 @@ def test_create_run_503_is_not_blindly_retried_it_looks_for_the_run_first(tmp_pa
     result = copy_once(copy)
 
     assert len(fake_azure.sent("POST", "/createRun")) == 3  # azure-core would have retried by itself; we asked
-    assert len(fake_azure.sent("POST", "/queryPipelineRuns")) == 2  # ... only after finding no run
+    finds = [r for r in fake_azure.sent("POST", "/queryPipelineRuns") if not is_history_query(r)]
+    assert len(finds) == 2  # ... only after finding no run
     assert [r.run_id for r in fake_azure.datafactory.created()] == [result.run_id]
 
 
@@ -613,3 +627,120 @@ def test_a_recorded_run_data_factory_no_longer_knows_is_replaced_by_a_new_run(tm
     assert (result.run_id, result.status, result.reattached) == (run.run_id, "Succeeded", False)
     assert fake_azure.sent("GET", "/pipelineruns/6a1b2c3d-0000-4000-8000-00000000dead?")  # it looked first
     assert copy.ledger.get("copy", copy_run_key(signal))["run_id"] == run.run_id
+
+
+# -- waiting on what the pipeline's recent runs took (queryPipelineRuns) ------------------------------
+
+#: Polling where the pipeline's history matters within seconds: bands of 0.2 s around runs of about 2 s.
+HISTORY_POLLING = {**FAST_POLLING, "timeout_minutes": 1}
+#: A run that goes on until the test interrupts the wait (which cancels it): the pauses, not the clock, are checked.
+ENDLESS = RunScript(steps=(("InProgress", FOREVER),), never_finishes=True)
+PAUSES = 12
+SPEC_EXAMPLE_RUNS = FIXTURES / "spec-example_PipelineRuns_QueryByFactory.json"
+
+
+def history_queries(fake: FakeAzure) -> list[Any]:
+    return [r for r in fake.sent("POST", "/queryPipelineRuns") if is_history_query(r)]
+
+
+def test_the_history_query_is_sent_with_the_documented_filter_body_and_thins_the_early_polls(
+    tmp_path: Path, fake_azure: FakeAzure
+) -> None:
+    fake_azure.datafactory.add_history(FACTORY, PIPELINE, [2.0, 1.9, 2.1, 2.0, 2.2])
+    fake_azure.datafactory.add_history(FACTORY, "AnotherPipeline", [600.0] * 5)
+    fake_azure.datafactory.script(PIPELINE, ENDLESS)
+    sleeps = Sleeps(interrupt_after=PAUSES)
+    copy = make_copy(tmp_path, fake_azure, sleep=sleeps, polling=HISTORY_POLLING)
+
+    with pytest.raises(KeyboardInterrupt):  # the wait goes on (never fails for want of history) until interrupted
+        copy_once(copy)
+
+    [query] = history_queries(fake_azure)
+    assert query.path.endswith(f"/factories/{FACTORY_NAME}/queryPipelineRuns?api-version=2018-06-01")
+    assert query.body["filters"] == [
+        {"operand": "PipelineName", "operator": "Equals", "values": [PIPELINE]},
+        {"operand": "Status", "operator": "Equals", "values": ["Succeeded"]},
+    ]
+    assert query.body["orderBy"] == [{"orderBy": "RunEnd", "order": "DESC"}]
+    after, before = (datetime.fromisoformat(query.body[k].replace("Z", "+00:00")) for k in ("lastUpdatedAfter", "lastUpdatedBefore"))
+    assert before - after == timedelta(days=30) and "continuationToken" not in query.body
+    # learned about 2 s: pauses longer than max_interval (0.2 s) while the run is young, which today's
+    # schedule never makes in its first ten minutes
+    assert max(sleeps.pauses) > 0.2 * 1.1
+    [run] = fake_azure.datafactory.created(PIPELINE)
+    assert run.cancel_calls == 1  # an interrupted wait still cancels the run
+
+
+def test_a_second_wait_on_the_pipeline_reuses_what_the_first_learned(tmp_path: Path, fake_azure: FakeAzure) -> None:
+    fake_azure.datafactory.add_history(FACTORY, PIPELINE, [0.3, 0.3, 0.3])
+    copy = make_copy(tmp_path, fake_azure, polling=HISTORY_POLLING)
+
+    copy_once(copy, "credit-default-drift_1717000000000")
+    copy_once(copy, "credit-default-drift_1717000000001")
+
+    assert len(fake_azure.datafactory.created(PIPELINE)) == 2 and len(history_queries(fake_azure)) == 1
+
+
+def test_the_spec_example_answer_is_read_through_the_sdk(tmp_path: Path, fake_azure: FakeAzure) -> None:
+    from drift_retrain.backends.azure.run_history import durations, history_query
+
+    example = json.loads(SPEC_EXAMPLE_RUNS.read_text(encoding="utf-8"))
+    fake_azure.datafactory.query_runs_body = json.dumps(example["responses"]["200"]["body"])
+    copy = make_copy(tmp_path, fake_azure)
+
+    page = copy.client.pipeline_runs.query_by_factory(
+        copy.resource_group, copy.factory, history_query("examplePipeline", datetime.now(UTC), 30)
+    )
+
+    assert durations(page.get("value"), "examplePipeline", longest=60) == [28.105]  # the Cancelled run has none
+
+
+@pytest.mark.parametrize(
+    "answer",
+    ["503", "not json {", '{"value": "runs"}', '{"value": [{"runId": "r", "pipelineName": "CopyDriftWindow", '
+     '"status": "Succeeded", "durationInMs": "soon"}]}'],
+    ids=["503s", "not-json", "value-not-a-list", "duration-not-a-number"],
+)
+def test_a_failed_or_garbled_history_answer_falls_back_to_todays_schedule_and_the_wait_goes_on(
+    tmp_path: Path, fake_azure: FakeAzure, caplog: pytest.LogCaptureFixture, answer: str
+) -> None:
+    caplog.set_level(logging.INFO, logger="drift_retrain.azure")
+    if answer == "503":
+        fake_azure.faults.errors["/queryPipelineRuns"] = 10
+    else:
+        fake_azure.datafactory.query_runs_body = answer
+    fake_azure.datafactory.script(PIPELINE, ENDLESS)
+    sleeps = Sleeps(interrupt_after=PAUSES)
+    copy = make_copy(tmp_path, fake_azure, sleep=sleeps, polling=HISTORY_POLLING)
+
+    with pytest.raises(KeyboardInterrupt):  # the wait goes on (never fails for want of history) until interrupted
+        copy_once(copy)
+
+    [run] = fake_azure.datafactory.created(PIPELINE)
+    assert run.status_calls == PAUSES
+    assert max(sleeps.pauses) <= 0.2 * 1.1  # today's young-run ceiling: max_interval plus jitter
+    said = [m for m in caplog.messages if f"pipeline {PIPELINE}" in m and "default schedule" in m]
+    assert len(said) == 1, caplog.messages
+    if answer == "503":
+        assert len(history_queries(fake_azure)) == 2  # one blip ridden out (retry_total=1), then given up
+
+
+def test_a_reattached_run_and_a_rerun_from_failure_wait_without_history(tmp_path: Path, fake_azure: FakeAzure) -> None:
+    """Both started before this wait or do part of the work: the pipeline's usual duration says nothing of
+    when they end, so no look-up and today's schedule."""
+    fake_azure.datafactory.add_history(FACTORY, PIPELINE, [0.3, 0.3, 0.3])
+    fake_azure.datafactory.script(PIPELINE, RunScript(steps=(("InProgress", 0.3),), final="Succeeded"))
+    signal = drift_signal()
+    started = make_copy(tmp_path, fake_azure).start(signal)  # then the process is killed: no wait
+    rerun = make_copy(tmp_path, fake_azure, polling=HISTORY_POLLING)
+    assert rerun.wait(rerun.start(signal)).run_id == started
+
+    fake_azure.datafactory.script(PIPELINE, _failing())
+    fake_azure.datafactory.script(PIPELINE, _failing())
+    no_reuse = {**HISTORY_POLLING, "history_ttl_minutes": 0}  # every wait that may look up does
+    recovering = make_copy(tmp_path, fake_azure, polling=no_reuse, copy={"recover_from_failure": True})
+    with pytest.raises(DataFactoryRunFailed):
+        copy_once(recovering, "credit-default-drift_1717000000009")
+
+    assert len(fake_azure.datafactory.created(PIPELINE)) == 3  # the reattached run, a failed run, its recovery
+    assert len(history_queries(fake_azure)) == 1  # the failed run's wait only

@@ -22,6 +22,12 @@ def test_one_quick_polling_round_fills_a_row_per_service(tmp_path: Path, monkeyp
     out = tmp_path / "results.json"
     assert bench.main(["--only", "polling", "--json", str(out)]) == 0
     rows = json.loads(out.read_text())["rows"]
-    assert [r["what"].split(":")[0] for r in rows] == ["Data Factory run of 1 min", "Azure ML run of 1 min"]
+    assert [r["what"].split(":")[0] for r in rows] == [
+        "Data Factory run of 1 min",
+        "Azure ML run of 1 min",
+        "Data Factory run of 1 min, history-aware, run within ±10 % of its history",
+        "Data Factory run of 1 min, history-aware, run 3x its history",
+        "Data Factory run of 1 min, history-aware, run 1/3 of its history",
+    ]
     assert all(r["data"]["calls"]["samples"] == 1 and r["data"]["fixed_calls"]["median"] >= 2 for r in rows)
     assert "| Data Factory run of 1 min" in capsys.readouterr().out

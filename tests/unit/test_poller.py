@@ -6,7 +6,7 @@ from typing import Any, Callable, Iterable
 
 import pytest
 
-from drift_retrain.backends.azure.polling import Poller, StepTimedOut
+from drift_retrain.backends.azure.polling import ExpectedEnd, Poller, StepTimedOut
 from drift_retrain.config import PollingConfig
 
 
@@ -183,3 +183,101 @@ def test_without_patience_the_ceiling_stays_max_interval() -> None:
     began = clock.now
     wait(p, lambda: "Succeeded" if clock.now - began >= 6 * 3600 else "InProgress")
     assert max(clock.pauses) == 60 and 6 * 3600 / 60 <= p.calls <= 6 * 3600 / 60 + 10
+
+
+# -- with an expected end (Data Factory: the pipeline's recent runs, see run_history) -----------------
+
+SHIPPED = {"initial_interval": 5, "max_interval": 30, "backoff": 2, "jitter": 0.1, "timeout_minutes": 420,
+           "patient_after_minutes": 10, "patience": 2, "max_patient_interval": 1200}
+#: A pipeline whose recent runs took about an hour (median 3600 s, interquartile band 3480-3720 s).
+HOUR = ExpectedEnd(median=3600, low=3480, high=3720)
+
+
+def run_until(ends_at: float, expected: ExpectedEnd | None, seed: int = 1, **policy: Any) -> tuple[Poller[str], list[float], float]:
+    """A wait on a run that ends ``ends_at`` s after the wait began: the poller, the ages of its polls and how
+    long after the end it noticed (jitter drawn from a seeded generator)."""
+    import random
+
+    clock, rng = Clock(), random.Random(seed)
+    p = Poller(PollingConfig(**{**SHIPPED, **policy}), "copy", clock=clock, sleep=clock.sleep, rng=rng.random,
+               on_change=lambda *_: None, expected=expected)
+    began = clock.now
+    polls: list[float] = []
+
+    def fetch() -> str:
+        polls.append(clock.now - began)
+        return "Succeeded" if clock.now - began >= ends_at else "InProgress"
+
+    wait(p, fetch)
+    return p, polls, polls[-1] - ends_at
+
+
+@pytest.mark.parametrize("ends_at", [3490, 3550, 3600, 3650, 3710])
+def test_polls_cluster_around_the_expected_end_and_see_it_within_max_interval(ends_at: float) -> None:
+    p, polls, delay = run_until(ends_at, HOUR, seed=int(ends_at))
+    _, _, today_delay = run_until(ends_at, None, seed=int(ends_at))
+
+    pauses = [(a, b - a) for a, b in zip(polls, polls[1:])]
+    assert all(pause <= 33 for age, pause in pauses if age >= HOUR.low)  # every 30 s (±10 %) in the band
+    assert delay <= 33  # seen within max_interval plus jitter ...
+    assert today_delay > 100  # ... where today's schedule, 20 min apart by then, notices it minutes late
+    assert p.calls <= 30  # at most half of a fixed one-minute poll's 60-odd calls on an hour's run
+    assert len([age for age in polls if age < 3000]) <= 15  # sparse before
+
+
+@pytest.mark.parametrize("ends_at", [3240, 3420, 3780, 3960])  # -10 %, -5 %, +5 %, +10 % of the median
+def test_a_run_just_outside_the_band_is_seen_within_a_share_of_its_distance_to_it(ends_at: float) -> None:
+    _, _, delay = run_until(ends_at, HOUR, seed=int(ends_at))
+    distance = max(HOUR.low - ends_at, ends_at - HOUR.high)
+    assert delay <= 1.1 * max(30, 0.5 * distance) + 1e-6
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_within_a_band_width_of_it_the_polls_close_in_by_a_quarter_of_the_gap(seed: int) -> None:
+    """Runs end about as often just before the band as just after it: either side, a quarter of the distance."""
+    _, polls, _ = run_until(HOUR.high, HOUR, seed=seed)
+    width = HOUR.high - HOUR.low
+    near = [(age, later - age) for age, later in zip(polls, polls[1:]) if HOUR.low - width <= age < HOUR.low]
+    assert near  # the approach passes through
+    assert all(pause <= 1.1 * max(30, 0.25 * (HOUR.low - age)) + 1e-6 for age, pause in near)
+
+
+def test_the_dense_start_of_a_young_run_is_kept() -> None:
+    _, polls, _ = run_until(3600, HOUR, seed=0, jitter=0)
+    _, today, _ = run_until(3600, None, seed=0, jitter=0)
+    assert polls[:5] == today[:5] == [0, 5, 15, 35, 65]  # 5, 10, 20, 30 s: a fast failure is seen as fast as today
+
+
+@pytest.mark.parametrize("ends_at", [120, 600, 1800])
+def test_a_run_that_ends_well_before_its_history_is_seen_within_half_its_age(ends_at: float) -> None:
+    _, _, delay = run_until(ends_at, HOUR)
+    assert delay <= max(30, 0.5 * ends_at) * 1.1 + 1e-6
+
+
+def test_past_the_expected_end_the_polls_thin_out_gradually() -> None:
+    _, polls, delay = run_until(3 * 3600, HOUR, jitter=0)
+    late = [(a, b - a) for a, b in zip(polls, polls[1:]) if a > HOUR.high]
+    pauses = [pause for _, pause in late]
+    assert pauses == sorted(pauses)  # never denser again
+    assert [pause for _, pause in late] == pytest.approx([min(1200, max(30, 0.25 * (age - HOUR.high))) for age, _ in late])
+    assert pauses[0] == 30 and pauses[-1] == 1200
+    assert delay <= 1200
+
+
+def test_with_an_expected_end_the_deadline_still_raises_step_timed_out() -> None:
+    clock = Clock()
+    p = Poller(PollingConfig(**{**SHIPPED, "timeout_minutes": 90, "jitter": 0}), "copy", clock=clock, sleep=clock.sleep,
+               rng=lambda: 0.5, on_change=lambda *_: None, expected=HOUR)
+    began = clock.now
+    with pytest.raises(StepTimedOut):
+        wait(p, statuses("InProgress"))
+    assert clock.now - began == pytest.approx(90 * 60)
+
+
+def test_with_an_expected_end_retry_after_is_still_honoured_in_the_dense_band() -> None:
+    clock = Clock()
+    p = Poller(PollingConfig(**{**SHIPPED, "jitter": 0}), "copy", clock=clock, sleep=clock.sleep, rng=lambda: 0.5,
+               on_change=lambda *_: None, expected=ExpectedEnd(median=60, low=0, high=120))
+    assert wait(p, statuses("InProgress", HttpError(429, retry_after="45"), HttpError(503), "Succeeded")) == "Succeeded"
+    assert clock.pauses[1] == 45  # Retry-After over the band's 30 s (5 s here: the dense start)
+    assert len(clock.pauses) == 3  # the 503 was ridden out too

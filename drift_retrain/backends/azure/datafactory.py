@@ -19,7 +19,8 @@ from azure.core.exceptions import HttpResponseError, ServiceRequestError, Servic
 
 from drift_retrain.backends.azure.arm import ArmId
 from drift_retrain.backends.azure.copy_output import copy_stats
-from drift_retrain.backends.azure.polling import Poller, retry_after
+from drift_retrain.backends.azure.polling import ExpectedEnd, Poller, retry_after
+from drift_retrain.backends.azure.run_history import HISTORY, RunHistory
 from drift_retrain.backends.azure.session import AzureSession
 from drift_retrain.backends.base import RunLog, StepFailed
 from drift_retrain.backends.ledger import RunLedger
@@ -64,7 +65,8 @@ class DataFactoryRunCancelled(StepFailed):
 
 class DataFactoryCopy:
     """``CopyPipeline`` on a Data Factory pipeline. ``sleep``/``clock``/``rng`` drive the polling (tests
-    inject them); ``client_options`` go to the SDK client (azure-core's retry_total, retry_backoff_factor...)."""
+    inject them); ``client_options`` go to the SDK client (azure-core's retry_total, retry_backoff_factor...);
+    ``history``: where the pipeline's usual duration is learned and cached (the process's, by default)."""
 
     def __init__(
         self,
@@ -76,6 +78,7 @@ class DataFactoryCopy:
         clock: Callable[[], float] = time.monotonic,
         rng: Callable[[], float] = random.random,
         client_options: Mapping[str, Any] | None = None,
+        history: RunHistory | None = None,
     ) -> None:
         self.session, self.target, self.ledger = session, target, ledger
         self.config = target.copy_step
@@ -90,6 +93,8 @@ class DataFactoryCopy:
         self._keys: dict[str, str] = {}  # run id -> ledger key
         self._reattached: set[str] = set()
         self._successor: dict[str, str] = {}  # run id -> the recovery run now standing in for it
+        self._recoveries: set[str] = set()  # runs rerun from a failed activity: shorter than a whole run
+        self.history = history or HISTORY
 
     @property
     def client(self) -> DataFactoryManagementClient:
@@ -130,6 +135,7 @@ class DataFactoryCopy:
                 return previous
             if status == "Failed" and self.config.recover_from_failure:
                 run_id = self._create({}, reference=previous)
+                self._recoveries.add(run_id)
                 self.ledger.put(STEP, key, run_id, pipeline=self.config.pipeline, recovery_of=previous)
                 self._remember(run_id, key, fields)
                 return run_id
@@ -153,6 +159,7 @@ class DataFactoryCopy:
                 "copy: Data Factory run %s failed (%s); rerunning it from the failed activity", current, failure.message
             )
             recovery = self._create({}, reference=current)
+            self._recoveries.add(recovery)
             if current in self._keys:
                 self.ledger.put(STEP, self._keys[current], recovery, pipeline=self.config.pipeline, recovery_of=current)
                 self._remember(recovery, self._keys[current], self._fields[current])
@@ -194,13 +201,23 @@ class DataFactoryCopy:
             return None  # Data Factory keeps run history for 45 days
 
     def _poll(self, run_id: str) -> PipelineRun:
-        poller: Poller[PipelineRun] = Poller(self.policy, STEP, clock=self._clock, sleep=self._sleep, rng=self._rng)
+        poller: Poller[PipelineRun] = Poller(
+            self.policy, STEP, clock=self._clock, sleep=self._sleep, rng=self._rng, expected=self._expected(run_id)
+        )
         return poller.wait(
             run_id,
             fetch=lambda: self.client.pipeline_runs.get(self.resource_group, self.factory, run_id),
             status_of=lambda run: run.status or "Unknown",
             terminal=TERMINAL,
         )
+
+    def _expected(self, run_id: str) -> ExpectedEnd | None:
+        """When a run started just now should end, from the pipeline's recent runs. Not for a run we reattached
+        to (it started before this wait) nor a rerun from a failed activity (it does only part of the work)."""
+        if run_id in self._reattached or run_id in self._recoveries:
+            return None
+        key = (self._subscription, self.resource_group, self.factory, self.config.pipeline)
+        return self.history.expected(self.client, key, self.policy)
 
     def _create(self, parameters: dict[str, object], reference: str | None = None) -> str:
         """POST createRun without azure-core's retries: a 5xx or lost answer may mean the run exists, so

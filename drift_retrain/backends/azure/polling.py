@@ -6,6 +6,11 @@ ceiling that is short while the run is young and grows with the run's age after 
 seen ending quickly and hours-long runs cost a few dozen calls. The calls and detection delays beside a
 fixed one-minute poll are measured by benchmarks/polling.py and shown on the docs' Benchmarks page
 (docs/benchmarks.md, generated from benchmarks/results.json).
+
+When the run's duration can be expected (Data Factory has no push, but its recent runs of the same pipeline
+tell how long this one will likely take: ``run_history``), an ``ExpectedEnd`` reshapes that ceiling: pauses
+shrink as the expected end nears, stay at ``max_interval`` across the band the history ended in, and grow
+again past it; without one the schedule is exactly the one above.
 """
 
 from __future__ import annotations
@@ -65,6 +70,40 @@ def is_transient(exc: BaseException) -> bool:
         return False
 
 
+#: With an expected end, a pause is at most this share of the time left until the band (so the polls close in
+#: on it geometrically instead of stepping over it; within one band's width of it, ``OVERRUN``'s share, as
+#: runs end as often just before the band as just after it) ...
+APPROACH = 0.5
+#: ... and at most this share of the run's age, so a run that ends early is still seen within half its age
+#: (a run expected to take an hour that fails after ten minutes is seen within five).
+EARLY = 0.5
+#: Past the band, a pause is at most this share of the time past it: a run slower than its history is
+#: still seen within a quarter of its overrun, and the polls thin out again gradually.
+OVERRUN = 0.25
+
+
+@dataclass(frozen=True)
+class ExpectedEnd:
+    """When, in seconds after the wait began, the run is expected to end: ``median`` and the band
+    ``low``-``high`` that recent runs ended in (learned by ``run_history``)."""
+
+    median: float
+    low: float
+    high: float
+
+    def ceiling(self, age: float, policy: PollingConfig) -> float:
+        """The longest pause ``age`` seconds into the wait: ``max_interval`` inside the band, a share of the
+        distance to it outside, never above ``max_patient_interval``."""
+        if age < self.low:
+            gap = self.low - age
+            share = min((OVERRUN if gap < self.high - self.low else APPROACH) * gap, EARLY * age)
+        elif age <= self.high:
+            share = 0.0
+        else:
+            share = OVERRUN * (age - self.high)
+        return min(policy.max_patient_interval, max(policy.max_interval, share))
+
+
 class PollTiming(TypedDict, total=False):
     """What drives a wait besides its policy (tests and benchmarks inject a virtual clock)."""
 
@@ -84,12 +123,14 @@ class Poller(Generic[T]):
     sleep: Callable[[float], None] = time.sleep
     rng: Callable[[], float] = random.random
     on_change: Callable[[str, str | None, str], None] | None = None
+    expected: ExpectedEnd | None = None
     calls: int = field(default=0, init=False)
 
     def pause(self, unchanged_polls: int, age: float = 0.0) -> float:
         """Seconds to wait after ``unchanged_polls`` polls without a change, ``age`` seconds into the wait."""
         grown = self.policy.initial_interval * self.policy.backoff ** min(unchanged_polls, 64)
-        base = min(self.policy.ceiling(age), grown)
+        ceiling = self.policy.ceiling(age) if self.expected is None else self.expected.ceiling(age, self.policy)
+        base = min(ceiling, grown)
         return max(0.0, base * (1 + self.policy.jitter * (2 * self.rng() - 1)))
 
     def wait(self, run_id: str, fetch: Callable[[], T], status_of: Callable[[T], str], terminal: Collection[str]) -> T:
