@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from drift_retrain.backends.azure.datafactory import DataFactoryCopy
-from drift_retrain.backends.azure.run_history import RunHistory
+from drift_retrain.backends.azure.pipeline_durations import RunHistory
 from drift_retrain.backends.azure.session import AzureSession
 from drift_retrain.backends.azure.training import training_pipeline
 from drift_retrain.backends.ledger import FileRunLedger

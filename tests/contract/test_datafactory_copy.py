@@ -19,7 +19,7 @@ import pytest
 
 from drift_retrain.backends.azure.datafactory import DataFactoryCopy, DataFactoryRunCancelled, DataFactoryRunFailed
 from drift_retrain.backends.azure.polling import StepTimedOut
-from drift_retrain.backends.azure.run_history import RunHistory
+from drift_retrain.backends.azure.pipeline_durations import RunHistory
 from drift_retrain.backends.azure.session import AzureSession
 from drift_retrain.backends.base import StepFailed, run_to_end
 from drift_retrain.backends.ledger import FileRunLedger
@@ -682,7 +682,7 @@ def test_a_second_wait_on_the_pipeline_reuses_what_the_first_learned(tmp_path: P
 
 
 def test_the_spec_example_answer_is_read_through_the_sdk(tmp_path: Path, fake_azure: FakeAzure) -> None:
-    from drift_retrain.backends.azure.run_history import durations, history_query
+    from drift_retrain.backends.azure.pipeline_durations import durations, history_query
 
     example = json.loads(SPEC_EXAMPLE_RUNS.read_text(encoding="utf-8"))
     fake_azure.datafactory.query_runs_body = json.dumps(example["responses"]["200"]["body"])

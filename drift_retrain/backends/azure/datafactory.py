@@ -19,8 +19,8 @@ from azure.core.exceptions import HttpResponseError, ServiceRequestError, Servic
 
 from drift_retrain.backends.azure.arm import ArmId
 from drift_retrain.backends.azure.copy_output import copy_stats
+from drift_retrain.backends.azure.pipeline_durations import HISTORY, RunHistory
 from drift_retrain.backends.azure.polling import ExpectedEnd, Poller, retry_after
-from drift_retrain.backends.azure.run_history import HISTORY, RunHistory
 from drift_retrain.backends.azure.session import AzureSession
 from drift_retrain.backends.base import RunLog, StepFailed
 from drift_retrain.backends.ledger import RunLedger

@@ -8,7 +8,7 @@ fixed one-minute poll are measured by benchmarks/polling.py and shown on the doc
 (docs/benchmarks.md, generated from benchmarks/results.json).
 
 When the run's duration can be expected (Data Factory has no push, but its recent runs of the same pipeline
-tell how long this one will likely take: ``run_history``), an ``ExpectedEnd`` reshapes that ceiling: pauses
+tell how long this one will likely take: ``pipeline_durations``), an ``ExpectedEnd`` reshapes that ceiling: pauses
 shrink as the expected end nears, stay at ``max_interval`` across the band the history ended in, and grow
 again past it; without one the schedule is exactly the one above.
 """
@@ -85,7 +85,7 @@ OVERRUN = 0.25
 @dataclass(frozen=True)
 class ExpectedEnd:
     """When, in seconds after the wait began, the run is expected to end: ``median`` and the band
-    ``low``-``high`` that recent runs ended in (learned by ``run_history``)."""
+    ``low``-``high`` that recent runs ended in (learned by ``pipeline_durations``)."""
 
     median: float
     low: float

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from drift_retrain.backends.azure.run_history import RunHistory, durations, expectation
+from drift_retrain.backends.azure.pipeline_durations import RunHistory, durations, expectation
 from drift_retrain.config import PollingConfig
 
 POLICY = PollingConfig()
