@@ -186,7 +186,9 @@ def test_timeout_cancels_the_run(tmp_path: Path, fake_azure: FakeAzure, where: s
     with pytest.raises(StepTimedOut, match="still InProgress after 0.01 min; cancelling it"):
         copy_once(copy)
 
-    assert 0.6 <= time.monotonic() - began < 5
+    # not before its 0.6 s; the message above already names which timeout applied, so the upper bound only
+    # has to tell it from the shared polling's minute (a busy machine stretches every attempt)
+    assert 0.6 <= time.monotonic() - began < 50
     [run] = fake_azure.datafactory.created(PIPELINE)
     assert run.cancel_calls == 1 and run.status() == "Canceling"
     time.sleep(run.run.CANCEL_SECONDS)
