@@ -63,13 +63,12 @@ def v1_event(workspace: str, monitor: str, *, coefficient: float = FULL_DRIFT, n
     start, end = last_week(now)
     drift_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{workspace.lower()}/datadrifts/{monitor}"))
     run_id = f"{drift_id}_{int(end.timestamp() * 1000)}"
-    return {
-        "topic": workspace,
-        "subject": f"datadrifts/{drift_id}/runs/{run_id}",
-        "eventType": DATASET_DRIFT_DETECTED,
-        "eventTime": _now_text(now),
-        "id": str(uuid.uuid4()),
-        "data": {
+    return _envelope(
+        workspace,
+        f"datadrifts/{drift_id}/runs/{run_id}",
+        DATASET_DRIFT_DETECTED,
+        now,
+        {
             "DataDriftId": drift_id,
             "DataDriftName": monitor,
             "RunId": run_id,
@@ -79,22 +78,19 @@ def v1_event(workspace: str, monitor: str, *, coefficient: float = FULL_DRIFT, n
             "StartTime": start.isoformat(),
             "EndTime": end.isoformat(),
         },
-        "dataVersion": "",
-        "metadataVersion": "1",
-    }
+    )
 
 
 def v2_event(workspace: str, monitor: str, signal: str, *, now: datetime | None = None) -> dict:
     """The ``RunStatusChanged`` of a breached signal's evaluate step: the breach tag is its only tag (no tag
     names the monitor), and the step run names its monitor run in ``azureml.rootpipelinerunid``."""
     run_id, experiment_id = str(uuid.uuid4()), str(uuid.uuid5(uuid.NAMESPACE_URL, f"{workspace.lower()}/{monitor}"))
-    return {
-        "topic": workspace,
-        "subject": f"experiments/{experiment_id}/runs/{run_id}",
-        "eventType": RUN_STATUS_CHANGED,
-        "eventTime": _now_text(now),
-        "id": str(uuid.uuid4()),
-        "data": {
+    return _envelope(
+        workspace,
+        f"experiments/{experiment_id}/runs/{run_id}",
+        RUN_STATUS_CHANGED,
+        now,
+        {
             "experimentId": experiment_id,
             "experimentName": monitor,  # no source names a monitor run's experiment; routing reads the signal name
             "runId": run_id,
@@ -103,6 +99,18 @@ def v2_event(workspace: str, monitor: str, signal: str, *, now: datetime | None 
             "runProperties": {"azureml.rootpipelinerunid": str(uuid.uuid4())},
             "runStatus": "Completed",
         },
+    )
+
+
+def _envelope(topic: str, subject: str, event_type: str, now: datetime | None, data: dict[str, Any]) -> dict:
+    """The Event Grid schema around an event's data, with a fresh event id (shared/reference/azure/WIRE.md §1)."""
+    return {
+        "topic": topic,
+        "subject": subject,
+        "eventType": event_type,
+        "eventTime": _now_text(now),
+        "id": str(uuid.uuid4()),
+        "data": data,
         "dataVersion": "",
         "metadataVersion": "1",
     }
