@@ -103,7 +103,7 @@ def v2_event(workspace: str, monitor: str, signal: str, *, now: datetime | None 
 
 
 def _envelope(topic: str, subject: str, event_type: str, now: datetime | None, data: dict[str, Any]) -> dict:
-    """The Event Grid schema around an event's data, with a fresh event id (shared/reference/azure/WIRE.md §1)."""
+    """The Event Grid schema around an event's data, with a fresh event id (learn.microsoft.com/azure/event-grid/event-schema)."""
     return {
         "topic": topic,
         "subject": subject,
