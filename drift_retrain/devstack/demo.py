@@ -159,7 +159,8 @@ def _summarise(flow_run: FlowRun, outcome: RetrainOutcome | None, url: str, say:
     if outcome is None:
         say(f"  no outcome: {flow_run.state.message if flow_run.state else ''}")
     else:
-        say(f"decision  {'RETRAIN' if outcome.decision.retrain else 'SKIP'}")
+        say(f"outcome   {outcome.message}")  # the run's final state message, as the UI shows it
+        say(f"decision  {outcome.verdict.upper()}")
         for check in outcome.decision.checks:
             say(f"  [{'x' if check.passed else ' '}] {check.rule}: {check.detail}")
         if outcome.copy_result:

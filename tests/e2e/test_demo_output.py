@@ -5,8 +5,8 @@ compared with the README's and azure-setup.md's blocks and with the recorded run
 line; these check the recordings against the code: the same rules, the same summary lines, the same Azure calls
 (status polls counted once: how many a wait makes depends on timing).
 
-DRIFT_RETRAIN_RECORD=<empty folder> rewrites the azure-fake recording from a run whose state lives there, on
-ports 4392/8392 (then paste its `printed` into docs/azure-setup.md).
+DRIFT_RETRAIN_RECORD=<empty folder> rewrites both recordings from runs whose state lives there, on ports 4392/8392
+(then paste each recording's `printed` into README.md and docs/getting-started.md, and docs/azure-setup.md).
 """
 
 from __future__ import annotations
@@ -80,13 +80,20 @@ def ports(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(SECRET_ENV, "")  # azure_fake_world sets it; restored after the test
 
 
-def test_the_demo_prints_the_rules_and_summary_the_readme_shows(tmp_path: Path, ports: None) -> None:
-    settings = load_settings(write_config(tmp_path))
+def test_the_demo_prints_the_rules_and_summary_the_readme_shows(
+    tmp_path: Path, ports: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = Path(RECORD_DIR) / "local" if RECORD_DIR else tmp_path
+    home.mkdir(parents=True, exist_ok=True)
+    settings = load_settings(write_config(home))
     printed: list[str] = []
+    summarised = _spy_on_summary(monkeypatch)
 
     code = run_demo(settings, say=printed.append, timeout=900)
 
     assert code == 0, printed
+    if RECORD_DIR:
+        _record(RECORDED / "recorded.json", "README.md", printed, None, summarised)
     recorded = json.loads((RECORDED / "recorded.json").read_text(encoding="utf-8"))
     shown = demo_block(ROOT / "README.md")
     assert rules(printed) == rules(shown) == [c["rule"] for c in recorded["outcome"]["decision"]["checks"]], printed
@@ -100,14 +107,7 @@ def test_the_azure_fake_demo_makes_the_calls_and_prints_the_summary_the_docs_sho
     home.mkdir(parents=True, exist_ok=True)
     settings = load_settings(write_config(home))
     printed: list[str] = []
-    summarised: dict = {}
-    summarise = demo._summarise
-
-    def spy(*args):  # the flow run and outcome the summary is printed from, for the recording
-        summarised["args"] = args[:3]
-        summarise(*args)
-
-    monkeypatch.setattr(demo, "_summarise", spy)
+    summarised = _spy_on_summary(monkeypatch)
     with azure_fake_world(settings) as (azure_settings, fake):
         code = run_demo(azure_settings, say=printed.append, timeout=900, on_drift=partial(publish_drift_run, fake))
         calls = sdk_calls(fake)
@@ -119,7 +119,7 @@ def test_the_azure_fake_demo_makes_the_calls_and_prints_the_summary_the_docs_sho
     assert code == 0, printed
     path = RECORDED / "recorded-azure-fake.json"
     if RECORD_DIR:
-        _record(path, [cli_lines[0], *printed, cli_lines[1]], calls, summarised)
+        _record(path, "docs/azure-setup.md", [cli_lines[0], *printed, cli_lines[1]], calls, summarised)
     recorded = json.loads(path.read_text(encoding="utf-8"))
     shown = demo_block(ROOT / "docs" / "azure-setup.md")
     assert rules(printed) == rules(shown) == [c["rule"] for c in recorded["outcome"]["decision"]["checks"]], printed
@@ -127,15 +127,27 @@ def test_the_azure_fake_demo_makes_the_calls_and_prints_the_summary_the_docs_sho
     assert once_per_wait(calls) == once_per_wait(recorded["calls"]), "the SDKs' calls differ from the recorded run's"
 
 
-def _record(path: Path, printed: list[str], calls: list[str], summarised: dict) -> None:
-    """Write the recording in recorded.json's shape, plus what was printed and the calls."""
+def _spy_on_summary(monkeypatch: pytest.MonkeyPatch) -> dict:
+    """Keep the flow run and outcome the demo's summary is printed from, for a recording."""
+    summarised: dict = {}
+    summarise = demo._summarise
+
+    def spy(*args):
+        summarised["args"] = args[:3]
+        summarise(*args)
+
+    monkeypatch.setattr(demo, "_summarise", spy)
+    return summarised
+
+
+def _record(path: Path, page: str, printed: list[str], calls: list[str] | None, summarised: dict) -> None:
+    """Write the recording in recorded.json's shape, plus what was printed (and the Azure calls, if any)."""
     flow_run, outcome, url = summarised["args"]
     document = {
-        "_about": "The demo --azure-fake run whose output docs/azure-setup.md shows (tests/e2e/test_demo_output.py, "
-        "DRIFT_RETRAIN_RECORD=<folder>).",
+        "_about": f"The demo run whose output {page} shows (tests/e2e/test_demo_output.py, DRIFT_RETRAIN_RECORD=<folder>).",
         "flow_run": {"name": flow_run.name, "state": flow_run.state.name, "url": url},
         "outcome": outcome.model_dump(mode="json"),
         "printed": printed,
-        "calls": calls,
+        **({"calls": calls} if calls is not None else {}),
     }
     path.write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
