@@ -349,7 +349,7 @@ class Stack:
             plural = len(held) > 1
             sentences.append(
                 f"port{'s' if plural else ''} {ports} {'are' if plural else 'is'} already in use by {holder}; "
-                f"set {' and '.join(env for _, _, env in held)} to free port{'s' if plural else ''}"
+                f"set {' and '.join(env for _, _, env in held)} to {'free ports' if plural else 'a free port'}"
             )
         if sentences:
             raise StackError("; ".join(sentences) + f" for the stack of {self.settings.state_dir}")
