@@ -57,29 +57,29 @@ def demo(
     settings = _settings(config)
     try:
         with stop_on_signals():  # SIGTERM too stops the stack it started, at every stage
-            code = run_demo(settings, keep=keep) if not azure_fake else _azure_fake_demo(settings, keep)
+            if not azure_fake:
+                code = run_demo(settings, keep=keep)
+            else:
+                from functools import partial
+
+                from drift_retrain.fake_azure.demo import azure_fake_world, publish_drift_run
+
+                with azure_fake_world(settings) as (azure_settings, fake):
+                    typer.echo(
+                        f"loopback Azure on {fake.url} (scripted statuses and metrics); "
+                        f"config {azure_settings.source_file}"
+                    )
+                    code = run_demo(azure_settings, keep=keep, on_drift=partial(publish_drift_run, fake))
+                    calls = [
+                        f"{r.method} {r.path.split('?')[0].rsplit('/providers/', 1)[-1]}"
+                        for r in fake.requests
+                        if "/oauth2/" not in r.path
+                    ]
+                    typer.echo(f"Azure calls made by the SDKs: {len(calls)}")
     except Interrupted as exc:
         typer.secho(f"demo interrupted ({exc}); everything it started is stopped", fg="red", err=True)
         raise typer.Exit(exc.exit_code) from None
     raise typer.Exit(code)
-
-
-def _azure_fake_demo(settings: Settings, keep: bool) -> int:
-    from functools import partial
-
-    from drift_retrain.devstack.demo import run_demo
-    from drift_retrain.fake_azure.demo import azure_fake_world, publish_drift_run
-
-    with azure_fake_world(settings) as (azure_settings, fake):
-        typer.echo(f"loopback Azure on {fake.url} (scripted statuses and metrics); config {azure_settings.source_file}")
-        code = run_demo(azure_settings, keep=keep, on_drift=partial(publish_drift_run, fake))
-        calls = [
-            f"{r.method} {r.path.split('?')[0].rsplit('/providers/', 1)[-1]}"
-            for r in fake.requests
-            if "/oauth2/" not in r.path
-        ]
-        typer.echo(f"Azure calls made by the SDKs: {len(calls)}")
-    return code
 
 
 @app.command()

@@ -28,7 +28,7 @@ import httpx
 
 from drift_retrain.config import Settings
 from drift_retrain.devstack import processes, record
-from drift_retrain.devstack.watchdog import stop_groups
+from drift_retrain.devstack.watchdog import Watchdog, stop_groups
 from drift_retrain.names import RETRAIN_DEPLOYMENT
 from drift_retrain.text import one_line
 
@@ -225,7 +225,7 @@ class Stack:
         self._procs: list[tuple[str, subprocess.Popen[bytes]]] = []
         self._lock: IO[bytes] | None = None
         self._record: record.StackRecord | None = None
-        self._watchdog: subprocess.Popen[bytes] | None = None
+        self._watchdog: Watchdog | None = None
         self._hurried_at: float | None = None
 
     @property
@@ -287,13 +287,7 @@ class Stack:
             self.settings.state_dir, self.settings.source_file, self.prefect_port, self.webhook_port
         )
         record.write(self._record)
-        self._watchdog = subprocess.Popen(
-            [sys.executable, "-m", "drift_retrain.devstack.watchdog"],
-            cwd=self.project_dir,
-            env=self.env(),
-            stdin=subprocess.PIPE,
-            start_new_session=True,  # outlives us; Ctrl-C in our terminal does not reach it
-        )
+        self._watchdog = Watchdog(self.project_dir, self.env())
         started = datetime.now(UTC)
         server = self._spawn("prefect-server", [*_prefect_cli(), "server", "start"])
         self._wait("Prefect server", server, lambda: self._healthy(f"{self.api_url}/health"), timeout=STARTUP_SECONDS)
@@ -421,25 +415,13 @@ class Stack:
                 proc.wait(timeout=10)
                 break
             time.sleep(0.1)
-        self._tell_watchdog(f"-{proc.pid}")
-
-    def _tell_watchdog(self, line: str) -> None:
-        if self._watchdog is not None and self._watchdog.stdin is not None:
-            with contextlib.suppress(OSError):
-                self._watchdog.stdin.write(f"{line}\n".encode())
-                self._watchdog.stdin.flush()
+        if self._watchdog is not None:
+            self._watchdog.forget(proc.pid)
 
     def _close_watchdog(self) -> None:
-        if self._watchdog is None:
-            return
-        with contextlib.suppress(OSError):
-            self._watchdog.stdin.close()  # type: ignore[union-attr]
-        try:
-            self._watchdog.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self._watchdog.kill()
-            self._watchdog.wait()
-        self._watchdog = None
+        if self._watchdog is not None:
+            self._watchdog.close()
+            self._watchdog = None
 
     # ------------------------------------------------------------------------------------------
 
@@ -455,7 +437,8 @@ class Stack:
                 command, cwd=self.project_dir, env=env, stdout=log, stderr=subprocess.STDOUT, **child_options()
             )
             self._procs.append((name, proc))
-            self._tell_watchdog(f"+{proc.pid}")
+            if self._watchdog is not None:
+                self._watchdog.watch(proc.pid)
             if self._record is not None:
                 self._record.groups.append(proc.pid)
                 record.write(self._record)
