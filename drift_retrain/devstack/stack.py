@@ -21,7 +21,6 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from types import FrameType
 from typing import IO, Any
 
 import httpx
@@ -89,42 +88,29 @@ def holder_of(port: int) -> str:
     env = processes.environment(pid)
     if env.get("PREFECT_HOME") and env.get("DRIFT_RETRAIN_CONFIG"):
         state_dir = Path(env["PREFECT_HOME"]).parent
+        down = f"`drift-retrain down -c {env['DRIFT_RETRAIN_CONFIG']}` stops it"
         found = record.read(state_dir)
         if found is not None and found.live():
-            return (
-                f"the drift-retrain stack of {state_dir}, started by pid {found.pid} "
-                f"(`drift-retrain down{f' -c {found.config}' if found.config else ''}` stops it)"
-            )
-        return f"pid {pid}, left by the drift-retrain stack of {state_dir}"
+            return f"the drift-retrain stack of {state_dir}, started by pid {found.pid} ({down})"
+        return f"pid {pid}, left behind by the drift-retrain stack of {state_dir} ({down})"
     return f"pid {pid} ({one_line(processes.command_line(pid), 100)})"
 
 
-@contextlib.contextmanager
-def stop_on_signals() -> Iterator[None]:
+def stop_on_signals() -> contextlib.AbstractContextManager[None]:
     """SIGINT (Ctrl-C) and SIGTERM (``timeout``, systemd, a cancelled CI job, ``drift-retrain down``) raise
     ``Interrupted`` in the main thread, wherever it is (starting, serving, waiting for a run), so the
     ``with Stack(...)`` around it stops what it started. Does nothing off the main thread."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
+    return _signals_handled(_raise_interrupted)
 
-    def interrupt(signum: int, _: FrameType | None) -> None:
-        raise Interrupted(signum)
 
-    for sig in STOP_SIGNALS:
-        signal.signal(sig, interrupt)
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+def _raise_interrupted(signum: int) -> None:
+    raise Interrupted(signum)
 
 
 @contextlib.contextmanager
-def _signals_noted(on_signal: Callable[[int], None]) -> Iterator[None]:
-    """While the block runs, SIGINT and SIGTERM only call ``on_signal`` (so they cannot cut it short);
-    main thread only (elsewhere signals are not ours to handle)."""
+def _signals_handled(on_signal: Callable[[int], None]) -> Iterator[None]:
+    """While the block runs, SIGINT and SIGTERM call ``on_signal``, then whatever handled them before
+    does again; main thread only (elsewhere signals are not ours to handle)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -143,7 +129,7 @@ def _signals_deferred() -> Iterator[None]:
     """Hold SIGINT and SIGTERM for the block (a child started must be known before it can be stopped),
     then deliver the first one that came to whatever handled it before."""
     held: list[int] = []
-    with _signals_noted(held.append):
+    with _signals_handled(held.append):
         yield
     if held:
         signal.raise_signal(held[0])
@@ -314,7 +300,7 @@ class Stack:
         """
         if self._lock is None:
             return  # attached, or never started: nothing of ours runs
-        with _signals_noted(self._hurry):
+        with _signals_handled(self._hurry):  # a second signal hurries the stop, never cuts it short
             self._set_phase("stopping")
             for name, proc in reversed(self._procs):
                 if name == "runner":
