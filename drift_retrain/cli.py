@@ -15,6 +15,18 @@ from drift_retrain.config import ConfigError, Settings, TargetConfig, load_setti
 app = typer.Typer(
     help="Turn Azure ML drift alerts into safe, observable retraining, orchestrated by Prefect.", no_args_is_help=True
 )
+DEBUG_ENV = "DRIFT_RETRAIN_DEBUG"
+
+
+@app.callback()
+def _options(
+    debug: Annotated[
+        bool, typer.Option("--debug", envvar=DEBUG_ENV, help="Show the traceback of a known failure too")
+    ] = False,
+) -> None:
+    if debug:
+        os.environ[DEBUG_ENV] = "1"
+
 
 ConfigOption = Annotated[
     Path | None,
@@ -40,40 +52,71 @@ def demo(
 ) -> None:
     """Run the main job end to end on the embedded default (seeded data, drift, retrain, register)."""
     from drift_retrain.devstack.demo import run_demo
+    from drift_retrain.devstack.stack import Interrupted, stop_on_signals
 
     settings = _settings(config)
-    if not azure_fake:
-        raise typer.Exit(run_demo(settings, keep=keep))
-    from functools import partial
+    try:
+        with stop_on_signals():  # SIGTERM too stops the stack it started, at every stage
+            if not azure_fake:
+                code = run_demo(settings, keep=keep)
+            else:
+                from functools import partial
 
-    from drift_retrain.fake_azure.demo import azure_fake_world, publish_drift_run
+                from drift_retrain.fake_azure.demo import azure_fake_world, publish_drift_run
 
-    with azure_fake_world(settings) as (azure_settings, fake):
-        typer.echo(f"loopback Azure on {fake.url} (scripted statuses and metrics); config {azure_settings.source_file}")
-        code = run_demo(azure_settings, keep=keep, on_drift=partial(publish_drift_run, fake))
-        calls = [
-            f"{r.method} {r.path.split('?')[0].rsplit('/providers/', 1)[-1]}"
-            for r in fake.requests
-            if "/oauth2/" not in r.path
-        ]
-        typer.echo(f"Azure calls made by the SDKs: {len(calls)}")
+                with azure_fake_world(settings) as (azure_settings, fake):
+                    typer.echo(
+                        f"loopback Azure on {fake.url} (scripted statuses and metrics); "
+                        f"config {azure_settings.source_file}"
+                    )
+                    code = run_demo(azure_settings, keep=keep, on_drift=partial(publish_drift_run, fake))
+                    calls = [
+                        f"{r.method} {r.path.split('?')[0].rsplit('/providers/', 1)[-1]}"
+                        for r in fake.requests
+                        if "/oauth2/" not in r.path
+                    ]
+                    typer.echo(f"Azure calls made by the SDKs: {len(calls)}")
+    except Interrupted as exc:
+        typer.secho(f"demo interrupted ({exc}); everything it started is stopped", fg="red", err=True)
+        raise typer.Exit(exc.exit_code) from None
     raise typer.Exit(code)
 
 
 @app.command()
 def up(config: ConfigOption = None) -> None:
-    """Start the stack (Prefect server + UI, runner, webhook receiver) and keep it up until Ctrl-C."""
-    from drift_retrain.devstack.stack import Stack, wait_until_interrupted
+    """Start the stack (Prefect server + UI, runner, webhook receiver) and keep it up until Ctrl-C, SIGTERM
+    or `drift-retrain down`. If this state dir's stack is already up, say so and leave it running."""
+    from drift_retrain.devstack.stack import STOP_SECONDS, Interrupted, Stack, stop_on_signals, wait_until_interrupted
 
     settings = _settings(config)
-    with Stack(settings) as stack:
-        # where local_secret() found it: the environment variable wins over the state dir's file
-        home = (
-            f"${settings.receiver.secret_env}" if settings.receiver.secret() else settings.state_dir / "webhook-secret"
-        )
-        typer.echo(f"Prefect UI  {stack.ui_url}\nwebhook     {stack.webhook_url}?code=<secret in {home}>")
-        typer.echo(f"logs        {stack.logs}\nCtrl-C to stop.")
-        wait_until_interrupted()
+    try:
+        with stop_on_signals(), Stack(settings) as stack:
+            # where local_secret() found it: the environment variable wins over the state dir's file
+            home = (
+                f"${settings.receiver.secret_env}"
+                if settings.receiver.secret()
+                else settings.state_dir / "webhook-secret"
+            )
+            if stack.attached:
+                typer.echo(stack.attach_note)
+            typer.echo(f"Prefect UI  {stack.ui_url}\nwebhook     {stack.webhook_url}?code=<secret in {home}>")
+            if stack.attached:
+                return
+            typer.echo(f"logs        {stack.logs}\nCtrl-C (or `drift-retrain down`) to stop.")
+            wait_until_interrupted()
+            typer.echo(f"stopping (at most {STOP_SECONDS:.0f} s; Ctrl-C again to stop at once) ...")
+    except Interrupted as exc:  # before the stack was up
+        typer.secho(f"interrupted ({exc}) while starting; everything started is stopped", fg="red", err=True)
+        raise typer.Exit(exc.exit_code) from None
+    typer.echo("stopped.")
+
+
+@app.command()
+def down(config: ConfigOption = None) -> None:
+    """Stop the stack that `up` or `demo` runs on this config's state dir, from any terminal."""
+    from drift_retrain.devstack.stack import stop_running_stack
+
+    typer.echo(stop_running_stack(_settings(config)))
 
 
 @app.command()
@@ -316,11 +359,45 @@ def _bicep_params(settings: Settings, targets: list[TargetConfig], endpoint: str
 
 
 def main() -> None:
+    """Run the command; a known failure is one or two red lines and exit 1 (it failed) or 2 (usage,
+    config), its traceback only with --debug or DRIFT_RETRAIN_DEBUG=1. Anything else is a bug: traceback."""
     try:
         app()
-    except ConfigError as exc:
-        typer.secho(str(exc), fg="red", err=True)
-        sys.exit(2)
+    except Exception as exc:
+        if not _known(exc) or os.environ.get(DEBUG_ENV, "") not in ("", "0"):
+            raise
+        typer.secho(_sentence(exc), fg="red", err=True)
+        sys.exit(2 if isinstance(exc, ConfigError) else 1)
+
+
+def _known(exc: Exception) -> bool:
+    """A failure with a sentence of its own: a config or usage error, a stack that cannot start, a demo
+    that failed, a server that cannot be reached."""
+    import httpx
+
+    from drift_retrain.devstack.stack import StackError
+
+    demo = sys.modules.get("drift_retrain.devstack.demo")  # imported only by the demo (it pulls in Prefect)
+    return isinstance(exc, ConfigError | StackError | httpx.TransportError) or (
+        demo is not None and isinstance(exc, demo.DemoFailed)
+    )
+
+
+def _sentence(exc: Exception) -> str:
+    """At most two lines: what failed and what to do (a part's log tail is for --debug or its log file)."""
+    import httpx
+
+    if isinstance(exc, httpx.TransportError):
+        try:
+            url = str(exc.request.url.copy_with(query=None))  # the ?code= secret stays out of the message
+        except RuntimeError:
+            url = "the server"
+        return (
+            f"cannot reach {url} ({type(exc).__name__}: {str(exc) or 'no answer'}); is it running? "
+            "`drift-retrain up` starts the local stack, --url names another receiver"
+        )
+    lines = [line for line in str(exc).splitlines() if line.strip()]
+    return "\n".join([*lines[:1], f"  last log line: {lines[-1]}"] if len(lines) > 1 else lines)
 
 
 if __name__ == "__main__":

@@ -31,9 +31,13 @@ def model_limits(settings: Settings) -> list[str]:
 
 
 def ensure_limits(settings: Settings) -> list[str]:
-    """Create (or reset to 1) every model's limit on the Prefect server ``PREFECT_API_URL`` names."""
+    """Create (or reset to 1) every model's limit on the Prefect server ``PREFECT_API_URL`` names; refuses
+    (``ApiUrlMissing``) when none is named rather than fill a throwaway server's database."""
     from prefect import get_client
 
+    from drift_retrain.prefect_api import require_api_url
+
+    require_api_url()
     names = model_limits(settings)
     with get_client(sync_client=True) as client:
         for name in names:

@@ -56,9 +56,10 @@ def run_demo(
     say("starting the stack: Prefect server (SQLite) + UI, runner, webhook receiver ...")
     began = time.monotonic()
     with Stack(settings) as stack:
-        say(
-            f"  stack {'attached' if stack.attached else 'up'} in {time.monotonic() - began:.1f} s; Prefect UI: {stack.ui_url}"
-        )
+        if stack.attached:
+            say(f"  {stack.attach_note}; Prefect UI: {stack.ui_url}")
+        else:
+            say(f"  stack up in {time.monotonic() - began:.1f} s; Prefect UI: {stack.ui_url}")
         run = run_monitor(monitor, settings)
         say(monitor_line(run))
         if not run.has_drift:

@@ -8,6 +8,7 @@ port is set with PREFECT_SERVER_API_PORT, not ``--port``, so the UI calls the ri
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import secrets
@@ -17,15 +18,18 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import httpx
 
 from drift_retrain.config import Settings
+from drift_retrain.devstack import processes, record
+from drift_retrain.devstack.watchdog import Watchdog, stop_groups
 from drift_retrain.names import RETRAIN_DEPLOYMENT
+from drift_retrain.text import one_line
 
 PREFECT_PORT_ENV = "DRIFT_RETRAIN_PREFECT_PORT"
 WEBHOOK_PORT_ENV = "DRIFT_RETRAIN_WEBHOOK_PORT"
@@ -35,10 +39,32 @@ PROJECT_DIR = Path(__file__).resolve().parents[2]  # the checkout: prefect.yaml,
 # process exits, so a generous bound costs nothing on a quick machine and holds on a busy one (seconds
 # each on a laptop; a minute and more on two cores shared with other test suites).
 STARTUP_SECONDS = 240.0
+# How a stop is bounded (docs/reliability.md, "Stopping the stack"): flow runs in flight get up to
+# DRAIN_SECONDS to finish, then each part (receiver, runner, server) up to PART_SECONDS after SIGTERM before
+# SIGKILL; a second Ctrl-C or SIGTERM cuts every wait left to HURRIED_SECONDS.
+DRAIN_SECONDS = 30.0
+PART_SECONDS = 10.0
+HURRIED_SECONDS = 2.0
+#: The most a stop takes: the drain, each part's grace, and reaping after SIGKILL.
+STOP_SECONDS = DRAIN_SECONDS + 3 * PART_SECONDS + 5.0
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 class StackError(RuntimeError):
-    """A part of the stack did not come up; the message says which and where its log is."""
+    """A part of the stack did not come up, or its ports or state dir are taken; the message says which
+    and what to do (its first line; the rest is the part's log tail)."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM arrived (``stop_on_signals``); the exit code a shell expects is 128 + the signal."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
 
 
 def free_port() -> int:
@@ -50,6 +76,63 @@ def free_port() -> int:
 def _port_in_use(port: int) -> bool:
     with socket.socket() as sock:
         return sock.connect_ex((HOST, port)) == 0
+
+
+def holder_of(port: int) -> str:
+    """Who listens on ``port``, for a refusal: the drift-retrain stack of which state dir (from the
+    listener's environment, which every process of a stack gets from ``Stack.env``), else its pid and
+    command line, else "another process" (not ours to read)."""
+    pid = processes.listener(port)
+    if pid is None:
+        return "another process (not one this user can see)"
+    env = processes.environment(pid)
+    if env.get("PREFECT_HOME") and env.get("DRIFT_RETRAIN_CONFIG"):
+        state_dir = Path(env["PREFECT_HOME"]).parent
+        down = f"`drift-retrain down -c {env['DRIFT_RETRAIN_CONFIG']}` stops it"
+        found = record.read(state_dir)
+        if found is not None and found.live():
+            return f"the drift-retrain stack of {state_dir}, started by pid {found.pid} ({down})"
+        return f"pid {pid}, left behind by the drift-retrain stack of {state_dir} ({down})"
+    return f"pid {pid} ({one_line(processes.command_line(pid), 100)})"
+
+
+def stop_on_signals() -> contextlib.AbstractContextManager[None]:
+    """SIGINT (Ctrl-C) and SIGTERM (``timeout``, systemd, a cancelled CI job, ``drift-retrain down``) raise
+    ``Interrupted`` in the main thread, wherever it is (starting, serving, waiting for a run), so the
+    ``with Stack(...)`` around it stops what it started. Does nothing off the main thread."""
+    return _signals_handled(_raise_interrupted)
+
+
+def _raise_interrupted(signum: int) -> None:
+    raise Interrupted(signum)
+
+
+@contextlib.contextmanager
+def _signals_handled(on_signal: Callable[[int], None]) -> Iterator[None]:
+    """While the block runs, SIGINT and SIGTERM call ``on_signal``, then whatever handled them before
+    does again; main thread only (elsewhere signals are not ours to handle)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, lambda signum, _: on_signal(signum))
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+@contextlib.contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM for the block (a child started must be known before it can be stopped),
+    then deliver the first one that came to whatever handled it before."""
+    held: list[int] = []
+    with _signals_handled(held.append):
+        yield
+    if held:
+        signal.raise_signal(held[0])
 
 
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
@@ -124,8 +207,12 @@ class Stack:
         self.project_dir = project_dir
         self.secret = local_secret(settings)
         self.logs = settings.state_dir / "logs"
-        self.attached = False
+        self.attached: record.StackRecord | None = None  # the stack of this state dir we attached to
         self._procs: list[tuple[str, subprocess.Popen[bytes]]] = []
+        self._lock: IO[bytes] | None = None
+        self._record: record.StackRecord | None = None
+        self._watchdog: Watchdog | None = None
+        self._hurried_at: float | None = None
 
     @property
     def api_url(self) -> str:
@@ -175,19 +262,18 @@ class Stack:
         self.stop()
 
     def start(self) -> None:
-        in_use = {
-            name: _port_in_use(port) for name, port in (("prefect", self.prefect_port), ("webhook", self.webhook_port))
-        }
-        if all(in_use.values()) and self._healthy(f"{self.api_url}/health") and self._healthy(self._healthz()):
-            self.attached = True  # a stack from `drift-retrain up` is already serving this config
+        """Start the parts, or attach to the stack a live supervisor runs on this state dir (its lock is
+        taken); refuse ports held by anything else, naming what holds them."""
+        self._lock = record.lock(self.settings.state_dir)
+        if self._lock is None:
+            self._attach()
             return
-        for name, busy in in_use.items():
-            if busy:
-                env_name = PREFECT_PORT_ENV if name == "prefect" else WEBHOOK_PORT_ENV
-                port = self.prefect_port if name == "prefect" else self.webhook_port
-                raise StackError(
-                    f"port {port} ({name}) is already in use by something else; set {env_name} to a free port"
-                )
+        self._refuse_busy_ports()
+        self._record = record.StackRecord.of_this_process(
+            self.settings.state_dir, self.settings.source_file, self.prefect_port, self.webhook_port
+        )
+        record.write(self._record)
+        self._watchdog = Watchdog(self.project_dir, self.env())
         started = datetime.now(UTC)
         server = self._spawn("prefect-server", [*_prefect_cli(), "server", "start"])
         self._wait("Prefect server", server, lambda: self._healthy(f"{self.api_url}/health"), timeout=STARTUP_SECONDS)
@@ -201,20 +287,127 @@ class Stack:
             secret=True,
         )
         self._wait("webhook receiver", receiver, lambda: self._healthy(self._healthz()), timeout=STARTUP_SECONDS)
+        self._set_phase("up")
 
-    def stop(self, drain_seconds: float = 60) -> None:
-        """Stop children in reverse order: receiver and runner first, the server last.
+    def stop(self, drain_seconds: float = DRAIN_SECONDS) -> None:
+        """Stop children in reverse order: receiver first, then the runner, the server last; bounded by
+        ``STOP_SECONDS`` in all, and a second SIGINT or SIGTERM meanwhile cuts every wait left short.
 
-        The runner is stopped only once its flow-run processes have exited (up to ``drain_seconds``):
-        on shutdown Prefect's runner marks every run it still tracks Cancelled, even one whose flow has
-        already reported Completed and is only flushing its results.
+        The runner is stopped only once the flow-run processes it had when the stop began have exited (up
+        to ``drain_seconds``): on shutdown Prefect's runner marks every run it still tracks Cancelled, even
+        one whose flow has already reported Completed and is only flushing its results. Runs it picks up
+        meanwhile (a queue) are not waited for.
         """
-        for name, proc in reversed(self._procs):
-            if name == "runner":
-                _wait_for_children(proc.pid, drain_seconds)
-            if proc.poll() is None:
-                stop_group(proc)
-        self._procs.clear()
+        if self._lock is None:
+            return  # attached, or never started: nothing of ours runs
+        with _signals_handled(self._hurry):  # a second signal hurries the stop, never cuts it short
+            self._set_phase("stopping")
+            for name, proc in reversed(self._procs):
+                if name == "runner":
+                    self._drain(proc.pid, drain_seconds)
+                self._stop_part(proc)
+            self._procs.clear()
+            self._close_watchdog()
+            record.remove(self.settings.state_dir, os.getpid())
+            self._lock.close()
+            self._lock = None
+
+    # ------------------------------------------------------------------------------------------
+
+    def _refuse_busy_ports(self) -> None:
+        """StackError naming, per holder, the ports it holds and the variables that move them."""
+        busy: dict[str, list[tuple[str, int, str]]] = {}
+        for name, port, env_name in (
+            ("prefect", self.prefect_port, PREFECT_PORT_ENV),
+            ("webhook", self.webhook_port, WEBHOOK_PORT_ENV),
+        ):
+            if _port_in_use(port):
+                busy.setdefault(holder_of(port), []).append((name, port, env_name))
+        sentences = []
+        for holder, held in busy.items():
+            ports = " and ".join(f"{port} ({name})" for name, port, _ in held)
+            plural = len(held) > 1
+            sentences.append(
+                f"port{'s' if plural else ''} {ports} {'are' if plural else 'is'} already in use by {holder}; "
+                f"set {' and '.join(env for _, _, env in held)} to {'free ports' if plural else 'a free port'}"
+            )
+        if sentences:
+            raise StackError("; ".join(sentences) + f" for the stack of {self.settings.state_dir}")
+
+    def _attach(self) -> None:
+        """Attach to the live supervisor of this state dir once it is up (waiting while it starts); if it
+        ends meanwhile, start in its place."""
+        state_dir = self.settings.state_dir
+        deadline = time.monotonic() + 3 * STARTUP_SECONDS
+        while time.monotonic() < deadline:
+            found = record.read(state_dir)
+            if found is not None and found.live():
+                if found.phase == "stopping":
+                    raise StackError(
+                        f"the stack of {state_dir} (pid {found.pid}) is stopping; run this again once it has"
+                    )
+                self.prefect_port, self.webhook_port = found.prefect_port, found.webhook_port
+                if found.phase == "up" and self._healthy(f"{self.api_url}/health") and self._healthy(self._healthz()):
+                    self.attached = found
+                    return
+            elif (lock := record.lock(state_dir)) is not None:
+                lock.close()  # its supervisor is gone: start afresh
+                self.start()
+                return
+            time.sleep(0.25)
+        raise StackError(f"the stack of {state_dir} did not come up within {3 * STARTUP_SECONDS:.0f} s")
+
+    @property
+    def attach_note(self) -> str:
+        """What a command says when it attached instead of starting."""
+        if self.attached is None:
+            return ""
+        return (
+            f"attached to the stack of {self.settings.state_dir}, started by pid {self.attached.pid} at "
+            f"{self.attached.since} (it keeps running; `drift-retrain down` stops it)"
+        )
+
+    def _set_phase(self, phase: record.Phase) -> None:
+        if self._record is not None:
+            self._record.phase = phase
+            record.write(self._record)
+
+    def _hurry(self, _: int) -> None:
+        if self._hurried_at is None:
+            self._hurried_at = time.monotonic()
+
+    def _deadline(self, seconds: float) -> float:
+        """When a wait of ``seconds`` from now ends, cut short by a second signal."""
+        deadline = time.monotonic() + seconds
+        if self._hurried_at is not None:
+            deadline = min(deadline, self._hurried_at + HURRIED_SECONDS)
+        return deadline
+
+    def _drain(self, runner: int, seconds: float) -> None:
+        in_flight = {pid: found.started for pid in processes.children(runner) if (found := processes.stat(pid))}
+        until = time.monotonic() + seconds
+        while any(processes.alive(pid, started) for pid, started in in_flight.items()):
+            if time.monotonic() > min(until, self._deadline(seconds)):
+                return
+            time.sleep(0.2)
+
+    def _stop_part(self, proc: subprocess.Popen[bytes]) -> None:
+        """SIGTERM the part's process group, SIGKILL what is left of it after ``PART_SECONDS``, reap it."""
+        _signal_group(proc, signal.SIGTERM)
+        until = time.monotonic() + PART_SECONDS
+        while proc.poll() is None or processes.in_groups({proc.pid}):
+            if time.monotonic() > min(until, self._deadline(PART_SECONDS)):
+                _signal_group(proc, signal.SIGKILL)
+                proc.wait(timeout=10)
+                break
+            time.sleep(0.1)
+        if self._watchdog is not None:
+            self._watchdog.forget(proc.pid)
+
+    def _close_watchdog(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.close()
+            self._watchdog = None
 
     # ------------------------------------------------------------------------------------------
 
@@ -225,11 +418,17 @@ class Stack:
         self.logs.mkdir(parents=True, exist_ok=True)
         log = open(self.logs / f"{name}.log", "ab")
         env = self.env(secret=secret)
-        proc = subprocess.Popen(
-            command, cwd=self.project_dir, env=env, stdout=log, stderr=subprocess.STDOUT, **child_options()
-        )
+        with _signals_deferred():  # known to us, the record and the watchdog before it can be stopped
+            proc = subprocess.Popen(
+                command, cwd=self.project_dir, env=env, stdout=log, stderr=subprocess.STDOUT, **child_options()
+            )
+            self._procs.append((name, proc))
+            if self._watchdog is not None:
+                self._watchdog.watch(proc.pid)
+            if self._record is not None:
+                self._record.groups.append(proc.pid)
+                record.write(self._record)
         log.close()
-        self._procs.append((name, proc))
         return proc
 
     def _wait(self, what: str, proc: subprocess.Popen[bytes], ready: Callable[[], bool], timeout: float) -> None:
@@ -274,17 +473,8 @@ class Stack:
 
 
 def _children(pid: int) -> list[int]:
-    """Live process ids whose parent is ``pid`` (Linux /proc; empty where there is none). Zombies
-    have exited already and do not count."""
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            after_name = stat.read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if int(after_name[1]) == pid and after_name[0] != "Z":
-            found.append(int(stat.parent.name))
-    return found
+    """Live process ids whose parent is ``pid`` (Linux /proc; empty where there is none)."""
+    return processes.children(pid)
 
 
 def _wait_for_children(pid: int, timeout: float) -> None:
@@ -317,14 +507,38 @@ def stop_group(proc: subprocess.Popen[bytes], grace: float = 20) -> None:
 
 
 def wait_until_interrupted() -> None:
-    """Block until Ctrl-C (or SIGTERM), so a kept-up stack can be explored."""
-    signal.signal(signal.SIGTERM, _interrupt)
-    try:
+    """Block until Ctrl-C or SIGTERM, so a kept-up stack can be explored."""
+    with contextlib.suppress(KeyboardInterrupt), stop_on_signals():
         while True:
             time.sleep(3600)
-    except KeyboardInterrupt:
-        pass
 
 
-def _interrupt(*_: object) -> None:
-    raise KeyboardInterrupt
+def stop_running_stack(settings: Settings) -> str:
+    """`drift-retrain down`: SIGTERM the supervisor of this state dir's stack and wait for it (up to
+    ``STOP_SECONDS``); if it is still there, SIGKILL it and its parts' process groups. Returns what was done."""
+    state_dir = settings.state_dir
+    found = record.read(state_dir)
+    if found is None or not found.live():
+        if found is not None:  # its supervisor was killed: its watchdog should have stopped the parts
+            left = [g for g in found.groups if _of_state_dir(g, state_dir)]
+            stop_groups(left, grace=HURRIED_SECONDS)
+            record.record_path(state_dir).unlink(missing_ok=True)
+            if left:
+                return f"no stack of {state_dir} was running; stopped {len(left)} part(s) a killed one left"
+        return f"no stack of {state_dir} is running"
+    began = time.monotonic()
+    os.kill(found.pid, signal.SIGTERM)
+    while found.live() and time.monotonic() - began < STOP_SECONDS:
+        time.sleep(0.2)
+    if found.live():
+        os.kill(found.pid, signal.SIGKILL)
+        stop_groups([g for g in found.groups if _of_state_dir(g, state_dir)], grace=HURRIED_SECONDS)
+        record.record_path(state_dir).unlink(missing_ok=True)
+        return f"the stack of {state_dir} (pid {found.pid}) did not stop within {STOP_SECONDS:.0f} s: killed it"
+    return f"stopped the stack of {state_dir} (pid {found.pid}) in {time.monotonic() - began:.1f} s"
+
+
+def _of_state_dir(group: int, state_dir: Path) -> bool:
+    """A process group still running a part of the stack of ``state_dir`` (not a reused number)."""
+    home = str(state_dir / "prefect")
+    return any(processes.environment(pid).get("PREFECT_HOME") == home for pid in processes.in_groups({group}))

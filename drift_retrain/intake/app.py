@@ -343,9 +343,13 @@ def build_app(receiver: Receiver) -> Starlette:
 
 def serve(settings: Settings | None = None, host: str = "127.0.0.1", port: int = 8088) -> None:
     """Run the receiver with uvicorn, its deadlines and limits set from ``[receiver]`` (``server``).
-    Uvicorn's access log is off: it would print the ?code= secret."""
+    Uvicorn's access log is off: it would print the ?code= secret. Without a Prefect server to hand off
+    to it refuses at once (``ApiUrlMissing``), before uvicorn starts, instead of failing in its lifespan."""
     import uvicorn
 
+    from drift_retrain.prefect_api import require_api_url
+
+    require_api_url()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
     settings = settings or load_settings()

@@ -415,6 +415,7 @@ def test_up_names_where_the_secret_really_comes_from(tmp_path, monkeypatch) -> N
 
     class Up:
         ui_url, webhook_url, logs = "http://ui", "http://hook/api/eventgrid", Path("logs")
+        attached = None
 
         def __init__(self, settings: Settings) -> None:
             pass
@@ -447,7 +448,7 @@ def test_only_the_receivers_process_gets_the_webhook_secret(tmp_path, monkeypatc
     envs: dict[str, dict[str, str]] = {}
 
     class Spawned:
-        pid, returncode = 0, None
+        pid, returncode, stdin = 0, None, None
 
         def __init__(self, command: list[str], *, env: dict[str, str], **options: Any) -> None:
             name = "server" if "server" in command else "runner" if "deployments.runner" in command else "receiver"
@@ -662,7 +663,10 @@ def test_serve_hands_uvicorn_the_deadlines_and_limits(configured, monkeypatch) -
     monkeypatch.setattr(uvicorn, "run", lambda app, **options: calls.append(options))
     monkeypatch.setattr(logging, "basicConfig", lambda **kw: None)
     monkeypatch.setattr(logging.getLogger("httpx"), "level", logging.getLogger("httpx").level)  # serve() sets it
-    app_module.serve(configured, port=18088)
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings({PREFECT_API_URL: "http://127.0.0.1:9/api"}):  # serve() refuses without a server
+        app_module.serve(configured, port=18088)
     [options] = calls
     assert issubclass(options["http"], DeadlineProtocol)
     assert (options["http"].head_timeout, options["http"].drain_timeout) == (10, 10)

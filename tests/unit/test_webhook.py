@@ -920,7 +920,10 @@ def test_served_without_uvicorns_access_log_which_would_print_the_secret(configu
     monkeypatch.setattr(logging.getLogger("httpx"), "level", logging.getLogger("httpx").level)  # serve() sets it
     from drift_retrain.intake.app import serve
 
-    serve(configured, port=18088)
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings({PREFECT_API_URL: "http://127.0.0.1:9/api"}):  # serve() refuses without a server
+        serve(configured, port=18088)
     [options] = calls
     assert {k: options[k] for k in ("host", "port", "access_log", "log_level")} == {
         "host": "127.0.0.1", "port": 18088, "access_log": False, "log_level": "info"}
