@@ -23,6 +23,7 @@ from drift_retrain.config import ConfigError, Settings
 from drift_retrain.devstack import demo_data
 from drift_retrain.devstack.sender import deliver_events
 from drift_retrain.devstack.stack import Stack, prefect_settings, wait_until_interrupted
+from drift_retrain.readable import byte_size
 from drift_retrain.results import Outcome, RetrainOutcome
 from drift_retrain.text import one_line
 
@@ -167,7 +168,10 @@ def _summarise(flow_run: FlowRun, outcome: RetrainOutcome | None, url: str, say:
         if outcome.copy_result:
             c = outcome.copy_result
             rows = "rows not reported" if c.rows_copied is None else f"{c.rows_copied} rows"  # a binary copy
-            say(f"copy      {rows}, {c.files_written} files, {c.data_written} bytes in {c.copy_duration:.2f} s")
+            say(
+                f"copy      {rows}, {c.files_written} file{'' if c.files_written == 1 else 's'}, "
+                f"{byte_size(c.data_written)} in {c.copy_duration:.2f} s"
+            )
         if outcome.training:
             metrics = ", ".join(f"{k} {v:.3f}" for k, v in outcome.training.metrics.items())
             holdout = f" (holdout of {outcome.training.rows_test} rows)" if outcome.training.rows_test else ""

@@ -134,6 +134,13 @@ def test_the_readme_summary_is_what_the_demo_prints_for_the_recorded_run() -> No
     assert summary == printed, "README.md's demo summary differs from what the demo prints for the recorded run"
 
 
+def test_the_readme_block_is_the_recorded_run_line_for_line() -> None:
+    """The whole block, not only its summary: the lines tests/e2e/test_demo_output.py recorded from a real run."""
+    recorded = json.loads((ROOT / "tests" / "fixtures" / "demo" / "recorded.json").read_text(encoding="utf-8"))
+    (block,) = [block for page, block in _demo_blocks() if page == README]
+    assert block.splitlines() == recorded["printed"]
+
+
 def test_the_getting_started_first_run_is_the_readmes_recorded_run() -> None:
     (readme,) = [block for page, block in _demo_blocks() if page == README]
     first = next(block for page, block in _demo_blocks() if page.name == "getting-started.md")
