@@ -124,7 +124,7 @@ def _local_monitor_dead_end(settings: Settings, index: int, local: LocalMonitorC
     same = [(i, t) for i, t in enumerate(settings.targets) if t.workspace.lower() == local.workspace.lower()]
     names = [m for _, t in same for m in t.monitors]
     close = difflib.get_close_matches(local.name, names, n=1)
-    hint = f"; did you mean '{close[0]}'?" if close else ""
+    hint = f"; a near name there is '{close[0]}' (a typo on one side?)" if close else ""
     fields = ", ".join(f"targets.{i}.monitors" for i, _ in same)
     return [
         CheckResult(

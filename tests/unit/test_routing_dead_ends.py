@@ -44,7 +44,7 @@ def test_a_misspelt_target_monitor_fails_check_naming_the_local_monitor_and_the_
     assert len(failed) == 2, lines
     local, target = failed
     assert local.startswith("FAIL  routing local_monitors.0: local monitor 'credit-default-drift' (local_monitors.0.name)")
-    assert f"it is in none of targets.0.monitors in {config}; did you mean 'credit-default-drfit'?" in local
+    assert f"it is in none of targets.0.monitors in {config}; a near name there is 'credit-default-drfit' (a typo on one side?)" in local
     assert "the receiver ignores it: monitor 'credit-default-drift' is not routed to any target" in local
     assert target.startswith(
         "FAIL  routing targets.0: monitor 'credit-default-drfit' of target 'credit-default' (targets.0.monitors) "
