@@ -19,4 +19,4 @@ def test_the_summary_of_a_binary_copy_says_rows_were_not_reported() -> None:
 
     _summarise(flow_run, outcome, "http://127.0.0.1:4200", printed.append)  # type: ignore[arg-type]
 
-    assert "copy      rows not reported, 2 files, 4096 bytes in 1.50 s" in printed
+    assert "copy      rows not reported, 2 files, 4.1 kB in 1.50 s" in printed
