@@ -358,6 +358,26 @@ def _bicep_params(settings: Settings, targets: list[TargetConfig], endpoint: str
         typer.echo(str(path))
 
 
+@app.command("demo-data")
+def demo_data_command(
+    config: ConfigOption = None,
+    name: Annotated[str | None, typer.Option("--name", help="Local monitor (default: the first)")] = None,
+) -> None:
+    """Write the demo's seeded data set (a reference and a drifted week) under the config's state dir, for a
+    scale-out trial: then `drift-retrain monitor --url <receiver>/api/eventgrid` finds drift and posts the event."""
+    from drift_retrain.devstack.demo_data import prepare
+
+    settings = _settings(config)
+    try:
+        reference, landing, written = prepare(settings, settings.monitor(name) if name else None)  # a bad --name too
+    except ConfigError as exc:
+        typer.secho(str(exc), fg="red", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"{'wrote' if written else 'kept (already there)'} {reference}")
+    typer.echo(f"{'wrote' if written else 'kept (already there)'} {landing}")
+    typer.echo("next: drift-retrain monitor --url http://<receiver>:8088/api/eventgrid")
+
+
 def main() -> None:
     """Run the command; a known failure is one or two red lines and exit 1 (it failed) or 2 (usage,
     config), its traceback only with --debug or DRIFT_RETRAIN_DEBUG=1. Anything else is a bug: traceback."""

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from drift_retrain.backends.local.tabular import write_csv
+from drift_retrain.config import ConfigError, LocalMonitorConfig, Settings
 
 COLUMNS = ["age", "income", "debt_ratio", "credit_lines", "late_payments", "utilization", "defaulted"]
 
@@ -43,3 +44,15 @@ def generate(
             landing / f"date={day.isoformat()}" / "part-0000.csv", COLUMNS, _sample(rng, rows_per_day, shifted=True)
         )
     return True
+
+
+def prepare(settings: Settings, monitor: LocalMonitorConfig | None = None) -> tuple[Path, Path, bool]:
+    """The demo's data set where ``monitor`` (default: the config's first local monitor) reads it, so a fleet
+    trial (`drift-retrain demo-data`, then `drift-retrain monitor`) sees the demo's drift without the demo's
+    stack. Returns the reference, the landing folder and whether anything was written (False: already there)."""
+    if monitor is None:
+        if not settings.local_monitors:
+            raise ConfigError(f"{settings.source_file}: no [[local_monitors]] entry to prepare demo data for")
+        monitor = settings.local_monitors[0]
+    reference, landing = settings.resolve(monitor.reference), settings.resolve(monitor.landing)
+    return reference, landing, generate(reference, landing)
