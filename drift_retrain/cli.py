@@ -265,10 +265,9 @@ def send_event(
 
 def _post(settings: Settings, events: list[dict], url: str | None) -> None:
     from drift_retrain.devstack.sender import post_events
-    from drift_retrain.devstack.stack import HOST, WEBHOOK_PORT_ENV, local_secret
+    from drift_retrain.devstack.stack import local_secret
 
-    target = url or f"http://{HOST}:{os.environ.get(WEBHOOK_PORT_ENV, '8088')}/api/eventgrid"
-    response = post_events(target, events, local_secret(settings))
+    response = post_events(_webhook_url(url), events, local_secret(settings))
     typer.echo(f"{response.status_code} {response.text}")
     if response.status_code >= 300:
         raise typer.Exit(1)
