@@ -115,6 +115,34 @@ def training_job_name(signal: DriftSignal, attempt: int = 1) -> str:
     return key if attempt == 1 else f"{key}-{attempt}"
 
 
+#: Every training job name starts with this (``training_run_key``); the receiver recognises Azure ML job events
+#: for our jobs by it, and ``azure subscription`` filters the job-event subscription's subject on it.
+TRAINING_JOB_PREFIX = "train-"
+#: One of our training job names: the prefix, the signal's digest, and ``-<attempt>`` past the first.
+TRAINING_JOB_NAME = re.compile(rf"{TRAINING_JOB_PREFIX}[0-9a-f]{{{DIGEST_LENGTH}}}(?:-[1-9][0-9]{{0,3}})?")
+
+# -- waiting on external runs: what a suspended retrain waits on, as a Prefect resource and a run tag --------
+
+#: Every retrain suspended while an external run goes on carries this tag (the waiter lists them by it).
+WAITING_TAG = "waiting"
+
+
+def job_resource(job_name: str) -> str:
+    """The Prefect resource id of an Azure ML job (events about the job name it): ``azureml.job.<name>``."""
+    return f"azureml.job.{job_name}"
+
+
+def pipeline_run_resource(run_id: str) -> str:
+    """The Prefect resource id of a Data Factory pipeline run: ``azure.datafactory.pipelinerun.<runId>``."""
+    return f"azure.datafactory.pipelinerun.{run_id}"
+
+
+def waiting_tag(resource: str) -> str:
+    """The tag of a retrain suspended on ``resource`` (``job_resource``/``pipeline_run_resource``): the
+    receiver finds the runs a job event wakes by it."""
+    return f"waiting-on:{resource}"
+
+
 LEDGER_VARIABLE_PREFIX = "drift_retrain_run"
 _VARIABLE_NAME = re.compile(r"[a-z0-9_-]{1,255}")
 
