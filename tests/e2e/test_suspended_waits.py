@@ -76,9 +76,7 @@ def wait_settings(tmp_path_factory: pytest.TempPathFactory, fake_azure: FakeAzur
         url=fake_azure.url, ca=fake_azure.ca_path, tenant=TENANT, client=CLIENT_ID, secret_env=AZURE_SECRET_ENV
     )
     targets = "".join(
-        TARGET.format(
-            case=case, workspace=DEMO_WORKSPACE, factory=AZURE_FACTORY, yaml=PIPELINE_YAML, fallback=fallback
-        )
+        TARGET.format(case=case, workspace=DEMO_WORKSPACE, factory=AZURE_FACTORY, yaml=PIPELINE_YAML, fallback=fallback)
         for case, fallback in CASES.items()
     )
     return load_settings(write_config(tmp_path_factory.mktemp("waits"), extra=azure + targets))
@@ -223,8 +221,8 @@ def test_cancelling_a_suspended_retrain_cancels_its_ml_job_and_frees_the_slot(
             lambda: client.get(f"/v2/concurrency_limits/{limit_name('wait-cancel')}").json()["active_slots"] == 0,
             timeout=60,
         )
-    run = until("its waiting tags to be dropped", lambda: (r := api.flow_run(flow_run_id)) if WAITING_TAG not in r["tags"] else None, timeout=60)
-    assert run["state"]["type"] == "CANCELLED"
+    until("its waiting tags to be dropped", lambda: WAITING_TAG not in api.flow_run(flow_run_id)["tags"], timeout=60)
+    assert api.flow_run(flow_run_id)["state"]["type"] == "CANCELLED"
 
 
 def test_a_retrain_whose_runner_was_killed_while_suspended_is_resumed_by_a_new_runner(
@@ -240,6 +238,8 @@ def test_a_retrain_whose_runner_was_killed_while_suspended_is_resumed_by_a_new_r
     wait_stack._procs.remove(("runner", old))
     time.sleep(20)  # the job ends and the waiter's pass comes due while no runner runs
     assert suspended(api, flow_run_id)
-    wait_stack._spawn("runner", [sys.executable, "-m", "deployments.runner", str(wait_stack.project_dir / "prefect.yaml")])
+    wait_stack._spawn(
+        "runner", [sys.executable, "-m", "deployments.runner", str(wait_stack.project_dir / "prefect.yaml")]
+    )
 
     assert_ran_once(api, fake_azure, flow_run_id, "killed", job)
