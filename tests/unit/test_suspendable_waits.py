@@ -1,0 +1,98 @@
+"""Waits that hold no process (docs/waiting.md), on the poller's fake clock: inside a retrain's step a wait
+answers StillRunning once it has held its process for hold_seconds (never elsewhere, never cancelling); an ML
+job is then looked at again after fallback_minutes, Data Factory after its own schedule's pause, and stays in
+process while that pause is shorter than the hold; a resumed wait keeps the step's timeout."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from drift_retrain.backends.azure.polling import ExpectedEnd, Poller, StepTimedOut
+from drift_retrain.backends.base import StillRunning, run_to_end, suspendable
+from drift_retrain.config import PollingConfig
+from drift_retrain.waiting import Waiting, WaitRecord
+from tests.unit.test_poller import Clock, statuses
+
+POLICY = {"initial_interval": 1, "max_interval": 10, "backoff": 2, "jitter": 0, "timeout_minutes": 60}
+
+
+def poller(clock: Clock, **kwargs: Any) -> Poller[str]:
+    policy = PollingConfig(**{**POLICY, "hold_seconds": 30, "fallback_minutes": 10, **kwargs.pop("policy", {})})
+    return Poller(policy, "training", clock=clock, sleep=clock.sleep, rng=lambda: 0.5, on_change=lambda *_: None, **kwargs)
+
+
+def test_outside_a_retrain_step_a_wait_blocks_until_the_end_as_before() -> None:
+    clock = Clock()
+    assert poller(clock, push=True).wait("job", statuses(*["Running"] * 40, "Completed"), str, {"Completed"}) == "Completed"
+
+
+def test_an_ml_job_past_the_hold_answers_still_running_with_the_fallback_as_next_check() -> None:
+    clock = Clock()
+    with suspendable(), pytest.raises(StillRunning) as going:
+        poller(clock, push=True).wait("train-1", statuses("Running"), str, {"Completed"})
+    assert 30 <= clock.now - 1000 <= 40  # held about hold_seconds, not a poll longer
+    assert (going.value.run_id, going.value.status, going.value.next_check) == ("train-1", "Running", 600)
+    assert going.value.deadline == pytest.approx(3600 - (clock.now - 1000))
+
+
+def test_hold_seconds_zero_never_suspends() -> None:
+    clock = Clock()
+    with suspendable():
+        done = poller(clock, push=True, policy={"hold_seconds": 0}).wait("j", statuses(*["Running"] * 50, "Completed"), str, {"Completed"})
+    assert done == "Completed"
+
+
+def test_data_factory_stays_in_process_while_its_next_check_is_within_the_hold() -> None:
+    """An expected end at 10 min: near it the pauses are short (dense) and the wait keeps its process, far from
+    it they exceed the hold and the wait lets go with the schedule's own pause as its next check."""
+    expected = ExpectedEnd(median=600, low=570, high=630)
+    clock = Clock()
+    with suspendable(), pytest.raises(StillRunning) as far:
+        poller(clock, expected=expected, policy={"max_patient_interval": 1200}).wait("adf", statuses("InProgress"), str, {"Succeeded"})
+    assert far.value.next_check >= 30 and far.value.next_check != 600  # the history-aware pause, not the fallback
+
+    near = Clock()
+    resumed_at = 560.0  # resumed just before the band: every pause is short, so it never lets go
+    with suspendable():
+        done = poller(near, expected=expected, elapsed=resumed_at).wait(
+            "adf", statuses(*["InProgress"] * 8, "Succeeded"), str, {"Succeeded"}
+        )
+    assert done == "Succeeded"
+
+
+def test_a_resumed_wait_keeps_the_step_timeout() -> None:
+    clock = Clock()
+    with suspendable(), pytest.raises(StepTimedOut):
+        poller(clock, push=True, elapsed=3590).wait("train-1", statuses("Running"), str, {"Completed"})
+    assert clock.now - 1000 <= 10
+
+
+def test_still_running_is_not_an_interruption_the_run_is_not_cancelled() -> None:
+    cancelled: list[str] = []
+
+    def wait(run_id: str) -> str:
+        raise StillRunning("training", run_id, "Running", 600, 3000)
+
+    with pytest.raises(StillRunning):
+        run_to_end(lambda: "train-1", wait, cancelled.append)
+    assert cancelled == []
+
+
+def test_the_run_page_message_names_the_run_bounded_and_on_one_line() -> None:
+    job = Waiting.of("training", "train-0123456789abcdef0123", "Running", 600, 3600)
+    assert job.message == "waiting for ML job train-0123456789abcdef0123 (suspended)"
+    assert job.resource == "azureml.job.train-0123456789abcdef0123"
+    hostile = Waiting.of("copy", "x\n[link](http://evil)" + "y" * 500, "InProgress", 60, 3600)
+    assert "\n" not in hostile.message and len(hostile.message) < 200
+    assert hostile.message.startswith("waiting for Data Factory run x")
+
+
+def test_a_wait_record_is_due_at_its_next_check_or_its_deadline() -> None:
+    now = datetime(2026, 11, 30, 12, tzinfo=UTC)
+    record = WaitRecord("training", "train-1", "azureml.job.train-1", "t", (now + timedelta(minutes=10)).isoformat(),
+                        (now + timedelta(hours=1)).isoformat(), None)
+    assert not record.due(now) and record.due(now + timedelta(minutes=10))
+    assert WaitRecord.from_json({"step": "training"}) is None
