@@ -427,7 +427,7 @@ class PollingConfig(_Strict):
         description="How long a pipeline's learned duration (or a failed look-up) is reused before asking again.",
     )
     hold_seconds: float = Field(
-        default=90,
+        default=60,
         ge=0,
         description="Inside a retrain: how long a wait polls in its own process before the retrain is suspended "
         "(its process released) while the run goes on; 0 never suspends. Data Factory stays in-process while its "
