@@ -21,12 +21,17 @@ POLICY = {"initial_interval": 1, "max_interval": 10, "backoff": 2, "jitter": 0, 
 
 def poller(clock: Clock, **kwargs: Any) -> Poller[str]:
     policy = PollingConfig(**{**POLICY, "hold_seconds": 30, "fallback_minutes": 10, **kwargs.pop("policy", {})})
-    return Poller(policy, "training", clock=clock, sleep=clock.sleep, rng=lambda: 0.5, on_change=lambda *_: None, **kwargs)
+    return Poller(
+        policy, "training", clock=clock, sleep=clock.sleep, rng=lambda: 0.5, on_change=lambda *_: None, **kwargs
+    )
 
 
 def test_outside_a_retrain_step_a_wait_blocks_until_the_end_as_before() -> None:
     clock = Clock()
-    assert poller(clock, push=True).wait("job", statuses(*["Running"] * 40, "Completed"), str, {"Completed"}) == "Completed"
+    assert (
+        poller(clock, push=True).wait("job", statuses(*["Running"] * 40, "Completed"), str, {"Completed"})
+        == "Completed"
+    )
 
 
 def test_an_ml_job_past_the_hold_answers_still_running_with_the_fallback_as_next_check() -> None:
@@ -41,7 +46,9 @@ def test_an_ml_job_past_the_hold_answers_still_running_with_the_fallback_as_next
 def test_hold_seconds_zero_never_suspends() -> None:
     clock = Clock()
     with suspendable():
-        done = poller(clock, push=True, policy={"hold_seconds": 0}).wait("j", statuses(*["Running"] * 50, "Completed"), str, {"Completed"})
+        done = poller(clock, push=True, policy={"hold_seconds": 0}).wait(
+            "j", statuses(*["Running"] * 50, "Completed"), str, {"Completed"}
+        )
     assert done == "Completed"
 
 
@@ -51,7 +58,9 @@ def test_data_factory_stays_in_process_while_its_next_check_is_within_the_hold()
     expected = ExpectedEnd(median=600, low=570, high=630)
     clock = Clock()
     with suspendable(), pytest.raises(StillRunning) as far:
-        poller(clock, expected=expected, policy={"max_patient_interval": 1200}).wait("adf", statuses("InProgress"), str, {"Succeeded"})
+        poller(clock, expected=expected, policy={"max_patient_interval": 1200}).wait(
+            "adf", statuses("InProgress"), str, {"Succeeded"}
+        )
     assert far.value.next_check >= 30 and far.value.next_check != 600  # the history-aware pause, not the fallback
 
     near = Clock()
@@ -92,7 +101,14 @@ def test_the_run_page_message_names_the_run_bounded_and_on_one_line() -> None:
 
 def test_a_wait_record_is_due_at_its_next_check_or_its_deadline() -> None:
     now = datetime(2026, 11, 30, 12, tzinfo=UTC)
-    record = WaitRecord("training", "train-1", "azureml.job.train-1", "t", (now + timedelta(minutes=10)).isoformat(),
-                        (now + timedelta(hours=1)).isoformat(), None)
+    record = WaitRecord(
+        "training",
+        "train-1",
+        "azureml.job.train-1",
+        "t",
+        (now + timedelta(minutes=10)).isoformat(),
+        (now + timedelta(hours=1)).isoformat(),
+        None,
+    )
     assert not record.due(now) and record.due(now + timedelta(minutes=10))
     assert WaitRecord.from_json({"step": "training"}) is None

@@ -15,7 +15,9 @@ PAGE = Path(__file__).resolve().parents[2] / "docs" / "waiting.md"
 
 
 def sample(name: str) -> str:
-    found = re.search(rf"<!-- waiting-sample: {name} -->\s*\n```[a-z]*\n(.*?)\n```", PAGE.read_text(encoding="utf-8"), re.DOTALL)
+    found = re.search(
+        rf"<!-- waiting-sample: {name} -->\s*\n```[a-z]*\n(.*?)\n```", PAGE.read_text(encoding="utf-8"), re.DOTALL
+    )
     assert found, f"docs/waiting.md has no {name} sample"
     return found.group(1)
 
