@@ -727,9 +727,10 @@ def test_a_failed_or_garbled_history_answer_falls_back_to_todays_schedule_and_th
         assert len(history_queries(fake_azure)) == 2  # one blip ridden out (retry_total=1), then given up
 
 
-def test_a_reattached_run_and_a_rerun_from_failure_wait_without_history(tmp_path: Path, fake_azure: FakeAzure) -> None:
-    """Both started before this wait or do part of the work: the pipeline's usual duration says nothing of
-    when they end, so no look-up and today's schedule."""
+def test_a_reattached_run_waits_with_history_from_its_start_and_a_rerun_from_failure_without(tmp_path: Path, fake_azure: FakeAzure) -> None:
+    """A reattached run (a resumed retrain's, docs/waiting.md) keeps the history-aware schedule, counted from when
+    the ledger recorded its start; a rerun from a failed activity does part of the work: the pipeline's usual
+    duration says nothing of when it ends, so no look-up and today's schedule."""
     fake_azure.datafactory.add_history(FACTORY, PIPELINE, [0.3, 0.3, 0.3])
     fake_azure.datafactory.script(PIPELINE, RunScript(steps=(("InProgress", 0.3),), final="Succeeded"))
     signal = drift_signal()
@@ -745,4 +746,4 @@ def test_a_reattached_run_and_a_rerun_from_failure_wait_without_history(tmp_path
         copy_once(recovering, "credit-default-drift_1717000000009")
 
     assert len(fake_azure.datafactory.created(PIPELINE)) == 3  # the reattached run, a failed run, its recovery
-    assert len(history_queries(fake_azure)) == 1  # the failed run's wait only
+    assert len(history_queries(fake_azure)) == 2  # the reattached run's wait and the failed run's, not the recovery's

@@ -83,7 +83,7 @@ def test_an_interrupted_wait_cancels_the_job(kind, fake, ml_session, ledger, mon
         time.sleep(seconds)
 
     real_poller = pipeline.poller
-    monkeypatch.setattr(pipeline, "poller", lambda: dataclasses.replace(real_poller(), sleep=pause))
+    monkeypatch.setattr(pipeline, "poller", lambda *job: dataclasses.replace(real_poller(*job), sleep=pause))
 
     with pytest.raises(KeyboardInterrupt):
         run_to_end(lambda: pipeline.submit(sig, copied(sig)), pipeline.wait, pipeline.cancel)
