@@ -3,9 +3,11 @@
 Azure ML sends ``RunStatusChanged`` (with ``runStatus``) and ``RunCompleted`` for every run of a workspace,
 with ``runId`` the run's id (Microsoft's "Azure Machine Learning as an Event Grid source" schema:
 MicrosoftDocs/azure-docs articles/event-grid/event-schema-machine-learning.md; the samples in
-/work/shared/reference/azure/eventgrid/). A v2 job *is* its run: its name is the run id
-(azure-ai-ml ``Job.name``: "Name of the job", the ARM ``jobs/{name}`` the run history shows under that id),
-so our v2 training jobs are recognised by their deterministic names (``names.TRAINING_JOB_NAME``). A v1
+/work/shared/reference/azure/eventgrid/). A v2 job *is* its run: its name is its id (ARM Jobs - Get
+``.../workspaces/{ws}/jobs/{id}``, "the name and identifier for the Job": learn.microsoft.com/dotnet/api/
+azure.resourcemanager.machinelearning.machinelearningworkspaceresource.getmachinelearningjob), the id run
+history and MLflow know it by (backends/azure/training.py reads a job's run and metrics by its name), so our
+v2 training jobs are recognised by their deterministic names (``names.TRAINING_JOB_NAME``). A v1
 published-pipeline run has a service-assigned GUID; it is recognised by the signal tag the submit puts on it
 (``names.SIGNAL_TAG``, backends/azure/training.py ``tags``), and only confirmed, off the request path, by the
 ledger record of that signal's training step naming this very run id (``job_wake``).
