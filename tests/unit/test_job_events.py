@@ -9,6 +9,7 @@ proven in tests/e2e/test_job_events.py.
 from __future__ import annotations
 
 import copy
+import time
 import uuid
 from datetime import UTC, datetime
 from types import SimpleNamespace
@@ -16,8 +17,10 @@ from types import SimpleNamespace
 import pytest
 from starlette.testclient import TestClient
 
+from drift_retrain.devstack.stack import free_port
 from drift_retrain.intake.app import create_app
 from drift_retrain.intake.job_events import JobKind, JobStatus, job_event, status_of
+from drift_retrain.intake.job_wake import PrefectJobWaker
 from drift_retrain.intake.parsing import parse_envelope
 from drift_retrain.names import SIGNAL_TAG, digest, TRAINING_JOB_NAME, signal_identity, training_job_name, training_run_key
 from drift_retrain.testing import SAMPLE_WORKSPACE, monitor_breach, sample
@@ -259,3 +262,21 @@ def test_a_failing_waker_never_fails_the_delivery(configured) -> None:
     with TestClient(create_app(configured, RecordingHandoff(), waker=Broken())) as client:
         response = post(client, [job_sample("eg_RunCompleted.json")])
     assert response.status_code == 200 and response.json()["jobs"][0]["job"] == JOB
+
+
+def test_prefect_unreachable_costs_the_delivery_nothing_and_is_counted_once(configured, caplog) -> None:
+    """The waker's Prefect calls run after the answer, on its own task: with nothing listening at the API the
+    delivery is still answered 200 at once, and the failure is logged and counted once, never raised."""
+    waker = PrefectJobWaker(api_url=f"http://127.0.0.1:{free_port()}/api")
+    with TestClient(create_app(configured, RecordingHandoff(), waker=waker)) as client:
+        started = time.monotonic()
+        response = post(client, [job_sample("eg_RunCompleted.json")])
+        answered = time.monotonic() - started
+        deadline = time.monotonic() + 120
+        while 'drift_retrain_job_events_total{outcome="failed"} 1.0' not in client.get("/metrics").text:
+            assert time.monotonic() < deadline, client.get("/metrics").text
+            time.sleep(0.2)
+    assert response.status_code == 200 and response.json()["jobs"][0]["status"] == "Completed"
+    assert answered < 30  # Event Grid's response timeout; in practice milliseconds
+    failures = [r for r in caplog.records if r.name == "drift_retrain.intake.job_wake" and "not handled" in r.message]
+    assert len(failures) == 1 and JOB in failures[0].message
