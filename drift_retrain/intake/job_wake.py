@@ -25,6 +25,7 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -116,16 +117,13 @@ class PrefectJobWaker:
         self._task: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> PrefectJobWaker:
-        from prefect.client.orchestration import PrefectClient, get_client
+        from prefect.client.orchestration import PrefectClient
+        from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_KEY, PREFECT_API_URL
 
-        if self.api_url:
-            from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_KEY
-
-            client = PrefectClient(
-                self.api_url, auth_string=PREFECT_API_AUTH_STRING.value(), api_key=PREFECT_API_KEY.value()
-            )
-        else:
-            client = get_client()
+        url = self.api_url or PREFECT_API_URL.value()
+        if not url:  # never Prefect's ephemeral in-process server: the runs to wake are on the real one
+            raise RuntimeError("PREFECT_API_URL is not set: the job-event waker has no Prefect server to talk to")
+        client = PrefectClient(url, auth_string=PREFECT_API_AUTH_STRING.value(), api_key=PREFECT_API_KEY.value())
         self._client = await client.__aenter__()
         self._task = asyncio.create_task(self._work_forever(), name="job-event-waker")
         return self
@@ -181,7 +179,7 @@ class PrefectJobWaker:
                 )
                 self.count("unconfirmed", 1)
                 return []
-            job = _with_job(job, recorded)
+            job = replace(job, job=recorded)  # as the ledger spells it: the spelling the retrain's tag uses
         woken = await self._resume_waiting(job) if job.terminal else []
         event = prefect_job_event(job, woken, received)
         response = await self._client.request("POST", "/events", json=[event.model_dump(mode="json")])
@@ -238,10 +236,3 @@ class PrefectJobWaker:
                 log.info("flow run %s not resumed for job %s: %s", run.id, job.job, result.status.value)
         self.count("resumed", len(woken))
         return woken
-
-
-def _with_job(job: JobEvent, run_id: str) -> JobEvent:
-    """The v1 job event under the run id as the ledger spells it (the spelling the retrain's tag uses)."""
-    from dataclasses import replace
-
-    return replace(job, job=run_id)
