@@ -4,8 +4,8 @@ Azure ML sends ``RunStatusChanged`` (with ``runStatus``) and ``RunCompleted`` fo
 with ``runId`` the run's id (Microsoft's "Azure Machine Learning as an Event Grid source" schema:
 MicrosoftDocs/azure-docs articles/event-grid/event-schema-machine-learning.md; the samples in
 /work/shared/reference/azure/eventgrid/). A v2 job *is* its run: its name is its id (ARM Jobs - Get
-``.../workspaces/{ws}/jobs/{id}``, "the name and identifier for the Job": learn.microsoft.com/dotnet/api/
-azure.resourcemanager.machinelearning.machinelearningworkspaceresource.getmachinelearningjob), the id run
+``.../workspaces/{ws}/jobs/{id}``, "The name and identifier for the Job": azure-ai-ml 1.35.2
+azure/ai/ml/_restclient/arm_ml_service/operations/_operations.py), the id run
 history and MLflow know it by (backends/azure/training.py reads a job's run and metrics by its name), so our
 v2 training jobs are recognised by their deterministic names (``names.TRAINING_JOB_NAME``). A v1
 published-pipeline run has a service-assigned GUID; it is recognised by the signal tag the submit puts on it
