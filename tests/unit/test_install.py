@@ -65,6 +65,8 @@ def test_the_license_is_an_spdx_expression_and_the_build_uses_a_setuptools_that_
     """A table (`{ text = ... }`) is deprecated since setuptools 77 and printed a warning per build step."""
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
     assert pyproject["project"]["license"] == "Apache-2.0"
+    (license_file,) = pyproject["project"]["license-files"]
+    assert (ROOT / license_file).read_text(encoding="utf-8").split()[:4] == ["Apache", "License", "Version", "2.0,"]
     (requirement,) = pyproject["build-system"]["requires"]
     minimum = re.fullmatch(r"setuptools>=(\d+)", requirement)
     assert minimum and int(minimum.group(1)) >= 77, requirement
