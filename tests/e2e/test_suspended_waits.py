@@ -1,12 +1,13 @@
 """Waits that hold no process (docs/waiting.md), on a real stack of its own (Prefect server, runner, receiver)
 and the loopback Azure: a retrain whose ML job goes on past its hold is suspended (Prefect's Suspended state,
-the run page's message, the waiting tags, no process), and is resumed by a resume made the way the receiver
-makes it, by the waiter's fallback pass with no event, and by a new runner after its runner was killed; one
+the run page's message, the waiting tags, no process), and is resumed by its job event posted to the
+receiver, by the waiter's fallback pass with no event, and by a new runner after its runner was killed; one
 cancelled while suspended has its ML job cancelled and its model's slot freed. Every resumed retrain reattaches:
 one Data Factory run, one ML job, one model version, one decision card."""
 
 from __future__ import annotations
 
+import copy
 import os
 import re
 import signal
@@ -25,7 +26,7 @@ from drift_retrain.devstack.sender import deliver_events
 from drift_retrain.devstack.stack import Stack, free_port
 from drift_retrain.fake_azure import CLIENT_ID, TENANT, FakeAzure, RunScript
 from drift_retrain.names import WAITING_TAG, artifact_key, job_resource, limit_name, waiting_tag
-from drift_retrain.testing import DEMO_WORKSPACE, dataset_drift, write_config
+from drift_retrain.testing import DEMO_WORKSPACE, dataset_drift, sample, write_config
 from tests.e2e.conftest import AZURE_FACTORY, AZURE_SECRET_ENV, STACK_ENV, Api
 
 pytestmark = pytest.mark.e2e
@@ -166,18 +167,17 @@ def assert_ran_once(api: Api, fake: FakeAzure, flow_run_id: str, case: str, job:
     assert len(cards) == 1, cards
 
 
-def resume_as_the_receiver_does(api_url: str, job: str) -> list[str]:
-    """The receiver's path on a job event: every run tagged waiting on the job, resumed (Prefect's own resume)."""
-    with httpx.Client(base_url=api_url, timeout=30) as client:
-        runs = client.post(
-            "/flow_runs/filter", json={"flow_runs": {"tags": {"all_": [waiting_tag(job_resource(job))]}}}
-        ).json()
-        for run in runs:
-            client.post(f"/flow_runs/{run['id']}/resume", json={}).raise_for_status()
-    return [run["id"] for run in runs]
+def job_event(job: str, status: str) -> dict[str, Any]:
+    """Azure ML's RunStatusChanged for the job (the documented sample, this job's name and status)."""
+    event = copy.deepcopy(sample("eg_RunStatusChanged.json")[0])
+    event["id"] = str(uuid.uuid4())
+    event["topic"] = DEMO_WORKSPACE  # the stack's targets' workspace: the receiver takes no other
+    event["data"].update({"runId": job, "runStatus": status})
+    event["subject"] = f"experiments/{event['data']['experimentId']}/runs/{job}"
+    return event
 
 
-def test_a_suspended_retrain_resumed_by_the_job_event_path_reattaches_and_registers_once(
+def test_a_suspended_retrain_resumed_by_its_job_event_reattaches_and_registers_once(
     wait_stack: Stack, fake_azure: FakeAzure
 ) -> None:
     api = Api(wait_stack.api_url)
@@ -185,9 +185,10 @@ def test_a_suspended_retrain_resumed_by_the_job_event_path_reattaches_and_regist
     job = assert_suspended_holding_nothing(api, flow_run_id)
     until("the ML job to complete", lambda: fake_azure.ml.jobs[job].status() == "Completed", timeout=120)
     time.sleep(1)
-    assert suspended(api, flow_run_id), "only the event path may resume it here (fallback_minutes = 10)"
+    assert suspended(api, flow_run_id), "only the job event may resume it here (fallback_minutes = 10)"
 
-    assert resume_as_the_receiver_does(wait_stack.api_url, job) == [flow_run_id]
+    response = deliver_events(wait_stack.webhook_url, [job_event(job, "Completed")], wait_stack.secret)
+    assert response.status_code == 200, response.text
 
     assert_ran_once(api, fake_azure, flow_run_id, "push", job)
 

@@ -136,8 +136,11 @@ class _AzureMLTraining:
     """What the three kinds share: rendering, model URI, metrics, the wait, giving a run up, the failure message."""
 
     config: PublishedPipelineConfig | PipelineJobConfig | BatchEndpointConfig
-    #: Whether the receiver can wake a suspended wait on this kind's runs with a job event (``names.TRAINING_JOB_NAME``).
-    push = False
+    #: A suspended wait on any kind's run can be woken by its job event: Azure ML publishes run state changes to
+    #: Event Grid (Microsoft.MachineLearningServices.RunStatusChanged, learn.microsoft.com/azure/machine-learning/
+    #: how-to-use-event-grid); the receiver recognises v2 jobs by name (``names.TRAINING_JOB_NAME``) and v1 runs
+    #: by the ledger record naming them (drift_retrain/intake/job_wake.py).
+    push = True
 
     def __init__(
         self, session: AzureSession, target: AzureTarget, ledger: RunLedger, **timing: Unpack[PollTiming]
@@ -369,11 +372,6 @@ def _count(value: float | None) -> int:
 
 class _V2JobTraining(_AzureMLTraining):
     """Waiting on and cancelling a v2 job through azure-ai-ml (pipeline jobs and batch endpoint jobs)."""
-
-    # Azure ML publishes job state changes to Event Grid (Microsoft.MachineLearningServices.RunStatusChanged,
-    # learn.microsoft.com/azure/machine-learning/how-to-use-event-grid) and our v2 jobs carry names the
-    # receiver recognises (names.TRAINING_JOB_NAME): an event can end the suspension.
-    push = True
 
     @property
     def ml(self) -> Any:
