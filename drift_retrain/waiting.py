@@ -17,7 +17,7 @@ from typing import Any, NoReturn
 from uuid import UUID, uuid4
 
 from drift_retrain.backends.base import EndCheck
-from drift_retrain.concurrency import release_lease, renew_lease
+from drift_retrain.concurrency import lease_seconds, release_lease, renew_lease
 from drift_retrain.config import Settings
 from drift_retrain.names import (
     COPY_STEP,
@@ -203,6 +203,14 @@ def resumed_wait(flow_run_id: UUID) -> WaitRecord | None:
     if record is not None:
         forget(flow_run_id)
     return record
+
+
+def adopt_kept_lease(record: WaitRecord | None) -> UUID | None:
+    """The slot lease the suspension kept, cut back at once to the lease a live holder renews: the record is
+    gone now, so were this run killed before it takes the slot, the slot frees itself within that lease rather
+    than at the end of the long one. None when there was none or it expired (the slot is then taken again)."""
+    lease = lease_of(record)
+    return renew_lease(lease, lease_seconds()) if lease is not None else None
 
 
 def lease_of(record: WaitRecord | None) -> UUID | None:

@@ -31,7 +31,7 @@ from drift_retrain.policy import after_copy, after_training
 from drift_retrain.portal import retrain_links
 from drift_retrain.results import RetrainOutcome
 from drift_retrain.signals import DriftSignal
-from drift_retrain.waiting import PAUSE_MARGIN, Waiting, lease_of, resumed_wait, suspend
+from drift_retrain.waiting import PAUSE_MARGIN, Waiting, adopt_kept_lease, resumed_wait, suspend
 from tasks.copy_data import copy_window
 from tasks.decide import current_champion, decide_retrain, redecide_in_slot
 from tasks.drift_details import pull_drift_details
@@ -135,7 +135,7 @@ def drift_to_retrain(
     # A resumed retrain runs again from here: it adopts the slot its suspension kept, rewrites its own card
     # and reattaches to its external runs through the ledger (docs/waiting.md).
     resumed = resumed_wait(UUID(str(run_id)))
-    kept_lease = lease_of(resumed)
+    kept_lease = adopt_kept_lease(resumed)
     details = pull_drift_details(backends.details, signal)
     decision = decide_retrain(signal, details, target.policy, backends.registry, target.model_name, force)
     card = decision_card(UUID(str(run_id)), target.model_name) if resumed else None

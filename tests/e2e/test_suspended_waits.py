@@ -187,10 +187,12 @@ def test_a_suspended_retrain_resumed_by_its_job_event_reattaches_and_registers_o
     time.sleep(1)
     assert suspended(api, flow_run_id), "only the job event may resume it here (fallback_minutes = 10)"
 
+    posted = time.monotonic()
     response = deliver_events(wait_stack.webhook_url, [job_event(job, "Completed")], wait_stack.secret)
     assert response.status_code == 200, response.text
 
     assert_ran_once(api, fake_azure, flow_run_id, "push", job)
+    print(f"job event to registered and completed: {time.monotonic() - posted:.1f} s")  # a figure, not a bound
 
 
 def test_with_no_event_the_waiters_fallback_pass_resumes_it(wait_stack: Stack, fake_azure: FakeAzure) -> None:
