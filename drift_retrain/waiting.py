@@ -11,6 +11,7 @@ docs/waiting.md tells the whole story.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn
@@ -36,6 +37,9 @@ WAITER_DEPLOYMENT = "waiter/waiter"
 #: prefect/server/services/pause_expirations.py fails a pause past its timeout).
 PAUSE_MARGIN = timedelta(minutes=30)
 WAIT_VARIABLE_PREFIX = "drift_retrain_wait"
+#: Scheduled waiter passes are rounded up to this many seconds: 50 retrains suspending within a minute ask for
+#: two or three passes, not fifty processes.
+WAITER_BUCKET_SECONDS = 30
 #: How much of an external run id a message or a name shows.
 ID_LIMIT = 120
 
@@ -160,7 +164,7 @@ def suspend(flow_run_id: UUID, waiting: Waiting, target: str, lease_id: UUID | N
         if accepted.type != StateType.PAUSED:
             raise RuntimeError(f"the retrain could not be suspended: the server answered {accepted.type.value}")
         log.info("%s; next check %s, step deadline %s", waiting.message, record.next_check, record.deadline)
-        schedule_waiter(flow_run_id, waiting.next_check)
+        schedule_waiter(waiting.next_check)
         if ended is not None and _ended(ended, waiting.run_id):
             log.info(
                 "%s run %s ended while suspending; resuming at once", waiting.step, one_line(waiting.run_id, ID_LIMIT)
@@ -178,19 +182,28 @@ def _ended(ended: Any, run_id: str) -> bool:
         return False
 
 
-def schedule_waiter(flow_run_id: UUID, when: datetime) -> None:
-    """A waiter pass at the run's next check (Data Factory's history-aware schedule, or the fallback), one per
-    suspension; the waiter's own schedule remains the fallback if this fails."""
+def waiter_time(when: datetime) -> datetime:
+    """``when`` rounded up to the next ``WAITER_BUCKET_SECONDS``: retrains suspending together share one pass."""
+    bucket = math.ceil(when.timestamp() / WAITER_BUCKET_SECONDS) * WAITER_BUCKET_SECONDS
+    return datetime.fromtimestamp(bucket, UTC)
+
+
+def schedule_waiter(when: datetime) -> None:
+    """A waiter pass at the run's next check (Data Factory's history-aware schedule, or the fallback). One pass
+    looks at every suspended retrain, so one is created per time bucket, whichever retrain asks first (the
+    idempotency key: the server answers the existing run for a key it has seen); the waiter's own schedule
+    remains the fallback if this fails."""
     from prefect.deployments import run_deployment
     from prefect.logging import get_run_logger
 
+    at = waiter_time(when)
     try:
         run_deployment(
             WAITER_DEPLOYMENT,
-            scheduled_time=when,
+            scheduled_time=at,
             timeout=0,
             as_subflow=False,
-            idempotency_key=f"{flow_run_id}:{when.isoformat()}",
+            idempotency_key=f"waiter-at-{at.isoformat()}",
             tags=[PROJECT_TAG],
         )
     except Exception as exc:

@@ -13,7 +13,7 @@ import pytest
 from drift_retrain.backends.azure.polling import ExpectedEnd, Poller, StepTimedOut
 from drift_retrain.backends.base import StillRunning, run_to_end, suspendable
 from drift_retrain.config import PollingConfig
-from drift_retrain.waiting import Waiting, WaitRecord
+from drift_retrain.waiting import Waiting, WaitRecord, waiter_time
 from tests.unit.test_poller import Clock, statuses
 
 POLICY = {"initial_interval": 1, "max_interval": 10, "backoff": 2, "jitter": 0, "timeout_minutes": 60}
@@ -112,3 +112,10 @@ def test_a_wait_record_is_due_at_its_next_check_or_its_deadline() -> None:
     )
     assert not record.due(now) and record.due(now + timedelta(minutes=10))
     assert WaitRecord.from_json({"step": "training"}) is None
+
+
+def test_retrains_suspending_together_share_one_scheduled_waiter_pass() -> None:
+    base = datetime(2026, 11, 30, 12, 0, 1, tzinfo=UTC)
+    times = {waiter_time(base + timedelta(seconds=s)) for s in range(0, 29)}
+    assert times == {datetime(2026, 11, 30, 12, 0, 30, tzinfo=UTC)}
+    assert waiter_time(datetime(2026, 11, 30, 12, 0, 30, tzinfo=UTC)) == datetime(2026, 11, 30, 12, 0, 30, tzinfo=UTC)
