@@ -121,8 +121,8 @@ def measure(repeats: int = 3, events: int = 10_000, copies: int = 5) -> list[Row
     seconds, rss, retries, lost, doubled, refused = [], [], 0, 0, 0, 0
     with tempfile.TemporaryDirectory(prefix="bench-storm-") as tmp:
         directory = Path(tmp)
-        with runnerless_prefect(directory) as (server, _):
-            config = fifty_models(directory)
+        config = fifty_models(directory)
+        with runnerless_prefect(directory, config) as (server, _):
             for n in range(repeats):
                 bodies, keys = storm(events, copies, seed=n)
                 with receiver(server.api_url, config, directory) as (url, pid):
