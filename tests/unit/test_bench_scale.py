@@ -53,6 +53,7 @@ def test_the_balancer_takes_turns_per_request_on_one_connection() -> None:
     assert answers == {"a": 3, "b": 3}
 
 
+@pytest.mark.slow
 def test_the_layout_carries_the_deployment_as_prefect_yaml_declares_it(tmp_path: Path) -> None:
     from benchmarks.storm import fifty_models
 
@@ -66,6 +67,7 @@ def test_the_layout_carries_the_deployment_as_prefect_yaml_declares_it(tmp_path:
     assert "DriftSignal" in json.dumps(deployment["parameter_openapi_schema"])
 
 
+@pytest.mark.slow
 @needs_services
 def test_one_tiny_pass_over_the_three_layouts_fills_every_row(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     levels = (1, 32)
