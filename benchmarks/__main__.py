@@ -19,7 +19,7 @@ DEFAULT_JSON = Path(__file__).resolve().parent / "results.json"
 
 
 def _suites(quick: bool) -> dict[str, Callable[[], list[Row]]]:
-    from benchmarks import handoff, intake, loop, pickup, polling, storm
+    from benchmarks import handoff, intake, loop, pickup, polling, scale, storm
 
     return {
         "intake": lambda: intake.measure(rounds=2 if quick else 5, seconds=2 if quick else 5),
@@ -28,6 +28,7 @@ def _suites(quick: bool) -> dict[str, Callable[[], list[Row]]]:
         "pickup": lambda: pickup.measure(repeats=3 if quick else 11),
         "polling": lambda: polling.measure(repeats=3 if quick else 11),
         "storm": lambda: storm.measure(repeats=1 if quick else 3, events=1000 if quick else 10_000),
+        "scale": lambda: scale.measure(quick=quick),
     }
 
 
@@ -42,8 +43,12 @@ def table(rows: list[Row]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="few, short repeats: a smoke run, not figures")
-    parser.add_argument("--only", nargs="+", choices=["intake", "handoff", "loop", "pickup", "polling", "storm"])
-    parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help=f"where to write the results ({DEFAULT_JSON.name})")
+    parser.add_argument(
+        "--only", nargs="+", choices=["intake", "handoff", "loop", "pickup", "polling", "storm", "scale"]
+    )
+    parser.add_argument(
+        "--json", type=Path, default=DEFAULT_JSON, help=f"where to write the results ({DEFAULT_JSON.name})"
+    )
     args = parser.parse_args(argv)
     suites = _suites(args.quick)
     chosen = args.only or list(suites)
@@ -58,14 +63,24 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
             rows.append(Row(name, f"{name}: could not run", f"{type(exc).__name__}: {exc}"[:200]))
     host["minutes"] = round((time.monotonic() - began) / 60, 1)
-    print(f"\nmachine: {host['cpu']}, {host['cores']} cores, {host['memory_gb']} GB, {host['os']}, Python {host['python']}, "
-          f"prefect {host['prefect']}, uvicorn {host['uvicorn']}, {host['wrk']}; load at start {host['load_1min_at_start']}\n")
+    print(
+        f"\nmachine: {host['cpu']}, {host['cores']} cores, {host['memory_gb']} GB, {host['os']}, Python {host['python']}, "
+        f"prefect {host['prefect']}, uvicorn {host['uvicorn']}, {host['wrk']}; load at start {host['load_1min_at_start']}\n"
+    )
     print(table(rows))
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({
-        "when": datetime.now(timezone.utc).isoformat(timespec="seconds"), "quick": args.quick, "machine": host,
-        "rows": [r.as_json() for r in rows],
-    }, indent=1, default=str))
+    args.json.write_text(
+        json.dumps(
+            {
+                "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "quick": args.quick,
+                "machine": host,
+                "rows": [r.as_json() for r in rows],
+            },
+            indent=1,
+            default=str,
+        )
+    )
     print(f"\nwritten to {args.json}", file=sys.stderr)
     return 0
 

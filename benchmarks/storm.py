@@ -19,15 +19,18 @@ import httpx
 from benchmarks.common import Figure, Row
 
 MODELS = 50
-WORKSPACE = ("/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/drift-retrain-demo"
-             "/providers/Microsoft.MachineLearningServices/workspaces/demo-workspace")
+WORKSPACE = (
+    "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/drift-retrain-demo"
+    "/providers/Microsoft.MachineLearningServices/workspaces/demo-workspace"
+)
 
 
 def fifty_models(directory: Path) -> Path:
     """The shipped config plus 49 more targets on the same workspace, one monitor each."""
     from drift_retrain.testing import write_config
 
-    extra = "".join(f"""
+    extra = "".join(
+        f"""
 [[targets]]
 name = "model-{i}"
 backend = "local"
@@ -40,7 +43,9 @@ sink = "data/training-store/model-{i}"
 [targets.training]
 reference = "data/training-store/model-{i}/reference.csv"
 label = "defaulted"
-""" for i in range(1, MODELS))
+"""
+        for i in range(1, MODELS)
+    )
     return write_config(directory, extra=extra)
 
 
@@ -52,7 +57,9 @@ def storm(events: int, copies: int, seed: int) -> tuple[list[bytes], list[str]]:
 
     rng = random.Random(seed)
     monitors = ["credit-default-drift"] + [f"model-{i}-drift" for i in range(1, MODELS)]
-    distinct = [dataset_drift(f"storm-{uuid.uuid4().hex}", monitor=monitors[n % MODELS]) for n in range(events // copies)]
+    distinct = [
+        dataset_drift(f"storm-{uuid.uuid4().hex}", monitor=monitors[n % MODELS]) for n in range(events // copies)
+    ]
     sent = []
     for event in distinct:
         for _ in range(copies):
@@ -100,7 +107,9 @@ def runs_per_key(api_url: str, keys: list[str]) -> dict[str, int]:
     with httpx.Client(base_url=api_url, timeout=60) as api:
         for start in range(0, len(keys), 50):  # Prefect answers at most 200 runs a call: room for repeats
             chunk = keys[start : start + 50]
-            response = api.post("/flow_runs/filter", json={"flow_runs": {"idempotency_key": {"any_": chunk}}, "limit": 200})
+            response = api.post(
+                "/flow_runs/filter", json={"flow_runs": {"idempotency_key": {"any_": chunk}}, "limit": 200}
+            )
             response.raise_for_status()
             runs = response.json()
             for run in runs:
@@ -121,8 +130,8 @@ def measure(repeats: int = 3, events: int = 10_000, copies: int = 5) -> list[Row
     seconds, rss, retries, lost, doubled, refused = [], [], 0, 0, 0, 0
     with tempfile.TemporaryDirectory(prefix="bench-storm-") as tmp:
         directory = Path(tmp)
-        with runnerless_prefect(directory) as (server, _):
-            config = fifty_models(directory)
+        config = fifty_models(directory)
+        with runnerless_prefect(directory, config) as (server, _):
             for n in range(repeats):
                 bodies, keys = storm(events, copies, seed=n)
                 with receiver(server.api_url, config, directory) as (url, pid):
@@ -136,14 +145,26 @@ def measure(repeats: int = 3, events: int = 10_000, copies: int = 5) -> list[Row
                 doubled += sum(count - 1 for count in found.values() if count > 1)
     took, peak = Figure.of(seconds), Figure.of(rss)
     distinct = events // copies
-    return [Row(
-        "storm", f"storm: {events:,} events in batches of 100 ({distinct:,} signals x{copies}, {MODELS} models), 8 concurrent",
-        f"{took.show(1)} s ({distinct / took.median:.0f} runs/s), peak RSS {peak.show(0)} MB",
-        f"lost {lost}, duplicate runs {doubled}, 503-retried deliveries {retries}, refused {refused}",
-        "report; 0 lost, 0 duplicate runs", lost == 0 and doubled == 0 and refused == 0,
-        {"seconds": took, "peak_rss_mb": peak, "lost": lost, "duplicate_runs": doubled, "retries": retries,
-         "refused": refused, "events": events, "distinct_signals": distinct},
-    )]
+    return [
+        Row(
+            "storm",
+            f"storm: {events:,} events in batches of 100 ({distinct:,} signals x{copies}, {MODELS} models), 8 concurrent",
+            f"{took.show(1)} s ({distinct / took.median:.0f} runs/s), peak RSS {peak.show(0)} MB",
+            f"lost {lost}, duplicate runs {doubled}, 503-retried deliveries {retries}, refused {refused}",
+            "report; 0 lost, 0 duplicate runs",
+            lost == 0 and doubled == 0 and refused == 0,
+            {
+                "seconds": took,
+                "peak_rss_mb": peak,
+                "lost": lost,
+                "duplicate_runs": doubled,
+                "retries": retries,
+                "refused": refused,
+                "events": events,
+                "distinct_signals": distinct,
+            },
+        )
+    ]
 
 
 if __name__ == "__main__":

@@ -173,13 +173,23 @@ def fit_for_prefect(signal: DriftSignal, limit: int | None = None) -> DriftSigna
 
 
 def flow_run_body(signal: DriftSignal, target: TargetConfig, started_by: str = WEBHOOK) -> dict[str, Any]:
-    """The ``create_flow_run`` request for a signal: its parameters, name, tags and idempotency key."""
+    """The ``create_flow_run`` request for a signal: its parameters, name, tags and idempotency key.
+
+    It skips the server's parameter-schema check for this run only (``enforce_parameter_schema: false``, a
+    per-run override of Prefect's DeploymentFlowRunCreate honoured by the single and bulk creates:
+    prefect/server/api/deployments.py ``create_flow_run_from_deployment``). That check re-validates the
+    deployment's whole JSON schema against the JSON Schema meta-schema on every create (jsonschema.validate's
+    ``check_schema``, called by prefect/utilities/schema_tools/validation.py ``validate``): about 15 ms per run
+    for drift-to-retrain's schema, to check parameters ``DriftSignal`` has already validated (more strictly
+    than its JSON schema says) and that the flow validates again when it starts. The deployment keeps
+    ``enforce_parameter_schema: true``, so the Run form and every other caller are still checked."""
     return DeploymentFlowRunCreate(
         parameters=flow_run_parameters(signal),
         state=to_state_create(Scheduled()),
         name=flow_run_name(target, signal, started_by),
         tags=flow_run_tags(target, signal, started_by),
         idempotency_key=signal.idempotency_key,
+        enforce_parameter_schema=False,
     ).model_dump(mode="json", exclude_unset=True)
 
 
