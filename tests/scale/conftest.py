@@ -34,7 +34,7 @@ import pytest
 
 from drift_retrain.backends.local.monitor import latest_window
 from drift_retrain.config import Settings, load_settings
-from drift_retrain.devstack import demo_data, services
+from drift_retrain.devstack import demo_data, processes, services
 from drift_retrain.devstack.stack import HOST, PROJECT_DIR, free_port, stop_group
 from drift_retrain.fake_azure import CLIENT_ID, CLIENT_SECRET, TENANT, FakeAzure
 from drift_retrain.testing import DEMO_WORKSPACE, local_target, spawn, write_config
@@ -118,10 +118,17 @@ class Part:
             self.proc = spawn(self.command, cwd=PROJECT_DIR, env=self.env, stdout=log, stderr=subprocess.STDOUT)
 
     def kill(self) -> None:
-        """SIGKILL the whole process group (a worker and the flow runs it started): a host gone at once."""
+        """SIGKILL the process and every process under it at once: a host gone. A worker's flow runs are
+        sessions of their own (prefect/runner/_starter_engine.py, ``isolate_process_group``), so its process
+        group alone would leave them running (and cleaning up after themselves) as orphans."""
         assert self.proc is not None
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
+        tree = [self.proc.pid, *processes.descendants(self.proc.pid)]
+        for pid in tree:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGSTOP)  # frozen first: none can notice the others die or start a child
+        for pid in tree:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         self.proc.wait(timeout=30)
 
     def stop(self) -> None:
