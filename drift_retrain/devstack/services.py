@@ -18,6 +18,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -243,6 +244,9 @@ class Postgres(_Service):
         parent-death signal set before it: prctl(2) PR_SET_PDEATHSIG)."""
         if os.geteuid() != 0:
             return command
+        # The kernel sends the signal when the *thread* that started the child ends (prctl(2)): from another
+        # thread, none (as ``child_options`` does), or a restart from a helper thread would stop at once.
+        on_main = threading.current_thread() is threading.main_thread()
         return [
             "setpriv",
             f"--reuid={POSTGRES_USER}",
@@ -250,7 +254,7 @@ class Postgres(_Service):
             "--init-groups",
             "--inh-caps=+dac_read_search",
             "--ambient-caps=+dac_read_search",
-            "--pdeathsig=TERM",
+            *(["--pdeathsig=TERM"] if on_main else []),
             *command,
         ]
 

@@ -90,6 +90,20 @@ def test_postgres_dies_with_the_process_that_started_it(tmp_path: Path) -> None:
 
 
 @needs_binaries
+def test_postgres_restarted_from_another_thread_stays_up(tmp_path: Path) -> None:
+    """A test restarts it from a helper thread; the child must not die when that thread ends."""
+    import threading
+
+    with services.Postgres(tmp_path / "pg") as pg:
+        helper = threading.Thread(target=pg.restart)
+        helper.start()
+        helper.join()
+        time.sleep(2)
+        assert _pg_query(pg.url, "SELECT 1") == 1
+        assert pg.running
+
+
+@needs_binaries
 def test_redis_starts_forgets_everything_on_restart_and_stops(tmp_path: Path) -> None:
     import redis
 
