@@ -191,14 +191,29 @@ class Fleet:
         }
         self.api = Part("prefect-api", services.api_command(self.api_port), self.server_env, self.logs)
         self.services = Part("prefect-services", services.services_command(), self.server_env, self.logs)
-        worker_env = {**self.client_env, "PREFECT_WORKER_QUERY_SECONDS": "1",
-                      "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(HEARTBEAT_SECONDS)}
+        worker_env = {
+            **self.client_env,
+            "PREFECT_WORKER_QUERY_SECONDS": "1",
+            "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(HEARTBEAT_SECONDS),
+        }
         self.worker_ports = [free_port(), free_port()]
         self.workers = [
             Part(
                 f"worker-{i}",
-                [*services._prefect_cli(), "worker", "start", "--pool", "drift-retrain", "--type", "process",
-                 "--name", f"scale-worker-{i}", "--limit", str(WORKER_LIMIT), "--with-healthcheck"],
+                [
+                    *services._prefect_cli(),
+                    "worker",
+                    "start",
+                    "--pool",
+                    "drift-retrain",
+                    "--type",
+                    "process",
+                    "--name",
+                    f"scale-worker-{i}",
+                    "--limit",
+                    str(WORKER_LIMIT),
+                    "--with-healthcheck",
+                ],
                 {**worker_env, "PREFECT_WORKER_WEBSERVER_PORT": str(port)},
                 self.logs,
             )
@@ -219,14 +234,21 @@ class Fleet:
         return f"http://{HOST}:{self.receiver_ports[replica]}/api/eventgrid"
 
     def run(self, *command: str, timeout: float = 300) -> str:
-        result = subprocess.run(command, cwd=PROJECT_DIR, env=self.client_env, capture_output=True, text=True,
-                                timeout=timeout, check=False)
+        result = subprocess.run(
+            command, cwd=PROJECT_DIR, env=self.client_env, capture_output=True, text=True, timeout=timeout, check=False
+        )
         assert result.returncode == 0, f"{command} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
         return result.stdout
 
     def start(self) -> None:
-        migrate = subprocess.run(services.migrate_command(), env=self.server_env, capture_output=True, text=True,
-                                 timeout=READY_SECONDS, check=False)
+        migrate = subprocess.run(
+            services.migrate_command(),
+            env=self.server_env,
+            capture_output=True,
+            text=True,
+            timeout=READY_SECONDS,
+            check=False,
+        )
         assert migrate.returncode == 0, migrate.stdout[-2000:] + migrate.stderr[-2000:]
         self.api.start()
         self.api.wait_ready(lambda: healthy(f"{self.api_url}/health"))
@@ -302,8 +324,13 @@ def scale_settings(tmp_path_factory: pytest.TempPathFactory, scale_azure: FakeAz
         for case in KILL_CASES
     )
     azure = (AZURE_TARGET[: AZURE_TARGET.index("[[targets]]")] + kill_targets).format(
-        url=scale_azure.url, ca=scale_azure.ca_path, tenant=TENANT, client=CLIENT_ID, secret_env=AZURE_SECRET_ENV,
-        workspace=DEMO_WORKSPACE, factory=AZURE_FACTORY,
+        url=scale_azure.url,
+        ca=scale_azure.ca_path,
+        tenant=TENANT,
+        client=CLIENT_ID,
+        secret_env=AZURE_SECRET_ENV,
+        workspace=DEMO_WORKSPACE,
+        factory=AZURE_FACTORY,
     )
     settings = load_settings(write_config(directory, extra=STORM_TARGETS + QUIET_TARGETS + azure))
     monitor = settings.local_monitors[0]
@@ -341,4 +368,3 @@ def wait_until(condition: Callable[[], Any], what: str, timeout: float = 300, pa
         assert time.monotonic() < deadline, f"{what}: not after {timeout:.0f} s"
         time.sleep(pause)
     return found
-

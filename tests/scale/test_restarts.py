@@ -44,8 +44,12 @@ def quiet_signals(tag: str, count: int, window: tuple[Any, Any]) -> list[dict]:
     """``count`` distinct drift signals below the threshold, spread over the quiet models."""
     span = {"StartTime": window[0].isoformat(), "EndTime": window[1].isoformat()}
     return [
-        dataset_drift(f"{QUIET_MODELS[i % len(QUIET_MODELS)]}-drift_{tag}{i}", f"{QUIET_MODELS[i % len(QUIET_MODELS)]}-drift",
-                      DriftCoefficient=0.1, **span)
+        dataset_drift(
+            f"{QUIET_MODELS[i % len(QUIET_MODELS)]}-drift_{tag}{i}",
+            f"{QUIET_MODELS[i % len(QUIET_MODELS)]}-drift",
+            DriftCoefficient=0.1,
+            **span,
+        )
         for i in range(count)
     ]
 
@@ -71,8 +75,9 @@ def small_batches(events: list[dict], rng: random.Random) -> list[tuple[str, lis
     return out
 
 
-def storm_through(fleet: Any, originals: list[dict], deliveries_count: int, disrupt: Callable[[], None],
-                  after: int, seed: int) -> list[tuple[Any, Delivery]]:
+def storm_through(
+    fleet: Any, originals: list[dict], deliveries_count: int, disrupt: Callable[[], None], after: int, seed: int
+) -> list[tuple[Any, Delivery]]:
     """Deliver ``deliveries_count`` events (redeliveries and second subscriptions of ``originals``, both
     schemas, in batches across both replicas), calling ``disrupt()`` once ``after`` batches are answered. The
     disruption runs on the main thread: what it starts again then dies with the test run (``child_options``)."""
@@ -112,12 +117,14 @@ def test_a_receiver_killed_mid_batch_and_the_redelivery_served_by_the_other(flee
 
     def attempt(count: int, timeout: float) -> httpx.Response:
         # A balancer in front of both: the first attempt reaches replica 0, the redelivery replica 1.
-        return post_events(fleet.webhook_url(0 if count == 0 else 1), events, fleet.secret, delivery_count=count,
-                           timeout=timeout)
+        return post_events(
+            fleet.webhook_url(0 if count == 0 else 1), events, fleet.secret, delivery_count=count, timeout=timeout
+        )
 
     def kill_mid_batch() -> None:
-        wait_until(lambda: sum(runs_of(scale_api, events).values()), "the batch never reached Prefect", timeout=120,
-                   pause=0.05)
+        wait_until(
+            lambda: sum(runs_of(scale_api, events).values()), "the batch never reached Prefect", timeout=120, pause=0.05
+        )
         replica.kill()
         seen_at_kill.append(sum(runs_of(scale_api, events).values()))
 
@@ -136,8 +143,10 @@ def test_a_receiver_killed_mid_batch_and_the_redelivery_served_by_the_other(flee
     found = runs_of(scale_api, events)
     assert set(found.values()) == {1}, found
     duplicates = sum(a["duplicate"] for a in accepted)
-    print(f"\nreceiver kill: {seen_at_kill} of {len(events)} runs recorded when replica 0 died; "
-          f"replica 1 found {duplicates} and made {len(events) - duplicates}")
+    print(
+        f"\nreceiver kill: {seen_at_kill} of {len(events)} runs recorded when replica 0 died; "
+        f"replica 1 found {duplicates} and made {len(events) - duplicates}"
+    )
     assert other.proc is not None and other.proc.poll() is None
 
 

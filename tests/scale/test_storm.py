@@ -9,6 +9,7 @@ spread over both workers."""
 
 from __future__ import annotations
 
+import itertools
 import random
 import re
 import time
@@ -76,19 +77,21 @@ def storm(fleet, scale_api, scale_settings, window):
         return runs if len(runs) >= len(expected) and all(r["state"]["type"] in TERMINAL for r in runs) else None
 
     runs = wait_until(finished, "the storm's runs to finish", timeout=900, pause=2)
-    print(f"\nscale storm: {DELIVERIES} deliveries in {len(sent)} batches over 2 replicas in {intake_seconds:.1f} s; "
-          f"{len(runs)} runs finished {time.monotonic() - began:.0f} s after the first delivery")
+    print(
+        f"\nscale storm: {DELIVERIES} deliveries in {len(sent)} batches over 2 replicas in {intake_seconds:.1f} s; "
+        f"{len(runs)} runs finished {time.monotonic() - began:.0f} s after the first delivery"
+    )
     return responses, expected, runs
 
 
 def test_both_replicas_answered_without_error_and_acknowledged_every_valid_delivery(storm, fleet) -> None:
-    responses, expected, _ = storm
+    responses, _, _ = storm
     attempts = Counter(a.status for _, r in responses for a in r.attempts)
     assert not [s for s in attempts if s is None or (s >= 500 and s != 503)], attempts
     assert all(a.retry_after for _, r in responses for a in r.attempts if a.status == 503)
     by_replica = Counter(url for (url, _), r in responses if r.status_code == 200)
     assert set(by_replica) == {fleet.webhook_url(0), fleet.webhook_url(1)}, by_replica
-    for ((_, (_, events)), response) in responses:
+    for (_, (_, events)), response in responses:
         unknown = events[0].get("topic", events[0].get("source")) == UNKNOWN_WORKSPACE
         assert response.status_code == (400 if unknown else 200), (str(response), response.text[:300])
     accepted = [a for _, r in responses if r.status_code == 200 for a in r.json()["accepted"]]
@@ -119,8 +122,9 @@ def test_both_workers_ran_the_storm_and_no_two_runs_of_a_model_held_its_slot_at_
     ids = [r["id"] for r in runs]
     tasks: list[dict] = []
     while True:
-        page = scale_api.http.post("/task_runs/filter", json={"flow_runs": {"id": {"any_": ids}}, "limit": 200,
-                                                              "offset": len(tasks)})
+        page = scale_api.http.post(
+            "/task_runs/filter", json={"flow_runs": {"id": {"any_": ids}}, "limit": 200, "offset": len(tasks)}
+        )
         page.raise_for_status()
         tasks += page.json()
         if len(page.json()) < 200:
@@ -137,7 +141,7 @@ def test_both_workers_ran_the_storm_and_no_two_runs_of_a_model_held_its_slot_at_
     assert set(spans) >= set(HOT)
     for model, intervals in spans.items():
         intervals.sort()
-        for first, second in zip(intervals, intervals[1:], strict=False):
+        for first, second in itertools.pairwise(intervals):
             assert second[0] >= first[1], f"{model}: two runs held its slot at once: {intervals}"
     across = [m for m, i in spans.items() if len({w for *_, w in i}) > 1]
     print(f"models whose slot passed from one worker to the other: {len(across)} of {len(spans)}")

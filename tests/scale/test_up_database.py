@@ -16,7 +16,14 @@ from drift_retrain.backends.local.monitor import drift_event, run_monitor
 from drift_retrain.config import load_settings
 from drift_retrain.devstack import demo_data, record, services
 from drift_retrain.devstack.sender import deliver_events
-from drift_retrain.devstack.stack import PREFECT_PORT_ENV, PROJECT_DIR, STARTUP_SECONDS, WEBHOOK_PORT_ENV, free_port, local_secret
+from drift_retrain.devstack.stack import (
+    PREFECT_PORT_ENV,
+    PROJECT_DIR,
+    STARTUP_SECONDS,
+    WEBHOOK_PORT_ENV,
+    free_port,
+    local_secret,
+)
 from drift_retrain.testing import spawn, write_config
 from tests.e2e.conftest import Api
 from tests.scale.conftest import wait_until
@@ -35,9 +42,24 @@ def test_up_on_postgresql_and_redis_records_runs_in_postgresql_and_down_stops_it
         env.pop("PREFECT_API_URL", None)
         output = tmp_path / "up.out"
         with output.open("wb") as out:
-            up = spawn([sys.executable, "-m", "drift_retrain.cli", "up", "-c", str(settings.source_file),
-                        "--redis", redis.url], cwd=PROJECT_DIR, env=env, stdout=out, stderr=subprocess.STDOUT)
+            up = spawn(
+                [
+                    sys.executable,
+                    "-m",
+                    "drift_retrain.cli",
+                    "up",
+                    "-c",
+                    str(settings.source_file),
+                    "--redis",
+                    redis.url,
+                ],
+                cwd=PROJECT_DIR,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
         try:
+
             def is_up() -> bool:
                 assert up.poll() is None, output.read_text()
                 found = record.read(settings.state_dir)
@@ -54,14 +76,25 @@ def test_up_on_postgresql_and_redis_records_runs_in_postgresql_and_down_stops_it
             assert response.status_code == 200, response.text
             (accepted,) = response.json()["accepted"]
             # Stored in PostgreSQL, not in a SQLite file under the state dir.
-            assert postgres.psql("prefect", f"SELECT count(*) FROM flow_run WHERE id = '{accepted['flow_run_id']}'").strip() == "1"
+            assert (
+                postgres.psql(
+                    "prefect", f"SELECT count(*) FROM flow_run WHERE id = '{accepted['flow_run_id']}'"
+                ).strip()
+                == "1"
+            )
             assert not list(settings.state_dir.rglob("*.db"))
             assert api.wait(accepted["flow_run_id"])["state"]["type"] == "COMPLETED"
             # The server's events went through Redis (prefect-redis keeps its streams there).
             assert redis_keys(redis.port), "nothing in Redis: the server did not use it"
 
-            down = subprocess.run([sys.executable, "-m", "drift_retrain.cli", "down", "-c", str(settings.source_file)],
-                                  cwd=PROJECT_DIR, env=env, capture_output=True, text=True, timeout=300)
+            down = subprocess.run(
+                [sys.executable, "-m", "drift_retrain.cli", "down", "-c", str(settings.source_file)],
+                cwd=PROJECT_DIR,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
             assert down.returncode == 0 and "stopped the stack" in down.stdout, down.stdout + down.stderr
             assert up.wait(timeout=120) == 0
         finally:

@@ -43,15 +43,21 @@ def submitted(worker: Any) -> set[str]:
 @pytest.fixture(scope="module")
 def killed(fleet, scale_api, scale_azure: FakeAzure) -> dict[str, Any]:
     doomed, other = fleet.workers
-    wait_until(lambda: not [r for r in scale_api._all_runs({"flow_runs": {"state": {"type": {"any_": sorted(ACTIVE)}}}})],
-               "no flow run in flight before the kill", timeout=600, pause=1)
+    wait_until(
+        lambda: not [r for r in scale_api._all_runs({"flow_runs": {"state": {"type": {"any_": sorted(ACTIVE)}}}})],
+        "no flow run in flight before the kill",
+        timeout=600,
+        pause=1,
+    )
     other.kill()  # idle: nothing of ours runs on it; both retrains now land on `doomed`
 
     stamp = int(time.time() * 1000)
     cases: dict[str, dict[str, Any]] = {}
     # The copy the first retrain waits on lasts long enough to be killed in; the second's copy is quick and its
     # training long. Each fake run keeps its scripted course whatever happens to the flow that started it.
-    scale_azure.datafactory.script("copy-drift-window", RunScript(steps=(("Queued", 0.5), ("InProgress", 40.0)), final="Succeeded"))
+    scale_azure.datafactory.script(
+        "copy-drift-window", RunScript(steps=(("Queued", 0.5), ("InProgress", 40.0)), final="Succeeded")
+    )
     scale_azure.datafactory.script("copy-drift-window", RunScript(steps=(("InProgress", 1.0),), final="Succeeded"))
     scale_azure.ml.script_next_job(RunScript(steps=(("Running", 40.0),), final="Completed"), metrics={"roc_auc": 0.9})
     scale_azure.ml.script_next_job(RunScript(steps=(("Running", 2.0),), final="Completed"), metrics={"roc_auc": 0.9})
@@ -62,15 +68,32 @@ def killed(fleet, scale_api, scale_azure: FakeAzure) -> dict[str, Any]:
         scale_azure.ml.datadrift.publish(event["data"]["DataDriftId"], run_id, 0.7)
         response = deliver_events(fleet.webhook_url(len(cases) % 2), [event], fleet.secret)
         assert response.status_code == 200, response.text
-        cases[case] = {"signal": to_drift_signal(event), "monitor": monitor, "run_id": run_id,
-                       "flow_run_id": response.json()["accepted"][0]["flow_run_id"]}
-        wait_until(lambda: adf_runs(scale_azure, monitor), f"{case}: the copy run was never created", timeout=300)
+        cases[case] = {
+            "signal": to_drift_signal(event),
+            "monitor": monitor,
+            "run_id": run_id,
+            "flow_run_id": response.json()["accepted"][0]["flow_run_id"],
+        }
+        wait_until(
+            lambda monitor=monitor: adf_runs(scale_azure, monitor),
+            f"{case}: the copy run was never created",
+            timeout=300,
+        )
 
     mid_copy, mid_training = cases["mid-copy"], cases["mid-training"]
-    wait_until(lambda: adf_runs(scale_azure, mid_copy["monitor"])[0].run.status_calls >= 2,
-               "mid-copy: the flow never waited on its copy", timeout=300)
-    wait_until(lambda: ml_jobs(scale_azure, mid_training["run_id"]) and ml_jobs(scale_azure, mid_training["run_id"])[0].run.status_calls >= 2,
-               "mid-training: the flow never waited on its training", timeout=300)
+    wait_until(
+        lambda: adf_runs(scale_azure, mid_copy["monitor"])[0].run.status_calls >= 2,
+        "mid-copy: the flow never waited on its copy",
+        timeout=300,
+    )
+    wait_until(
+        lambda: (
+            ml_jobs(scale_azure, mid_training["run_id"])
+            and ml_jobs(scale_azure, mid_training["run_id"])[0].run.status_calls >= 2
+        ),
+        "mid-training: the flow never waited on its training",
+        timeout=300,
+    )
     assert adf_runs(scale_azure, mid_copy["monitor"])[0].status() == "InProgress"  # still copying when killed
     assert not ml_jobs(scale_azure, mid_copy["run_id"])
     doomed.kill()  # SIGKILL: the worker and its flow-run processes, nothing flushed or cleaned up
@@ -84,7 +107,11 @@ def killed(fleet, scale_api, scale_azure: FakeAzure) -> dict[str, Any]:
     def crashed() -> bool:
         return all(scale_api.flow_run(c["flow_run_id"])["state"]["type"] == "CRASHED" for c in cases.values())
 
-    wait_until(crashed, "the dead worker's runs were never marked Crashed", timeout=ZOMBIE_SECONDS + 4 * HEARTBEAT_SECONDS + 120)
+    wait_until(
+        crashed,
+        "the dead worker's runs were never marked Crashed",
+        timeout=ZOMBIE_SECONDS + 4 * HEARTBEAT_SECONDS + 120,
+    )
     detected = time.monotonic() - killed_at
     sweep = scale_api.wait(scale_api.run_deployment("sweep/sweep", {"lookback_hours": 1, "catch_up": False}))
     for case in cases.values():
@@ -112,7 +139,10 @@ def test_one_copy_one_training_and_one_version_per_killed_retrain(case, killed, 
     (job,) = ml_jobs(scale_azure, found["run_id"])  # one training run
     assert job.creates == 1
     assert copy_run.run.cancel_calls == 0 and job.run.cancel_calls == 0  # reattached, not cancelled and redone
-    versions = [m for m in scale_azure.ml.models.get(f"azure-{case}", [])
-                if m["properties"]["tags"].get(SIGNAL_TAG) == found["signal"].identity]
+    versions = [
+        m
+        for m in scale_azure.ml.models.get(f"azure-{case}", [])
+        if m["properties"]["tags"].get(SIGNAL_TAG) == found["signal"].identity
+    ]
     assert len(versions) == 1
     assert versions[0]["properties"]["tags"]["prefect.flow_run_id"] == found["flow_run_id"]

@@ -184,12 +184,28 @@ def test_a_postgresql_url_is_taken_with_prefects_async_driver(url: str, normalis
 @pytest.mark.parametrize(
     ("option", "url", "message"),
     [
-        ("--database", "mysql://u:s3cret@db/x", "--database takes a postgresql:// or postgresql+asyncpg:// URL (scheme 'mysql' given)"),
-        ("--database", "sqlite:///tmp/x.db", "--database takes a postgresql:// or postgresql+asyncpg:// URL (scheme 'sqlite' given)"),
-        ("--database", "u:s3cret@db/x", "--database takes a postgresql:// or postgresql+asyncpg:// URL (no scheme given)"),
+        (
+            "--database",
+            "mysql://u:s3cret@db/x",
+            "--database takes a postgresql:// or postgresql+asyncpg:// URL (scheme 'mysql' given)",
+        ),
+        (
+            "--database",
+            "sqlite:///tmp/x.db",
+            "--database takes a postgresql:// or postgresql+asyncpg:// URL (scheme 'sqlite' given)",
+        ),
+        (
+            "--database",
+            "u:s3cret@db/x",
+            "--database takes a postgresql:// or postgresql+asyncpg:// URL (no scheme given)",
+        ),
         ("--database", "postgresql:///x?password=s3cret", "--database URL names no host"),
         ("--redis", "http://s3cret@r", "--redis takes a redis:// or rediss:// URL (scheme 'http' given)"),
-        ("--redis", "redis+sentinel://s3cret@r", "--redis takes a redis:// or rediss:// URL (scheme 'redis+sentinel' given)"),
+        (
+            "--redis",
+            "redis+sentinel://s3cret@r",
+            "--redis takes a redis:// or rediss:// URL (scheme 'redis+sentinel' given)",
+        ),
     ],
 )
 def test_a_wrong_url_is_refused_in_one_line_that_holds_no_secret(option: str, url: str, message: str) -> None:

@@ -15,12 +15,20 @@ from drift_retrain.cli import app
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--database", "mysql://u:s3cret@db/x"], "--database takes a postgresql:// or postgresql+asyncpg:// URL (scheme 'mysql' given)"),
-        (["--database", "postgresql://u:s3cret@db/x", "--redis", "memory://s3cret"], "--redis takes a redis:// or rediss:// URL (scheme 'memory' given)"),
+        (
+            ["--database", "mysql://u:s3cret@db/x"],
+            "--database takes a postgresql:// or postgresql+asyncpg:// URL (scheme 'mysql' given)",
+        ),
+        (
+            ["--database", "postgresql://u:s3cret@db/x", "--redis", "memory://s3cret"],
+            "--redis takes a redis:// or rediss:// URL (scheme 'memory' given)",
+        ),
         (["--redis", "redis://:s3cret@r:6379/0"], "--redis needs --database"),
     ],
 )
-def test_up_refuses_a_wrong_url_in_one_line_and_starts_nothing(args: list[str], message: str, settings, tmp_path: Path) -> None:
+def test_up_refuses_a_wrong_url_in_one_line_and_starts_nothing(
+    args: list[str], message: str, settings, tmp_path: Path
+) -> None:
     result = CliRunner().invoke(app, ["up", "-c", str(settings.source_file), *args])
     assert result.exit_code == 2
     assert result.output.strip().startswith(message), result.output
@@ -32,7 +40,9 @@ def test_the_database_url_comes_from_the_environment_too(settings, monkeypatch: 
     monkeypatch.setenv("DRIFT_RETRAIN_DATABASE_URL", "sqlite:///s3cret.db")
     result = CliRunner().invoke(app, ["up", "-c", str(settings.source_file)])
     assert result.exit_code == 2
-    assert result.output.strip() == "--database takes a postgresql:// or postgresql+asyncpg:// URL (scheme 'sqlite' given)"
+    assert (
+        result.output.strip() == "--database takes a postgresql:// or postgresql+asyncpg:// URL (scheme 'sqlite' given)"
+    )
 
 
 def test_the_lines_the_scale_out_page_shows_are_what_up_prints_for_its_urls() -> None:
