@@ -272,6 +272,19 @@ class Fleet:
         path.write_text(text.replace("directory: /opt/drift-retrain", f"directory: {PROJECT_DIR}"))
         return path
 
+    def revive_workers(self) -> list[str]:
+        """Start again every worker that exited, as its supervisor would (compose's restart policy, Kubernetes,
+        systemd): a worker exits once its polls keep failing (four rounds of three consecutive errors:
+        prefect/workers/base.py ``critical_service_loop(..., backoff=4)``, prefect/utilities/services.py).
+        Returns the names of those it started."""
+        revived = []
+        for worker, port in zip(self.workers, self.worker_ports, strict=True):
+            if worker.proc is not None and worker.proc.poll() is not None:
+                worker.start()
+                worker.wait_ready(lambda port=port: healthy(f"http://{HOST}:{port}/health"))
+                revived.append(worker.name)
+        return revived
+
     def stop(self) -> None:
         for part in [*self.receivers, *self.workers, self.services, self.api]:
             part.stop()
