@@ -1,5 +1,6 @@
-"""The embedded default on one machine: a self-hosted Prefect server on SQLite (with its UI), the runner
-serving prefect.yaml's deployments, and the webhook receiver, each a supervised child process.
+"""The embedded default on one machine: a self-hosted Prefect server on SQLite (with its UI; on PostgreSQL and
+Redis with ``up --database/--redis``), the runner serving prefect.yaml's deployments, and the webhook receiver,
+each a supervised child process.
 
 All state (Prefect's database and results, logs, data, registry) lives under the config's state_dir.
 Ports come from DRIFT_RETRAIN_PREFECT_PORT (4200) and DRIFT_RETRAIN_WEBHOOK_PORT (8088). The server's
@@ -205,7 +206,7 @@ class Stack:
     ) -> None:
         self.settings = settings
         # `up --database/--redis` (docs/scale-out.md): Prefect's server on an existing PostgreSQL (and Redis);
-        # validated and normalised by services.database_url/redis_url. Secrets: only the server's processes get them.
+        # validated by services.checked_database_url/checked_redis_url. Secrets: only the server's processes get them.
         self.database_url = database_url
         self.redis_url = redis_url
         self.prefect_port = prefect_port or int(os.environ.get(PREFECT_PORT_ENV, "4200"))
