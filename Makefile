@@ -16,13 +16,15 @@ $(BIN)/python:
 
 # Two stamps: the package alone (what `make demo`, `up` and `bench` run), and the test extra on top of it
 # (pytest, hypothesis, playwright: only `make test` and the gate need them). `make demo` then `make test` installs
-# the extra once; `make test` first leaves nothing for `make demo` to install.
+# the extra once; `make test` first leaves nothing for `make demo` to install. The test stamp adds the `redis`
+# extra (prefect-redis): tests/scale runs Prefect's server in its Redis layout. It stays its own extra, what a
+# fleet's server installs, rather than a line of `test`, which lists test tools only.
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(PIP) install $(PIP_QUIET) -e .
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml $(VENV)/.installed
-	$(PIP) install $(PIP_QUIET) -e '.[test]'
+	$(PIP) install $(PIP_QUIET) -e '.[test,redis]'
 	touch $@
 
 install: $(VENV)/.installed

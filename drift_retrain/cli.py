@@ -83,14 +83,42 @@ def demo(
 
 
 @app.command()
-def up(config: ConfigOption = None) -> None:
+def up(
+    config: ConfigOption = None,
+    database: Annotated[
+        str | None,
+        typer.Option(
+            envvar="DRIFT_RETRAIN_DATABASE_URL",
+            show_envvar=True,
+            help="Prefect's server on this PostgreSQL (postgresql[+asyncpg]://user:password@host:port/db) instead "
+            "of SQLite; the variable keeps the password out of `ps`",
+        ),
+    ] = None,
+    redis: Annotated[
+        str | None,
+        typer.Option(
+            envvar="DRIFT_RETRAIN_REDIS_URL",
+            show_envvar=True,
+            help="With --database: Prefect's messaging, ordering, leases and docket on this Redis (redis:// or rediss://)",
+        ),
+    ] = None,
+) -> None:
     """Start the stack (Prefect server + UI, runner, webhook receiver) and keep it up until Ctrl-C, SIGTERM
     or `drift-retrain down`. If this state dir's stack is already up, say so and leave it running."""
+    from drift_retrain.devstack.services import checked_database_url, checked_redis_url, mask_url
     from drift_retrain.devstack.stack import STOP_SECONDS, Interrupted, Stack, stop_on_signals, wait_until_interrupted
 
+    try:
+        if redis and not database:
+            raise ValueError("--redis needs --database: Prefect's Redis layout is for a server on PostgreSQL")
+        database_url = checked_database_url(database) if database else None
+        redis_url = checked_redis_url(redis) if redis else None
+    except ValueError as exc:
+        typer.secho(str(exc), fg="red", err=True)
+        raise typer.Exit(2) from None
     settings = _settings(config)
     try:
-        with stop_on_signals(), Stack(settings) as stack:
+        with stop_on_signals(), Stack(settings, database_url=database_url, redis_url=redis_url) as stack:
             # where local_secret() found it: the environment variable wins over the state dir's file
             home = (
                 f"${settings.receiver.secret_env}"
@@ -102,6 +130,10 @@ def up(config: ConfigOption = None) -> None:
             typer.echo(f"Prefect UI  {stack.ui_url}\nwebhook     {stack.webhook_url}?code=<secret in {home}>")
             if stack.attached:
                 return
+            if database_url:  # the password never printed (mask_url)
+                typer.echo(f"database    {mask_url(database_url)}")
+            if redis_url:
+                typer.echo(f"redis       {mask_url(redis_url)}")
             typer.echo(f"logs        {stack.logs}\nCtrl-C (or `drift-retrain down`) to stop.")
             wait_until_interrupted()
             typer.echo(f"stopping (at most {STOP_SECONDS:.0f} s; Ctrl-C again to stop at once) ...")

@@ -18,12 +18,15 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from drift_retrain.devstack import processes
 from drift_retrain.devstack.stack import HOST, child_options, free_port
+from drift_retrain.text import one_line
 
 #: Where Debian's ``postgresql-NN`` package puts initdb and postgres (they are not on PATH there).
 POSTGRES_BIN_GLOB = "/usr/lib/postgresql/*/bin"
@@ -74,13 +77,52 @@ def _user_exists(name: str) -> bool:
 
 
 def mask_url(url: str) -> str:
-    """The URL with its password replaced by ``***``, for anything printed or logged."""
+    """The URL with its password (in the user info, or a ``password=`` query parameter, which asyncpg and
+    redis-py read too) replaced by ``***``, for anything printed or logged."""
     scheme, sep, rest = url.partition("://")
-    if not sep or "@" not in rest.split("/", 1)[0]:
+    if not sep:
         return url
-    userinfo, _, hostpart = rest.partition("@")
-    user, has_password, _ = userinfo.partition(":")
-    return f"{scheme}://{user}{':***' if has_password else ''}@{hostpart}" if user else f"{scheme}://***@{hostpart}"
+    rest, question, query = rest.partition("?")
+    if question:
+        query = "&".join(
+            f"{key}=***" if "password" in key.lower() else f"{key}{eq}{value}"
+            for key, eq, value in (item.partition("=") for item in query.split("&"))
+        )
+    if "@" in rest.split("/", 1)[0]:
+        userinfo, _, hostpart = rest.rpartition("@")
+        user, has_password, _ = userinfo.partition(":")
+        rest = f"{user}{':***' if has_password else ''}@{hostpart}" if user else f"***@{hostpart}"
+    return f"{scheme}://{rest}{question}{query}"
+
+
+DATABASE_SCHEMES = ("postgresql", "postgresql+asyncpg")
+REDIS_SCHEMES = ("redis", "rediss")
+
+
+def checked_database_url(url: str) -> str:
+    """``--database``: a PostgreSQL URL with a host, as Prefect's server takes it (``postgresql+asyncpg://``: its
+    async engine needs the asyncpg driver, docs.prefect.io/v3/advanced/self-hosted "Database setup"). A
+    ValueError's one-line message never holds the URL (it may hold a password)."""
+    parts = _url_parts(url, "--database", DATABASE_SCHEMES)
+    return "postgresql+asyncpg://" + parts
+
+
+def checked_redis_url(url: str) -> str:
+    """``--redis``: a ``redis://`` or ``rediss://`` (TLS) URL with a host, unchanged."""
+    _url_parts(url, "--redis", REDIS_SCHEMES)
+    return url
+
+
+def _url_parts(url: str, option: str, schemes: tuple[str, ...]) -> str:
+    """What follows ``scheme://`` once the scheme is one of ``schemes`` and a host is named."""
+    expected = " or ".join(f"{scheme}://" for scheme in schemes)
+    scheme, sep, rest = url.strip().partition("://")
+    if not sep or scheme.lower() not in schemes:
+        shown = f"scheme {one_line(scheme, 20)!r}" if sep else "no scheme"
+        raise ValueError(f"{option} takes a {expected} URL ({shown} given)")
+    if not urlsplit(url.strip()).hostname:
+        raise ValueError(f"{option} URL names no host ({expected}user:password@host:port/...)")
+    return rest
 
 
 class _Service:
@@ -202,6 +244,9 @@ class Postgres(_Service):
         parent-death signal set before it: prctl(2) PR_SET_PDEATHSIG)."""
         if os.geteuid() != 0:
             return command
+        # The kernel sends the signal when the *thread* that started the child ends (prctl(2)): from another
+        # thread, none (as ``child_options`` does), or a restart from a helper thread would stop at once.
+        on_main = threading.current_thread() is threading.main_thread()
         return [
             "setpriv",
             f"--reuid={POSTGRES_USER}",
@@ -209,7 +254,7 @@ class Postgres(_Service):
             "--init-groups",
             "--inh-caps=+dac_read_search",
             "--ambient-caps=+dac_read_search",
-            "--pdeathsig=TERM",
+            *(["--pdeathsig=TERM"] if on_main else []),
             *command,
         ]
 

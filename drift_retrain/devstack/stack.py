@@ -1,5 +1,6 @@
-"""The embedded default on one machine: a self-hosted Prefect server on SQLite (with its UI), the runner
-serving prefect.yaml's deployments, and the webhook receiver, each a supervised child process.
+"""The embedded default on one machine: a self-hosted Prefect server on SQLite (with its UI; on PostgreSQL and
+Redis with ``up --database/--redis``), the runner serving prefect.yaml's deployments, and the webhook receiver,
+each a supervised child process.
 
 All state (Prefect's database and results, logs, data, registry) lives under the config's state_dir.
 Ports come from DRIFT_RETRAIN_PREFECT_PORT (4200) and DRIFT_RETRAIN_WEBHOOK_PORT (8088). The server's
@@ -200,8 +201,14 @@ class Stack:
         prefect_port: int | None = None,
         webhook_port: int | None = None,
         project_dir: Path = PROJECT_DIR,
+        database_url: str | None = None,
+        redis_url: str | None = None,
     ) -> None:
         self.settings = settings
+        # `up --database/--redis` (docs/scale-out.md): Prefect's server on an existing PostgreSQL (and Redis);
+        # validated by services.checked_database_url/checked_redis_url. Secrets: only the server's processes get them.
+        self.database_url = database_url
+        self.redis_url = redis_url
         self.prefect_port = prefect_port or int(os.environ.get(PREFECT_PORT_ENV, "4200"))
         self.webhook_port = webhook_port or int(os.environ.get(WEBHOOK_PORT_ENV, "8088"))
         self.project_dir = project_dir
@@ -229,7 +236,7 @@ class Stack:
     def flow_run_url(self, flow_run_id: object) -> str:
         return f"{self.ui_url}/runs/flow-run/{flow_run_id}"
 
-    def env(self, *, secret: bool = False) -> dict[str, str]:
+    def env(self, *, secret: bool = False, server: bool = False) -> dict[str, str]:
         """The environment of a process of the stack. Only the receiver needs the webhook secret
         (``secret=True``); every other process (the Prefect server, the runner and so each flow run, which
         inherits the runner's environment: prefect/runner/_starter_engine.py ``env.update(os.environ)``) gets
@@ -246,6 +253,10 @@ class Stack:
         )
         if secret:
             env[self.settings.receiver.secret_env] = self.secret
+        if server and self.database_url:
+            from drift_retrain.devstack.services import server_env
+
+            env.update(server_env(self.database_url, self.redis_url))
         return env
 
     # ------------------------------------------------------------------------------------------
@@ -275,7 +286,12 @@ class Stack:
         record.write(self._record)
         self._watchdog = Watchdog(self.project_dir, self.env())
         started = datetime.now(UTC)
-        server = self._spawn("prefect-server", [*_prefect_cli(), "server", "start"])
+        if self.database_url:  # the schema once, before the server starts (services.migrate_command)
+            from drift_retrain.devstack.services import migrate_command
+
+            migrate = self._spawn("prefect-migrate", migrate_command(), server=True)
+            self._wait("database migration", migrate, lambda: False, timeout=STARTUP_SECONDS, exit_ok=True)
+        server = self._spawn("prefect-server", [*_prefect_cli(), "server", "start"], server=True)
         self._wait("Prefect server", server, lambda: self._healthy(f"{self.api_url}/health"), timeout=STARTUP_SECONDS)
         runner = self._spawn(
             "runner", [sys.executable, "-m", "deployments.runner", str(self.project_dir / "prefect.yaml")]
@@ -414,10 +430,12 @@ class Stack:
     def _healthz(self) -> str:
         return f"http://{HOST}:{self.webhook_port}/healthz"
 
-    def _spawn(self, name: str, command: list[str], *, secret: bool = False) -> subprocess.Popen[bytes]:
+    def _spawn(
+        self, name: str, command: list[str], *, secret: bool = False, server: bool = False
+    ) -> subprocess.Popen[bytes]:
         self.logs.mkdir(parents=True, exist_ok=True)
         log = open(self.logs / f"{name}.log", "ab")
-        env = self.env(secret=secret)
+        env = self.env(secret=secret, server=server)
         with _signals_deferred():  # known to us, the record and the watchdog before it can be stopped
             proc = subprocess.Popen(
                 command, cwd=self.project_dir, env=env, stdout=log, stderr=subprocess.STDOUT, **child_options()
@@ -431,9 +449,23 @@ class Stack:
         log.close()
         return proc
 
-    def _wait(self, what: str, proc: subprocess.Popen[bytes], ready: Callable[[], bool], timeout: float) -> None:
+    def _wait(
+        self,
+        what: str,
+        proc: subprocess.Popen[bytes],
+        ready: Callable[[], bool],
+        timeout: float,
+        *,
+        exit_ok: bool = False,
+    ) -> None:
+        """Until ``ready()``; ``exit_ok``: a one-shot part, done once it exits with code 0."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
+            if exit_ok and proc.poll() == 0:
+                self._procs = [(n, p) for n, p in self._procs if p is not proc]
+                if self._watchdog is not None:
+                    self._watchdog.forget(proc.pid)
+                return
             if proc.poll() is not None:
                 raise StackError(
                     f"{what} exited with code {proc.returncode}; see {self._log_of(proc)}\n{self._tail(proc)}"

@@ -417,7 +417,7 @@ def test_up_names_where_the_secret_really_comes_from(tmp_path, monkeypatch) -> N
         ui_url, webhook_url, logs = "http://ui", "http://hook/api/eventgrid", Path("logs")
         attached = None
 
-        def __init__(self, settings: Settings) -> None:
+        def __init__(self, settings: Settings, **_: object) -> None:  # up --database/--redis pass theirs
             pass
 
         def __enter__(self) -> Up:

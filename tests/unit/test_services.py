@@ -90,6 +90,20 @@ def test_postgres_dies_with_the_process_that_started_it(tmp_path: Path) -> None:
 
 
 @needs_binaries
+def test_postgres_restarted_from_another_thread_stays_up(tmp_path: Path) -> None:
+    """A test restarts it from a helper thread; the child must not die when that thread ends."""
+    import threading
+
+    with services.Postgres(tmp_path / "pg") as pg:
+        helper = threading.Thread(target=pg.restart)
+        helper.start()
+        helper.join()
+        time.sleep(2)
+        assert _pg_query(pg.url, "SELECT 1") == 1
+        assert pg.running
+
+
+@needs_binaries
 def test_redis_starts_forgets_everything_on_restart_and_stops(tmp_path: Path) -> None:
     import redis
 
@@ -148,7 +162,55 @@ def test_the_layout_settings_are_prefect_settings_that_load_their_modules(monkey
         ("redis://:s3cret@r:6379/0", "redis://***@r:6379/0"),
         ("redis://r:6379/0", "redis://r:6379/0"),
         ("rediss://user@r:6379", "rediss://user@r:6379"),
+        ("postgresql://u:p@ss@db/x?sslmode=require", "postgresql://u:***@db/x?sslmode=require"),
+        ("postgresql://u@db/x?password=s3cret&sslmode=require", "postgresql://u@db/x?password=***&sslmode=require"),
     ],
 )
 def test_mask_url_hides_the_password(url: str, masked: str) -> None:
     assert services.mask_url(url) == masked
+
+
+@pytest.mark.parametrize(
+    ("url", "normalised"),
+    [
+        ("postgresql://u:p@db:5432/prefect", "postgresql+asyncpg://u:p@db:5432/prefect"),
+        ("postgresql+asyncpg://u:p@db/prefect", "postgresql+asyncpg://u:p@db/prefect"),
+    ],
+)
+def test_a_postgresql_url_is_taken_with_prefects_async_driver(url: str, normalised: str) -> None:
+    assert services.checked_database_url(url) == normalised
+
+
+@pytest.mark.parametrize(
+    ("option", "url", "message"),
+    [
+        (
+            "--database",
+            "mysql://u:s3cret@db/x",
+            "--database takes a postgresql:// or postgresql+asyncpg:// URL (scheme 'mysql' given)",
+        ),
+        (
+            "--database",
+            "sqlite:///tmp/x.db",
+            "--database takes a postgresql:// or postgresql+asyncpg:// URL (scheme 'sqlite' given)",
+        ),
+        (
+            "--database",
+            "u:s3cret@db/x",
+            "--database takes a postgresql:// or postgresql+asyncpg:// URL (no scheme given)",
+        ),
+        ("--database", "postgresql:///x?password=s3cret", "--database URL names no host"),
+        ("--redis", "http://s3cret@r", "--redis takes a redis:// or rediss:// URL (scheme 'http' given)"),
+        (
+            "--redis",
+            "redis+sentinel://s3cret@r",
+            "--redis takes a redis:// or rediss:// URL (scheme 'redis+sentinel' given)",
+        ),
+    ],
+)
+def test_a_wrong_url_is_refused_in_one_line_that_holds_no_secret(option: str, url: str, message: str) -> None:
+    check = services.checked_database_url if option == "--database" else services.checked_redis_url
+    with pytest.raises(ValueError) as refused:
+        check(url)
+    assert str(refused.value).startswith(message)
+    assert "s3cret" not in str(refused.value) and "\n" not in str(refused.value)
