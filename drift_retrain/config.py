@@ -426,6 +426,19 @@ class PollingConfig(_Strict):
         ge=0,
         description="How long a pipeline's learned duration (or a failed look-up) is reused before asking again.",
     )
+    hold_seconds: float = Field(
+        default=90,
+        ge=0,
+        description="Inside a retrain: how long a wait polls in its own process before the retrain is suspended "
+        "(its process released) while the run goes on; 0 never suspends. Data Factory stays in-process while its "
+        "next check is due within this (the dense band around its expected end). See docs/waiting.md.",
+    )
+    fallback_minutes: float = Field(
+        default=10,
+        gt=0,
+        description="A suspended retrain whose run can end with an event (Azure ML jobs) is checked at least this "
+        "often by the waiter: a lost event costs at most this long. Data Factory's own schedule is used when sooner.",
+    )
 
     @model_validator(mode="after")
     def _ordered(self) -> PollingConfig:

@@ -3,9 +3,9 @@ same flow runs on the embedded default and on Azure."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import partial
-from typing import Any
+from typing import Any, NoReturn
 from uuid import UUID
 
 from prefect import flow, get_client, runtime
@@ -13,11 +13,13 @@ from prefect.client.schemas.objects import FlowRun, State
 from prefect.states import Completed
 
 from drift_retrain.backends import build_backends
-from drift_retrain.concurrency import retrain_slot
+from drift_retrain.backends.base import EndCheck
+from drift_retrain.concurrency import Slot, release_lease, retrain_slot
 from drift_retrain.config import load_settings
 from drift_retrain.lineage import lineage_tags
 from drift_retrain.manual import requested_signal, target_choice, target_default
 from drift_retrain.names import (
+    COPY_STEP,
     MANUAL,
     RETRAIN_FLOW,
     flow_run_name,
@@ -29,11 +31,20 @@ from drift_retrain.policy import after_copy, after_training
 from drift_retrain.portal import retrain_links
 from drift_retrain.results import RetrainOutcome
 from drift_retrain.signals import DriftSignal
+from drift_retrain.waiting import PAUSE_MARGIN, Waiting, lease_of, resumed_wait, suspend
 from tasks.copy_data import copy_window
 from tasks.decide import current_champion, decide_retrain, redecide_in_slot
 from tasks.drift_details import pull_drift_details
 from tasks.register import register_model
-from tasks.report import label_run, report_copy, report_decision, report_failure, report_model, report_training
+from tasks.report import (
+    decision_card,
+    label_run,
+    report_copy,
+    report_decision,
+    report_failure,
+    report_model,
+    report_training,
+)
 from tasks.train import train_model
 
 #: The configured targets, a drop-down in the deployment's Run form (shown at once: a plain enum with a
@@ -121,26 +132,42 @@ def drift_to_retrain(
     backends = build_backends(settings, target)
     outcome = partial(RetrainOutcome.of, signal.identity, target.name, target.model_name)
 
+    # A resumed retrain runs again from here: it adopts the slot its suspension kept, rewrites its own card
+    # and reattaches to its external runs through the ledger (docs/waiting.md).
+    resumed = resumed_wait(UUID(str(run_id)))
+    kept_lease = lease_of(resumed)
     details = pull_drift_details(backends.details, signal)
     decision = decide_retrain(signal, details, target.policy, backends.registry, target.model_name, force)
-    card = report_decision(signal, details, decision, target.model_name)  # preliminary when it says retrain
+    card = decision_card(UUID(str(run_id)), target.model_name) if resumed else None
+    if card is None:  # preliminary when it says retrain
+        card = report_decision(signal, details, decision, target.model_name)
+    elif not decision.retrain:
+        report_decision(signal, details, decision, target.model_name, card)
     if not decision.retrain:
+        if kept_lease is not None:
+            release_lease(kept_lease)
         return _finish(outcome(decision, details=details))
 
-    with retrain_slot(target.model_name):  # one retrain per model at a time; a storm queues here
+    # one retrain per model at a time, across suspensions too; a storm queues here
+    with retrain_slot(target.model_name, adopt=kept_lease) as slot:
         decision = redecide_in_slot(signal, decision, target.policy, backends.registry, target.model_name)
         if not decision.retrain:
             report_decision(signal, details, decision, target.model_name, card)
             return _finish(outcome(decision, details=details))
 
         copy = copy_window(backends.copy, signal, target.model_name)
-        report_copy(copy, target.model_name)
+        if isinstance(copy, Waiting):
+            _suspend(copy, target.name, slot, backends.copy)
+        if resumed is None or resumed.step == COPY_STEP:  # a resume during training reported the copy already
+            report_copy(copy, target.model_name)
         decision = after_copy(decision, copy, target.policy)
         if not decision.retrain:
             report_decision(signal, details, decision, target.model_name, card)
             return _finish(outcome(decision, details=details, copy_result=copy))
 
         training = train_model(backends.training, signal, copy, target.model_name)
+        if isinstance(training, Waiting):
+            _suspend(training, target.name, slot, backends.training)
         champion = current_champion(backends.registry, target.model_name)
         report_training(training, target.model_name, champion)
         decision = after_training(decision, training, champion, target.gate)
@@ -154,3 +181,11 @@ def drift_to_retrain(
     links = retrain_links(settings, target, copy.run_id, training.job_id, model)
     report_model(signal, model, links, gate=decision.gate)  # promote acts only on a version that passed the gate
     return _finish(outcome(decision, details=details, copy_result=copy, training=training, model=model))
+
+
+def _suspend(waiting: Waiting, target: str, slot: Slot, pipeline: object) -> NoReturn:
+    """Release this process while the external run goes on, keeping the model's slot until the resumed run
+    adopts it (or the waiter releases it); the lease outlives the step deadline by the pause's margin."""
+    slot.keep((waiting.deadline - datetime.now(UTC) + PAUSE_MARGIN).total_seconds())
+    ended = pipeline.ended if isinstance(pipeline, EndCheck) else None
+    suspend(UUID(str(runtime.flow_run.id)), waiting, target, slot.lease_id, ended)

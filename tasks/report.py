@@ -117,6 +117,22 @@ def report_decision(
     return card
 
 
+def decision_card(flow_run_id: UUID, model_name: str) -> UUID | None:
+    """The decision card this run already wrote (a resumed retrain runs again from the top: it rewrites the
+    card it has instead of writing, and announcing, a second one)."""
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey
+
+    with get_client(sync_client=True) as client:
+        cards = client.read_artifacts(
+            artifact_filter=ArtifactFilter(
+                key=ArtifactFilterKey(any_=[artifact_key(DECISION, model_name)]),
+                flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]),
+            ),
+            limit=1,
+        )
+    return cards[0].id if cards else None
+
+
 #: How a decision card says whether it can still change.
 FINAL = "final decision"
 PRELIMINARY = "preliminary: the copy and the gate are still to come"

@@ -8,10 +8,12 @@ instead of starting a second one.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol, TypeVar
+from typing import Protocol, TypeVar, runtime_checkable
 
 from drift_retrain.results import CopyResult, DriftDetails, ModelVersion, TrainingResult
 from drift_retrain.signals import DriftSignal
@@ -120,6 +122,41 @@ class StepFailed(RuntimeError):
         self.step, self.run_id, self.status, self.message = step, run_id, status, message
 
 
+class StillRunning(Exception):
+    """A wait inside a retrain held its process for ``PollingConfig.hold_seconds`` and the run goes on: the
+    task returns a ``waiting.Waiting`` and the retrain suspends (docs/waiting.md). Never cancels the run."""
+
+    def __init__(self, step: str, run_id: str, status: str, next_check: float, deadline: float) -> None:
+        super().__init__(f"{step} run {run_id} still {status}")
+        #: seconds from now until the run should be looked at again, and until the step's timeout
+        self.step, self.run_id, self.status, self.next_check, self.deadline = step, run_id, status, next_check, deadline
+
+
+_SUSPENDABLE: ContextVar[bool] = ContextVar("drift_retrain_suspendable", default=False)
+
+
+@contextmanager
+def suspendable() -> Iterator[None]:
+    """Waits inside this may answer ``StillRunning`` after their hold (the retrain's step tasks); anywhere else
+    (the CLI, contract tests, benchmarks) a wait blocks until the run ends, as before."""
+    token = _SUSPENDABLE.set(True)
+    try:
+        yield
+    finally:
+        _SUSPENDABLE.reset(token)
+
+
+def may_suspend() -> bool:
+    return _SUSPENDABLE.get()
+
+
+@runtime_checkable
+class EndCheck(Protocol):
+    """A pipeline that can tell with one status call whether a run ended (the waiter, the post-suspend check)."""
+
+    def ended(self, run_id: str) -> bool: ...
+
+
 @dataclass(frozen=True)
 class Backends:
     """One implementation of every step, chosen by the target's ``backend``."""
@@ -142,8 +179,8 @@ def run_to_end(
     run_id = start()
     try:
         return wait(run_id)
-    except StepFailed:
-        raise  # the run already ended; nothing to cancel
+    except (StepFailed, StillRunning):
+        raise  # the run already ended, or goes on while the retrain is suspended: nothing to cancel
     except BaseException as interruption:
         log = RunLog("drift_retrain")
         try:

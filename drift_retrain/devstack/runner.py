@@ -19,7 +19,7 @@ from prefect import Flow, serve
 from prefect.deployments.runner import RunnerDeployment
 from prefect.events import DeploymentTriggerTypes
 from prefect.flows import load_flow_from_entrypoint
-from prefect.schedules import Cron
+from prefect.schedules import Cron, Interval
 from prefect.settings import get_current_settings
 from pydantic import TypeAdapter, ValidationError
 
@@ -53,8 +53,17 @@ def load_deployments(path: Path) -> list[RunnerDeployment]:
 
 
 def _schedule(spec: dict[str, Any]) -> Any:
+    if "interval" in spec:  # seconds, as `prefect deploy` reads an interval schedule
+        return Interval(
+            float(spec["interval"]),
+            timezone=spec.get("timezone", "UTC"),
+            parameters=spec.get("parameters") or {},
+            active=spec.get("active", True),
+        )
     if "cron" not in spec:
-        raise SystemExit(f"prefect.yaml: only cron schedules are supported by the local runner, got {spec}")
+        raise SystemExit(
+            f"prefect.yaml: only cron and interval schedules are supported by the local runner, got {spec}"
+        )
     return Cron(
         spec["cron"],
         timezone=spec.get("timezone", "UTC"),

@@ -94,6 +94,7 @@ class DataFactoryCopy:
         self._reattached: set[str] = set()
         self._successor: dict[str, str] = {}  # run id -> the recovery run now standing in for it
         self._recoveries: set[str] = set()  # runs rerun from a failed activity: shorter than a whole run
+        self._started: dict[str, float] = {}  # run id -> when the ledger recorded it (epoch s): a resumed wait's age
         self.history = history or HISTORY
 
     @property
@@ -131,6 +132,7 @@ class DataFactoryCopy:
             if status in RUNNING or status == "Succeeded":
                 log.info("copy: reattached to Data Factory run %s (%s) of %s", previous, status, signal.identity)
                 self._remember(previous, key, fields)
+                self._started[previous] = _recorded_at(record)
                 self._reattached.add(previous)
                 return previous
             if status == "Failed" and self.config.recover_from_failure:
@@ -191,6 +193,12 @@ class DataFactoryCopy:
 
     def _remember(self, run_id: str, key: str, fields: dict[str, str]) -> None:
         self._keys[run_id], self._fields[run_id] = key, fields
+        self._started[run_id] = time.time()
+
+    def ended(self, run_id: str) -> bool:
+        """One status call: has the run ended (any way)? A run Data Factory no longer knows has."""
+        status = self._status_or_none(run_id)
+        return status is None or status in TERMINAL
 
     def _status_or_none(self, run_id: str) -> str | None:
         from azure.core.exceptions import ResourceNotFoundError
@@ -201,8 +209,15 @@ class DataFactoryCopy:
             return None  # Data Factory keeps run history for 45 days
 
     def _poll(self, run_id: str) -> PipelineRun:
+        began = self._started.get(run_id)
         poller: Poller[PipelineRun] = Poller(
-            self.policy, STEP, clock=self._clock, sleep=self._sleep, rng=self._rng, expected=self._expected(run_id)
+            self.policy,
+            STEP,
+            clock=self._clock,
+            sleep=self._sleep,
+            rng=self._rng,
+            expected=self._expected(run_id),
+            elapsed=max(0.0, time.time() - began) if began is not None else 0.0,
         )
         return poller.wait(
             run_id,
@@ -212,9 +227,10 @@ class DataFactoryCopy:
         )
 
     def _expected(self, run_id: str) -> ExpectedEnd | None:
-        """When a run started just now should end, from the pipeline's recent runs. Not for a run we reattached
-        to (it started before this wait) nor a rerun from a failed activity (it does only part of the work)."""
-        if run_id in self._reattached or run_id in self._recoveries:
+        """When a run should end, from the pipeline's recent runs, counted from when the ledger recorded it (so a
+        reattached run, a resumed retrain's included, keeps its schedule). Not for a rerun from a failed activity
+        (it does only part of the work)."""
+        if run_id in self._recoveries or run_id not in self._started:
             return None
         key = (self._subscription, self.resource_group, self.factory, self.config.pipeline)
         return self.history.expected(self.client, key, self.policy)
@@ -348,6 +364,14 @@ class DataFactoryCopy:
             output_uri=render_one(self.config.output_uri, {**fields, "copy_run_id": run_id}) if fields else "",
             reattached=reattached,
         )
+
+
+def _recorded_at(record: Mapping[str, Any]) -> float:
+    """When the ledger recorded a run (epoch s), now when it does not say."""
+    try:
+        return datetime.fromisoformat(str(record["recorded_at"])).timestamp()
+    except (KeyError, ValueError):
+        return time.time()
 
 
 def _is_recovery(run: PipelineRun) -> bool:

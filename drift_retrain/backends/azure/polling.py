@@ -21,7 +21,7 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Generic, TypedDict, TypeVar
 
-from drift_retrain.backends.base import RunLog, log_state_change
+from drift_retrain.backends.base import RunLog, StillRunning, log_state_change, may_suspend
 from drift_retrain.config import PollingConfig
 
 T = TypeVar("T")
@@ -124,6 +124,14 @@ class Poller(Generic[T]):
     rng: Callable[[], float] = random.random
     on_change: Callable[[str, str | None, str], None] | None = None
     expected: ExpectedEnd | None = None
+    #: Seconds the run was already waited on before this wait (a resumed retrain): they count toward the
+    #: step's timeout and the run's age, so a suspension never restarts either.
+    elapsed: float = 0.0
+    #: The run can end with an event (Azure ML jobs): once suspended it is looked at again after
+    #: ``fallback_minutes`` only; without (Data Factory) the schedule's own next pause is kept.
+    push: bool = False
+    #: False for waits that must end in-process (waiting out a cancel before the next attempt).
+    holdable: bool = True
     calls: int = field(default=0, init=False)
 
     def pause(self, unchanged_polls: int, age: float = 0.0) -> float:
@@ -134,8 +142,10 @@ class Poller(Generic[T]):
         return max(0.0, base * (1 + self.policy.jitter * (2 * self.rng() - 1)))
 
     def wait(self, run_id: str, fetch: Callable[[], T], status_of: Callable[[T], str], terminal: Collection[str]) -> T:
-        began = self.clock()
+        started = self.clock()
+        began = started - self.elapsed
         deadline = began + self.policy.timeout_minutes * 60
+        hold = self.policy.hold_seconds if self.holdable and may_suspend() and self.policy.hold_seconds > 0 else None
         last: str | None = None
         unchanged = 0
         while True:
@@ -159,12 +169,22 @@ class Poller(Generic[T]):
                 if status in terminal:
                     return result
                 wait = self.pause(unchanged, self.clock() - began)
+                if hold is not None and self.clock() - started >= hold and (self.push or wait >= hold):
+                    self._release(run_id, status, wait, deadline)
             if self.clock() + wait > deadline:
                 remaining = deadline - self.clock()
                 if remaining <= 0:
                     raise StepTimedOut(self.step, run_id, self.policy.timeout_minutes, last)
                 wait = remaining
             self.sleep(wait)
+
+    def _release(self, run_id: str, status: str, pause: float, deadline: float) -> None:
+        """Held long enough and the next look is not due within the hold: let the retrain suspend."""
+        left = deadline - self.clock()
+        if left <= 0:
+            return  # the timeout below cancels the run
+        next_check = self.policy.fallback_minutes * 60 if self.push else pause
+        raise StillRunning(self.step, run_id, status, min(next_check, left), left)
 
     def _changed(self, run_id: str, before: str | None, after: str) -> None:
         """One log line per state change of the external run (never one per poll)."""

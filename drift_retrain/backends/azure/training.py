@@ -136,6 +136,8 @@ class _AzureMLTraining:
     """What the three kinds share: rendering, model URI, metrics, the wait, giving a run up, the failure message."""
 
     config: PublishedPipelineConfig | PipelineJobConfig | BatchEndpointConfig
+    #: Whether the receiver can wake a suspended wait on this kind's runs with a job event (``names.TRAINING_JOB_NAME``).
+    push = False
 
     def __init__(
         self, session: AzureSession, target: AzureTarget, ledger: RunLedger, **timing: Unpack[PollTiming]
@@ -149,6 +151,7 @@ class _AzureMLTraining:
         self.rest = WorkspaceRest(session, target.workspace, regional)
         self._reattached: set[str] = set()
         self._records: dict[str, tuple[str, dict[str, Any]]] = {}  # run id -> (ledger key, its ledger details)
+        self._started: dict[str, float] = {}  # run id -> when it was recorded (epoch s): a resumed wait's age
 
     # -- shared pieces ----------------------------------------------------------------------------
 
@@ -165,8 +168,17 @@ class _AzureMLTraining:
         uri = f"azureml://jobs/{job_id}/outputs/{self.config.model_output}"
         return f"{uri}/paths/{self.model_path}" if self.model_path else uri
 
-    def poller(self) -> Poller[Any]:
-        return Poller(self.policy, STEP, **self._timing)
+    def poller(self, job_id: str | None = None) -> Poller[Any]:
+        """The wait on ``job_id`` (its age counted from when the ledger recorded it, so a resumed retrain keeps
+        its step timeout); without one, a wait that ends in-process (waiting out a cancel)."""
+        if job_id is None:
+            return Poller(self.policy, STEP, holdable=False, **self._timing)
+        elapsed = max(0.0, time.time() - self._started[job_id]) if job_id in self._started else 0.0
+        return Poller(self.policy, STEP, elapsed=elapsed, push=self.push, **self._timing)
+
+    def ended(self, job_id: str) -> bool:
+        """One status call: has the job ended (any way)?"""
+        raise NotImplementedError
 
     def failure_message(self, job_id: str, fallback: str | None = None) -> str:
         """The service's error for a failed run, from run history (ARM job bodies and v1 pipeline run bodies
@@ -185,12 +197,16 @@ class _AzureMLTraining:
         """Write the attempt to the ledger (before any wait) and remember it for ``cancel``."""
         self.ledger.put(STEP, key, run_id, **details)
         self._records[run_id] = (key, details)
+        self._started[run_id] = time.time()
 
     def remember(self, key: str, run_id: str, recorded: dict[str, Any] | None, attempt: int) -> None:
         """Remember a reattached attempt's ledger record, so ``cancel`` can mark it given up."""
         same = recorded is not None and recorded.get("run_id") == run_id
         details = {k: v for k, v in (recorded or {}).items() if k not in ("run_id", "recorded_at", GIVEN_UP)}
         self._records[run_id] = (key, details if same else {"attempt": attempt})
+        began = _parse_time(recorded.get("recorded_at")) if same and recorded else None
+        if began is not None:
+            self._started[run_id] = began.timestamp()
 
     def cancel(self, job_id: str) -> None:
         """Give the run up: the ledger says so first (a rerun then cancels it if it still runs instead of
@@ -354,6 +370,11 @@ def _count(value: float | None) -> int:
 class _V2JobTraining(_AzureMLTraining):
     """Waiting on and cancelling a v2 job through azure-ai-ml (pipeline jobs and batch endpoint jobs)."""
 
+    # Azure ML publishes job state changes to Event Grid (Microsoft.MachineLearningServices.RunStatusChanged,
+    # learn.microsoft.com/azure/machine-learning/how-to-use-event-grid) and our v2 jobs carry names the
+    # receiver recognises (names.TRAINING_JOB_NAME): an event can end the suspension.
+    push = True
+
     @property
     def ml(self) -> Any:
         return ml_client(self.session, self.target.workspace)
@@ -403,8 +424,11 @@ class _V2JobTraining(_AzureMLTraining):
         """Create the job ``name``; its name as the service answered and what the ledger records of it."""
         raise NotImplementedError
 
+    def ended(self, job_id: str) -> bool:
+        return job_status(self.ml.jobs.get(job_id)) in TERMINAL
+
     def wait(self, job_id: str) -> TrainingResult:
-        job = self.poller().wait(job_id, lambda: self.ml.jobs.get(job_id), job_status, TERMINAL)
+        job = self.poller(job_id).wait(job_id, lambda: self.ml.jobs.get(job_id), job_status, TERMINAL)
         created = getattr(getattr(job, "creation_context", None), "created_at", None)
         return self.result(job_id, job_status(job), _aware(created), None)
 
@@ -591,8 +615,11 @@ class PublishedPipelineTraining(_AzureMLTraining):
                 sleep(wait)
         raise AssertionError("unreachable")  # pragma: no cover
 
+    def ended(self, job_id: str) -> bool:
+        return self.status_of(self.rest.pipeline_run(job_id)) in TERMINAL
+
     def wait(self, job_id: str) -> TrainingResult:
-        run = self.poller().wait(job_id, lambda: self.rest.pipeline_run(job_id), self.status_of, TERMINAL)
+        run = self.poller(job_id).wait(job_id, lambda: self.rest.pipeline_run(job_id), self.status_of, TERMINAL)
         status = self.status_of(run)
         times = run.get("Status") if isinstance(run.get("Status"), dict) else {}
         if status != SUCCEEDED:
