@@ -303,7 +303,7 @@ def azure_subscription(
     ] = None,
 ) -> None:
     """Print the `az eventgrid event-subscription create` command(s) (or Bicep parameters) for a target."""
-    from drift_retrain.intake.subscription import az_command, subscriptions_of
+    from drift_retrain.intake.subscription import az_command, job_subscription, subscriptions_of
 
     settings = _settings(config)
     if output not in ("az", "bicep-params"):
@@ -328,17 +328,25 @@ def azure_subscription(
                 )
             )
             typer.echo(az_command(chosen, subscription, settings.receiver, endpoint) + "\n")
+        jobs = job_subscription(chosen)
+        if jobs is not None:
+            typer.echo(
+                f"# target {chosen.name}: subscription {jobs.name} (its training jobs' statuses: they wake the retrain"
+                " waiting on a job)"
+            )
+            typer.echo(az_command(chosen, jobs, settings.receiver, endpoint) + "\n")
 
 
 def _bicep_params(settings: Settings, targets: list[TargetConfig], endpoint: str | None, out: Path | None) -> None:
     """Every subscription's parameters file, as one JSON document keyed by subscription name (stdout), or one file
     each under ``out``. Two subscriptions of one name (in different workspaces) would overwrite each other: refused."""
-    from drift_retrain.intake.subscription import bicep_parameters, subscriptions_of
+    from drift_retrain.intake.subscription import bicep_parameters, job_subscription, subscriptions_of
     from drift_retrain.safepath import under
 
     documents: dict[str, dict] = {}
     for chosen in targets:
-        for subscription in subscriptions_of(chosen)[0]:
+        jobs = job_subscription(chosen)
+        for subscription in [*subscriptions_of(chosen)[0], *([jobs] if jobs else [])]:
             if subscription.name in documents:
                 typer.secho(
                     f"two subscriptions are named '{subscription.name}': pick one target with --target",

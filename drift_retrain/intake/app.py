@@ -5,9 +5,11 @@ check the content type (400), its charset and encoding (415) and read the body u
 time (408) limits; answer the handshakes; parse, filter and route every event (400 refuses the whole
 batch; 413 a signal Prefect could never store), in a worker thread when the body is large; hand every
 drift signal to Prefect and acknowledge (200) only once Prefect has recorded a run for each, else 503 with
-Retry-After so Event Grid retries the whole batch. Anything unexpected is a 500 (Event Grid retries), never
-a dropped connection. Also: ``OPTIONS`` (CloudEvents abuse protection), ``GET /healthz`` (is Prefect
-reachable) and ``GET /metrics`` (Prometheus text). Every event value logged goes through ``log_value``.
+Retry-After so Event Grid retries the whole batch. Statuses of our own training jobs (``job_events``) are
+named in the answer's ``jobs`` and, once it is sent, become Prefect events and resumes (``job_wake``).
+Anything unexpected is a 500 (Event Grid retries), never a dropped connection. Also: ``OPTIONS`` (CloudEvents
+abuse protection), ``GET /healthz`` (is Prefect reachable) and ``GET /metrics`` (Prometheus text). Every event
+value logged goes through ``log_value``.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ from drift_retrain.intake.auth import KeysUnavailable, Unauthorized, authenticat
 from drift_retrain.intake.delivery import Delivery, Rejected, content_encoding, media_type, read_delivery
 from drift_retrain.intake.feed import Handed, NullFeed, PrefectEventFeed
 from drift_retrain.intake.handoff import TRIMMED, HandedOff, HandoffUnavailable, PrefectHandoff
+from drift_retrain.intake.job_events import JobEvent
+from drift_retrain.intake.job_wake import NullWaker, PrefectJobWaker
 from drift_retrain.intake.metrics import ReceiverMetrics
 from drift_retrain.intake.server import uvicorn_options
 from drift_retrain.logsafe import log_value
@@ -65,6 +69,16 @@ class Feed(Protocol):
     def publish(self, handed: list[Handed]) -> None: ...
 
 
+class Waker(Protocol):
+    """Where acknowledged job events go (``job_wake``); ``count`` is set to the receiver's metrics."""
+
+    count: Callable[[str, int], None]
+
+    async def __aenter__(self) -> Waker: ...
+    async def __aexit__(self, *exc: object) -> None: ...
+    def wake(self, jobs: list[JobEvent]) -> None: ...
+
+
 def _error(status: int, message: str, **headers: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status, headers=headers or None)
 
@@ -90,7 +104,9 @@ async def _read_body(request: Request, limit: int, timeout: float) -> bytes:
 class Receiver:
     """The receiver's handlers over one config: each route is a method, the state lives here."""
 
-    def __init__(self, settings: Settings, handoff: Handoff | None = None, feed: Feed | None = None) -> None:
+    def __init__(
+        self, settings: Settings, handoff: Handoff | None = None, feed: Feed | None = None, waker: Waker | None = None
+    ) -> None:
         self.settings = settings
         self.config = settings.receiver
         self.authenticator = authenticator_for(self.config, settings.source_file)  # refuses an unintended open receiver
@@ -98,19 +114,28 @@ class Receiver:
         self.retry_after = str(self.config.handoff.retry_after_seconds)
         self._given_handoff = handoff
         self._given_feed = feed
+        self._given_waker = waker
         self.handoff: Handoff
         self.feed: Feed
+        self.waker: Waker
         self._parses: anyio.CapacityLimiter | None = None  # made on the event loop that uses it
 
     @contextlib.asynccontextmanager
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
-        """Prefect's client (and the event feed) live as long as the app."""
+        """Prefect's client (and the event feed, and the job-event waker) live as long as the app; on shutdown the
+        waker finishes its queued job events first (bounded)."""
         feed = self._given_feed or (
             PrefectEventFeed() if self._given_handoff is None and self.config.event_feed else NullFeed()
         )
+        waker = self._given_waker or (PrefectJobWaker() if self._given_handoff is None else NullWaker())
+        waker.count = self.metrics.count_jobs
         self._parses = anyio.CapacityLimiter(self.config.max_concurrent_parses)
-        async with self._given_handoff or PrefectHandoff(config=self.config.handoff) as handoff, feed as publisher:
-            self.handoff, self.feed = handoff, publisher
+        async with (
+            self._given_handoff or PrefectHandoff(config=self.config.handoff) as handoff,
+            feed as publisher,
+            waker as woken,
+        ):
+            self.handoff, self.feed, self.waker = handoff, publisher, woken
             yield
 
     async def receive(self, request: Request) -> Response:
@@ -210,12 +235,22 @@ class Receiver:
         self.metrics.count("ignored", len(delivery.ignored))  # counted once the batch is acknowledged
         if delivery.signals:
             self.metrics.handoff_seconds.observe(time.monotonic() - started)
+        self.metrics.count_jobs("received", len(delivery.jobs))
         handed = [Handed(r.signal, r.target, run) for r, run in zip(delivery.signals, runs, strict=True)]
-        publish = BackgroundTask(self._publish, handed) if runs else None
+        publish = BackgroundTask(self._publish, handed, delivery.jobs) if runs or delivery.jobs else None
         return await self._off_loop(large, self._acknowledge, delivery, runs, delivery_count, publish)
 
     @staticmethod
     def _log_ignored(delivery: Delivery, delivery_count: str) -> None:
+        for job in delivery.jobs:
+            log.info(
+                "event_id=%s delivery_count=%s outcome=job job=%s kind=%s status=%s",
+                log_value(job.event_id),
+                delivery_count,
+                job.job,
+                job.kind.value,
+                job.status.value,
+            )
         for skipped in delivery.ignored:
             log.info(
                 "event_id=%s delivery_count=%s outcome=ignored type=%s reason=%s",
@@ -255,16 +290,23 @@ class Receiver:
         self.metrics.count("accepted", created)
         self.metrics.count("duplicate", len(runs) - created)
         ignored = [{"event_id": i.event_id, "event_type": i.event_type, "reason": i.reason} for i in delivery.ignored]
-        return JSONResponse({"accepted": accepted, "ignored": ignored}, background=publish)
+        jobs = [job.answer() for job in delivery.jobs]
+        return JSONResponse({"accepted": accepted, "ignored": ignored, "jobs": jobs}, background=publish)
 
-    async def _publish(self, handed: list[Handed]) -> None:
+    async def _publish(self, handed: list[Handed], jobs: list[JobEvent]) -> None:
         """After the answer is sent; best effort: a failure here is logged, never the delivery's problem.
-        A coroutine, so it runs on the event loop: the feed's asyncio queue is not thread-safe, and a
-        worker-thread hop per delivery cost more than the rest of the receiver's work."""
+        A coroutine, so it runs on the event loop: the feed's and the waker's asyncio queues are not
+        thread-safe, and a worker-thread hop per delivery cost more than the rest of the receiver's work."""
         try:
-            self.feed.publish(handed)
+            if handed:
+                self.feed.publish(handed)
         except Exception:
             log.exception("could not queue Prefect events for %d signal(s) (best effort)", len(handed))
+        try:
+            if jobs:
+                self.waker.wake(jobs)
+        except Exception:
+            log.exception("could not queue %d job event(s) (best effort)", len(jobs))
 
     async def abuse_protection(self, request: Request) -> Response:
         """CloudEvents 1.0 webhook validation (OPTIONS). Not an authentication step (the spec says so):
@@ -314,9 +356,14 @@ class Receiver:
         return Response(self.metrics.render(), media_type=self.metrics.content_type)
 
 
-def create_app(settings: Settings | None = None, handoff: Handoff | None = None, feed: Feed | None = None) -> Starlette:
+def create_app(
+    settings: Settings | None = None,
+    handoff: Handoff | None = None,
+    feed: Feed | None = None,
+    waker: Waker | None = None,
+) -> Starlette:
     """Build the receiver. Without arguments it reads the config file and talks to $PREFECT_API_URL."""
-    return build_app(Receiver(settings or load_settings(), handoff, feed))
+    return build_app(Receiver(settings or load_settings(), handoff, feed, waker))
 
 
 def build_app(receiver: Receiver) -> Starlette:

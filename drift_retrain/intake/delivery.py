@@ -21,6 +21,7 @@ from typing import Any
 from drift_retrain.config import ReceiverConfig, Settings, TargetConfig
 from drift_retrain.intake.filters import rejection
 from drift_retrain.intake.handoff import ParametersTooLarge, fit_for_prefect, parameter_limit
+from drift_retrain.intake.job_events import JobEvent, job_event
 from drift_retrain.intake.parsing import EventEnvelope, InvalidEvent, NotADriftSignal, parse_envelope, to_drift_signal
 from drift_retrain.routing import NoRoute
 from drift_retrain.signals import SUBSCRIPTION_VALIDATION, DriftSignal
@@ -55,14 +56,15 @@ class Ignored:
 
 @dataclass
 class Delivery:
-    """What a delivery asks of us: a handshake answer, only an acknowledgement, or signals to hand off
-    and events to ignore."""
+    """What a delivery asks of us: a handshake answer, only an acknowledgement, or signals to hand off, statuses
+    of our training jobs to wake on, and events to ignore."""
 
     validation_code: str | None = None
     validation_url: str | None = None
     acknowledge_only: str | None = None  # why nothing in the body is processed (deletion, unknown kind)
     signals: list[Routed] = field(default_factory=list)
     ignored: list[Ignored] = field(default_factory=list)
+    jobs: list[JobEvent] = field(default_factory=list)  # statuses of our training jobs (``job_events``)
 
 
 def media_type(content_type: str | None) -> str:
@@ -250,6 +252,10 @@ def _read_event(event: dict[str, Any], settings: Settings, delivery: Delivery) -
     candidates = settings.targets_of(envelope.source)
     if not candidates:
         raise Rejected(400, f"event {envelope.id}: source {envelope.source} is not a configured workspace")
+    job = job_event(envelope)  # never a breach (it stays on the drift path below), never a signal
+    if job is not None:
+        delivery.jobs.append(job)
+        return
     reason = _filtered_out(event, envelope, candidates)
     if reason:
         delivery.ignored.append(Ignored(envelope.id, envelope.type, reason))

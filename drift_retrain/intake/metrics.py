@@ -11,6 +11,9 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 #: Event outcomes: handed off as a new run, found an existing run, acknowledged without a run, refused
 #: with the whole delivery (400/413), or not recorded by Prefect (503, Event Grid retries).
 OUTCOMES = ("accepted", "duplicate", "ignored", "rejected", "failed_handoff")
+#: Job events of our training jobs (``job_events``/``job_wake``): acknowledged, posted to Prefect as an event,
+#: suspended runs resumed, v1 runs the ledger did not confirm, not handled (Prefect failed) or dropped (queue full).
+JOB_OUTCOMES = ("received", "emitted", "resumed", "unconfirmed", "failed", "dropped")
 
 
 class ReceiverMetrics:
@@ -40,14 +43,26 @@ class ReceiverMetrics:
             buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30),
             registry=self.registry,
         )
+        self.jobs = Counter(
+            "drift_retrain_job_events",
+            "Azure ML job events of our training jobs, by outcome (resumed counts flow runs)",
+            ["outcome"],
+            registry=self.registry,
+        )
         for outcome in OUTCOMES:  # present from the start, so rate() works before the first event
             self.events.labels(outcome)
+        for outcome in JOB_OUTCOMES:
+            self.jobs.labels(outcome)
         for phase in ("header", "body"):
             self.timeouts.labels(phase)
 
     def count(self, outcome: str, n: int = 1) -> None:
         if n:
             self.events.labels(outcome).inc(n)
+
+    def count_jobs(self, outcome: str, n: int = 1) -> None:
+        if n:
+            self.jobs.labels(outcome).inc(n)
 
     def timed_out(self, phase: str) -> None:
         self.timeouts.labels(phase).inc()

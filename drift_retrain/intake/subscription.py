@@ -1,4 +1,5 @@
-"""The Azure side of a target: the Event Grid subscription(s) that deliver its drift to the receiver.
+"""The Azure side of a target: the Event Grid subscription(s) that deliver its drift to the receiver, and the
+statuses of its Azure ML training jobs (``job_subscription``).
 
 Rendered from the same settings the receiver enforces (``[[targets.subscriptions]]``), as
 ``az eventgrid event-subscription create`` commands or as parameters for
@@ -10,11 +11,24 @@ from __future__ import annotations
 
 import json
 import shlex
+import string
 from typing import Any
 
-from drift_retrain.config import EventSubscriptionConfig, ReceiverConfig, TargetConfig
+from drift_retrain.config import (
+    AzureTarget,
+    EventSubscriptionConfig,
+    PublishedPipelineConfig,
+    ReceiverConfig,
+    TargetConfig,
+)
 from drift_retrain.intake.filters import MAX_FILTER_VALUES, NO_VALUE, SINGLE_VALUE, AdvancedFilter
-from drift_retrain.names import V1_DRIFT_SUBSCRIPTION, V2_MONITOR_SUBSCRIPTION, event_subscription_name
+from drift_retrain.intake.job_events import RUN_COMPLETED
+from drift_retrain.names import (
+    TRAINING_JOB_PREFIX,
+    V1_DRIFT_SUBSCRIPTION,
+    V2_MONITOR_SUBSCRIPTION,
+    event_subscription_name,
+)
 from drift_retrain.signals import DATASET_DRIFT_DETECTED, MONITOR_BREACH_TAG, RUN_STATUS_CHANGED, workspace_name
 
 ENDPOINT_PLACEHOLDER = "https://<your-host>/api/eventgrid"
@@ -66,6 +80,47 @@ def breach_filter_values(target: TargetConfig) -> list[str]:
     for signals in target.signals.values():
         names += [s for s in signals if not any(n.casefold() in s.casefold() for n in names)]
     return names
+
+
+#: The job-event subscription's kind: ``<target>-jobs``.
+JOB_SUBSCRIPTION = "jobs"
+#: Template fields an experiment name may use and still be the same for every signal of a target.
+_TARGET_FIELDS = frozenset({"model_name", "target"})
+
+
+def job_subscription(target: TargetConfig) -> EventSubscriptionConfig | None:
+    """The subscription that delivers the statuses of the target's training jobs (``job_events``), so a retrain
+    suspended on one is woken when it ends; None for a target that trains locally (no Azure ML job).
+
+    Run events' subject is ``experiments/<experimentId>/runs/<runId>`` (MicrosoftDocs/azure-docs
+    articles/event-grid/event-schema-machine-learning.md): the experiment's GUID comes first, so no subject
+    filter can select our job names. An advanced filter on the data does: a v2 job's run id is its
+    deterministic name, so ``data.runId`` StringBeginsWith ``train-``. A v1 pipeline run's id is a GUID the
+    service picks; its experiment's name is filtered on instead when the target's template gives every signal
+    the same one (else the subscription takes every run status of the workspace, and the receiver keeps ours)."""
+    if not isinstance(target, AzureTarget):
+        return None
+    training = target.training
+    if isinstance(training, PublishedPipelineConfig):
+        experiment = _static_experiment(training.experiment_name, target)
+        rules = (
+            [AdvancedFilter(operator="StringIn", key="data.experimentName", values=[experiment])] if experiment else []
+        )
+    else:
+        rules = [AdvancedFilter(operator="StringBeginsWith", key="data.runId", values=[TRAINING_JOB_PREFIX])]
+    return EventSubscriptionConfig(
+        name=event_subscription_name(target.name, JOB_SUBSCRIPTION),
+        included_event_types=[RUN_STATUS_CHANGED, RUN_COMPLETED],
+        advanced_filters=rules,
+    )
+
+
+def _static_experiment(template: str, target: TargetConfig) -> str | None:
+    """The experiment name every signal of the target gets, or None when the template uses a signal's fields."""
+    fields = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+    if not fields <= _TARGET_FIELDS:
+        return None
+    return template.format(model_name=target.model_name, target=target.name)
 
 
 def subscriptions_of(target: TargetConfig) -> tuple[list[EventSubscriptionConfig], bool]:

@@ -13,8 +13,17 @@ from typer.testing import CliRunner
 
 from drift_retrain.cli import app
 from drift_retrain.config import load_settings
-from drift_retrain.intake.subscription import DEAD_LETTER_PLACEHOLDER, az_command, bicep_parameters, subscriptions_of
-from drift_retrain.testing import DEMO_WORKSPACE, INTAKE_TARGETS, ROOT, local_target, write_config
+from drift_retrain.intake.filters import AdvancedFilter, rejection
+from drift_retrain.intake.job_events import job_event
+from drift_retrain.intake.parsing import parse_envelope
+from drift_retrain.intake.subscription import (
+    DEAD_LETTER_PLACEHOLDER,
+    az_command,
+    bicep_parameters,
+    job_subscription,
+    subscriptions_of,
+)
+from drift_retrain.testing import DEMO_WORKSPACE, INTAKE_TARGETS, ROOT, local_target, monitor_breach, sample, write_config
 from tests.entra import LocalTenant
 
 SECRET = "never-print-me-123"
@@ -203,3 +212,83 @@ def test_bicep_params_out_writes_one_deployable_parameters_file_per_subscription
         assert parameters["subscriptionName"]["value"] == path.name.removesuffix(".parameters.json")
     refused = CliRunner().invoke(app, ["azure", "subscription", "-c", str(config), "--out", str(out)])
     assert refused.exit_code == 2  # --out only with bicep-params
+
+
+# -- the job-event subscription (issue 16 item 1) ---------------------------------------------------
+
+AZURE_EXAMPLE = ROOT / "examples" / "drift-retrain.azure.toml"
+JOB_TYPES = ["Microsoft.MachineLearningServices.RunStatusChanged", "Microsoft.MachineLearningServices.RunCompleted"]
+
+
+@pytest.fixture
+def azure_settings(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("DRIFT_RETRAIN_WEBHOOK_SECRET", SECRET)
+    return load_settings(AZURE_EXAMPLE)
+
+
+def test_a_v2_target_gets_a_job_subscription_filtered_on_the_run_id_prefix_of_our_job_names(azure_settings) -> None:
+    """Run events' subject is experiments/<experiment GUID>/runs/<runId>: no subject prefix can select our job names,
+    so the subscription filters data.runId StringBeginsWith train- (a v2 job's run id is its name)."""
+    for name in ("churn", "fraud"):  # a pipeline job and a batch endpoint target
+        target = azure_settings.target(name)
+        jobs = job_subscription(target)
+        opts = options(az_command(target, jobs, azure_settings.receiver, "https://h/api/eventgrid"))
+        assert opts["--name"] == [[f"{name}-jobs"]]
+        assert opts["--included-event-types"] == [JOB_TYPES]
+        assert opts["--advanced-filter"] == [["data.runId", "StringBeginsWith", "train-"]]
+        assert "--subject-begins-with" not in opts and SECRET not in json.dumps(opts)
+        values = bicep_parameters(target, jobs, azure_settings.receiver)["parameters"]
+        assert values["includedEventTypes"]["value"] == JOB_TYPES
+        assert values["advancedFilters"]["value"] == [{"operatorType": "StringBeginsWith", "key": "data.runId", "values": ["train-"]}]
+
+
+def test_the_job_subscription_lets_through_exactly_our_jobs_statuses_and_no_breach(azure_settings) -> None:
+    """The printed filter, applied with Event Grid's semantics (intake.filters), agrees with the receiver's
+    recognition: our job's statuses pass; another run's, and a breach of a monitor's step run, do not."""
+    jobs = job_subscription(azure_settings.target("churn"))
+    ours = sample("eg_RunCompleted.json")[0] | {"data": {**sample("eg_RunCompleted.json")[0]["data"], "runId": "train-0123456789abcdef0123"}}
+    for event in (ours, {**ours, "eventType": JOB_TYPES[0]}):
+        assert rejection(event, event["eventType"], event["subject"], jobs) is None
+        assert job_event(parse_envelope(event)) is not None
+    for event in (sample("eg_RunCompleted.json")[0], monitor_breach("monitor-step-run-1")):
+        assert rejection(event, event["eventType"], event["subject"], jobs) is not None
+
+
+def test_a_v1_target_filters_its_job_events_on_its_experiment_when_every_signal_shares_it(azure_settings, tmp_path) -> None:
+    """A v1 run id is a GUID the service picks: the run's experiment (retrain-{model_name}) is filtered on instead;
+    an experiment named after a signal's fields cannot be, and the receiver then keeps ours by their signal tag."""
+    target = azure_settings.target("credit-default")
+    assert job_subscription(target).advanced_filters == [
+        AdvancedFilter(operator="StringIn", key="data.experimentName", values=["retrain-credit-default"])
+    ]
+    per_signal = AZURE_EXAMPLE.read_text().replace('experiment_name = "retrain-{model_name}"', 'experiment_name = "retrain-{signal_key}"')
+    (tmp_path / "azure.toml").write_text(per_signal)
+    unfiltered = job_subscription(load_settings(tmp_path / "azure.toml").target("credit-default"))
+    assert unfiltered.included_event_types == JOB_TYPES and unfiltered.advanced_filters == []
+
+
+def test_a_local_target_has_no_job_subscription(settings) -> None:
+    assert job_subscription(settings.target("credit-default")) is None
+
+
+def test_the_cli_prints_each_azure_targets_job_subscription_in_both_formats(azure_settings) -> None:
+    az = CliRunner().invoke(app, ["azure", "subscription", "-c", str(AZURE_EXAMPLE), "--endpoint", "https://h/x"])
+    assert az.exit_code == 0, az.output
+    for name in ("credit-default", "churn", "fraud"):
+        assert f"# target {name}: subscription {name}-jobs (its training jobs' statuses" in az.output
+    params = CliRunner().invoke(app, ["azure", "subscription", "-c", str(AZURE_EXAMPLE), "--format", "bicep-params"])
+    assert params.exit_code == 0, params.output
+    document = json.loads(params.output)
+    assert {"credit-default-jobs", "churn-jobs", "fraud-jobs"} <= set(document)
+    assert document["churn-jobs"]["parameters"]["includedEventTypes"]["value"] == JOB_TYPES
+
+
+def test_the_job_subscription_shown_in_the_docs_is_what_the_cli_prints() -> None:
+    page = (ROOT / "docs" / "azure-setup.md").read_text(encoding="utf-8")
+    (shown,) = re.findall(r"<!-- job-subscription-output[^>]*-->\s*\n```[a-z]*\n(.*?)\n```", page, re.DOTALL)
+    command, _, expected = shown.partition("\n")
+    args = [str(ROOT / a) if a.endswith(".toml") else a for a in command.removeprefix("$ drift-retrain ").split()]
+    result = CliRunner().invoke(app, args, env={"DRIFT_RETRAIN_WEBHOOK_SECRET": SECRET})
+    assert result.exit_code == 0, result.output
+    assert expected.strip() in result.output  # the target's job subscription, as printed (its drift ones precede it)
+    assert "-jobs" in expected and "StringBeginsWith train-" in expected
