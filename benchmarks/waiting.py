@@ -41,11 +41,12 @@ from prefect.flow_runs import suspend_flow_run
 
 import flows.drift_to_retrain  # noqa: F401  (so suspended_wait's process pays the retrain's imports before Running)
 from benchmarks.common import Figure, Row, environment
+from drift_retrain.config import PollingConfig
 
-#: In-process polling before the wait suspends (PollingConfig's hold, i16-suspend: "~1-2 min").
-HOLD_SECONDS = 90.0
-#: The waiter's fallback check of a suspended ML job (i16-suspend: "every ~10 min for ML jobs").
-FALLBACK_SECONDS = 600.0
+#: In-process polling before a wait suspends, and the waiter's fallback check of a suspended ML job: the shipped
+#: defaults (drift_retrain/config.py PollingConfig.hold_seconds, fallback_minutes).
+HOLD_SECONDS = float(PollingConfig().hold_seconds)
+FALLBACK_SECONDS = float(PollingConfig().fallback_minutes) * 60
 #: How long a suspended benchmark run may stay suspended before Prefect fails it (never reached here).
 SUSPEND_TIMEOUT_SECONDS = 6 * 3600
 BENCH_DEPLOYMENT = "suspended-wait"
@@ -418,7 +419,7 @@ def on_stack(repeats: int, concurrent: int, hold: float) -> dict[str, Any]:
             found = pickup.event_to_running(stack, event, repeats)
             overhead, _, _ = pickup.orchestration_overhead(stack, event, max(3, repeats // 2))
             to_running, to_done, duplicate = resume_latency(api, deployment_id, repeats)
-            concurrent_found = concurrent_waits(api, deployment_id, runner, concurrent, hold)
+            concurrent_found = concurrent_waits(api, deployment_id, runner, concurrent, hold) if concurrent else {}
     return {
         "event_to_running_s": found["total"],
         "ack_s": found["ack"],
@@ -443,16 +444,24 @@ def measure(
     concurrent: int = 50,
     hold: float = 20.0,
     lengths: dict[str, float] = LENGTHS,
+    product: bool = True,
 ) -> list[Row]:
-    """The suite: the stack part first (its latencies feed the virtual-clock waits), then the rows.
-    ``polling_rows``: polling.py's rows of this same run (measured here when not given)."""
+    """The suite: the stack parts first (their latencies feed the virtual-clock waits), then the rows.
+    ``polling_rows``: polling.py's rows of this same run (measured here when not given); ``product``: the
+    push latency, duplicates and the concurrent runs measured on the retrain itself (else on the
+    self-suspending deployment)."""
     from benchmarks import polling
 
     if polling_rows is None:
         polling_rows = polling.measure(repeats=repeats, durations=lengths)
-    stack = on_stack(stack_repeats, concurrent, hold)
-    push_s = [r + a for r, a in zip(stack["resume_to_running_s"], stack["ack_s"], strict=False)]
-    ml = ml_waits(lengths, repeats, resume_s=push_s or [float("nan")])
+    stack = on_stack(stack_repeats, 0 if product else concurrent, hold)
+    stack["product"] = product
+    if product:  # the retrain itself: job event POSTed to the receiver -> Running, duplicates, N suspended
+        found = on_product_stack(stack_repeats, concurrent, hold)
+        stack.update(push_s=found["push_to_running_s"], duplicate=found["duplicate"], concurrent=found["concurrent"])
+    else:  # Prefect's own resume of the self-suspending deployment, plus the receiver's acknowledgement
+        stack["push_s"] = [r + a for r, a in zip(stack["resume_to_running_s"], stack["ack_s"], strict=False)]
+    ml = ml_waits(lengths, repeats, resume_s=stack["push_s"] or [float("nan")])
     adf = {
         row.what.split(",")[0].removeprefix("Data Factory run of "): row.data
         for row in polling_rows
@@ -510,9 +519,15 @@ def time_added(
                     "resume_p95_s": resume,
                     "parts": "measured: event -> running and overhead (pickup.py's functions on this run's stack), "
                     "copy detection (polling.py's history-aware rows of this run), ML detection (virtual clock, "
-                    "real SDK clients); composed: resume latency from the benchmark's self-suspending "
-                    "deployment (i16-suspend/i16-push not merged), added as a constant per resume, "
-                    "push latency = receiver ack + resume -> Running; sum of p95s",
+                    "real SDK clients: the hold's polls, then the push latency drawn from "
+                    + (
+                        "the retrain's own job event POSTed to the receiver -> Running, on a stack"
+                        if stack.get("product")
+                        else "Prefect's resume -> Running of a self-suspending deployment "
+                        "plus the receiver's acknowledgement"
+                    )
+                    + "); composed: a copy longer than the hold pays Prefect's resume -> Running once (p95, on the "
+                    "critical path: conservative); the total is the sum of the parts' p95s",
                 },
             )
         )
@@ -574,25 +589,39 @@ def lost_and_duplicated(stack: dict[str, Any], ml: dict[str, dict[str, list[floa
     """A lost job event ends the wait within the fallback schedule; a duplicated or late resume changes nothing."""
     from benchmarks.polling import _p95
 
-    resume = _p95(stack["resume_to_running_s"])
+    resume = _p95(stack["push_s"])
     long = [label for label, seconds in lengths.items() if seconds > HOLD_SECONDS + 30]
     worst = max((max(ml[label]["lost_delay"]) for label in long), default=0.0)
     bound = FALLBACK_SECONDS + resume
     dup = stack["duplicate"]
-    unchanged = (
-        dup.get("runs") == 2
-        and dup.get("completions") == 1
-        and dup.get("final") == "COMPLETED"
-        and dup.get("again at once") != "ACCEPT"
-        and dup.get("after the end") != "ACCEPT"
-    )
+    if stack.get("product"):  # the retrain's Completed job event twice, then a late Running one
+        unchanged = (dup.get("runs"), dup.get("completions"), dup.get("versions"), dup.get("jobs_created")) == (
+            2,
+            1,
+            1,
+            1,
+        )
+        said = (
+            f"Completed job event twice + a late Running: {dup.get('runs')} Running, {dup.get('completions')} "
+            f"Completed, {dup.get('versions')} model version, ML job created {dup.get('jobs_created')}x"
+        )
+    else:  # Prefect's resume called twice, then after the end, on the self-suspending deployment
+        unchanged = (
+            dup.get("runs") == 2
+            and dup.get("completions") == 1
+            and dup.get("final") == "COMPLETED"
+            and dup.get("again at once") != "ACCEPT"
+            and dup.get("after the end") != "ACCEPT"
+        )
+        said = (
+            f"resume answered {dup.get('first')}, then {dup.get('again at once')} at once, "
+            f"{dup.get('after the end')} after the end; {dup.get('runs')} Running, {dup.get('completions')} Completed"
+        )
     return Row(
         "waiting",
-        "job event lost (fallback check ends the wait) / resume delivered twice and after the end",
-        f"lost: worst delay {worst:.0f} s over {', '.join(long)}; duplicate: resume answered "
-        f"{dup.get('first')}, then {dup.get('again at once')} at once, {dup.get('after the end')} after the end; "
-        f"{dup.get('runs')} Running, {dup.get('completions')} Completed",
-        f"fallback every {FALLBACK_SECONDS:.0f} s + resume p95 {resume:.1f} s = {bound:.0f} s",
+        "job event lost (fallback check ends the wait; virtual clock) / delivered twice and out of order (stack)",
+        f"lost: worst delay {worst:.0f} s over {', '.join(long)}; duplicate: {said}",
+        f"fallback every {FALLBACK_SECONDS:.0f} s + push latency p95 {resume:.1f} s = {bound:.0f} s",
         "lost: delay <= fallback + resume; duplicate: one re-execution, one completion",
         worst <= bound and unchanged,
         {"lost_worst_s": worst, "bound_s": bound, "duplicate": dup},
@@ -603,20 +632,291 @@ def concurrent_row(found: dict[str, Any], hold: float) -> Row:
     """``count`` suspended runs on one runner: submitted, suspended, no process held, all resumed and done."""
     held = found["processes_while_waiting"]
     ok = found["all_suspended_s"] <= 60 and held == 0 and found["all_done_after_resume_s"] < float("inf")
+    product = "registered" in found
+    if product:
+        ok = ok and found["registered"] == found["runs"]
+    what = (
+        f"retrains on the azure backend, each suspended on a 1 h ML job (hold {found.get('hold_s', 0):g} s), "
+        "resumed by its job event"
+        if product
+        else "runs of the benchmark's self-suspending deployment"
+    )
+    done = (
+        f"all {found['registered']} registered {found['all_done_after_resume_s']:.0f} s after the job events "
+        f"(event -> Running {found['push_to_running_s'].show(1)} s)"
+        if product
+        else f"all completed {found['all_done_after_resume_s']:.0f} s after resuming"
+    )
     return Row(
         "waiting",
-        f"{found['runs']} concurrent suspended waits on one runner (process limit {found['process_limit']}; "
-        "benchmark's self-suspending deployment), s / processes / MB",
+        f"{found['runs']} concurrent suspended waits on one runner (process limit {found['process_limit']}): {what}; "
+        "s / processes / MB",
         f"all suspended {found['all_suspended_s']:.0f} s after submitting (created in {found['create_s']:.1f} s); "
         f"processes held while all wait {held} (while submitting {found['processes_while_submitting']}; the last "
-        f"suspended run's process gone {found['processes_exited_s']:.1f} s after it reported Suspended); "
-        f"all completed {found['all_done_after_resume_s']:.0f} s after resuming",
+        f"suspended run's process gone {found['processes_exited_s']:.1f} s after it reported Suspended); " + done,
         f"runner RSS {found['rss_before_mb']:.0f} MB before, {found['rss_waiting_mb']:.0f} while waiting "
         f"({hold:.0f} s), {found['rss_after_mb']:.0f} after",
-        "all suspended within 60 s, 0 processes held",
+        "all suspended within 60 s, 0 processes held" + (", all registered" if product else ""),
         ok,
         found,
     )
+
+
+# --------------------------------------------------------------------------- the product's own waits (i16-suspend, i16-push)
+
+#: The retrains' own hold in the stack part (the shipped default is 90 s: PollingConfig.hold_seconds); short so
+#: that 50 retrains reach their suspension within the benchmark, not 50 x 90 s / the process limit later.
+PRODUCT_HOLD_SECONDS = 2.0
+#: The scripted ML job of every retrain: an hour on the loopback Azure's clock, ended when the benchmark says.
+JOB_SECONDS = 3600.0
+PIPELINE_JOB_YAML = "tests/contract/data/train_pipeline_job.yml"  # a pipeline job whose name we choose (train-...)
+
+_AZURE = """
+[azure]
+authority_host = "{url}"
+resource_manager = "{url}"
+ca_bundle = "{ca}"
+credential = {{ kind = "client_secret", tenant_id = "{tenant}", client_id = "{client}", client_secret_env = "{secret_env}" }}
+polling = {{ timeout_minutes = 180, hold_seconds = {hold} }}
+"""
+_TARGET = """
+[[targets]]
+name = "wait-{n:03d}"
+backend = "azure"
+workspace = "{workspace}"
+monitors = ["wait-{n:03d}-drift"]
+model_name = "wait-{n:03d}"
+policy = {{ cooldown_minutes = 0, min_rows = 100 }}
+registry = {{ kind = "azure_ml", model_type = "mlflow_model", path = "model/" }}
+
+[targets.copy]
+kind = "data_factory"
+factory = "{factory}"
+pipeline = "copy-wait"
+output_uri = "azureml://datastores/training/paths/{{model_name}}/{{window_end_date}}_{{signal_key}}/"
+parameters = {{ windowStart = "{{window_start}}", windowEnd = "{{window_end}}" }}
+
+[targets.training]
+kind = "pipeline_job"
+yaml = "{yaml}"
+inputs = {{ training_data = "{{copy_output_uri}}", window_end = "{{window_end_date}}" }}
+"""
+
+
+class OffsetClock:
+    """The loopback Azure's clock: wall time plus what the benchmark skipped (``skip``: every scripted run
+    that was due to end within that time has ended)."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def __call__(self) -> float:
+        return time.monotonic() + self.offset
+
+    def skip(self, seconds: float) -> None:
+        self.offset += seconds
+
+
+def _product_config(tmp: Path, fake: Any, models: int) -> Path:
+    from benchmarks import polling
+    from drift_retrain.devstack.stack import PROJECT_DIR
+    from drift_retrain.fake_azure import CLIENT_ID, TENANT
+    from drift_retrain.testing import DEMO_WORKSPACE, write_config
+
+    azure = _AZURE.format(
+        url=fake.url,
+        ca=fake.ca_path,
+        tenant=TENANT,
+        client=CLIENT_ID,
+        secret_env=polling.SECRET_ENV,
+        hold=PRODUCT_HOLD_SECONDS,
+    )
+    targets = "".join(
+        _TARGET.format(n=n, workspace=DEMO_WORKSPACE, factory=polling.FACTORY, yaml=PROJECT_DIR / PIPELINE_JOB_YAML)
+        for n in range(models)
+    )
+    return write_config(tmp, extra=azure + targets)
+
+
+def _start_retrain(stack: Any, fake: Any, n: int) -> str:
+    """A drift event for model ``wait-<n>`` whose ML job runs JOB_SECONDS; its flow run id."""
+    import uuid
+
+    from drift_retrain.devstack.sender import deliver_events
+    from drift_retrain.fake_azure import RunScript
+    from drift_retrain.testing import dataset_drift
+
+    run_id = f"wait-{n:03d}_{uuid.uuid4().hex[:8]}"
+    event = dataset_drift(
+        run_id, monitor=f"wait-{n:03d}-drift", StartTime="2026-11-01T00:00:00Z", EndTime="2026-11-08T00:00:00Z"
+    )
+    fake.ml.datadrift.publish(event["data"]["DataDriftId"], run_id, 0.58, {"income": {"datadrift_contribution": 0.4}})
+    fake.ml.script_next_job(RunScript(steps=(("Running", JOB_SECONDS),), final="Completed"), metrics={"roc_auc": 0.8})
+    response = deliver_events(stack.webhook_url, [event], stack.secret).response
+    response.raise_for_status()
+    return str(response.json()["accepted"][0]["flow_run_id"])
+
+
+def _job_event(job: str, status: str) -> dict[str, Any]:
+    """Azure ML's RunStatusChanged for ``job``, the documented sample's shape (as tests/e2e/test_job_events.py)."""
+    import copy
+    import uuid
+
+    from drift_retrain.testing import DEMO_WORKSPACE, sample
+
+    event = copy.deepcopy(sample("eg_RunStatusChanged.json")[0])
+    event["id"] = str(uuid.uuid4())
+    event["topic"] = DEMO_WORKSPACE  # the targets' workspace (the sample's topic is a placeholder)
+    event["data"].update({"runId": job, "runStatus": status})
+    event["subject"] = f"experiments/{event['data']['experimentId']}/runs/{job}"
+    return dict(event)
+
+
+def _waited_job(api: _Prefect, flow_run_id: str) -> str | None:
+    """The ML job a suspended retrain waits on (its waiting-on tag), None while it is not suspended on one."""
+    from drift_retrain.names import job_resource, waiting_tag
+
+    run = api.http.get(f"/flow_runs/{flow_run_id}").json()
+    state = run.get("state") or {}
+    prefix = waiting_tag(job_resource(""))
+    jobs = [t[len(prefix) :] for t in run.get("tags", []) if t.startswith(prefix)]
+    return jobs[0] if state.get("type") == "PAUSED" and jobs else None
+
+
+def product_waits(
+    stack: Any, fake: Any, clock: OffsetClock, runner: _Runner, count: int, hold: float, latency_repeats: int
+) -> dict[str, Any]:
+    """The retrain itself: ``latency_repeats`` retrains one at a time (job event POSTed to the receiver -> the
+    run Running again), then ``count`` at once, each suspended on its hour-long ML job, the hour skipped,
+    every job's Completed event POSTed, until all are registered. Also: the Completed event twice and a late
+    Running one for one retrain."""
+    from drift_retrain.devstack.sender import deliver_events
+
+    api = _Prefect(stack.api_url)
+
+    def post(job: str, status: str) -> float:
+        sent = time.time()
+        deliver_events(stack.webhook_url, [_job_event(job, status)], stack.secret).response.raise_for_status()
+        return sent
+
+    def suspended_jobs(ids: list[str], timeout: float) -> dict[str, str]:
+        deadline, jobs = time.monotonic() + timeout, dict[str, str]()
+        while time.monotonic() < deadline and len(jobs) < len(ids):
+            runner.sample()
+            for run in ids:
+                if run not in jobs and (job := _waited_job(api, run)):
+                    jobs[run] = job
+            types = api.state_types([r for r in ids if r not in jobs]) if len(jobs) < len(ids) else []
+            if any(t in FINAL for t in types):
+                raise RuntimeError(f"a retrain ended before it was suspended: {sorted(set(types))}")
+            time.sleep(0.5)
+        if len(jobs) < len(ids):
+            raise RuntimeError(f"{len(ids) - len(jobs)} of {len(ids)} retrains not suspended within {timeout:.0f} s")
+        return jobs
+
+    def running_after(run: str, sent: float) -> float | None:
+        states = api.states(run)
+        paused = max(t for kind, _, t in states if kind == "PAUSED")
+        running = [t for kind, _, t in states if kind == "RUNNING" and t > paused]
+        return running[0] - sent if running else None
+
+    latencies, duplicate = [], {}
+    for i in range(latency_repeats + 1):  # the first warms the runner; not counted
+        run = _start_retrain(stack, fake, i)
+        job = suspended_jobs([run], 600)[run]
+        clock.skip(JOB_SECONDS)
+        sent = post(job, "Completed")
+        if i == 1:
+            post(job, "Completed")  # delivered twice
+        if api.until([run], "COMPLETED", timeout=600) == float("inf"):
+            raise RuntimeError(f"retrain {run} not completed within 600 s of its job event")
+        if i == 1:
+            post(job, "Running")  # late, out of order
+            time.sleep(5)
+            states = api.states(run)
+            duplicate = {
+                "runs": sum(kind == "RUNNING" for kind, _, _ in states),
+                "completions": sum(kind == "COMPLETED" for kind, _, _ in states),
+                "final": states[-1][0],
+                "versions": len(fake.ml.models.get(f"wait-{i:03d}", [])),
+                "jobs_created": fake.ml.jobs[job].creates,
+            }
+        if i and (seen := running_after(run, sent)) is not None:
+            latencies.append(seen)
+    offset = latency_repeats + 1
+    rss_before = runner.rss_mb()
+    runner.most_children = 0
+    began = time.monotonic()
+    ids = [_start_retrain(stack, fake, offset + n) for n in range(count)]
+    submitted = time.monotonic() - began
+    jobs = suspended_jobs(ids, 1800)
+    suspended = time.monotonic() - began
+    submitting_children = runner.most_children
+    last = time.monotonic()
+    while runner.children() and time.monotonic() - last < 120:
+        time.sleep(0.2)
+    exited = time.monotonic() - last
+    runner.most_children, runner.commands = 0, set()
+    rss_waiting = []
+    end = time.monotonic() + hold
+    while time.monotonic() < end:
+        runner.sample()
+        rss_waiting.append(runner.rss_mb())
+        time.sleep(0.5)
+    waiting_children, waiting_commands = runner.most_children, sorted(runner.commands)
+    runner.most_children = 0
+    clock.skip(JOB_SECONDS)  # the hour passes: every job has ended
+    began = time.monotonic()
+    posted = {run: post(job, "Completed") for run, job in jobs.items()}
+    events_s = time.monotonic() - began
+    done = api.until(ids, "COMPLETED", timeout=1800, watch=runner)
+    registered = sum(len(fake.ml.models.get(f"wait-{offset + n:03d}", [])) == 1 for n in range(count))
+    concurrent_latency = [s for run in ids if (s := running_after(run, posted[run])) is not None]
+    time.sleep(2)
+    return {
+        "push_to_running_s": latencies,
+        "duplicate": duplicate,
+        "concurrent": {
+            "runs": count,
+            "create_s": submitted,
+            "all_suspended_s": suspended,
+            "processes_while_submitting": submitting_children,
+            "processes_exited_s": exited,
+            "processes_while_waiting": waiting_children,
+            "processes_while_waiting_were": waiting_commands,
+            "processes_while_resuming": runner.most_children,
+            "resume_calls_s": events_s,
+            "all_done_after_resume_s": done,
+            "registered": registered,
+            "push_to_running_s": Figure.of(concurrent_latency),
+            "rss_before_mb": rss_before,
+            "rss_waiting_mb": max(rss_waiting or [rss_before]),
+            "rss_after_mb": runner.rss_mb(),
+            "process_limit": _process_limit(),
+            "hold_s": PRODUCT_HOLD_SECONDS,
+        },
+    }
+
+
+def on_product_stack(repeats: int, concurrent: int, hold: float) -> dict[str, Any]:
+    """The product's waits on a stack of their own, against the loopback Azure on an offset clock."""
+    from benchmarks import polling
+    from drift_retrain.config import load_settings
+    from drift_retrain.devstack.stack import PROJECT_DIR, Stack, free_port
+    from drift_retrain.fake_azure import CLIENT_SECRET, FakeAzure, RunScript
+
+    os.environ[polling.SECRET_ENV] = CLIENT_SECRET  # inherited by the runner's flow processes
+    clock = OffsetClock()
+    path = os.pathsep.join(p for p in (str(PROJECT_DIR), os.environ.get("PYTHONPATH", "")) if p)
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-waiting-product-") as tmp,
+        environment(PYTHONPATH=path),
+        FakeAzure(workdir=Path(tmp) / "fake", clock=clock) as fake,
+    ):
+        fake.datafactory.script("copy-wait", RunScript(steps=(("InProgress", 1.0),), final="Succeeded"))
+        settings = load_settings(_product_config(Path(tmp), fake, repeats + 1 + concurrent))
+        with Stack(settings, prefect_port=free_port(), webhook_port=free_port()) as stack:
+            return product_waits(stack, fake, clock, _Runner(), concurrent, hold, repeats)
 
 
 if __name__ == "__main__":

@@ -45,6 +45,8 @@ STACK = {
     "ack_s": [0.1, 0.1, 0.1],
     "overhead_s": [1.0, 1.0, 1.0],
     "resume_to_running_s": [3.0, 3.0, 3.0],
+    "push_s": [LATENCY, LATENCY, LATENCY],
+    "product": False,
     "resume_to_completed_s": [4.0, 4.0, 4.0],
     "duplicate": {
         "first": "ACCEPT",
@@ -102,6 +104,18 @@ def test_lost_duplicated_and_concurrent_rows_hold_only_on_their_evidence(ml) -> 
     assert waiting.concurrent_row(dict(STACK["concurrent"], processes_while_waiting=3), hold=20).met is False
 
 
+def test_on_the_retrain_itself_duplicates_and_concurrent_runs_count_registrations(ml) -> None:
+    duplicate = {"runs": 2, "completions": 1, "final": "COMPLETED", "versions": 1, "jobs_created": 1}
+    product = dict(STACK, product=True, duplicate=duplicate)
+    assert waiting.lost_and_duplicated(product, ml, {"1 h": 3600}).met is True
+    again = dict(product, duplicate=dict(duplicate, versions=2))
+    assert waiting.lost_and_duplicated(again, ml, {"1 h": 3600}).met is False
+    found = dict(STACK["concurrent"], registered=50, push_to_running_s=Figure.of([4.0, 5.0]), hold_s=2.0)
+    row = waiting.concurrent_row(found, hold=20)
+    assert row.met is True and "all 50 registered" in row.value and "job event" in row.what
+    assert waiting.concurrent_row(dict(found, registered=49), hold=20).met is False
+
+
 def test_waiting_is_a_suite_that_shares_pollings_run(monkeypatch) -> None:
     measured: list[int] = []
     monkeypatch.setattr(polling, "measure", lambda repeats: measured.append(repeats) or [Row("polling", "p", "1")])
@@ -121,3 +135,14 @@ def test_suspended_runs_hold_no_process_on_a_real_stack() -> None:
     concurrent = found["concurrent"]
     assert concurrent["processes_while_waiting"] == 0, concurrent["processes_while_waiting_were"]
     assert concurrent["accepted"] == 3 and concurrent["all_done_after_resume_s"] < float("inf")
+
+
+@pytest.mark.e2e
+def test_retrains_suspended_on_their_ml_jobs_hold_no_process_and_register_after_their_events() -> None:
+    found = waiting.on_product_stack(repeats=1, concurrent=3, hold=2)
+    assert found["push_to_running_s"] and all(0 < s < 300 for s in found["push_to_running_s"])
+    duplicate = found["duplicate"]  # the Completed event twice and a late Running one
+    assert (duplicate["completions"], duplicate["versions"], duplicate["jobs_created"]) == (1, 1, 1), duplicate
+    concurrent = found["concurrent"]
+    assert concurrent["processes_while_waiting"] == 0, concurrent["processes_while_waiting_were"]
+    assert concurrent["registered"] == 3
