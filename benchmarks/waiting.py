@@ -198,8 +198,24 @@ def _suspended(training: Any, job_id: str, run: Any, clock: Any, phase: float, l
 class _Prefect:
     """The few REST calls the stack part makes (Prefect's server API: prefect/server/api/flow_runs.py)."""
 
+    #: What Prefect's own client retries (prefect/client/base.py PrefectHttpxSyncClient: 408, 429, 502, 503);
+    #: SQLite answers 503 when its write lock is held too long on a busy machine.
+    RETRIED = frozenset({408, 429, 502, 503})
+
     def __init__(self, api_url: str) -> None:
         self.http = httpx.Client(base_url=api_url, timeout=60)
+        self.http.request = self._retried(self.http.request)  # type: ignore[method-assign]
+
+    def _retried(self, request: Any) -> Any:
+        def call(*args: Any, **kwargs: Any) -> httpx.Response:
+            for attempt in range(8):
+                response = request(*args, **kwargs)
+                if response.status_code not in self.RETRIED:
+                    break
+                time.sleep(min(2**attempt, 15))
+            return response
+
+        return call
 
     def deployment_id(self) -> str:
         response = self.http.get(f"/deployments/name/bench-suspended-wait/{BENCH_DEPLOYMENT}")
