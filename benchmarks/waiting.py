@@ -208,11 +208,12 @@ class _Prefect:
 
     def _retried(self, request: Any) -> Any:
         def call(*args: Any, **kwargs: Any) -> httpx.Response:
-            for attempt in range(8):
-                response = request(*args, **kwargs)
+            response = request(*args, **kwargs)
+            for attempt in range(7):
                 if response.status_code not in self.RETRIED:
                     break
                 time.sleep(min(2**attempt, 15))
+                response = request(*args, **kwargs)
             return response
 
         return call
