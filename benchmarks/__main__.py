@@ -5,6 +5,7 @@ target: the table says which targets hold."""
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 import time
@@ -19,16 +20,20 @@ DEFAULT_JSON = Path(__file__).resolve().parent / "results.json"
 
 
 def _suites(quick: bool) -> dict[str, Callable[[], list[Row]]]:
-    from benchmarks import handoff, intake, loop, pickup, polling, scale, storm
+    from benchmarks import handoff, intake, loop, pickup, polling, scale, storm, waiting
 
+    # waiting composes its rows from polling's of the same run: measured once when both are chosen
+    polling_rows = functools.cache(lambda: polling.measure(repeats=3 if quick else 11))
     return {
         "intake": lambda: intake.measure(rounds=2 if quick else 5, seconds=2 if quick else 5),
         "handoff": lambda: handoff.measure(repeats=1 if quick else 3, quick=quick),
         "loop": lambda: loop.measure(rounds=1 if quick else 3, seconds=4 if quick else 10),
         "pickup": lambda: pickup.measure(repeats=3 if quick else 11),
-        "polling": lambda: polling.measure(repeats=3 if quick else 11),
+        "polling": polling_rows,
         "storm": lambda: storm.measure(repeats=1 if quick else 3, events=1000 if quick else 10_000),
         "scale": lambda: scale.measure(quick=quick),
+        "waiting": lambda: waiting.measure(polling_rows(), repeats=3 if quick else 11, stack_repeats=2 if quick else 7,
+                                           concurrent=5 if quick else 50, hold=3 if quick else 20),
     }
 
 
@@ -44,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="few, short repeats: a smoke run, not figures")
     parser.add_argument(
-        "--only", nargs="+", choices=["intake", "handoff", "loop", "pickup", "polling", "storm", "scale"]
+        "--only", nargs="+", choices=["intake", "handoff", "loop", "pickup", "polling", "storm", "scale", "waiting"]
     )
     parser.add_argument(
         "--json", type=Path, default=DEFAULT_JSON, help=f"where to write the results ({DEFAULT_JSON.name})"
