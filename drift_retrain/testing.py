@@ -87,6 +87,25 @@ def write_config(directory: Path, extra: str = "", **replace: str) -> Path:
     return path
 
 
+def demo_data_targets(models: list[str], policy: str, *, v2_monitor: bool = True) -> str:
+    """Local targets that each read the demo's credit-default data (its landing folder and reference) under
+    their own model name, with a v1 monitor ``<model>-drift`` and (``v2_monitor``) a v2 monitor
+    ``<model>-monitor``: the storm and restart tests' many models."""
+    return "".join(
+        local_target(
+            model,
+            [f"{model}-drift", f"{model}-monitor"] if v2_monitor else [f"{model}-drift"],
+            model_name=model,
+            data=model,
+            landing="credit-default",
+            reference="data/training-store/credit-default/reference.csv",
+            label="defaulted",
+            policy=policy,
+        )
+        for model in models
+    )
+
+
 def local_target(
     name: str,
     monitors: list[str],

@@ -16,7 +16,7 @@ from drift_retrain.config import Settings, load_settings
 from drift_retrain.devstack.sender import deliver_events
 from drift_retrain.fake_azure import CLIENT_ID, CLIENT_SECRET, TENANT, FakeAzure
 from drift_retrain.devstack.stack import Stack, free_port
-from drift_retrain.testing import DEMO_WORKSPACE, RetryWhileBusy, local_target, write_config
+from drift_retrain.testing import DEMO_WORKSPACE, RetryWhileBusy, demo_data_targets, local_target, write_config
 
 TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 
@@ -172,19 +172,7 @@ CRASH_TARGETS = "".join(
 
 # The storm test's 20 models (tests/e2e/test_storm.py): each takes a v1 monitor and a v2 monitor.
 STORM_MODELS = [f"storm-{i:02d}" for i in range(20)]
-STORM_TARGETS = "".join(
-    local_target(
-        model,
-        [f"{model}-drift", f"{model}-monitor"],
-        model_name=model,
-        data=model,
-        landing="credit-default",
-        reference="data/training-store/credit-default/reference.csv",
-        label="defaulted",
-        policy="cooldown_minutes = 60, min_rows = 100",
-    )
-    for model in STORM_MODELS
-)
+STORM_TARGETS = demo_data_targets(STORM_MODELS, "cooldown_minutes = 60, min_rows = 100")
 
 # The stack's environment: a killed flow process holds its model's retrain slot until its lease expires
 # (60 s, Prefect's minimum) and the server's repossessor frees it (every 15 s by default; every second

@@ -37,7 +37,7 @@ from drift_retrain.config import Settings, load_settings
 from drift_retrain.devstack import demo_data, processes, services
 from drift_retrain.devstack.stack import HOST, PROJECT_DIR, free_port, stop_group
 from drift_retrain.fake_azure import CLIENT_ID, CLIENT_SECRET, TENANT, FakeAzure
-from drift_retrain.testing import DEMO_WORKSPACE, local_target, spawn, write_config
+from drift_retrain.testing import DEMO_WORKSPACE, demo_data_targets, spawn, write_config
 from tests.e2e.conftest import AZURE_FACTORY, AZURE_TARGET, Api
 
 REQUIRE_ENV = "DRIFT_RETRAIN_REQUIRE_SCALE"
@@ -48,34 +48,10 @@ ZOMBIE_SECONDS = 75  # no heartbeat for this long: the run is marked Crashed (th
 
 # The storm's models (tests/scale/test_storm.py): each takes a v1 monitor and a v2 monitor.
 STORM_MODELS = [f"scale-{i:02d}" for i in range(10)]
-STORM_TARGETS = "".join(
-    local_target(
-        model,
-        [f"{model}-drift", f"{model}-monitor"],
-        model_name=model,
-        data=model,
-        landing="credit-default",
-        reference="data/training-store/credit-default/reference.csv",
-        label="defaulted",
-        policy="cooldown_minutes = 60, min_rows = 100",
-    )
-    for model in STORM_MODELS
-)
+STORM_TARGETS = demo_data_targets(STORM_MODELS, "cooldown_minutes = 60, min_rows = 100")
 # The restart tests' models: their signals are below the drift threshold (each run decides and skips).
 QUIET_MODELS = [f"quiet-{i:02d}" for i in range(4)]
-QUIET_TARGETS = "".join(
-    local_target(
-        model,
-        [f"{model}-drift"],
-        model_name=model,
-        data=model,
-        landing="credit-default",
-        reference="data/training-store/credit-default/reference.csv",
-        label="defaulted",
-        policy="cooldown_minutes = 0, min_rows = 100",
-    )
-    for model in QUIET_MODELS
-)
+QUIET_TARGETS = demo_data_targets(QUIET_MODELS, "cooldown_minutes = 0, min_rows = 100", v2_monitor=False)
 # The worker-kill tests' azure targets (loopback Azure, scripted durations), one model per kill point.
 KILL_CASES = ["mid-copy", "mid-training"]
 AZURE_SECRET_ENV = "DRIFT_RETRAIN_SCALE_AZURE_SECRET"
