@@ -135,6 +135,8 @@ def ml_waits(
                         "fixed_delay",
                         "today_calls",
                         "today_delay",
+                        "push_suspended",
+                        "lost_suspended",
                     )
                 },
             )
@@ -159,9 +161,10 @@ def ml_waits(
                         training.poller().wait(
                             job_id, lambda t=training, j=job_id: t.rest.pipeline_run(j), training.status_of, TERMINAL
                         )
-                        seen = clock()  # ended within the hold: seen by the in-process poll
+                        seen, suspended = clock(), 0  # ended within the hold: seen by the in-process poll
                     except StepTimedOut:  # suspended; the waiter checks every FALLBACK_SECONDS from here
-                        seen = _suspended(training, job_id, run, clock, phase, latency, lost)
+                        seen, suspended = _suspended(training, job_id, run, clock, phase, latency, lost), 1
+                    cell["lost_suspended" if lost else "push_suspended"].append(suspended)
                     cell["lost_calls" if lost else "push_calls"].append(run.status_calls)
                     cell["lost_delay" if lost else "push_delay"].append(seen - (run.ended_at or seen))
         for training in trainings.values():
