@@ -49,15 +49,17 @@ def to_cloudevent(event: dict) -> dict:
             "id": event["id"], "time": event["eventTime"], "data": event["data"]}
 
 
-def storm_signals(workspace: str, window: tuple[datetime, datetime]) -> list[dict]:
-    """35 distinct drift signals: two per hot model (a v1 drift run over the window and a v2 breach, so
-    one of them must coalesce into the other's retrain), one low-drift v1 run per quiet model."""
+def storm_signals(
+    workspace: str, window: tuple[datetime, datetime], hot: list[str] = HOT, quiet: list[str] = QUIET
+) -> list[dict]:
+    """The storm's distinct drift signals (35 here): two per hot model (a v1 drift run over the window and a v2
+    breach, so one of them must coalesce into the other's retrain), one low-drift v1 run per quiet model."""
     span = {"StartTime": window[0].isoformat(), "EndTime": window[1].isoformat()}
     events = []
-    for model in HOT:
+    for model in hot:
         events.append(dataset_drift(f"{model}-drift_a", f"{model}-drift", workspace, DriftCoefficient=0.8, **span))
         events.append(monitor_breach(f"{model}-monitor-run", workspace, f"{model}-monitor", cloudevents=True))
-    for model in QUIET:
+    for model in quiet:
         events.append(dataset_drift(f"{model}-drift_a", f"{model}-drift", workspace, DriftCoefficient=0.1, **span))
     return events
 

@@ -21,8 +21,8 @@ import pytest
 
 from drift_retrain.backends.local.registry import FileModelRegistry
 from drift_retrain.intake.parsing import to_drift_signal
-from drift_retrain.testing import dataset_drift, monitor_breach
-from tests.e2e.test_storm import SLOT_TASKS, UNKNOWN_WORKSPACE, batches, deliveries, post
+from drift_retrain.testing import dataset_drift
+from tests.e2e.test_storm import SLOT_TASKS, UNKNOWN_WORKSPACE, batches, deliveries, post, storm_signals
 from tests.scale.conftest import STORM_MODELS, wait_until
 
 pytestmark = pytest.mark.timeout(1200)
@@ -31,17 +31,6 @@ DELIVERIES = 1000
 HOT = STORM_MODELS[:6]  # drift above the threshold: a v1 run and a v2 breach each, one retrain
 QUIET = STORM_MODELS[6:]  # below the threshold: no retrain
 TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
-
-
-def storm_signals(workspace: str, window: tuple[Any, Any]) -> list[dict]:
-    span = {"StartTime": window[0].isoformat(), "EndTime": window[1].isoformat()}
-    events = []
-    for model in HOT:
-        events.append(dataset_drift(f"{model}-drift_a", f"{model}-drift", workspace, DriftCoefficient=0.8, **span))
-        events.append(monitor_breach(f"{model}-monitor-run", workspace, f"{model}-monitor", cloudevents=True))
-    for model in QUIET:
-        events.append(dataset_drift(f"{model}-drift_a", f"{model}-drift", workspace, DriftCoefficient=0.1, **span))
-    return events
 
 
 def model_runs(api: Any, models: list[str]) -> list[dict]:
@@ -56,7 +45,7 @@ def model_runs(api: Any, models: list[str]) -> list[dict]:
 @pytest.fixture(scope="module")
 def storm(fleet, scale_api, scale_settings, window):
     rng = random.Random(20261130)
-    originals = storm_signals(scale_settings.targets[0].workspace, window)
+    originals = storm_signals(scale_settings.targets[0].workspace, window, HOT, QUIET)
     unknown = [dataset_drift(f"nobody_{i}", "nobody-drift", UNKNOWN_WORKSPACE, DriftCoefficient=0.9) for i in range(50)]
     valid = deliveries(originals, DELIVERIES - len(unknown), rng)
     sent = batches(valid, rng) + [("eventgrid", unknown[i : i + 10]) for i in range(0, len(unknown), 10)]
