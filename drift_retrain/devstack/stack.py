@@ -247,7 +247,6 @@ class Stack:
         env.update(
             {
                 "DRIFT_RETRAIN_CONFIG": str(self.settings.source_file),
-                "DRIFT_RETRAIN_PROJECT_DIR": str(self.project_dir),
                 "PYTHONUNBUFFERED": "1",
             }
         )
