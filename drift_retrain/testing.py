@@ -245,6 +245,19 @@ class PrefectServer:
             stop_group(self.proc)
         self.proc = None
 
+    @classmethod
+    @contextlib.contextmanager
+    def with_deployment(cls, home: Path) -> Iterator[PrefectServer]:
+        """A started server with the retrain deployment registered (what a receiver test hands off to),
+        stopped on the way out."""
+        server = cls(home)
+        server.start()
+        try:
+            server.register_deployment()
+            yield server
+        finally:
+            server.stop()
+
     def register_deployment(self, flow: str = RETRAIN_FLOW, name: str = RETRAIN_DEPLOYMENT_NAME) -> str:
         """The deployment the receiver creates runs of, without a runner to execute them."""
         with httpx.Client(base_url=self.api_url, timeout=30, transport=RetryWhileBusy()) as api:

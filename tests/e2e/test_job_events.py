@@ -48,13 +48,8 @@ V1_IDENTITY = signal_identity(SAMPLE_WORKSPACE, "drift-run-v1")
 
 @pytest.fixture(scope="module")
 def prefect(tmp_path_factory):
-    server = PrefectServer(tmp_path_factory.mktemp("job-events-prefect"))
-    server.start()
-    try:
-        server.register_deployment()
+    with PrefectServer.with_deployment(tmp_path_factory.mktemp("job-events-prefect")) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")
