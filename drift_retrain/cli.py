@@ -11,7 +11,6 @@ from typing import Annotated
 import typer
 
 from drift_retrain.config import ConfigError, Settings, TargetConfig, load_settings
-from drift_retrain.zombies import DEFAULT_WINDOW_SECONDS
 
 app = typer.Typer(
     help="Turn Azure ML drift alerts into safe, observable retraining, orchestrated by Prefect.", no_args_is_help=True
@@ -188,23 +187,24 @@ def runner(prefect_yaml: Annotated[Path, typer.Argument()] = Path("prefect.yaml"
 def limits(
     config: ConfigOption = None,
     heartbeat_window: Annotated[
-        float,
+        float | None,
         typer.Option(
             min=10,
-            help="Seconds without a heartbeat after which a running flow run is marked Crashed (>= 3x "
-            "PREFECT_FLOWS_HEARTBEAT_FREQUENCY)",
+            help="Seconds without a heartbeat after which a running flow run is marked Crashed. Default: 3x "
+            "PREFECT_FLOWS_HEARTBEAT_FREQUENCY as set here (set it as on the workers)",
         ),
-    ] = DEFAULT_WINDOW_SECONDS,
+    ] = None,
 ) -> None:
     """Create each model's retrain concurrency limit and the zombie-run automation on $PREFECT_API_URL (for
     `prefect deploy` + workers: a run whose worker died is Crashed, then rerun by the sweep)."""
     from drift_retrain.concurrency import ensure_limits
-    from drift_retrain.zombies import ZOMBIE_AUTOMATION, ensure_zombie_automation
+    from drift_retrain.zombies import ZOMBIE_AUTOMATION, default_window_seconds, ensure_zombie_automation
 
     for name in ensure_limits(_settings(config)):
         typer.echo(f"ok    global concurrency limit {name} = 1")
-    done = ensure_zombie_automation(heartbeat_window)
-    typer.echo(f"ok    automation {ZOMBIE_AUTOMATION!r} {done} ({heartbeat_window:g} s without a heartbeat)")
+    window = heartbeat_window or default_window_seconds()
+    done = ensure_zombie_automation(window)
+    typer.echo(f"ok    automation {ZOMBIE_AUTOMATION!r} {done} ({window:g} s without a heartbeat)")
 
 
 @app.command()

@@ -17,8 +17,10 @@ if TYPE_CHECKING:
     from prefect.automations import Automation
 
 ZOMBIE_AUTOMATION = "drift-retrain: crash runs whose heartbeats stopped"
-#: Three missed heartbeats at the recipe's PREFECT_FLOWS_HEARTBEAT_FREQUENCY=30 (docs/scale-out.md, step 5).
-DEFAULT_WINDOW_SECONDS = 90
+#: A run is a zombie after this many heartbeats missed in a row.
+MISSED_HEARTBEATS = 3
+#: Prefect's flows.heartbeat_frequency when unset (prefect/settings/models/flows.py: default 180, ge=30).
+PREFECT_HEARTBEAT_SECONDS = 180
 #: What ends the wait for the next heartbeat: another heartbeat, a final state (Prefect's recipe), or a pause:
 #: Prefect emits ``prefect.flow-run.<state name>`` on every transition (docs.prefect.io/v3/api-ref/events/
 #: flow-run-events: Paused and Suspended are state names of type PAUSED).
@@ -35,7 +37,17 @@ ENDS_HEARTBEATS = frozenset(
 )
 
 
-def zombie_automation(window_seconds: float = DEFAULT_WINDOW_SECONDS) -> Automation:
+def default_window_seconds() -> float:
+    """``MISSED_HEARTBEATS`` heartbeats at this process's PREFECT_FLOWS_HEARTBEAT_FREQUENCY: run ``limits``
+    with the workers' value (90 s at the recipe's 30 s; 540 s at Prefect's default), or a window shorter than
+    one heartbeat would crash every healthy run."""
+    from prefect.settings import Settings
+
+    every = Settings().flows.heartbeat_frequency or PREFECT_HEARTBEAT_SECONDS  # read now: env and profile
+    return float(MISSED_HEARTBEATS * every)
+
+
+def zombie_automation(window_seconds: float) -> Automation:
     """No heartbeat, final state or pause within ``window_seconds`` of a heartbeat: the run is Crashed."""
     from prefect.automations import Automation
     from prefect.client.schemas.objects import StateType
@@ -63,7 +75,7 @@ def zombie_automation(window_seconds: float = DEFAULT_WINDOW_SECONDS) -> Automat
     )
 
 
-def ensure_zombie_automation(window_seconds: float = DEFAULT_WINDOW_SECONDS) -> str:
+def ensure_zombie_automation(window_seconds: float) -> str:
     """Create the automation, or bring the one of that name up to date: "created" or "updated"."""
     from prefect import get_client
     from prefect.events.schemas.automations import AutomationCore

@@ -501,3 +501,14 @@ def test_the_scale_out_page_names_the_files_and_says_they_were_not_run_here() ->
         assert (ROOT / path).is_file(), path
     for command in re.findall(r"(?m)(?:^|`)\s*(?:docker compose [^`\n]*?)?drift-retrain ([a-z][a-z-]+)", page):
         assert command in _drift_retrain_commands(), f"docs/scale-out.md runs `drift-retrain {command}`"
+
+
+def test_the_workers_runs_heartbeat_at_the_frequency_limits_sizes_the_zombie_window_from() -> None:
+    """`drift-retrain limits` (the deploy service) sizes the zombie-run automation's window from its own
+    PREFECT_FLOWS_HEARTBEAT_FREQUENCY: a worker whose runs beat more slowly would see healthy runs crashed."""
+    services = _services()
+    workers = [s for s in services.values() if s.get("command", [])[:3] == ["prefect", "worker", "start"]]
+    beats = {s["environment"]["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"] for s in [*workers, services["deploy"]]}
+    assert len(beats) == 1 and int(beats.pop()) >= 30  # Prefect's floor (prefect/settings/models/flows.py: ge=30)
+    k8s = _yaml(DEPLOY / "kubernetes" / "prefect.yaml")["definitions"]["work_pools"]["kubernetes"]
+    assert int(k8s["job_variables"]["env"]["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"]) >= 30
