@@ -47,6 +47,33 @@ def ensure_limits(settings: Settings) -> list[str]:
     return names
 
 
+def free_orphaned_slots(api_url: str, settings: Settings) -> list[str]:
+    """Zero the models' slots a Prefect server still counts but nobody can release: the names freed.
+
+    Prefect keeps concurrency leases in server memory unless told otherwise (server.concurrency.lease_storage,
+    prefect/settings/models/server/concurrency.py), while the slots they hold are counted in the database; a
+    lease lost with a restart cannot be released (decrement-with-lease finds none and does nothing:
+    prefect/server/api/concurrency_limits_v2.py) nor expire, so the model would never retrain again. Call it
+    only on a server just started with in-memory leases (the one-machine stack without Redis): no lease can
+    exist there yet, so every counted slot is an orphan. A suspended retrain whose kept lease went this way
+    takes its slot again when it resumes (``waiting.adopt_kept_lease``)."""
+    from prefect.client.orchestration import SyncPrefectClient
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitUpdate
+    from prefect.exceptions import ObjectNotFound
+
+    freed = []
+    with SyncPrefectClient(api_url) as client:
+        for name in model_limits(settings):
+            try:
+                limit = client.read_global_concurrency_limit_by_name(name)
+            except ObjectNotFound:
+                continue  # made by the runner in a moment
+            if limit.active_slots:
+                client.update_global_concurrency_limit(name, GlobalConcurrencyLimitUpdate(active_slots=0))
+                freed.append(name)
+    return freed
+
+
 #: The longest lease Prefect grants (prefect/server/api/concurrency_limits_v2.py: lease_duration le=1 day).
 MAX_LEASE_SECONDS = 24 * 60 * 60
 

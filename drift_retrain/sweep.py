@@ -17,6 +17,11 @@ from drift_retrain.config import Settings, TargetConfig
 from drift_retrain.routing import Route
 from drift_retrain.signals import DriftSignal
 
+#: The message Prefect's runner cancels every run it still runs with when it stops (the one-machine stack's
+#: ``down``/Ctrl-C past the drain): prefect/runner/_cancellation_manager.py ``cancel_all`` state_msg. Such a run
+#: was interrupted, not called off by a person: the sweep reruns it like a crashed one.
+RUNNER_SHUTDOWN = "Runner is shutting down."
+
 
 @dataclass(frozen=True)
 class PastRun:

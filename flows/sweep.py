@@ -1,5 +1,5 @@
-"""The scheduled sweep: rerun retrains that failed or crashed, catch up drift whose event never arrived,
-and say what it found and did in a table artifact."""
+"""The scheduled sweep: rerun retrains that failed, crashed or were cut off by a runner's shutdown, catch up
+drift whose event never arrived, and say what it found and did in a table artifact."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from drift_retrain.config import load_settings
 from drift_retrain.intake.handoff import PrefectHandoff
 from drift_retrain.markdown import escape_cells
 from drift_retrain.names import RETRAIN_FLOW, SWEEP, SWEEP_ARTIFACT, SWEEP_FLOW, model_of_run, sweep_run_name
-from drift_retrain.sweep import PastRun, SweepAction, missed_signals, plan_reruns
+from drift_retrain.sweep import RUNNER_SHUTDOWN, PastRun, SweepAction, missed_signals, plan_reruns
 
 
 def _past(run: FlowRun) -> PastRun:
@@ -33,8 +33,11 @@ def _past(run: FlowRun) -> PastRun:
     return PastRun(run.id.hex, run.name, model_of_run(run.tags), state, run.start_time, run.run_count)
 
 
-async def _runs(client: PrefectClient, since: datetime, states: list[StateType], page: int = 200) -> list[PastRun]:
-    """Every matching run, page by page: after a storm there are more than one answer holds."""
+async def _runs(
+    client: PrefectClient, since: datetime, states: list[StateType], message: str | None = None, page: int = 200
+) -> list[PastRun]:
+    """Every matching run (with that state message, when given), page by page: after a storm there are more
+    than one answer holds."""
     runs: list[FlowRun] = []
     while True:
         batch = await client.read_flow_runs(
@@ -51,7 +54,7 @@ async def _runs(client: PrefectClient, since: datetime, states: list[StateType],
         )
         runs += batch
         if len(batch) < page:
-            return [_past(r) for r in runs]
+            return [_past(r) for r in runs if message is None or (r.state is not None and r.state.message == message)]
 
 
 def _name_this_sweep() -> str:
@@ -64,7 +67,7 @@ def _name_this_sweep() -> str:
 @flow(
     name=SWEEP_FLOW,
     flow_run_name=_name_this_sweep,
-    description="Rerun failed or crashed retrains and catch up drift whose event never arrived.",
+    description="Rerun failed, crashed or interrupted retrains and catch up drift whose event never arrived.",
 )
 async def sweep(lookback_hours: float = 24.0, max_attempts: int = 3, catch_up: bool = True) -> list[dict[str, str]]:
     """Args:
@@ -75,6 +78,7 @@ async def sweep(lookback_hours: float = 24.0, max_attempts: int = 3, catch_up: b
     since = datetime.now(UTC) - timedelta(hours=lookback_hours)
     async with get_client() as client:
         failed = await _runs(client, since, [StateType.FAILED, StateType.CRASHED])
+        failed += await _runs(client, since, [StateType.CANCELLED], message=RUNNER_SHUTDOWN)  # interrupted
         completed = await _runs(client, since, [StateType.COMPLETED])
         actions = plan_reruns(failed, completed, max_attempts)
         for action in actions:

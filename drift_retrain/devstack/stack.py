@@ -292,6 +292,11 @@ class Stack:
             self._wait("database migration", migrate, lambda: False, timeout=STARTUP_SECONDS, exit_ok=True)
         server = self._spawn("prefect-server", [*_prefect_cli(), "server", "start"], server=True)
         self._wait("Prefect server", server, lambda: self._healthy(f"{self.api_url}/health"), timeout=STARTUP_SECONDS)
+        if not self.redis_url:  # leases in the new server's memory: none yet, so a counted slot is an orphan
+            from drift_retrain.concurrency import free_orphaned_slots
+
+            for name in free_orphaned_slots(self.api_url, self.settings):
+                print(f"freed {name}: its slot was held when the server last stopped", file=sys.stderr, flush=True)
         runner = self._spawn(
             "runner", [sys.executable, "-m", "deployments.runner", str(self.project_dir / "prefect.yaml")]
         )
