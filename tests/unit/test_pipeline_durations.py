@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import logging
 import math
+import random
+import statistics
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from drift_retrain.backends.azure.pipeline_durations import RunHistory, durations, expectation
+from drift_retrain.backends.azure.polling import ExpectedEnd, Poller
 from drift_retrain.config import PollingConfig
 
 POLICY = PollingConfig()
@@ -63,9 +66,89 @@ def test_the_expectation_is_the_median_and_interquartile_band_so_one_odd_run_doe
     assert sum(seconds) / len(seconds) > 6000  # the mean would have put the expected end an hour and a half late
 
 
-def test_the_band_spans_the_middle_half_of_the_runs() -> None:
+def test_the_band_spans_all_the_runs_widened_by_a_quarter_of_their_range_each_side() -> None:
     found = expectation([3000.0, 3300.0, 3500.0, 3600.0, 3700.0, 3900.0, 4200.0], POLICY)
-    assert found is not None and (found.low, found.median, found.high) == (3400.0, 3600.0, 3800.0)
+    assert found is not None and (found.low, found.median, found.high) == (2700.0, 3600.0, 4500.0)
+
+
+@pytest.mark.parametrize(("median", "interval"), [(60.0, 5.0), (600.0, 5.0), (1800.0, 15.0), (3000.0, 25.0)])
+def test_a_short_pipelines_band_is_polled_every_120th_of_its_median(median: float, interval: float) -> None:
+    found = expectation([median * 0.95, median, median * 1.05], POLICY)
+    assert found is not None and found.interval == pytest.approx(interval)
+
+
+def test_an_hour_or_more_spends_its_call_budget_denser_than_max_interval_when_the_band_is_narrow() -> None:
+    within_4_percent = (0.96, 0.98, 1.0, 1.02, 1.04)
+    six_hours = expectation([21_600.0 * f for f in within_4_percent], POLICY)
+    hour = expectation([3600.0 * f for f in within_4_percent], POLICY)
+    assert six_hours is not None and hour is not None
+    for found in (six_hours, hour):
+        assert found.interval is not None and found.interval < POLICY.max_interval
+
+
+class VirtualClock:
+    """Seconds that pass only when the poller sleeps."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def waited(expected: ExpectedEnd | None, queued: float, ends_at: float, rng: random.Random, policy: PollingConfig) -> tuple[int, float]:
+    """Status calls and detection delay of one wait on the real Poller, virtual clock."""
+    clock = VirtualClock()
+    poller: Poller[str] = Poller(policy, "copy", clock=clock, sleep=clock.sleep, rng=rng.random,
+                                 on_change=lambda *_: None, expected=expected)
+
+    def fetch() -> str:
+        return "Queued" if clock.now < queued else "InProgress" if clock.now < ends_at else "Succeeded"
+
+    poller.wait("r", fetch, str, {"Succeeded"})
+    return poller.calls, clock.now - ends_at
+
+
+FIXED_60S = PollingConfig(initial_interval=60, max_interval=60, backoff=1, jitter=0, patience=0,
+                          max_patient_interval=60, timeout_minutes=24 * 60, history_runs=0)
+LONG = PollingConfig(timeout_minutes=24 * 60)
+
+
+def scenario(length: float, seed: int, waits: int = 11) -> tuple[list[int], list[int], list[float]]:
+    """benchmarks/polling.py's scenario: ten earlier runs of 90-110 % of ``length`` (each queued 0-30 s), then
+    runs within ±10 % of them waited on: calls (with the look-up), a fixed 60 s poll's calls, delays."""
+    rng = random.Random(seed)
+    calls, fixed, delays = [], [], []
+    for _ in range(waits):
+        history = [rng.uniform(0, 30) + length * rng.uniform(0.9, 1.1) for _ in range(10)]
+        queued = rng.uniform(0, 30)
+        ends_at = queued + length * rng.uniform(0.9, 1.1)
+        ours, delay = waited(expectation(history, LONG), queued, ends_at, rng, LONG)
+        calls.append(ours + 1)
+        fixed.append(waited(None, queued, ends_at, rng, FIXED_60S)[0])
+        delays.append(delay)
+    return calls, fixed, delays
+
+
+@pytest.mark.parametrize("length", [3600.0, 6 * 3600.0])
+def test_an_hours_run_costs_under_045_of_a_fixed_one_minute_poll_on_every_seed(length: float) -> None:
+    for seed in range(12):
+        calls, fixed, _ = scenario(length, seed)
+        assert statistics.median(calls) / statistics.median(fixed) <= 0.45, seed
+
+
+@pytest.mark.parametrize("length", [60.0, 600.0])
+def test_a_short_copy_is_seen_ending_within_seconds(length: float) -> None:
+    delays = [d for seed in range(6) for d in scenario(length, seed)[2]]
+    assert statistics.quantiles(delays, n=20, method="inclusive")[-1] <= 10.0  # p95, over 66 waits
+
+
+def test_a_six_hour_copy_is_seen_within_about_the_band_interval_not_a_quarter_of_its_overrun() -> None:
+    delays = [d for seed in range(6) for d in scenario(6 * 3600.0, seed)[2]]
+    assert statistics.quantiles(delays, n=20, method="inclusive")[-1] <= 45.0  # p95, over 66 waits
 
 
 def test_fewer_than_three_runs_say_nothing() -> None:

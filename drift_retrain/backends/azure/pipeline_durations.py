@@ -39,6 +39,25 @@ READ_TIMEOUT = 30
 
 #: The band is at least this share of the median wide each side: runs vary a little even when history does not.
 MARGIN = 0.03
+#: Runs further than this many interquartile ranges past the quartiles are left out of the band (Tukey's fences),
+#: so one odd run in the history does not stretch it.
+FENCE = 1.5
+#: The band is the runs' range widened by this share of it each side: ten runs' range covers about 9/11 of where
+#: the next one ends (the next of n exchangeable runs falls outside their range with probability 2/(n+1)).
+WIDEN = 0.25
+#: Below ``BUDGET_FROM``, the band's pause is this share of the median (floored at ``initial_interval``, capped at
+#: ``max_interval``): five seconds for a ten-minute copy, so a short copy is seen ending within seconds.
+DENSITY = 1 / 120
+#: Runs of at least this long have a call budget (issue 16: at most half a fixed one-minute poll's calls) ...
+BUDGET_FROM = 3600.0
+#: ... spent across the band: a run ending ``POSITION`` of the way through it costs this share of a one-minute
+#: poll's calls. Below the half with room for where in the band a run ends (the median of 11 waits stays <= 0.45
+#: on every seed of benchmarks/polling.py's scenario; a run ending at the band's end costs about 0.55).
+CALL_BUDGET = 0.42
+POSITION = 0.7
+#: Calls the budget allows for the run's first status change (Queued -> InProgress restarts the pauses at
+#: ``initial_interval``) and for jitter landing the last pause before the band just short of it.
+RESTART = 3
 
 Key = tuple[str, str, str, str]
 
@@ -85,17 +104,41 @@ def durations(runs: Iterable[Any], pipeline: str, longest: float) -> list[float]
 
 
 def expectation(seconds: list[float], policy: PollingConfig) -> ExpectedEnd | None:
-    """The median and the interquartile band of ``seconds`` (one odd run moves neither, unlike a mean or the
-    extremes), widened to at least ``max_interval`` or 3 % of the median each side; None with fewer than
-    ``MIN_RUNS`` runs."""
+    """The median and the band the runs ended in, and the pause across it; None with fewer than ``MIN_RUNS``.
+
+    The band is the runs' whole range (runs beyond Tukey's fences left out, so one odd run moves nothing), widened
+    by ``WIDEN`` of it each side and to at least ``max_interval`` or 3 % of the median each side of the median.
+    Its pause spends the call budget on runs of ``BUDGET_FROM`` or longer (denser than ``max_interval`` when the
+    band is narrow for the run's length); shorter runs have none and are polled every ``DENSITY`` of the median,
+    only stretched by a budget that loosens with the square of the shortfall (so nothing jumps at the hour).
+    """
     if len(seconds) < MIN_RUNS:
         return None
     median = statistics.median(seconds)
-    quartiles = statistics.quantiles(seconds, n=4, method="inclusive")
-    margin = max(policy.max_interval, MARGIN * median)
-    return ExpectedEnd(
-        median=median, low=max(0.0, min(quartiles[0], median - margin)), high=max(quartiles[-1], median + margin)
-    )
+    q1, _, q3 = statistics.quantiles(seconds, n=4, method="inclusive")
+    fence = FENCE * (q3 - q1)
+    kept = [s for s in seconds if q1 - fence <= s <= q3 + fence]
+    spread = WIDEN * (max(kept) - min(kept))
+    low = max(0.0, min(min(kept) - spread, median - max(policy.max_interval, MARGIN * median)))
+    high = max(max(kept) + spread, median + max(policy.max_interval, MARGIN * median))
+    interval = min(policy.max_interval, max(policy.initial_interval, DENSITY * median))
+    share = CALL_BUDGET * max(1.0, BUDGET_FROM / median) ** 2
+    before = _calls_before(ExpectedEnd(median, low, high, interval), policy) + RESTART
+    calls = share * (median / 60 + 1) - 1 - before  # a one-minute poll's calls, less the look-up and the approach
+    if calls > 0:
+        spent = max(policy.initial_interval, POSITION * (high - low) / calls)
+        interval = spent if median >= BUDGET_FROM else max(interval, spent)
+    return ExpectedEnd(median=median, low=low, high=high, interval=interval)
+
+
+def _calls_before(expected: ExpectedEnd, policy: PollingConfig) -> int:
+    """Status calls the schedule makes before the band (no jitter, no status change on the way)."""
+    age, calls = 0.0, 0
+    while age < expected.low and calls < 1000:
+        grown = policy.initial_interval * policy.backoff ** min(calls, 64)
+        age += min(expected.ceiling(age, policy), grown)
+        calls += 1
+    return calls
 
 
 class RunHistory:

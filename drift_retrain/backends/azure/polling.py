@@ -9,8 +9,8 @@ fixed one-minute poll are measured by benchmarks/polling.py and shown on the doc
 
 When the run's duration can be expected (Data Factory has no push, but its recent runs of the same pipeline
 tell how long this one will likely take: ``pipeline_durations``), an ``ExpectedEnd`` reshapes that ceiling: pauses
-shrink as the expected end nears, stay at ``max_interval`` across the band the history ended in, and grow
-again past it; without one the schedule is exactly the one above.
+double up to the band the history ended in, stay at the band's own short interval across it, and grow again
+past it; without one the schedule is exactly the one above.
 """
 
 from __future__ import annotations
@@ -70,13 +70,10 @@ def is_transient(exc: BaseException) -> bool:
         return False
 
 
-#: With an expected end, a pause is at most this share of the time left until the band (so the polls close in
-#: on it geometrically instead of stepping over it; within one band's width of it, ``OVERRUN``'s share, as
-#: runs end as often just before the band as just after it) ...
-APPROACH = 0.5
-#: ... and at most this share of the run's age, so a run that ends early is still seen within half its age
-#: (a run expected to take an hour that fails after ten minutes is seen within five).
-EARLY = 0.5
+#: With an expected end, a pause before the band is at most this share of the run's age, so a run that ends
+#: early is still seen within its age (a run expected to take an hour that fails after ten minutes is seen within
+#: ten); the pauses double until the band, which they land on (a run's first poll in the band is at its start).
+EARLY = 1.0
 #: Past the band, a pause is at most this share of the time past it: a run slower than its history is
 #: still seen within a quarter of its overrun, and the polls thin out again gradually.
 OVERRUN = 0.25
@@ -85,23 +82,26 @@ OVERRUN = 0.25
 @dataclass(frozen=True)
 class ExpectedEnd:
     """When, in seconds after the wait began, the run is expected to end: ``median`` and the band
-    ``low``-``high`` that recent runs ended in (learned by ``pipeline_durations``)."""
+    ``low``-``high`` that recent runs ended in, polled every ``interval`` seconds (``max_interval`` when None);
+    all learned by ``pipeline_durations``."""
 
     median: float
     low: float
     high: float
+    interval: float | None = None
 
     def ceiling(self, age: float, policy: PollingConfig) -> float:
-        """The longest pause ``age`` seconds into the wait: ``max_interval`` inside the band, a share of the
-        distance to it outside, never above ``max_patient_interval``."""
+        """The longest pause ``age`` seconds into the wait: ``interval`` inside the band; before it, a share of
+        the age but never past the band's start; after it, a share of the time past it; never above
+        ``max_patient_interval``."""
+        dense = policy.max_interval if self.interval is None else self.interval
         if age < self.low:
-            gap = self.low - age
-            share = min((OVERRUN if gap < self.high - self.low else APPROACH) * gap, EARLY * age)
+            share = min(EARLY * age, self.low - age)
         elif age <= self.high:
             share = 0.0
         else:
             share = OVERRUN * (age - self.high)
-        return min(policy.max_patient_interval, max(policy.max_interval, share))
+        return min(policy.max_patient_interval, max(dense, share))
 
 
 class PollTiming(TypedDict, total=False):
