@@ -72,13 +72,17 @@ def test_the_layout_carries_the_deployment_as_prefect_yaml_declares_it(tmp_path:
 def test_one_tiny_pass_over_the_three_layouts_fills_every_row(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     levels = (1, 32)
     monkeypatch.setattr(
-        bench, "_suites", lambda quick: {"scale": lambda: scale.measure(levels=levels, per_level=6, storm_events=100)}
+        bench,
+        "_suites",
+        lambda quick: {
+            "scale": lambda: scale.measure(levels=levels, per_level=6, storm_events=100, rounds=1, burst_signals=64)
+        },
     )
     out = tmp_path / "results.json"
     assert bench.main(["--only", "scale", "--json", str(out)]) == 0
     rows = json.loads(out.read_text())["rows"]
     assert not [r for r in rows if "could not run" in r["what"]], rows
-    cells = [r["data"] for r in rows if "concurrent: signals/s" in r["what"]]
+    cells = [r["data"] for r in rows if "concurrent: signals/s" in r["what"] and "side by side" not in r["what"]]
     assert sorted((c["layout"], c["replicas"], c["concurrency"]) for c in cells) == sorted(
         (layout, replicas, level) for layout in scale.LAYOUTS for replicas in scale.REPLICAS for level in levels
     )
@@ -86,7 +90,17 @@ def test_one_tiny_pass_over_the_three_layouts_fills_every_row(tmp_path: Path, mo
     storms = [r["data"] for r in rows if r["what"].startswith("scale, storm")]
     assert len(storms) == len(scale.LAYOUTS) * len(scale.REPLICAS)
     assert all(s["lost"] == 0 and s["duplicates"] == 0 for s in storms), storms
-    assert [r["what"] for r in rows if "vs 1 (PostgreSQL)" in r["what"]] == [
-        "scale, 2 API processes (Redis layout) vs 1 (PostgreSQL), 2 receivers, 32 concurrent"
-    ]
+    side = [r["data"] for r in rows if "side by side" in r["what"] and "signals/s" in r["what"]]
+    assert sorted((c["layout"], c["concurrency"]) for c in side) == sorted(
+        (layout, level) for layout in scale.COMPARED for level in (32, 128)
+    )
+    assert all(c["lost"] == 0 and c["duplicate_runs"] == 0 and c["cpu_ms_per_signal"]["api"] for c in side), side
+    ratios = [r for r in rows if "side by side" in r["what"] and " vs " in r["what"]]
+    assert [r["data"]["layouts"] for r in ratios] == [
+        ["redis", "postgres"],
+        ["redis1", "postgres"],
+        ["redis", "redis1"],
+    ] * 2
+    (burst,) = [r["data"] for r in rows if "mid-burst" in r["what"]]
+    assert burst["statuses"].get("503", 0) > 0 and burst["runs_per_signal"] == {"1": 64}, burst
     assert sum("CPU per signal" in r["what"] for r in rows) == len(scale.LAYOUTS)
