@@ -35,7 +35,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -547,8 +547,8 @@ def compare_rows(turns: list[Turn]) -> list[Row]:
                         "concurrency": concurrency,
                         "signals_per_s": rate,
                         "server_errors": errors,
-                        "cpu_ms_per_signal": ms,
-                        "busy_cores": cores,
+                        "cpu_ms_per_signal": {r: asdict(f) for r, f in ms.items()},
+                        "busy_cores": {r: asdict(f) for r, f in cores.items()},
                         "lost": lost,
                         "duplicate_runs": duplicates,
                     },
@@ -752,6 +752,7 @@ def measure(
     rounds: int = 3,
     sweep: bool = True,
     burst_signals: int = 384,
+    side: bool = True,
 ) -> list[Row]:
     """Every layout alone (each started afresh: rows per cell and the storms), then the compared layouts side by
     side (the ratios) and the 503 burst at 128 concurrent on the Redis layout."""
@@ -767,6 +768,8 @@ def measure(
             more_cells, more_storms = measure_layout(name, Path(tmp) / name, levels, per_level, storm_events)
             cells += more_cells
             storms += more_storms
+        if not side:
+            return rows(cells, storms, loads)
         print(f"scale: side by side (load {os.getloadavg()[0]:.1f}) ...", file=sys.stderr, flush=True)
         with side_by_side(Path(tmp) / "side-by-side") as running:
             turns = compare(running, rounds=rounds, per_level=per_level)
