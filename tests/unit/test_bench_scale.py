@@ -72,13 +72,15 @@ def test_the_layout_carries_the_deployment_as_prefect_yaml_declares_it(tmp_path:
 def test_one_tiny_pass_over_the_three_layouts_fills_every_row(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     levels = (1, 32)
     monkeypatch.setattr(
-        bench, "_suites", lambda quick: {"scale": lambda: scale.measure(levels=levels, per_level=6, storm_events=100)}
+        bench,
+        "_suites",
+        lambda quick: {"scale": lambda: scale.measure(levels=levels, per_level=6, storm_events=100, side=False)},
     )
     out = tmp_path / "results.json"
     assert bench.main(["--only", "scale", "--json", str(out)]) == 0
     rows = json.loads(out.read_text())["rows"]
     assert not [r for r in rows if "could not run" in r["what"]], rows
-    cells = [r["data"] for r in rows if "concurrent: signals/s" in r["what"]]
+    cells = [r["data"] for r in rows if "concurrent: signals/s" in r["what"] and "side by side" not in r["what"]]
     assert sorted((c["layout"], c["replicas"], c["concurrency"]) for c in cells) == sorted(
         (layout, replicas, level) for layout in scale.LAYOUTS for replicas in scale.REPLICAS for level in levels
     )
@@ -86,7 +88,29 @@ def test_one_tiny_pass_over_the_three_layouts_fills_every_row(tmp_path: Path, mo
     storms = [r["data"] for r in rows if r["what"].startswith("scale, storm")]
     assert len(storms) == len(scale.LAYOUTS) * len(scale.REPLICAS)
     assert all(s["lost"] == 0 and s["duplicates"] == 0 for s in storms), storms
-    assert [r["what"] for r in rows if "vs 1 (PostgreSQL)" in r["what"]] == [
-        "scale, 2 API processes (Redis layout) vs 1 (PostgreSQL), 2 receivers, 32 concurrent"
-    ]
     assert sum("CPU per signal" in r["what"] for r in rows) == len(scale.LAYOUTS)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+@needs_services
+def test_the_compared_layouts_side_by_side_fill_the_ratio_rows_and_the_503_burst_converges(tmp_path: Path) -> None:
+    with scale.side_by_side(tmp_path) as running:
+        turns = scale.compare(running, levels=(32, 128), rounds=1, per_level=6)
+        burst = scale.disrupted_burst(running["redis"], count=64)
+    rows = [r.as_json() for r in scale.compare_rows(turns)] + [scale.disrupted_row(burst, "redis").as_json()]
+    side = [r["data"] for r in rows if "side by side" in r["what"] and "signals/s" in r["what"]]
+    assert sorted((c["layout"], c["concurrency"]) for c in side) == sorted(
+        (layout, level) for layout in scale.COMPARED for level in (32, 128)
+    )
+    assert all(
+        c["lost"] == 0 and c["duplicate_runs"] == 0 and c["cpu_ms_per_signal"]["api"]["median"] > 0 for c in side
+    ), side
+    ratios = [r for r in rows if "side by side" in r["what"] and " vs " in r["what"]]
+    assert [r["data"]["layouts"] for r in ratios] == [
+        ["redis", "postgres"],
+        ["redis1", "postgres"],
+        ["redis", "redis1"],
+    ] * 2
+    (burst_row,) = [r["data"] for r in rows if "mid-burst" in r["what"]]
+    assert burst_row["statuses"].get(503, 0) > 0 and burst_row["runs_per_signal"] == {1: 64}, burst_row
