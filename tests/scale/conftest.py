@@ -44,7 +44,7 @@ REQUIRE_ENV = "DRIFT_RETRAIN_REQUIRE_SCALE"
 READY_SECONDS = 240.0
 WORKER_LIMIT = 3  # flow runs per worker at once (`prefect worker start --limit`): two cores, two workers
 HEARTBEAT_SECONDS = 30  # PREFECT_FLOWS_HEARTBEAT_FREQUENCY's minimum (prefect/settings/models/flows.py)
-ZOMBIE_SECONDS = 75  # no heartbeat for this long: the run is marked Crashed (the automation below)
+ZOMBIE_SECONDS = 75  # no heartbeat for this long: the run is marked Crashed (`drift-retrain limits`)
 
 # The storm's models (tests/scale/test_storm.py): each takes a v1 monitor and a v2 monitor.
 STORM_MODELS = [f"scale-{i:02d}" for i in range(10)]
@@ -153,7 +153,6 @@ class Fleet:
             "PREFECT_LOCAL_STORAGE_PATH": str(settings.state_dir / "prefect" / "storage"),
             "PREFECT_LOGGING_COLORS": "false",
             "DRIFT_RETRAIN_CONFIG": str(settings.source_file),
-            "DRIFT_RETRAIN_PROJECT_DIR": str(PROJECT_DIR),
             "PYTHONUNBUFFERED": "1",
             "OMP_NUM_THREADS": "1",
             AZURE_SECRET_ENV: CLIENT_SECRET,
@@ -233,8 +232,8 @@ class Fleet:
         self.services.start()
         self.run(*services._prefect_cli(), "work-pool", "create", "drift-retrain", "--type", "process", "--overwrite")
         self.run(*services._prefect_cli(), "--no-prompt", "deploy", "--all", "--prefect-file", str(self.prefect_file()))
-        self.run(sys.executable, "-m", "drift_retrain.cli", "limits")
-        create_zombie_automation(self.client_env)
+        # the slots and the zombie-run automation (drift_retrain/zombies.py), as the recipe's step 4 does
+        self.run(sys.executable, "-m", "drift_retrain.cli", "limits", "--heartbeat-window", str(ZOMBIE_SECONDS))
         for worker, port in zip(self.workers, self.worker_ports, strict=True):
             worker.start()
             worker.wait_ready(lambda port=port: healthy(f"http://{HOST}:{port}/health"))
@@ -266,34 +265,6 @@ class Fleet:
     def stop(self) -> None:
         for part in [*self.receivers, *self.workers, self.services, self.api]:
             part.stop()
-
-
-def create_zombie_automation(env: dict[str, str]) -> None:
-    """Prefect's recipe for runs whose process died: no heartbeat within ZOMBIE_SECONDS marks the run Crashed
-    (docs.prefect.io/v3/advanced/detect-zombie-flows); the sweep then reruns it."""
-    code = f"""
-from datetime import timedelta
-from prefect.automations import Automation
-from prefect.client.schemas.objects import StateType
-from prefect.events.actions import ChangeFlowRunState
-from prefect.events.schemas.automations import EventTrigger, Posture
-from prefect.events.schemas.events import ResourceSpecification
-Automation(
-    name="crash-zombie-flows",
-    trigger=EventTrigger(
-        after={{"prefect.flow-run.heartbeat"}},
-        expect={{"prefect.flow-run.heartbeat", "prefect.flow-run.Completed", "prefect.flow-run.Failed",
-                "prefect.flow-run.Cancelled", "prefect.flow-run.Crashed"}},
-        match=ResourceSpecification({{"prefect.resource.id": ["prefect.flow-run.*"]}}),
-        for_each={{"prefect.resource.id"}},
-        posture=Posture.Proactive,
-        threshold=1,
-        within=timedelta(seconds={ZOMBIE_SECONDS}),
-    ),
-    actions=[ChangeFlowRunState(state=StateType.CRASHED, message="no heartbeat: its process is gone")],
-).create()
-"""
-    subprocess.run([sys.executable, "-c", code], env=env, cwd=PROJECT_DIR, check=True, timeout=120)
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,6 @@
 """A worker SIGKILLed mid-retrain, with its flow-run processes (a host gone at once): one retrain waiting on
 its Data Factory copy, one waiting on its training run, both on the worker that dies. Prefect's zombie recipe
-marks each run Crashed once its heartbeats stop (conftest.create_zombie_automation), the sweep deployment
+marks each run Crashed once its heartbeats stop (the automation `drift-retrain limits` creates: drift_retrain/zombies.py), the sweep deployment
 schedules it again, and the other worker runs it: it reattaches to what the first attempt started in Azure, so
 the loopback Azure sees one copy run and one training run per retrain, and the registry one version each.
 
