@@ -5,9 +5,10 @@ hour per suspended ML wait (issue 16: push waits <= 1/10 of a fixed 60 s poll)."
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
-from typing import Any, Callable
+from typing import Any
 from uuid import UUID
 
 import httpx

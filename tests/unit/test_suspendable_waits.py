@@ -181,7 +181,7 @@ def replay(job_seconds: float, lost: bool, **policy: Any) -> tuple[int, float]:
 
     elapsed = 0.0
     while True:
-        p, answer = held(clock, Listener(clock, None if lost else ends), fetch, elapsed=elapsed, **policy)
+        _p, answer = held(clock, Listener(clock, None if lost else ends), fetch, elapsed=elapsed, **policy)
         if answer == "Completed":
             return calls, clock.now - ends
         assert isinstance(answer, StillRunning)
@@ -203,7 +203,7 @@ def test_a_push_wait_holds_on_the_job_event_with_one_status_call_and_suspends_wi
         calls += 1
         return "Running"
 
-    p, going = held(clock, listener, fetch)
+    _p, going = held(clock, listener, fetch)
     assert isinstance(going, StillRunning) and listener.subscribed == ["train-1"]
     assert calls == 1 and clock.now - 1000 == pytest.approx(60)  # one look, then the event is awaited all the hold
     assert going.next_check == 600  # young: fallback_minutes
@@ -223,7 +223,7 @@ def test_no_subscription_falls_back_to_polling_the_hold() -> None:
 
 def test_an_event_the_status_does_not_show_yet_polls_out_the_hold() -> None:
     clock = Clock()
-    p, done = held(clock, Listener(clock, event_at=1010), job_until(clock, 1030))
+    _p, done = held(clock, Listener(clock, event_at=1010), job_until(clock, 1030))
     assert done == "Completed" and 1030 <= clock.now <= 1045
 
 
