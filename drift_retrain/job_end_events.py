@@ -63,7 +63,7 @@ class _Subscription(threading.Thread):
         from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
 
         self._loop, self._stopping = asyncio.get_running_loop(), asyncio.Event()
-        wanted = EventFilter(  # type: ignore[call-arg]  # occurred is set by the subscriber itself
+        wanted = EventFilter(  # occurred: set by the subscriber itself, from its connection time
             resource=EventResourceFilter(id=[self.resource]), event=EventNameFilter(name=end_event_names())
         )
         async with get_events_subscriber(filter=wanted, reconnection_attempts=RECONNECTS) as subscriber:
