@@ -13,6 +13,7 @@ The wait stays correct without this: the poller confirms every event with one st
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -46,12 +47,14 @@ class _Subscription(threading.Thread):
         self.ready = threading.Event()  # subscribed, or failed to
         self.heard = threading.Event()  # an end event came, or the stream ended
         self.failure: BaseException | None = None
+        self.context = contextvars.copy_context()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping: asyncio.Event | None = None
 
     def run(self) -> None:
         try:
-            asyncio.run(self._listen())
+            # the caller's context: its Prefect settings (API URL, auth), which may live in a context variable
+            self.context.run(asyncio.run, self._listen())
         except BaseException as exc:  # reported to the poller, which then polls
             self.failure = exc
         finally:
@@ -95,6 +98,10 @@ class _Subscription(threading.Thread):
 def job_end_events(job_id: str) -> Iterator[Wake]:
     """Subscribed to ``job_id``'s end events for the ``with`` block; raises when the subscription cannot be
     made within ``CONNECT_SECONDS`` (the caller polls instead)."""
+    from prefect.settings import PREFECT_API_URL
+
+    if not PREFECT_API_URL.value():  # ephemeral mode: get_events_subscriber would start a server of its own
+        raise RuntimeError("no Prefect API URL: no event stream to subscribe to")
     subscription = _Subscription(job_id)
     subscription.start()
     try:
