@@ -3,6 +3,8 @@ same flow runs on the embedded default and on Azure."""
 
 from __future__ import annotations
 
+import atexit
+import gc
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any, NoReturn
@@ -51,6 +53,13 @@ from tasks.train import train_model
 #: default, not a nullable field the form hides behind a type toggle).
 TargetName = target_choice()
 FIRST_TARGET = target_default()
+
+# A flow process ends (suspended or done) while its runner slot is still taken: Python's last garbage collection
+# at exit walks the whole heap (Prefect, pydantic, the Azure SDKs), seconds of CPU on a loaded machine, for memory
+# the OS takes back anyway. Frozen objects are skipped by every later collection
+# (https://docs.python.org/3/library/gc.html#gc.freeze); atexit runs after Prefect's log and event workers have
+# drained (prefect/_internal/concurrency/services.py registers them with threading._register_atexit).
+atexit.register(gc.freeze)
 
 
 def _signal_of(parameters: dict[str, Any]) -> DriftSignal:

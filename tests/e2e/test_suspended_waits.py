@@ -186,8 +186,9 @@ def task_runs(api: Api, flow_run_id: str) -> list[str]:
 
 
 def resumed_to_confirming_get(api: Api, flow_run_id: str, job: str) -> float:
-    """Seconds from the resumed run's Running to its log of the job's end, which it writes on the one status
-    call that confirms it (``training run <job>: (started) -> Completed``), both on the Prefect server's clock."""
+    """Seconds from the resumed run's Running to its log of the job's end, which it writes on the status call
+    that confirms it (``training: reattached to job <job> (Completed) of this signal``), both on the Prefect
+    server's clock."""
     at = datetime.fromisoformat
     states = api.http.get("/flow_run_states/", params={"flow_run_id": flow_run_id}).json()
     paused = max(at(s["timestamp"]) for s in states if s["type"] == "PAUSED")
@@ -197,7 +198,7 @@ def resumed_to_confirming_get(api: Api, flow_run_id: str, job: str) -> float:
     confirmed = min(
         at(g["timestamp"])
         for g in logs
-        if at(g["timestamp"]) > running and f"run {job}: " in g["message"] and g["message"].endswith("Completed")
+        if at(g["timestamp"]) > running and job in g["message"] and "Completed" in g["message"]
     )
     return (confirmed - running).total_seconds()
 
