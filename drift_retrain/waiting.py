@@ -28,6 +28,7 @@ from drift_retrain.names import (
     pipeline_run_resource,
     waiting_tag,
 )
+from drift_retrain.results import CopyResult, Decision, DriftDetails
 from drift_retrain.text import one_line
 
 #: The waiter deployment, served by the local runner and declared in both prefect.yaml files.
@@ -73,6 +74,44 @@ class Waiting:
 
 
 @dataclass(frozen=True)
+class Decided:
+    """What a retrain had settled before it suspended: its resumed run goes on from here instead of pulling the
+    drift details, deciding, finding its card and re-checking in the slot again (each a call to a backend or to
+    Prefect, and seconds of a resumed run before it reaches its wait). ``copy``: the finished copy, when the
+    retrain suspended on its training (a resume during training reported the copy already)."""
+
+    details: DriftDetails
+    decision: Decision  # as it stood once the model's slot was held, before the copy's check
+    card: UUID
+    copy: CopyResult | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "details": self.details.model_dump(mode="json"),
+            "decision": self.decision.model_dump(mode="json"),
+            "card": str(self.card),
+            "copy": self.copy.model_dump(mode="json") if self.copy is not None else None,
+        }
+
+    @classmethod
+    def from_json(cls, value: Any) -> Decided | None:
+        """None for a record without it (written before it was kept) or one that no longer validates: the
+        resumed run then decides again, as it did before."""
+        from pydantic import ValidationError
+
+        try:
+            copy = value.get("copy")
+            return cls(
+                DriftDetails.model_validate(value["details"]),
+                Decision.model_validate(value["decision"]),
+                UUID(value["card"]),
+                CopyResult.model_validate(copy) if copy is not None else None,
+            )
+        except (AttributeError, KeyError, TypeError, ValueError, ValidationError):
+            return None
+
+
+@dataclass(frozen=True)
 class WaitRecord:
     """What the waiter and the resumed run need to know of a suspended retrain."""
 
@@ -83,15 +122,21 @@ class WaitRecord:
     next_check: str  # ISO times: the record is a Prefect Variable (JSON)
     deadline: str
     lease_id: str | None
+    decided: dict[str, Any] | None = None  # Decided.to_json()
 
     def due(self, now: datetime) -> bool:
         """The run's next check or its step deadline has come."""
         return now >= min(datetime.fromisoformat(self.next_check), datetime.fromisoformat(self.deadline))
 
+    @property
+    def settled(self) -> Decided | None:
+        """What the retrain had decided before it suspended (None: decide again)."""
+        return Decided.from_json(self.decided) if self.decided is not None else None
+
     @classmethod
     def from_json(cls, value: Any) -> WaitRecord | None:
         try:
-            return cls(**{k: value[k] for k in cls.__dataclass_fields__})
+            return cls(**{k: value[k] for k in cls.__dataclass_fields__ if k in value or k != "decided"})
         except (KeyError, TypeError):
             return None
 
@@ -124,11 +169,19 @@ def is_waiting_tag(tag: str) -> bool:
     return tag == WAITING_TAG or tag.startswith(waiting_tag(""))
 
 
-def suspend(flow_run_id: UUID, waiting: Waiting, target: str, lease_id: UUID | None, ended: Any = None) -> NoReturn:
-    """Suspend this retrain on ``waiting``: record it, tag it, propose Prefect's Suspended state with the
-    run page's message, schedule the waiter for its next check, and leave the process (``Pause``, as
-    ``prefect.flow_runs.suspend_flow_run`` does, which takes no message). ``ended()`` is asked once after the
-    state is accepted: a run that ended meanwhile (its event came before the tags) is resumed at once."""
+def suspend(
+    flow_run_id: UUID,
+    waiting: Waiting,
+    target: str,
+    lease_id: UUID | None,
+    ended: Any = None,
+    decided: Decided | None = None,
+) -> NoReturn:
+    """Suspend this retrain on ``waiting``: record it (with what it ``decided``, which its resumed run goes on
+    from), tag it, propose Prefect's Suspended state with the run page's message, schedule the waiter for its
+    next check, and leave the process (``Pause``, as ``prefect.flow_runs.suspend_flow_run`` does, which takes no
+    message). ``ended()`` is asked once after the state is accepted: a run that ended meanwhile (its event came
+    before the tags) is resumed at once."""
     from prefect import get_client
     from prefect.client.schemas.objects import State, StateType
     from prefect.exceptions import Pause
@@ -146,6 +199,7 @@ def suspend(flow_run_id: UUID, waiting: Waiting, target: str, lease_id: UUID | N
         waiting.next_check.isoformat(),
         waiting.deadline.isoformat(),
         str(lease_id) if lease_id else None,
+        decided.to_json() if decided is not None else None,
     )
     Variable.set(wait_variable(flow_run_id), asdict(record), tags=[PROJECT_TAG, WAITING_TAG], overwrite=True)
     timeout = (waiting.deadline - datetime.now(UTC) + PAUSE_MARGIN).total_seconds()

@@ -3,6 +3,8 @@ same flow runs on the embedded default and on Azure."""
 
 from __future__ import annotations
 
+import atexit
+import gc
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any, NoReturn
@@ -29,9 +31,9 @@ from drift_retrain.names import (
 )
 from drift_retrain.policy import after_copy, after_training
 from drift_retrain.portal import retrain_links
-from drift_retrain.results import RetrainOutcome
+from drift_retrain.results import CopyResult, RetrainOutcome
 from drift_retrain.signals import DriftSignal
-from drift_retrain.waiting import PAUSE_MARGIN, Waiting, adopt_kept_lease, resumed_wait, suspend
+from drift_retrain.waiting import PAUSE_MARGIN, Decided, Waiting, adopt_kept_lease, resumed_wait, suspend
 from tasks.copy_data import copy_window
 from tasks.decide import current_champion, decide_retrain, redecide_in_slot
 from tasks.drift_details import pull_drift_details
@@ -51,6 +53,13 @@ from tasks.train import train_model
 #: default, not a nullable field the form hides behind a type toggle).
 TargetName = target_choice()
 FIRST_TARGET = target_default()
+
+# A flow process ends (suspended or done) while its runner slot is still taken: Python's last garbage collection
+# at exit walks the whole heap (Prefect, pydantic, the Azure SDKs), seconds of CPU on a loaded machine, for memory
+# the OS takes back anyway. Frozen objects are skipped by every later collection
+# (https://docs.python.org/3/library/gc.html#gc.freeze); atexit runs after Prefect's log and event workers have
+# drained (prefect/_internal/concurrency/services.py registers them with threading._register_atexit).
+atexit.register(gc.freeze)
 
 
 def _signal_of(parameters: dict[str, Any]) -> DriftSignal:
@@ -132,32 +141,44 @@ def drift_to_retrain(
     backends = build_backends(settings, target)
     outcome = partial(RetrainOutcome.of, signal.identity, target.name, target.model_name)
 
-    # A resumed retrain runs again from here: it adopts the slot its suspension kept, rewrites its own card
-    # and reattaches to its external runs through the ledger (docs/waiting.md).
+    # A resumed retrain runs again from here: it adopts the slot its suspension kept and goes on from what it
+    # had decided (kept in its wait record), or decides again when the record kept nothing; it reattaches to its
+    # external runs through the ledger (docs/waiting.md).
     resumed = resumed_wait(UUID(str(run_id)))
     kept_lease = adopt_kept_lease(resumed)
-    details = pull_drift_details(backends.details, signal)
-    decision = decide_retrain(signal, details, target.policy, backends.registry, target.model_name, force)
-    card = decision_card(UUID(str(run_id)), target.model_name) if resumed else None
-    if card is None:  # preliminary when it says retrain
-        card = report_decision(signal, details, decision, target.model_name)
-    elif not decision.retrain:
-        report_decision(signal, details, decision, target.model_name, card)
-    if not decision.retrain:
-        if kept_lease is not None:
-            release_lease(kept_lease)
-        return _finish(outcome(decision, details=details))
+    settled = resumed.settled if resumed is not None else None
+    if settled is not None:
+        details, decision, card = settled.details, settled.decision, settled.card
+    else:
+        details = pull_drift_details(backends.details, signal)
+        decision = decide_retrain(signal, details, target.policy, backends.registry, target.model_name, force)
+        found = decision_card(UUID(str(run_id)), target.model_name) if resumed else None
+        if found is None:  # preliminary when it says retrain
+            card = report_decision(signal, details, decision, target.model_name)
+        else:
+            card = found
+            if not decision.retrain:
+                report_decision(signal, details, decision, target.model_name, card)
+        if not decision.retrain:
+            if kept_lease is not None:
+                release_lease(kept_lease)
+            return _finish(outcome(decision, details=details))
 
     # one retrain per model at a time, across suspensions too; a storm queues here
     with retrain_slot(target.model_name, adopt=kept_lease) as slot:
-        decision = redecide_in_slot(signal, decision, target.policy, backends.registry, target.model_name)
+        if settled is None or not slot.adopted:  # a slot held throughout: no retrain can have finished meanwhile
+            decision = redecide_in_slot(signal, decision, target.policy, backends.registry, target.model_name)
         if not decision.retrain:
             report_decision(signal, details, decision, target.model_name, card)
             return _finish(outcome(decision, details=details))
+        in_slot = decision
 
-        copy = copy_window(backends.copy, signal, target.model_name)
+        if settled is not None and settled.copy is not None:
+            copy: CopyResult | Waiting = settled.copy  # finished before the training this run suspended on
+        else:
+            copy = copy_window(backends.copy, signal, target.model_name)
         if isinstance(copy, Waiting):
-            _suspend(copy, target.name, slot, backends.copy)
+            _suspend(copy, target.name, slot, backends.copy, Decided(details, in_slot, card))
         if resumed is None or resumed.step == COPY_STEP:  # a resume during training reported the copy already
             report_copy(copy, target.model_name)
         decision = after_copy(decision, copy, target.policy)
@@ -167,7 +188,7 @@ def drift_to_retrain(
 
         training = train_model(backends.training, signal, copy, target.model_name)
         if isinstance(training, Waiting):
-            _suspend(training, target.name, slot, backends.training)
+            _suspend(training, target.name, slot, backends.training, Decided(details, in_slot, card, copy))
         champion = current_champion(backends.registry, target.model_name)
         report_training(training, target.model_name, champion)
         decision = after_training(decision, training, champion, target.gate)
@@ -183,9 +204,10 @@ def drift_to_retrain(
     return _finish(outcome(decision, details=details, copy_result=copy, training=training, model=model))
 
 
-def _suspend(waiting: Waiting, target: str, slot: Slot, pipeline: object) -> NoReturn:
+def _suspend(waiting: Waiting, target: str, slot: Slot, pipeline: object, decided: Decided) -> NoReturn:
     """Release this process while the external run goes on, keeping the model's slot until the resumed run
-    adopts it (or the waiter releases it); the lease outlives the step deadline by the pause's margin."""
+    adopts it (or the waiter releases it); the lease outlives the step deadline by the pause's margin. The
+    resumed run goes on from ``decided``."""
     slot.keep((waiting.deadline - datetime.now(UTC) + PAUSE_MARGIN).total_seconds())
     ended = pipeline.ended if isinstance(pipeline, EndCheck) else None
-    suspend(UUID(str(runtime.flow_run.id)), waiting, target, slot.lease_id, ended)
+    suspend(UUID(str(runtime.flow_run.id)), waiting, target, slot.lease_id, ended, decided)

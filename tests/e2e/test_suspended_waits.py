@@ -15,6 +15,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -188,11 +189,38 @@ def job_event(job: str, status: str) -> dict[str, Any]:
     return event
 
 
-def test_a_suspended_retrain_resumed_by_its_job_event_reattaches_and_registers_once(
+def task_runs(api: Api, flow_run_id: str) -> list[str]:
+    """The names of the flow run's task runs (``<task name>-<n>``), across its resumes."""
+    response = api.http.post("/task_runs/filter", json={"flow_runs": {"id": {"any_": [flow_run_id]}}, "limit": 200})
+    response.raise_for_status()
+    return [t["name"] for t in response.json()]
+
+
+def resumed_to_confirming_get(api: Api, flow_run_id: str, job: str) -> float:
+    """Seconds from the resumed run's Running to its log of the job's end, which it writes on the status call
+    that confirms it (``training: reattached to job <job> (Completed) of this signal``), both on the Prefect
+    server's clock."""
+    at = datetime.fromisoformat
+    states = api.http.get("/flow_run_states/", params={"flow_run_id": flow_run_id}).json()
+    paused = max(at(s["timestamp"]) for s in states if s["type"] == "PAUSED")
+    running = min(at(s["timestamp"]) for s in states if s["type"] == "RUNNING" and at(s["timestamp"]) > paused)
+    body = {"logs": {"flow_run_id": {"any_": [flow_run_id]}}, "sort": "TIMESTAMP_ASC", "limit": 200}
+    logs = api.http.post("/logs/filter", json=body).json()
+    confirmed = min(
+        at(g["timestamp"])
+        for g in logs
+        if at(g["timestamp"]) > running and job in g["message"] and "Completed" in g["message"]
+    )
+    return (confirmed - running).total_seconds()
+
+
+def test_a_suspended_retrain_resumed_by_its_job_event_reattaches_and_registers_once_without_deciding_again(
     wait_stack: Stack, fake_azure: FakeAzure
 ) -> None:
+    """The resumed run goes on from the decision its wait record kept: the drift details are pulled once, the
+    decision, the slot's re-check and the copy each ran once, in the run before the suspension."""
     api = Api(wait_stack.api_url)
-    flow_run_id, _ = start_retrain(wait_stack, fake_azure, "push", job_seconds=20)
+    flow_run_id, drift_run = start_retrain(wait_stack, fake_azure, "push", job_seconds=20)
     job = assert_suspended_holding_nothing(api, flow_run_id)
     until("the ML job to complete", lambda: fake_azure.ml.jobs[job].status() == "Completed", timeout=120)
     time.sleep(1)
@@ -204,6 +232,13 @@ def test_a_suspended_retrain_resumed_by_its_job_event_reattaches_and_registers_o
 
     assert_ran_once(api, fake_azure, flow_run_id, "push", job)
     print(f"job event to registered and completed: {time.monotonic() - posted:.1f} s")  # a figure, not a bound
+    names = task_runs(api, flow_run_id)
+    for step in ("pull-drift-details", "decide", "re-decide-in-slot", "copy-window"):
+        assert sum(n.startswith(f"{step}-") for n in names) == 1, (step, sorted(names))
+    assert sum(n.startswith("train-model-") for n in names) == 2, sorted(names)  # submitted, then reattached
+    metrics = [r for r in fake_azure.sent("GET", "/metrics") if "/datadrifts/" in r.path and drift_run in r.path]
+    assert len(metrics) == 1, [r.path for r in metrics]
+    print(f"resumed Running -> confirming GET: {resumed_to_confirming_get(api, flow_run_id, job):.1f} s")
 
 
 def test_with_no_event_the_waiters_fallback_pass_resumes_it(wait_stack: Stack, fake_azure: FakeAzure) -> None:

@@ -5,17 +5,21 @@ process while that pause is shorter than the hold; a resumed wait keeps the step
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from uuid import uuid4
 
 import pytest
 
 from drift_retrain.backends.azure.polling import ExpectedEnd, Poller, StepTimedOut
 from drift_retrain.backends.base import StillRunning, run_to_end, suspendable
 from drift_retrain.config import PollingConfig
-from drift_retrain.waiting import Waiting, WaitRecord, waiter_time
+from drift_retrain.results import Check, CopyResult, Decision, DriftDetails
+from drift_retrain.waiting import Decided, Waiting, WaitRecord, waiter_time
 from tests.unit.test_poller import Clock, statuses
 
 POLICY = {"initial_interval": 1, "max_interval": 10, "backoff": 2, "jitter": 0, "timeout_minutes": 60}
@@ -247,3 +251,40 @@ def test_a_push_wait_costs_at_most_a_tenth_of_a_fixed_minute_poll(hours: float, 
         assert delay == 0 if not lost else 0 <= delay <= 3600, (hours, lost, delay)
     costs = {1: 5, 6: 15}[hours]  # what docs/waiting.md says they cost
     assert replay(hours * 3600, lost=False, timeout_minutes=7 * 60)[0] == costs
+def test_a_wait_record_keeps_what_the_retrain_decided_through_json_and_an_older_record_decides_again() -> None:
+    """What the resumed run goes on from (the details, the in-slot decision, its card, a finished copy) survives
+    the record's trip through a Prefect Variable (JSON); a record written without it, or one whose kept decision
+    no longer validates, answers None: the resumed run then decides again."""
+    decided = Decided(
+        DriftDetails(available=True, source="azure <b>", drift_coefficient=0.58, rows_in_window=1200),
+        Decision(retrain=True, checks=[Check(rule="drift", passed=True, detail="0.58 >= 0.3")]),
+        uuid4(),
+        CopyResult(
+            run_id="run-1",
+            status="Succeeded",
+            rows_read=10,
+            rows_copied=10,
+            data_read=1,
+            data_written=1,
+            files_read=1,
+            files_written=1,
+            copy_duration=2.0,
+            throughput=1.0,
+            output_uri="azureml://x/",
+        ),
+    )
+    fields = (
+        "training",
+        "train-1",
+        "azureml.job.train-1",
+        "t",
+        "2026-11-30T12:00:00+00:00",
+        "2026-11-30T13:00:00+00:00",
+    )
+    record = WaitRecord(*fields, None, decided.to_json())
+    assert WaitRecord.from_json(json.loads(json.dumps(asdict(record)))).settled == decided  # type: ignore[union-attr]
+
+    older = {k: v for k, v in asdict(record).items() if k != "decided"}
+    assert WaitRecord.from_json(older).settled is None  # type: ignore[union-attr]
+    broken = {**asdict(record), "decided": {**decided.to_json(), "decision": {"retrain": "perhaps"}}}
+    assert WaitRecord.from_json(broken).settled is None  # type: ignore[union-attr]
