@@ -292,11 +292,7 @@ class Stack:
             self._wait("database migration", migrate, lambda: False, timeout=STARTUP_SECONDS, exit_ok=True)
         server = self._spawn("prefect-server", [*_prefect_cli(), "server", "start"], server=True)
         self._wait("Prefect server", server, lambda: self._healthy(f"{self.api_url}/health"), timeout=STARTUP_SECONDS)
-        if not self.redis_url:  # leases in the new server's memory: none yet, so a counted slot is an orphan
-            from drift_retrain.concurrency import free_orphaned_slots
-
-            for name in free_orphaned_slots(self.api_url, self.settings):
-                print(f"freed {name}: its slot was held when the server last stopped", file=sys.stderr, flush=True)
+        self._free_orphaned_slots()
         runner = self._spawn(
             "runner", [sys.executable, "-m", "deployments.runner", str(self.project_dir / "prefect.yaml")]
         )
@@ -402,6 +398,16 @@ class Stack:
         if self._hurried_at is not None:
             deadline = min(deadline, self._hurried_at + HURRIED_SECONDS)
         return deadline
+
+    def _free_orphaned_slots(self) -> None:
+        """Without Redis the new server keeps slot leases in its memory: none exist yet, so a slot it still
+        counts was held when it last stopped and nobody can release it (``concurrency.free_orphaned_slots``)."""
+        if self.redis_url:
+            return
+        from drift_retrain.concurrency import free_orphaned_slots
+
+        for name in free_orphaned_slots(self.api_url, self.settings):
+            print(f"freed {name}: its slot was held when the server last stopped", file=sys.stderr, flush=True)
 
     def _drain(self, runner: int, seconds: float) -> None:
         in_flight = {pid: found.started for pid in processes.children(runner) if (found := processes.stat(pid))}

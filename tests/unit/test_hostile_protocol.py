@@ -460,6 +460,7 @@ def test_only_the_receivers_process_gets_the_webhook_secret(tmp_path, monkeypatc
     monkeypatch.setattr(stack_module.subprocess, "Popen", Spawned)
     monkeypatch.setattr(stack_module, "_port_in_use", lambda port: False)
     monkeypatch.setattr(stack_module.Stack, "_wait", lambda *args, **kwargs: None)
+    monkeypatch.setattr(stack_module.Stack, "_free_orphaned_slots", lambda self: None)  # no server to ask
     stack = stack_module.Stack(settings, prefect_port=free_port(), webhook_port=free_port())
     stack.start()
     stack._procs.clear()  # nothing real was started
