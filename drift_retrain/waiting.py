@@ -141,6 +141,14 @@ class WaitRecord:
             return None
 
 
+def can_suspend() -> bool:
+    """This flow run is one of a deployment: Prefect suspends no other (core_policy.py, "Cannot suspend flows
+    without a deployment"), so a retrain run in-process (a script, tests/flow, a bare API run) waits in it."""
+    from prefect import runtime
+
+    return runtime.deployment.id is not None
+
+
 def wait_variable(flow_run_id: UUID | str) -> str:
     """``drift_retrain_wait__<run id hex>``: Variable names take lowercase letters, digits, - and _."""
     return f"{WAIT_VARIABLE_PREFIX}__{UUID(str(flow_run_id)).hex}"

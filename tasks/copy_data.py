@@ -8,7 +8,7 @@ from prefect.cache_policies import NO_CACHE
 from drift_retrain.backends.base import CopyPipeline, StillRunning, run_to_end, suspendable
 from drift_retrain.results import CopyResult
 from drift_retrain.signals import DriftSignal
-from drift_retrain.waiting import Waiting
+from drift_retrain.waiting import Waiting, can_suspend
 from tasks.report import report_cancelled
 
 
@@ -17,7 +17,7 @@ def copy_window(pipeline: CopyPipeline, signal: DriftSignal, model_name: str) ->
     """Start (or reattach to) the signal's copy and wait for it; if the wait is interrupted, cancel it. A run
     still going after the hold is answered ``Waiting`` (a normal outcome: the retrain suspends on it)."""
     try:
-        with suspendable():
+        with suspendable(can_suspend()):
             return run_to_end(
                 lambda: pipeline.start(signal),
                 pipeline.wait,

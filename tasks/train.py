@@ -8,7 +8,7 @@ from prefect.cache_policies import NO_CACHE
 from drift_retrain.backends.base import StillRunning, TrainingPipeline, run_to_end, suspendable
 from drift_retrain.results import CopyResult, TrainingResult
 from drift_retrain.signals import DriftSignal
-from drift_retrain.waiting import Waiting
+from drift_retrain.waiting import Waiting, can_suspend
 from tasks.report import report_cancelled
 
 
@@ -19,7 +19,7 @@ def train_model(
     """Submit (or reattach to) the signal's training job and wait for it; if the wait is interrupted, cancel it.
     A job still going after the hold is answered ``Waiting`` (a normal outcome: the retrain suspends on it)."""
     try:
-        with suspendable():
+        with suspendable(can_suspend()):
             return run_to_end(
                 lambda: pipeline.submit(signal, data),
                 pipeline.wait,

@@ -136,10 +136,10 @@ _SUSPENDABLE: ContextVar[bool] = ContextVar("drift_retrain_suspendable", default
 
 
 @contextmanager
-def suspendable() -> Iterator[None]:
-    """Waits inside this may answer ``StillRunning`` after their hold (the retrain's step tasks); anywhere else
-    (the CLI, contract tests, benchmarks) a wait blocks until the run ends, as before."""
-    token = _SUSPENDABLE.set(True)
+def suspendable(enabled: bool = True) -> Iterator[None]:
+    """Waits inside this may answer ``StillRunning`` after their hold (the retrain's step tasks, when
+    ``enabled``); anywhere else (the CLI, contract tests, benchmarks) a wait blocks until the run ends."""
+    token = _SUSPENDABLE.set(enabled)
     try:
         yield
     finally:

@@ -205,13 +205,18 @@ def resumed_to_confirming_get(api: Api, flow_run_id: str, job: str) -> float:
     paused = max(at(s["timestamp"]) for s in states if s["type"] == "PAUSED")
     running = min(at(s["timestamp"]) for s in states if s["type"] == "RUNNING" and at(s["timestamp"]) > paused)
     body = {"logs": {"flow_run_id": {"any_": [flow_run_id]}}, "sort": "TIMESTAMP_ASC", "limit": 200}
-    logs = api.http.post("/logs/filter", json=body).json()
-    confirmed = min(
-        at(g["timestamp"])
-        for g in logs
-        if at(g["timestamp"]) > running and job in g["message"] and "Completed" in g["message"]
-    )
-    return (confirmed - running).total_seconds()
+    deadline = time.monotonic() + 90  # a run's last log lines reach the server in a batch after it ends
+    while True:
+        logs = api.http.post("/logs/filter", json=body).json()
+        found = [
+            at(g["timestamp"])
+            for g in logs
+            if at(g["timestamp"]) > running and job in g["message"] and "Completed" in g["message"]
+        ]
+        if found or time.monotonic() > deadline:
+            assert found, f"no log of job {job} confirmed Completed after the resume"
+            return (min(found) - running).total_seconds()
+        time.sleep(0.5)
 
 
 def test_a_suspended_retrain_resumed_by_its_job_event_reattaches_and_registers_once_without_deciding_again(
