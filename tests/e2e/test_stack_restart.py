@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from drift_retrain.devstack import demo_data
 from drift_retrain.backends.local.monitor import drift_event, run_monitor
-from drift_retrain.config import load_settings
+from drift_retrain.config import Settings, load_settings
 from drift_retrain.devstack.sender import deliver_events
 from drift_retrain.devstack.stack import Stack, free_port
 from drift_retrain.names import limit_name
@@ -23,12 +24,16 @@ from tests.e2e.conftest import Api
 pytestmark = pytest.mark.e2e
 
 
-def test_completed_run_survives_stop_and_redelivery_after_restart(tmp_path: Path) -> None:
+def drifted(tmp_path: Path) -> tuple[Settings, dict[str, Any], dict[str, int]]:
+    """A stack's config with drifted demo data, the drift event its monitor raises, and two free ports."""
     settings = load_settings(write_config(tmp_path))
     monitor = settings.local_monitors[0]
     demo_data.generate(settings.resolve(monitor.reference), settings.resolve(monitor.landing))
-    event = drift_event(run_monitor(monitor, settings))
-    ports = dict(prefect_port=free_port(), webhook_port=free_port())
+    return settings, drift_event(run_monitor(monitor, settings)), dict(prefect_port=free_port(), webhook_port=free_port())
+
+
+def test_completed_run_survives_stop_and_redelivery_after_restart(tmp_path: Path) -> None:
+    settings, event, ports = drifted(tmp_path)
 
     with Stack(settings, **ports) as stack:
         (accepted,) = deliver_events(stack.webhook_url, [event], stack.secret).json()["accepted"]
@@ -44,11 +49,7 @@ def test_completed_run_survives_stop_and_redelivery_after_restart(tmp_path: Path
 
 
 def test_a_run_cut_off_by_the_stop_is_rerun_by_the_sweep_after_the_restart(tmp_path: Path) -> None:
-    settings = load_settings(write_config(tmp_path))
-    monitor = settings.local_monitors[0]
-    demo_data.generate(settings.resolve(monitor.reference), settings.resolve(monitor.landing))
-    event = drift_event(run_monitor(monitor, settings))
-    ports = dict(prefect_port=free_port(), webhook_port=free_port())
+    settings, event, ports = drifted(tmp_path)
     limit = limit_name(settings.targets[0].model_name)
 
     with Stack(settings, **ports) as stack:
