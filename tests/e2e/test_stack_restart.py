@@ -70,13 +70,15 @@ def test_a_run_cut_off_by_the_stop_is_rerun_by_the_sweep_after_the_restart(tmp_p
     with Stack(settings, **ports) as stack:
         api = Api(stack.api_url)
         state = api.flow_run(run_id)["state"]
-        assert (state["type"], state["message"]) == ("CANCELLED", RUNNER_SHUTDOWN)  # Prefect's runner, as pinned
+        # Prefect's runner cancels what it still runs (the message pinned in drift_retrain/sweep.py); a flow process
+        # that goes first on the stop's signal leaves it Crashed instead: the sweep reruns either
+        assert (state["type"], state["message"]) == ("CANCELLED", RUNNER_SHUTDOWN) or state["type"] == "CRASHED", state
         # The slot held at the stop went with the server's in-memory lease; the restart frees it, or the model
         # would never retrain again (releasing that lease now does nothing: the server no longer knows it).
         assert api.http.get(f"/v2/concurrency_limits/{limit}").raise_for_status().json()["active_slots"] == 0
         api.http.post("/v2/concurrency_limits/decrement-with-lease", json={"lease_id": held}).raise_for_status()
         row = api.sweep_rows(catch_up=False)[api.flow_run(run_id)["name"]]  # catch-up rows share the name
-        assert (row["state"], row["action"]) == ("CANCELLED", "rerun")
+        assert (row["state"], row["action"]) == (state["type"], "rerun")
         done = api.wait(run_id)
         assert done["state"]["type"] == "COMPLETED" and done["run_count"] >= 2, done["state"]
         assert len(api.flow_runs()) == 1
