@@ -43,10 +43,16 @@ import flows.drift_to_retrain  # noqa: F401  (so suspended_wait's process pays t
 from benchmarks.common import Figure, Row, environment
 from drift_retrain.config import PollingConfig
 
-#: In-process polling before a wait suspends, and the waiter's fallback check of a suspended ML job: the shipped
-#: defaults (drift_retrain/config.py PollingConfig.hold_seconds, fallback_minutes).
+#: How long a wait holds its process before it suspends, and the waiter's fallback check of a suspended ML job,
+#: which stretches with the wait's age up to a cap: the shipped defaults (drift_retrain/config.py PollingConfig
+#: hold_seconds, fallback_minutes, fallback_share, fallback_max_minutes).
 HOLD_SECONDS = float(PollingConfig().hold_seconds)
 FALLBACK_SECONDS = float(PollingConfig().fallback_minutes) * 60
+FALLBACK_MAX_SECONDS = float(PollingConfig().fallback_max_minutes) * 60
+#: A job event POSTed to Prefect reaching the hold's subscription (drift_retrain/job_end_events.py): 0.02 s
+#: measured on the ephemeral server (tests/flow/test_job_end_events.py prints it); assumed 0.5 s here, on top of
+#: the receiver's acknowledgement measured on the stack.
+EVENT_DELIVERY_S = 0.5
 #: How long a suspended benchmark run may stay suspended before Prefect fails it (never reached here).
 SUSPEND_TIMEOUT_SECONDS = 6 * 3600
 BENCH_DEPLOYMENT = "suspended-wait"
@@ -66,19 +72,25 @@ def suspended_wait(label: str = "") -> str:
 
 
 def ml_waits(
-    lengths: dict[str, float], repeats: int, seed: int = 16, resume_s: list[float] | None = None
+    lengths: dict[str, float],
+    repeats: int,
+    seed: int = 16,
+    resume_s: list[float] | None = None,
+    hear_s: list[float] | None = None,
 ) -> dict[str, dict[str, list[float]]]:
     """Per step length: status calls and detection delay (s) of the ML wait with push (event delivered),
     with the event lost, with a fixed 60 s poll and with today's schedule, on the same scripted jobs.
 
-    With push, a job still running when the hold ends is suspended; each fallback check is one real GET;
-    the job's end is seen ``resume`` seconds after it ended (the measured event -> Running latency,
-    drawn from ``resume_s``) by one confirming GET. With the event lost, the first fallback check after
-    the end resumes the run, which confirms with one GET."""
+    The push wait is the product's own ``Poller`` inside a retrain step (``suspendable``) with its shipped
+    defaults, its subscription replaced by the virtual clock: the hold takes one real GET, then waits for the
+    job's end event (heard ``hear`` s after the end, drawn from ``hear_s``) and confirms it with one GET. A job
+    still running when the hold ends is suspended (``suspend``'s one GET once Suspended), and resumed at the
+    next check the poller asked for (the stretched fallback, rounded up to the waiter's 30 s bucket) or, when it
+    ends first, by its event; resumed, the flow is Running again ``resume`` s later (drawn from ``resume_s``)
+    and waits again (elapsed counted). With the event lost, only the scheduled checks see the end."""
     from benchmarks import polling
-    from drift_retrain.backends.azure.polling import StepTimedOut
     from drift_retrain.backends.azure.session import AzureSession
-    from drift_retrain.backends.azure.training import TERMINAL, training_pipeline
+    from drift_retrain.backends.azure.training import training_pipeline
     from drift_retrain.backends.ledger import FileRunLedger
     from drift_retrain.config import AzureTarget, PollingConfig
     from drift_retrain.fake_azure import CLIENT_SECRET, FakeAzure, RunScript
@@ -87,8 +99,10 @@ def ml_waits(
     os.environ[polling.SECRET_ENV] = CLIENT_SECRET
     rng = random.Random(seed)
     resume = resume_s or [0.0]
+    hear = hear_s or [EVENT_DELIVERY_S]
     clock = polling.VirtualClock()
-    hold = PollingConfig(timeout_minutes=HOLD_SECONDS / 60, history_runs=0)
+    # the shipped defaults (hold, fallback), a timeout past the longest job (the default is 6 h: a 6 h job would time out)
+    hold = PollingConfig(history_runs=0, timeout_minutes=max(lengths.values(), default=0) / 60 + 60)
     data = CopyResult(
         run_id="adf",
         status="Succeeded",
@@ -147,8 +161,7 @@ def ml_waits(
                     calls, delay = polling._ml_run(fake, trainings[name], polling._signal(n), queued, seconds, clock)
                     cell[f"{name}_calls"].append(calls)
                     cell[f"{name}_delay"].append(delay)
-                phase = rng.random()  # where the waiter's fallback checks fall, as seen from this run
-                latency = rng.choice(resume)
+                latency, heard = rng.choice(resume), rng.choice(hear)
                 for lost in (False, True):
                     n += 1
                     fake.ml.script_next_job(
@@ -157,13 +170,7 @@ def ml_waits(
                     training = trainings["hold"]
                     job_id = training.submit(polling._signal(n), data)
                     run = fake.ml.jobs[job_id].run
-                    try:
-                        training.poller().wait(
-                            job_id, lambda t=training, j=job_id: t.rest.pipeline_run(j), training.status_of, TERMINAL
-                        )
-                        seen, suspended = clock(), 0  # ended within the hold: seen by the in-process poll
-                    except StepTimedOut:  # suspended; the waiter checks every FALLBACK_SECONDS from here
-                        seen, suspended = _suspended(training, job_id, run, clock, phase, latency, lost), 1
+                    seen, suspended = _push_wait(training, job_id, run, clock, latency, None if lost else heard)
                     cell["lost_suspended" if lost else "push_suspended"].append(suspended)
                     cell["lost_calls" if lost else "push_calls"].append(run.status_calls)
                     cell["lost_delay" if lost else "push_delay"].append(seen - (run.ended_at or seen))
@@ -172,27 +179,54 @@ def ml_waits(
     return found
 
 
-def _suspended(training: Any, job_id: str, run: Any, clock: Any, phase: float, latency: float, lost: bool) -> float:
-    """Replay a suspended wait: fallback checks (one real GET each) while the job runs, then the push (or,
-    the event lost, the first check after the end) and the re-executed flow's confirming GET; returns the
-    virtual time the end was seen."""
-    from drift_retrain.backends.azure.training import TERMINAL
+def _push_wait(
+    training: Any, job_id: str, run: Any, clock: Any, latency: float, heard: float | None
+) -> tuple[float, int]:
+    """Replay one push wait as the retrain runs it (``heard``: the end event's delay; None: the event is lost):
+    the virtual time the end was seen, and how many times the retrain suspended."""
+    import math
+    from contextlib import contextmanager
 
-    ended = run.ended_at
-    check = clock() + FALLBACK_SECONDS * (1 - phase)  # the waiter's cycle is not aligned with this wait
-    while check < ended:
-        clock.sleep(check - clock())
-        training.rest.pipeline_run(job_id)  # a fallback check while the job runs
-        check += FALLBACK_SECONDS
-    if lost:
-        clock.sleep(check - clock())
-        training.rest.pipeline_run(job_id)  # the fallback check that sees the end; the waiter resumes the run
-    else:
-        clock.sleep(max(ended - clock(), 0.0))  # the job event: the receiver resumes the run
-    clock.sleep(latency)  # resume -> the flow Running again
-    status = training.status_of(training.rest.pipeline_run(job_id))  # the confirming GET
-    assert status in TERMINAL, status
-    return clock()
+    from drift_retrain.backends.azure.training import TERMINAL
+    from drift_retrain.backends.base import StillRunning, suspendable
+    from drift_retrain.waiting import WAITER_BUCKET_SECONDS
+
+    def event_at() -> float | None:
+        return None if heard is None or run.ended_at is None else run.ended_at + heard
+
+    @contextmanager
+    def listen(_: str) -> Any:
+        def wake(timeout: float) -> bool:
+            at = event_at()
+            if at is not None and at <= clock() + timeout:
+                clock.sleep(max(at - clock(), 0.0))
+                return True
+            clock.sleep(timeout)
+            return False
+
+        yield wake
+
+    began, suspensions = clock(), 0
+    while True:
+        poller = training.poller(job_id)
+        poller.elapsed, poller.listen = clock() - began, listen
+        try:
+            with suspendable():
+                status = training.status_of(
+                    poller.wait(job_id, lambda: training.rest.pipeline_run(job_id), training.status_of, TERMINAL)
+                )
+            assert status in TERMINAL, status
+            return clock(), suspensions
+        except StillRunning as going:
+            suspensions += 1
+            if training.status_of(training.rest.pipeline_run(job_id)) in TERMINAL:  # suspend()'s look once Suspended
+                clock.sleep(latency)  # resumed at once
+                continue
+            due = math.ceil((clock() + going.next_check) / WAITER_BUCKET_SECONDS) * WAITER_BUCKET_SECONDS
+            # the job event resumes it (``latency``: POSTed to the receiver -> Running), or the scheduled pass does
+            at = None if heard is None else run.ended_at
+            clock.sleep(max((at if at is not None and at < due else due) - clock(), 0.0))
+            clock.sleep(latency)
 
 
 # --------------------------------------------------------------------------- suspended runs on a real stack
@@ -483,7 +517,8 @@ def measure(
         stack.update(push_s=push, duplicate=found["duplicate"], concurrent=found["concurrent"])
     else:  # Prefect's own resume of the self-suspending deployment, plus the receiver's acknowledgement
         stack["push_s"] = [r + a for r, a in zip(stack["resume_to_running_s"], stack["ack_s"], strict=False)]
-    ml = ml_waits(lengths, repeats, resume_s=stack["push_s"] or [float("nan")])
+    hear = [ack + EVENT_DELIVERY_S for ack in stack.get("ack_s", [])]  # the job event heard within the hold
+    ml = ml_waits(lengths, repeats, resume_s=stack["push_s"] or [float("nan")], hear_s=hear or None)
     adf = {
         row.what.split(",")[0].removeprefix("Data Factory run of "): row.data
         for row in polling_rows
@@ -574,8 +609,10 @@ def status_calls(
         rows.append(
             Row(
                 "waiting",
-                f"ML job of {label} with push: status calls (hold {HOLD_SECONDS:.0f} s + a fallback check "
-                f"every {FALLBACK_SECONDS / 60:.0f} min + the confirming GET), detection delay s",
+                f"ML job of {label} with push: status calls (a hold of {HOLD_SECONDS:.0f} s on the job event: 1 GET "
+                f"+ 1 confirming; per suspension 1 GET; a fallback check every {FALLBACK_SECONDS / 60:.0f} min "
+                f"stretching with the job's age up to {FALLBACK_MAX_SECONDS / 60:.0f} min; the confirming GET), "
+                "detection delay s",
                 f"{ours.show(0)} calls ({ratio:.2f}x); delay {Figure.of(cell['push_delay']).show(1)}",
                 f"fixed 60 s: {fixed.show(0)} calls, delay {Figure.of(cell['fixed_delay']).show(1)}; today's schedule: "
                 f"{today.show(0)} calls, delay {Figure.of(cell['today_delay']).show(1)}",
@@ -608,13 +645,15 @@ def status_calls(
 
 
 def lost_and_duplicated(stack: dict[str, Any], ml: dict[str, dict[str, list[float]]], lengths: dict[str, float]) -> Row:
-    """A lost job event ends the wait within the fallback schedule; a duplicated or late resume changes nothing."""
+    """A lost job event ends the wait within the stretched fallback (never later than its cap, rounded up to the
+    waiter's bucket); a duplicated or late resume changes nothing."""
     from benchmarks.polling import _p95
+    from drift_retrain.waiting import WAITER_BUCKET_SECONDS
 
     resume = _p95(stack["push_s"])
     long = [label for label, seconds in lengths.items() if seconds > HOLD_SECONDS + 30]
     worst = max((max(ml[label]["lost_delay"]) for label in long), default=0.0)
-    bound = FALLBACK_SECONDS + resume
+    bound = FALLBACK_MAX_SECONDS + WAITER_BUCKET_SECONDS + resume
     dup = stack["duplicate"]
     if stack.get("product"):  # the retrain's Completed job event twice, then a late Running one
         unchanged = (dup.get("runs"), dup.get("completions"), dup.get("versions"), dup.get("jobs_created")) == (
@@ -643,8 +682,9 @@ def lost_and_duplicated(stack: dict[str, Any], ml: dict[str, dict[str, list[floa
         "waiting",
         "job event lost (fallback check ends the wait; virtual clock) / delivered twice and out of order (stack)",
         f"lost: worst delay {worst:.0f} s over {', '.join(long)}; duplicate: {said}",
-        f"fallback every {FALLBACK_SECONDS:.0f} s + push latency p95 {resume:.1f} s = {bound:.0f} s",
-        "lost: delay <= fallback + resume; duplicate: one re-execution, one completion",
+        f"fallback cap {FALLBACK_MAX_SECONDS:.0f} s + waiter bucket {WAITER_BUCKET_SECONDS} s + push latency p95 "
+        f"{resume:.1f} s = {bound:.0f} s",
+        "lost: delay <= fallback cap + bucket + resume; duplicate: one re-execution, one completion",
         worst <= bound and unchanged,
         {"lost_worst_s": worst, "bound_s": bound, "duplicate": dup},
     )

@@ -437,7 +437,20 @@ class PollingConfig(_Strict):
         default=10,
         gt=0,
         description="A suspended retrain whose run can end with an event (Azure ML jobs) is checked at least this "
-        "often by the waiter: a lost event costs at most this long. Data Factory's own schedule is used when sooner.",
+        "often by the waiter while the job is young. Data Factory's own schedule is used when sooner.",
+    )
+    fallback_share: float = Field(
+        default=5.0,
+        ge=0,
+        description="Azure ML: a suspended job's next check is this many times the wait's age when that is longer "
+        "than fallback_minutes (each resume asks for a longer one): a lost event costs at most about "
+        "max(fallback_minutes, this x the age), never more than fallback_max_minutes. 0 keeps fallback_minutes.",
+    )
+    fallback_max_minutes: float = Field(
+        default=60,
+        gt=0,
+        description="Azure ML: the longest a suspended job goes unchecked without its event (the cap of the "
+        "stretched fallback): the worst cost of a lost event, past the first check.",
     )
 
     @model_validator(mode="after")
@@ -446,7 +459,14 @@ class PollingConfig(_Strict):
             raise ValueError("max_interval must be >= initial_interval")
         if self.max_patient_interval < self.max_interval:
             raise ValueError("max_patient_interval must be >= max_interval")
+        if self.fallback_max_minutes < self.fallback_minutes:
+            raise ValueError("fallback_max_minutes must be >= fallback_minutes")
         return self
+
+    def fallback(self, age: float) -> float:
+        """Seconds until a suspended Azure ML job is looked at again without its event, ``age`` seconds into the
+        wait: ``fallback_minutes`` while young, then ``fallback_share`` x the age, capped at ``fallback_max_minutes``."""
+        return min(self.fallback_max_minutes * 60, max(self.fallback_minutes * 60, self.fallback_share * age))
 
     def ceiling(self, age: float) -> float:
         """The longest pause allowed ``age`` seconds into the wait."""

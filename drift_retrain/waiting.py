@@ -313,7 +313,8 @@ class WaiterPass:
 
 def waiter_pass(settings: Settings, now: datetime | None = None) -> WaiterPass:
     """Look at every retrain tagged ``waiting``. Suspended: resumed when its next check or step deadline has
-    come or one status call says its run ended, else its kept slot's lease is renewed. Ended while suspended
+    come, else its kept slot's lease is renewed; no status call for a run whose check is not due (its event
+    and the pass scheduled for its next check cover it: a status call per pass would be six an hour). Ended while suspended
     (cancelled from the UI, which goes straight to Cancelled with no process to run hooks: core_policy.py
     BypassCancellingFlowRunsWithNoInfra; or failed by the pause's timeout): its external run is cancelled,
     its slot released, its tags and record dropped."""
@@ -334,13 +335,9 @@ def waiter_pass(settings: Settings, now: datetime | None = None) -> WaiterPass:
             record = read_record(run.id)
             name = one_line(run.name, ID_LIMIT)
             if state.is_paused():
-                if (
-                    record is None
-                    or record.due(now)
-                    or _ended(_pipeline(settings, record, pipelines, "ended"), record.run_id)
-                ):
+                if record is None or record.due(now):
                     client.resume_flow_run(run.id)
-                    log.info("resumed %s (%s)", name, "its run ended or its check is due" if record else "no record")
+                    log.info("resumed %s (%s)", name, "its check is due" if record else "no record")
                     done.resumed.append(str(run.id))
                 else:
                     lease = lease_of(record)

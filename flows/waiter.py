@@ -1,9 +1,9 @@
 """The waiter: resumes suspended retrains whose external run ended (or whose next check or step deadline came),
 and cleans up after retrains cancelled while suspended (cancels their external run, frees their model's slot).
 
-Light on purpose: one process per pass, one status call per suspended retrain, no training code imported. It
-runs on its schedule (the fallback for a lost job event: prefect.yaml), at the next check a suspending retrain
-asked for, and on every cancellation of a run tagged ``waiting`` (its trigger). docs/waiting.md.
+Light on purpose: one process per pass, no status call for a retrain whose check is not due, no training code
+imported. It runs on its schedule (the fallback for a lost job event: prefect.yaml), at the next check a
+suspending retrain asked for, and on every cancellation of a run tagged ``waiting`` (its trigger). docs/waiting.md.
 """
 
 from __future__ import annotations

@@ -36,7 +36,11 @@ PIPELINE_YAML = Path(__file__).resolve().parents[1] / "contract" / "data" / "tra
 WINDOW = {"StartTime": "2026-11-01T00:00:00Z", "EndTime": "2026-11-08T00:00:00Z"}
 #: fallback_minutes per case: 10 where nothing but the test (or the cancel trigger) may wake the run; 0.25 where
 #: the waiter's fallback pass is what resumes it.
-CASES = {"push": 10, "fallback": 0.25, "cancel": 10, "killed": 0.25}
+CASES = {"push": 10, "fallback": 0.25, "cancel": 10, "killed": 0.25, "hold": 10}
+#: The training's polling per case: "hold" holds its process long and, were it polling, would look every 5 s.
+POLLING = dict.fromkeys(CASES, "initial_interval = 0.2, max_interval = 1, timeout_minutes = 10, hold_seconds = 2") | {
+    "hold": "initial_interval = 5, max_interval = 5, jitter = 0, timeout_minutes = 10, hold_seconds = 120"
+}
 
 TARGET = """
 [[targets]]
@@ -59,7 +63,7 @@ parameters = {{ windowStart = "{{window_start}}", windowEnd = "{{window_end}}" }
 kind = "pipeline_job"
 yaml = "{yaml}"
 inputs = {{ training_data = "{{copy_output_uri}}", window_end = "{{window_end_date}}" }}
-polling = {{ initial_interval = 0.2, max_interval = 1, timeout_minutes = 10, hold_seconds = 2, fallback_minutes = {fallback} }}
+polling = {{ {polling}, fallback_minutes = {fallback} }}
 """
 
 AZURE = """
@@ -79,7 +83,14 @@ def wait_settings(tmp_path_factory: pytest.TempPathFactory, fake_azure: FakeAzur
         url=fake_azure.url, ca=fake_azure.ca_path, tenant=TENANT, client=CLIENT_ID, secret_env=AZURE_SECRET_ENV
     )
     targets = "".join(
-        TARGET.format(case=case, workspace=DEMO_WORKSPACE, factory=AZURE_FACTORY, yaml=PIPELINE_YAML, fallback=fallback)
+        TARGET.format(
+            case=case,
+            workspace=DEMO_WORKSPACE,
+            factory=AZURE_FACTORY,
+            yaml=PIPELINE_YAML,
+            fallback=fallback,
+            polling=POLLING[case],
+        )
         for case, fallback in CASES.items()
     )
     return load_settings(write_config(tmp_path_factory.mktemp("waits"), extra=azure + targets))
@@ -287,3 +298,32 @@ def test_a_retrain_whose_runner_was_killed_while_suspended_is_resumed_by_a_new_r
     )
 
     assert_ran_once(api, fake_azure, flow_run_id, "killed", job)
+
+
+def test_a_job_ending_within_the_hold_is_seen_at_its_event_not_by_polling(
+    wait_stack: Stack, fake_azure: FakeAzure
+) -> None:
+    """The hold (120 s here) waits for the job's end event: one status call after subscribing, one to confirm the
+    event, never suspended; polled every 5 s instead, a 15 s job would cost 4+ calls."""
+    api = Api(wait_stack.api_url)
+    before = set(fake_azure.ml.jobs)
+    flow_run_id, _ = start_retrain(wait_stack, fake_azure, "hold", job_seconds=15)
+    job = until("its ML job", lambda: next(iter(set(fake_azure.ml.jobs) - before), None), timeout=180, every=0.2)
+    until("the ML job to complete", lambda: fake_azure.ml.jobs[job].status() == "Completed", timeout=120)
+    time.sleep(2)
+    looks = fake_azure.ml.jobs[job].run.status_calls
+    assert api.flow_run(flow_run_id)["state"]["type"] == "RUNNING", "held in its process, not polled to the end"
+
+    posted = time.monotonic()
+    response = deliver_events(wait_stack.webhook_url, [job_event(job, "Completed")], wait_stack.secret)
+    assert response.status_code == 200, response.text
+
+    assert_ran_once(api, fake_azure, flow_run_id, "hold", job)
+    print(
+        f"job event to completed: {time.monotonic() - posted:.1f} s; status calls {looks} before the event, "
+        f"{fake_azure.ml.jobs[job].run.status_calls} in all"
+    )  # figures, not bounds
+    assert looks <= 1, looks  # the hold's one look after subscribing; polling every 5 s would have made 4+
+    assert fake_azure.ml.jobs[job].run.status_calls <= looks + 1  # the event's one confirming call
+    states = httpx.get(f"{wait_stack.api_url}/flow_run_states/", params={"flow_run_id": flow_run_id}, timeout=30)
+    assert "PAUSED" not in {s["type"] for s in states.json()}, "never suspended: the end was seen in the hold"

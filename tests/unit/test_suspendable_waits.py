@@ -6,6 +6,8 @@ process while that pause is shorter than the hold; a resumed wait keeps the step
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -124,6 +126,131 @@ def test_retrains_suspending_together_share_one_scheduled_waiter_pass() -> None:
     assert times == {datetime(2026, 11, 30, 12, 0, 30, tzinfo=UTC)}
     assert waiter_time(datetime(2026, 11, 30, 12, 0, 30, tzinfo=UTC)) == datetime(2026, 11, 30, 12, 0, 30, tzinfo=UTC)
 
+
+# -- the stretched fallback and the event-aware hold (issue 16: push waits <= 1/10 of a fixed 60 s poll) --------
+
+
+class Listener:
+    """``Poller.listen`` on the fake clock: the run's end event arrives at ``event_at`` (never when None); every
+    subscription and every wait for it is recorded."""
+
+    def __init__(self, clock: Clock, event_at: float | None = None, fails: bool = False) -> None:
+        self.clock, self.event_at, self.fails = clock, event_at, fails
+        self.subscribed: list[str] = []
+
+    @contextmanager
+    def __call__(self, run_id: str) -> Iterator[Callable[[float], bool]]:
+        if self.fails:
+            raise ConnectionError("no websocket")
+        self.subscribed.append(run_id)
+
+        def wake(timeout: float) -> bool:
+            if self.event_at is not None and self.event_at <= self.clock.now + timeout:
+                self.clock.now = max(self.clock.now, self.event_at)
+                return True
+            self.clock.now += timeout
+            return False
+
+        yield wake
+
+
+def job_until(clock: Clock, ends_at: float) -> Callable[[], str]:
+    return lambda: "Completed" if clock.now >= ends_at else "Running"
+
+
+def held(clock: Clock, listener: Listener, fetch: Callable[[], str], elapsed: float = 0.0, **policy: Any) -> Any:
+    """One push wait inside a retrain step, default hold and fallback knobs unless given: its poller and
+    what it answered (the ended status, or the StillRunning)."""
+    p = poller(clock, push=True, listen=listener, elapsed=elapsed, policy={"hold_seconds": 60, **policy})
+    with suspendable():
+        try:
+            return p, p.wait("train-1", fetch, str, {"Completed"})
+        except StillRunning as going:
+            return p, going
+
+
+def replay(job_seconds: float, lost: bool, **policy: Any) -> tuple[int, float]:
+    """A whole push wait on the fake clock as the product runs it: hold (events), suspend (one more status call:
+    ``suspend``'s ``ended``), resumed at the next check it asked for or by the end event, and so on. Status
+    calls and the delay from the job's end to the end seen."""
+    clock = Clock()
+    start = clock.now
+    ends = start + job_seconds
+    calls = 0
+
+    def fetch() -> str:
+        nonlocal calls
+        calls += 1
+        return job_until(clock, ends)()
+
+    elapsed = 0.0
+    while True:
+        _p, answer = held(clock, Listener(clock, None if lost else ends), fetch, elapsed=elapsed, **policy)
+        if answer == "Completed":
+            return calls, clock.now - ends
+        assert isinstance(answer, StillRunning)
+        fetch()  # suspend()'s one look once the Suspended state is accepted
+        resume_at = clock.now + answer.next_check
+        if not lost and ends < resume_at:
+            resume_at = ends  # the job event resumes it (latency: tests/e2e, the benchmark)
+        clock.now = resume_at
+        elapsed = clock.now - start
+
+
+def test_a_push_wait_holds_on_the_job_event_with_one_status_call_and_suspends_with_the_fallback() -> None:
+    clock = Clock()
+    listener = Listener(clock)
+    calls = 0
+
+    def fetch() -> str:
+        nonlocal calls
+        calls += 1
+        return "Running"
+
+    _p, going = held(clock, listener, fetch)
+    assert isinstance(going, StillRunning) and listener.subscribed == ["train-1"]
+    assert calls == 1 and clock.now - 1000 == pytest.approx(60)  # one look, then the event is awaited all the hold
+    assert going.next_check == 600  # young: fallback_minutes
+
+
+def test_a_job_ending_within_the_hold_is_seen_at_its_event_and_confirmed_with_one_call() -> None:
+    clock = Clock()
+    p, done = held(clock, Listener(clock, event_at=1025), job_until(clock, 1025))
+    assert done == "Completed" and p.calls == 2 and clock.now == 1025
+
+
+def test_no_subscription_falls_back_to_polling_the_hold() -> None:
+    clock = Clock()
+    p, going = held(clock, Listener(clock, fails=True), statuses("Running"))
+    assert isinstance(going, StillRunning) and p.calls >= 5  # today's adaptive polls
+
+
+def test_an_event_the_status_does_not_show_yet_polls_out_the_hold() -> None:
+    clock = Clock()
+    _p, done = held(clock, Listener(clock, event_at=1010), job_until(clock, 1030))
+    assert done == "Completed" and 1030 <= clock.now <= 1045
+
+
+def test_the_fallback_stretches_with_the_waits_age_up_to_its_cap() -> None:
+    policy = PollingConfig(fallback_minutes=10, fallback_share=5, fallback_max_minutes=60)
+    assert [policy.fallback(age) for age in (60, 120, 300, 720, 5000)] == [600, 600, 1500, 3600, 3600]
+    clock = Clock()
+    _, going = held(clock, Listener(clock), statuses("Running"), elapsed=700, timeout_minutes=360)  # resumed at 700 s
+    assert isinstance(going, StillRunning) and going.next_check == 3600
+    with pytest.raises(ValueError, match="fallback_max_minutes"):
+        PollingConfig(fallback_minutes=30, fallback_max_minutes=20)
+
+
+@pytest.mark.parametrize(("hours", "most_calls"), [(1, 6), (6, 36)])
+def test_a_push_wait_costs_at_most_a_tenth_of_a_fixed_minute_poll(hours: float, most_calls: int) -> None:
+    """1 h: <= 6 calls (a fixed 60 s poll: 61); 6 h: <= 36 (fixed: 361), with the event and with it lost; a lost
+    event is seen within the stretched fallback, never later than fallback_max_minutes."""
+    for lost in (False, True):
+        calls, delay = replay(hours * 3600, lost, timeout_minutes=7 * 60)
+        assert calls <= most_calls, (hours, lost, calls)
+        assert delay == 0 if not lost else 0 <= delay <= 3600, (hours, lost, delay)
+    costs = {1: 5, 6: 15}[hours]  # what docs/waiting.md says they cost
+    assert replay(hours * 3600, lost=False, timeout_minutes=7 * 60)[0] == costs
 def test_a_wait_record_keeps_what_the_retrain_decided_through_json_and_an_older_record_decides_again() -> None:
     """What the resumed run goes on from (the details, the in-slot decision, its card, a finished copy) survives
     the record's trip through a Prefect Variable (JSON); a record written without it, or one whose kept decision

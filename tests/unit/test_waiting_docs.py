@@ -37,7 +37,20 @@ def test_the_config_sample_parses_and_shows_the_defaults() -> None:
     assert polling == PollingConfig()
 
 
-@pytest.mark.parametrize("knob", ["hold_seconds", "fallback_minutes", "timeout_minutes"])
+def test_the_fallback_sample_is_what_the_default_policy_asks_for() -> None:
+    """Each line's next check is ``PollingConfig().fallback`` of its age (what a suspending ML wait asks for)."""
+    lines = sample("fallback").splitlines()
+    assert len(lines) >= 3
+    for line in lines:
+        found = re.fullmatch(r"waited (\d+) (min|h): next check in (\d+) min", line)
+        assert found, line
+        age = int(found.group(1)) * (60 if found.group(2) == "min" else 3600)
+        assert PollingConfig().fallback(age) == int(found.group(3)) * 60, line
+
+
+@pytest.mark.parametrize(
+    "knob", ["hold_seconds", "fallback_minutes", "fallback_share", "fallback_max_minutes", "timeout_minutes"]
+)
 def test_the_knob_table_states_each_default(knob: str) -> None:
     row = re.search(rf"^\| `{knob}` \| ([0-9.]+) \|", PAGE.read_text(encoding="utf-8"), re.MULTILINE)
     assert row and float(row.group(1)) == PollingConfig.model_fields[knob].default

@@ -18,6 +18,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Collection
+from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass, field
 from typing import Generic, TypedDict, TypeVar
 
@@ -128,8 +129,11 @@ class Poller(Generic[T]):
     #: step's timeout and the run's age, so a suspension never restarts either.
     elapsed: float = 0.0
     #: The run can end with an event (Azure ML jobs): once suspended it is looked at again after
-    #: ``fallback_minutes`` only; without (Data Factory) the schedule's own next pause is kept.
+    #: ``PollingConfig.fallback`` of the wait's age only; without (Data Factory) the schedule's own next pause is kept.
     push: bool = False
+    #: Push waits: ``listen(run_id)`` subscribes to the run's end events (``job_end_events``) for the hold, which
+    #: then takes one status call and waits for an event instead of polling; None (or a failed subscription) polls.
+    listen: Callable[[str], AbstractContextManager[Callable[[float], bool]]] | None = None
     #: False for waits that must end in-process (waiting out a cancel before the next attempt).
     holdable: bool = True
     calls: int = field(default=0, init=False)
@@ -147,6 +151,10 @@ class Poller(Generic[T]):
         deadline = began + self.policy.timeout_minutes * 60
         hold = self.policy.hold_seconds if self.holdable and may_suspend() and self.policy.hold_seconds > 0 else None
         last: str | None = None
+        if hold is not None and self.push and self.listen is not None:
+            ended, last = self._hold_on_events(run_id, fetch, status_of, terminal, began, started + hold)
+            if ended is not None:
+                return ended
         unchanged = 0
         while True:
             self.calls += 1
@@ -170,7 +178,7 @@ class Poller(Generic[T]):
                     return result
                 wait = self.pause(unchanged, self.clock() - began)
                 if hold is not None and self.clock() - started >= hold and (self.push or wait >= hold):
-                    self._release(run_id, status, wait, deadline)
+                    self._release(run_id, status, wait, deadline, began)
             if self.clock() + wait > deadline:
                 remaining = deadline - self.clock()
                 if remaining <= 0:
@@ -178,12 +186,60 @@ class Poller(Generic[T]):
                 wait = remaining
             self.sleep(wait)
 
-    def _release(self, run_id: str, status: str, pause: float, deadline: float) -> None:
-        """Held long enough and the next look is not due within the hold: let the retrain suspend."""
+    def _hold_on_events(
+        self,
+        run_id: str,
+        fetch: Callable[[], T],
+        status_of: Callable[[T], str],
+        terminal: Collection[str],
+        began: float,
+        hold_end: float,
+    ) -> tuple[T | None, str | None]:
+        """The hold of a push wait: subscribe to the run's end events, one status call (a run that ended before
+        the subscription), then wait for an event until the hold ends and confirm it with one call. Returns the
+        ended run, or (None, last status) when polling must take over: no subscription, a failed call, or an
+        event the status does not confirm yet. Raises ``StillRunning`` when the hold passes without an event."""
+        assert self.listen is not None
+        deadline = began + self.policy.timeout_minutes * 60
+        last: str | None = None
+        with ExitStack() as stack:
+            try:
+                wake = stack.enter_context(self.listen(run_id))
+            except Exception as exc:
+                log.warning("%s: no event subscription for run %s (%s); polling", self.step, run_id, exc)
+                return None, last
+            heard, looks = True, 0  # the first look stands for an event: whatever happened before the subscription
+            while heard:
+                self.calls += 1
+                looks += 1
+                try:
+                    result = fetch()
+                except Exception as exc:
+                    if not is_transient(exc):
+                        raise
+                    return None, last  # polling tries again, with its Retry-After handling
+                status = status_of(result)
+                if status != last:
+                    self._changed(run_id, last, status)
+                    last = status
+                if status in terminal:
+                    return result, last
+                if looks > 1:
+                    return None, last  # an end event the status does not show yet: poll out the hold
+                left = min(hold_end, deadline) - self.clock()
+                heard = left > 0 and wake(left)
+            if self.clock() >= deadline:
+                raise StepTimedOut(self.step, run_id, self.policy.timeout_minutes, last)
+            self._release(run_id, last or "unknown", 0.0, deadline, began)
+        return None, last
+
+    def _release(self, run_id: str, status: str, pause: float, deadline: float, began: float) -> None:
+        """Held long enough and the next look is not due within the hold: let the retrain suspend. A push wait's
+        next check stretches with its age (elapsed included), so each resume asks for a longer one."""
         left = deadline - self.clock()
         if left <= 0:
             return  # the timeout below cancels the run
-        next_check = self.policy.fallback_minutes * 60 if self.push else pause
+        next_check = self.policy.fallback(self.clock() - began) if self.push else pause
         raise StillRunning(self.step, run_id, status, min(next_check, left), left)
 
     def _changed(self, run_id: str, before: str | None, after: str) -> None:

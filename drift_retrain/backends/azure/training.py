@@ -46,6 +46,7 @@ from drift_retrain.backends.azure.workspace_rest import (
 from drift_retrain.backends.base import RunLog, StepFailed, TrainingPipeline
 from drift_retrain.backends.ledger import RunLedger
 from drift_retrain.config import AzureTarget, BatchEndpointConfig, PipelineJobConfig, PublishedPipelineConfig
+from drift_retrain.job_end_events import job_end_events
 from drift_retrain.names import COPY_RUN_TAG, SIGNAL_TAG, TARGET_TAG, TRAINING_STEP, training_job_name, training_run_key
 from drift_retrain.results import CopyResult, TrainingResult
 from drift_retrain.signals import DriftSignal
@@ -177,7 +178,8 @@ class _AzureMLTraining:
         if job_id is None:
             return Poller(self.policy, STEP, holdable=False, **self._timing)
         elapsed = max(0.0, time.time() - self._started[job_id]) if job_id in self._started else 0.0
-        return Poller(self.policy, STEP, elapsed=elapsed, push=self.push, **self._timing)
+        listen = job_end_events if self.push else None  # the hold waits for the job's end event, not polling
+        return Poller(self.policy, STEP, elapsed=elapsed, push=self.push, listen=listen, **self._timing)
 
     def ended(self, job_id: str) -> bool:
         """One status call: has the job ended (any way)?"""
