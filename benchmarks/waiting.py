@@ -45,8 +45,9 @@ from drift_retrain.config import PollingConfig
 
 #: How long a wait holds its process before it suspends, and the waiter's fallback check of a suspended ML job,
 #: which stretches with the wait's age up to a cap: the shipped defaults (drift_retrain/config.py PollingConfig
-#: hold_seconds, fallback_minutes, fallback_share, fallback_max_minutes).
+#: hold_seconds, hold_look_seconds, fallback_minutes, fallback_share, fallback_max_minutes).
 HOLD_SECONDS = float(PollingConfig().hold_seconds)
+HOLD_LOOK_SECONDS = float(PollingConfig().hold_look_seconds)
 FALLBACK_SECONDS = float(PollingConfig().fallback_minutes) * 60
 FALLBACK_MAX_SECONDS = float(PollingConfig().fallback_max_minutes) * 60
 #: A job event POSTed to Prefect reaching the hold's subscription (drift_retrain/job_end_events.py): 0.02 s
@@ -609,8 +610,8 @@ def status_calls(
         rows.append(
             Row(
                 "waiting",
-                f"ML job of {label} with push: status calls (a hold of {HOLD_SECONDS:.0f} s on the job event: 1 GET "
-                f"+ 1 confirming; per suspension 1 GET; a fallback check every {FALLBACK_SECONDS / 60:.0f} min "
+                f"ML job of {label} with push: status calls (a hold of {HOLD_SECONDS:.0f} s on the job event: 1 GET, "
+                f"1 more at {HOLD_LOOK_SECONDS:.0f} s in the first hold, 1 confirming; per suspension 1 GET; a fallback check every {FALLBACK_SECONDS / 60:.0f} min "
                 f"stretching with the job's age up to {FALLBACK_MAX_SECONDS / 60:.0f} min; the confirming GET), "
                 "detection delay s",
                 f"{ours.show(0)} calls ({ratio:.2f}x); delay {Figure.of(cell['push_delay']).show(1)}",
@@ -727,7 +728,7 @@ def concurrent_row(found: dict[str, Any], hold: float) -> Row:
 
 # --------------------------------------------------------------------------- the product's own waits (i16-suspend, i16-push)
 
-#: The retrains' own hold in the stack part (the shipped default is 90 s: PollingConfig.hold_seconds); short so
+#: The retrains' own hold in the stack part (the shipped default is 60 s: PollingConfig.hold_seconds); short so
 #: that 50 retrains reach their suspension within the benchmark, not 50 x 90 s / the process limit later.
 PRODUCT_HOLD_SECONDS = 2.0
 #: The scripted ML job of every retrain: an hour on the loopback Azure's clock, ended when the benchmark says.

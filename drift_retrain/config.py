@@ -433,6 +433,13 @@ class PollingConfig(_Strict):
         "(its process released) while the run goes on; 0 never suspends. Data Factory stays in-process while its "
         "next check is due within this (the dense band around its expected end). See docs/waiting.md.",
     )
+    hold_look_seconds: float = Field(
+        default=30,
+        ge=0,
+        description="Azure ML: in a wait's first hold, besides waiting for the job's end event, the status is looked "
+        "at every this many seconds, so a job whose event never reaches the receiver (no job subscription) is still "
+        "seen ending within the hold; later holds look once. 0 waits on the event alone.",
+    )
     fallback_minutes: float = Field(
         default=10,
         gt=0,

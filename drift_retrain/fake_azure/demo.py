@@ -52,7 +52,8 @@ def _config_text(settings: Settings, fake: FakeAzure, state_dir: Path) -> str:
                 "client_id": CLIENT_ID,
                 "client_secret_env": SECRET_ENV,
             },
-            "polling": {"initial_interval": 0.5, "max_interval": 5, "timeout_minutes": 10},
+            # the loopback Azure sends no job events (no Event Grid): the first hold looks as often as it polls
+            "polling": {"initial_interval": 0.5, "max_interval": 5, "hold_look_seconds": 5, "timeout_minutes": 10},
         },
     }
     azure_target = {

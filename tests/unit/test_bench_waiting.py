@@ -35,12 +35,13 @@ def test_a_lost_event_is_made_up_within_the_stretched_fallbacks_cap(ml) -> None:
     assert all(lost >= push for lost, push in zip(hour["lost_calls"], hour["push_calls"], strict=True))
 
 
-def test_a_job_ending_within_the_hold_is_seen_at_its_event_with_two_calls(ml) -> None:
+def test_a_job_ending_within_the_hold_is_seen_at_its_event_with_two_or_three_calls(ml) -> None:
     short, hour = ml["20 s"], ml["1 h"]
     assert short["push_suspended"] == [0, 0] and all(n >= 1 for n in hour["push_suspended"])
-    # heard EVENT_DELIVERY_S after the end (the benchmark's assumption): one look, one confirming call
+    # heard EVENT_DELIVERY_S after the end (the benchmark's assumption): one look (two when the job outlasts the
+    # first hold's look at hold_look_seconds), one confirming call
     assert short["push_delay"] == pytest.approx([waiting.EVENT_DELIVERY_S] * 2, abs=0.01)
-    assert short["push_calls"] == [2, 2]
+    assert all(calls in (2, 3) for calls in short["push_calls"]), short["push_calls"]
 
 
 STACK = {

@@ -209,8 +209,22 @@ def test_a_push_wait_holds_on_the_job_event_with_one_status_call_and_suspends_wi
 
     _p, going = held(clock, listener, fetch)
     assert isinstance(going, StillRunning) and listener.subscribed == ["train-1"]
-    assert calls == 1 and clock.now - 1000 == pytest.approx(60)  # one look, then the event is awaited all the hold
+    # a look, the event awaited, the first hold's look at hold_look_seconds, the event awaited to the hold's end
+    assert calls == 2 and clock.now - 1000 == pytest.approx(60)
     assert going.next_check == 600  # young: fallback_minutes
+    clock, calls = Clock(), 0
+    _p, going = held(clock, Listener(clock), fetch, hold_look_seconds=0)
+    assert isinstance(going, StillRunning) and calls == 1 and clock.now - 1000 == pytest.approx(60)  # the event alone
+
+
+def test_a_job_whose_event_never_comes_is_seen_at_the_first_holds_look_and_a_resumed_hold_looks_once() -> None:
+    """No job subscription: a job ending 20 s in is seen at the 30 s look, not after the suspension's fallback."""
+    clock = Clock()
+    p, done = held(clock, Listener(clock), job_until(clock, 1020), elapsed=3)  # submitted 3 s before the wait
+    assert done == "Completed" and p.calls == 2 and clock.now == pytest.approx(1030)
+    clock = Clock()
+    p, going = held(clock, Listener(clock), job_until(clock, 1020), elapsed=700)  # resumed: one look, the event
+    assert isinstance(going, StillRunning) and p.calls == 1
 
 
 def test_a_job_ending_within_the_hold_is_seen_at_its_event_and_confirmed_with_one_call() -> None:
@@ -249,7 +263,7 @@ def test_a_push_wait_costs_at_most_a_tenth_of_a_fixed_minute_poll(hours: float, 
         calls, delay = replay(hours * 3600, lost, timeout_minutes=7 * 60)
         assert calls <= most_calls, (hours, lost, calls)
         assert delay == 0 if not lost else 0 <= delay <= 3600, (hours, lost, delay)
-    costs = {1: 5, 6: 15}[hours]  # what docs/waiting.md says they cost
+    costs = {1: 6, 6: 16}[hours]  # what docs/waiting.md says they cost
     assert replay(hours * 3600, lost=False, timeout_minutes=7 * 60)[0] == costs
 def test_a_wait_record_keeps_what_the_retrain_decided_through_json_and_an_older_record_decides_again() -> None:
     """What the resumed run goes on from (the details, the in-slot decision, its card, a finished copy) survives

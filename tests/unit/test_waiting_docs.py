@@ -49,7 +49,7 @@ def test_the_fallback_sample_is_what_the_default_policy_asks_for() -> None:
 
 
 @pytest.mark.parametrize(
-    "knob", ["hold_seconds", "fallback_minutes", "fallback_share", "fallback_max_minutes", "timeout_minutes"]
+    "knob", ["hold_seconds", "hold_look_seconds", "fallback_minutes", "fallback_share", "fallback_max_minutes", "timeout_minutes"]
 )
 def test_the_knob_table_states_each_default(knob: str) -> None:
     row = re.search(rf"^\| `{knob}` \| ([0-9.]+) \|", PAGE.read_text(encoding="utf-8"), re.MULTILINE)

@@ -208,10 +208,15 @@ class Poller(Generic[T]):
             except Exception as exc:
                 log.warning("%s: no event subscription for run %s (%s); polling", self.step, run_id, exc)
                 return None, last
-            heard, looks = True, 0  # the first look stands for an event: whatever happened before the subscription
-            while heard:
+            # the first hold of a wait also looks every hold_look_seconds: a job whose event never reaches the
+            # receiver (no job subscription) is still seen ending in the hold; a resumed wait (it has been waited
+            # on for a whole hold already: elapsed counts from the job's submission) looks once
+            first_hold = self.elapsed < self.policy.hold_seconds
+            every = self.policy.hold_look_seconds if first_hold else 0.0
+            end = min(hold_end, deadline)
+            heard, first = True, True  # the first look stands for an event: whatever happened before the subscription
+            while True:
                 self.calls += 1
-                looks += 1
                 try:
                     result = fetch()
                 except Exception as exc:
@@ -224,10 +229,15 @@ class Poller(Generic[T]):
                     last = status
                 if status in terminal:
                     return result, last
-                if looks > 1:
+                if heard and not first:
                     return None, last  # an end event the status does not show yet: poll out the hold
-                left = min(hold_end, deadline) - self.clock()
-                heard = left > 0 and wake(left)
+                first = False
+                left = end - self.clock()
+                if left <= 0:
+                    break
+                heard = wake(min(left, every) if every > 0 else left)
+                if not heard and end - self.clock() < 1.0:
+                    break  # the hold is over without an event
             if self.clock() >= deadline:
                 raise StepTimedOut(self.step, run_id, self.policy.timeout_minutes, last)
             self._release(run_id, last or "unknown", 0.0, deadline, began)
