@@ -22,7 +22,7 @@ from drift_retrain.config import CONFIG_ENV, Settings, load_settings
 from drift_retrain.intake.parsing import to_drift_signal
 from drift_retrain.results import RetrainOutcome
 from drift_retrain.signals import DriftSignal
-from drift_retrain.testing import DEMO_WORKSPACE, dataset_drift, local_target, write_config
+from drift_retrain.testing import DEMO_WORKSPACE, RetryWhileBusy, dataset_drift, local_target, write_config
 
 WINDOW_END = datetime(2026, 11, 23, tzinfo=timezone.utc)
 
@@ -46,7 +46,8 @@ def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Clie
         PREFECT_LOGGING_TO_API_BATCH_INTERVAL: 0.25,  # the run's log lines reach the server sooner than every 2 s
     }
     with temporary_settings(quiet), prefect_test_harness(server_startup_timeout=120):
-        with httpx.Client(base_url=PREFECT_API_URL.value(), timeout=30) as client:
+        # SQLite's 503 while another writer holds the lock is tried again, as Prefect's own client does
+        with httpx.Client(base_url=PREFECT_API_URL.value(), timeout=30, transport=RetryWhileBusy()) as client:
             yield client
 
 

@@ -157,23 +157,16 @@ class Poller(Generic[T]):
                 return ended
         unchanged = 0
         while True:
-            self.calls += 1
-            try:
-                result = fetch()
-            except Exception as exc:
-                if not is_transient(exc):
-                    raise
-                wait = max(self.pause(unchanged, self.clock() - began), retry_after(exc) or 0.0)
+            looked = self._look(run_id, fetch, status_of, last)
+            if isinstance(looked, Exception):
+                wait = max(self.pause(unchanged, self.clock() - began), retry_after(looked) or 0.0)
                 log.warning(
-                    "%s: status call for run %s failed (%s); trying again in %.0f s", self.step, run_id, exc, wait
+                    "%s: status call for run %s failed (%s); trying again in %.0f s", self.step, run_id, looked, wait
                 )
             else:
-                status = status_of(result)
-                if status != last:
-                    self._changed(run_id, last, status)
-                    last, unchanged = status, 0
-                else:
-                    unchanged += 1
+                result, status = looked
+                unchanged = 0 if status != last else unchanged + 1
+                last = status
                 if status in terminal:
                     return result
                 wait = self.pause(unchanged, self.clock() - began)
@@ -185,6 +178,23 @@ class Poller(Generic[T]):
                     raise StepTimedOut(self.step, run_id, self.policy.timeout_minutes, last)
                 wait = remaining
             self.sleep(wait)
+
+    def _look(
+        self, run_id: str, fetch: Callable[[], T], status_of: Callable[[T], str], last: str | None
+    ) -> tuple[T, str] | Exception:
+        """One status call: the run and its status (a change from ``last`` is logged), or the transient failure
+        to try again after; any other failure is raised."""
+        self.calls += 1
+        try:
+            result = fetch()
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            return exc
+        status = status_of(result)
+        if status != last:
+            self._changed(run_id, last, status)
+        return result, status
 
     def _hold_on_events(
         self,
@@ -216,18 +226,11 @@ class Poller(Generic[T]):
             end = min(hold_end, deadline)
             heard, first = True, True  # the first look stands for an event: whatever happened before the subscription
             while True:
-                self.calls += 1
-                try:
-                    result = fetch()
-                except Exception as exc:
-                    if not is_transient(exc):
-                        raise
+                looked = self._look(run_id, fetch, status_of, last)
+                if isinstance(looked, Exception):
                     return None, last  # polling tries again, with its Retry-After handling
-                status = status_of(result)
-                if status != last:
-                    self._changed(run_id, last, status)
-                    last = status
-                if status in terminal:
+                result, last = looked
+                if last in terminal:
                     return result, last
                 if heard and not first:
                     return None, last  # an end event the status does not show yet: poll out the hold
