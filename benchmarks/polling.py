@@ -36,11 +36,10 @@ from drift_retrain.backends.azure.training import training_pipeline
 from drift_retrain.backends.ledger import FileRunLedger
 from drift_retrain.config import AzureTarget, PollingConfig, Settings
 from drift_retrain.fake_azure import CLIENT_ID, CLIENT_SECRET, TENANT, FakeAzure, RunScript
-from drift_retrain.results import CopyResult
 from drift_retrain.intake.parsing import to_drift_signal
 
 from benchmarks.common import Figure, Row
-from drift_retrain.testing import dataset_drift
+from drift_retrain.testing import copy_result, dataset_drift
 
 DURATIONS = {"1 min": 60, "10 min": 600, "1 h": 3600, "6 h": 6 * 3600}
 FIXED_60S = PollingConfig(initial_interval=60, max_interval=60, backoff=1, jitter=0, patience=0,
@@ -216,8 +215,7 @@ def _adf_run(fake: FakeAzure, copy: DataFactoryCopy, signal: Any, queued: float,
 def _ml_run(fake: FakeAzure, training: Any, signal: Any, queued: float, seconds: float,
             clock: VirtualClock) -> tuple[int, float]:
     fake.ml.script_next_job(RunScript(steps=(("NotStarted", queued), ("Running", seconds)), final="Completed"))
-    data = CopyResult(run_id="adf", status="Succeeded", rows_read=1, rows_copied=1, data_read=1, data_written=1,
-                      files_read=1, files_written=1, copy_duration=1.0, throughput=1.0, output_uri="abfss://x/y")
+    data = copy_result(run_id="adf", output_uri="abfss://x/y")
     job_id = training.submit(signal, data)
     training.wait(job_id)
     run = fake.ml.jobs[job_id].run

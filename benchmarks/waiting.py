@@ -95,7 +95,7 @@ def ml_waits(
     from drift_retrain.backends.ledger import FileRunLedger
     from drift_retrain.config import AzureTarget, PollingConfig
     from drift_retrain.fake_azure import CLIENT_SECRET, FakeAzure, RunScript
-    from drift_retrain.results import CopyResult
+    from drift_retrain.testing import copy_result
 
     os.environ[polling.SECRET_ENV] = CLIENT_SECRET
     rng = random.Random(seed)
@@ -104,19 +104,7 @@ def ml_waits(
     clock = polling.VirtualClock()
     # the shipped defaults (hold, fallback), a timeout past the longest job (the default is 6 h: a 6 h job would time out)
     hold = PollingConfig(history_runs=0, timeout_minutes=max(lengths.values(), default=0) / 60 + 60)
-    data = CopyResult(
-        run_id="adf",
-        status="Succeeded",
-        rows_read=1,
-        rows_copied=1,
-        data_read=1,
-        data_written=1,
-        files_read=1,
-        files_written=1,
-        copy_duration=1.0,
-        throughput=1.0,
-        output_uri="abfss://x/y",
-    )
+    data = copy_result(run_id="adf", output_uri="abfss://x/y")
     found: dict[str, dict[str, list[float]]] = {}
     with (
         tempfile.TemporaryDirectory(prefix="bench-waiting-") as tmp,

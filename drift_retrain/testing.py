@@ -44,6 +44,7 @@ from drift_retrain.devstack.stack import (
     stop_group,
 )
 from drift_retrain.names import RETRAIN_DEPLOYMENT_NAME, RETRAIN_FLOW
+from drift_retrain.results import CopyResult, TrainingResult
 
 ROOT = PROJECT_DIR  # the checkout: drift-retrain.toml, tests/fixtures
 SAMPLES = ROOT / "tests" / "fixtures" / "eventgrid"
@@ -60,6 +61,20 @@ DEMO_WORKSPACE = (
 def sample(name: str) -> Any:
     """A verbatim Microsoft docs sample from tests/fixtures/eventgrid/."""
     return json.loads((SAMPLES / name).read_text())
+
+
+def copy_result(**fields: Any) -> CopyResult:
+    """A finished copy (one row, one file, one byte into ``abfss://x``) with the given fields overridden: the
+    stand-in of tests and benchmarks where only some of a copy's figures matter."""
+    base: dict[str, Any] = {"run_id": "adf-1", "status": "Succeeded", "rows_read": 1, "rows_copied": 1}
+    base |= {"data_read": 1, "data_written": 1, "files_read": 1, "files_written": 1}
+    return CopyResult(**(base | {"copy_duration": 1.0, "throughput": 1.0, "output_uri": "abfss://x"} | fields))
+
+
+def training_result(**fields: Any) -> TrainingResult:
+    """A finished training run (no metrics, one row each side) with the given fields overridden."""
+    base: dict[str, Any] = {"job_id": "train-1", "status": "Completed", "metrics": {}, "rows_train": 1}
+    return TrainingResult(**(base | {"rows_test": 1, "model_uri": "x", "duration": 1.0} | fields))
 
 
 def dataset_drift(

@@ -9,9 +9,9 @@ from pathlib import Path
 
 from drift_retrain.lineage import lineage_tags
 from drift_retrain.names import SIGNAL_TAG
-from drift_retrain.results import Check, CopyResult, Decision, TrainingResult
+from drift_retrain.results import Check, Decision
 from drift_retrain.intake.parsing import to_drift_signal
-from drift_retrain.testing import dataset_drift
+from drift_retrain.testing import copy_result, dataset_drift, training_result
 from tests.contract.ml_fixtures import target
 
 FLOW = Path(__file__).resolve().parents[2] / "flows" / "drift_to_retrain.py"
@@ -23,10 +23,9 @@ def test_lineage_tags_trace_the_version_to_signal_drift_copy_job_flow_run_and_de
         Check(rule="drift", passed=True, detail="drift coefficient 0.835 (event) >= threshold 0.300"),
         Check(rule="gate", passed=True, detail="roc_auc = 0.9100; no champion yet"),
     ])
-    copy = CopyResult(run_id="adf-run-1", status="Succeeded", rows_read=1200, rows_copied=1200, data_read=1,
-                      data_written=120_000, files_read=1, files_written=3, copy_duration=1.0, throughput=1.0, output_uri="abfss://x")
-    training = TrainingResult(job_id="train-abc", status="Completed", metrics={"roc_auc": 0.91}, rows_train=900,
-                              rows_test=300, model_uri="azureml://jobs/train-abc/outputs/model", duration=1.0)
+    copy = copy_result(run_id="adf-run-1", rows_read=1200, rows_copied=1200, data_written=120_000, files_written=3)
+    training = training_result(job_id="train-abc", metrics={"roc_auc": 0.91}, rows_train=900, rows_test=300,
+                               model_uri="azureml://jobs/train-abc/outputs/model")
 
     tags = lineage_tags(signal, target({"kind": "pipeline_job", "component": "c:1"}), decision, copy, training, "flow-run-9")
 
@@ -45,10 +44,10 @@ def test_a_binary_copy_tags_its_row_count_as_not_reported() -> None:
     """A binary copy counts no rows: the tag says "n/a" rather than "None", and files and bytes stand."""
     signal = to_drift_signal(dataset_drift("credit-default-drift_1717000000000"))
     decision = Decision(retrain=True, checks=[Check(rule="data_copied", passed=True, detail="binary copy")])
-    copy = CopyResult(run_id="adf-run-2", status="Succeeded", rows_read=None, rows_copied=None, data_read=4096,
-                      data_written=4096, files_read=2, files_written=2, copy_duration=1.0, throughput=4.0, output_uri="abfss://x")
-    training = TrainingResult(job_id="train-def", status="Completed", metrics={"roc_auc": 0.91}, rows_train=0,
-                              rows_test=0, model_uri="azureml://jobs/train-def/outputs/model", duration=1.0)
+    copy = copy_result(run_id="adf-run-2", rows_read=None, rows_copied=None, data_read=4096, data_written=4096,
+                       files_read=2, files_written=2, throughput=4.0)
+    training = training_result(job_id="train-def", metrics={"roc_auc": 0.91}, rows_train=0, rows_test=0,
+                               model_uri="azureml://jobs/train-def/outputs/model")
 
     tags = lineage_tags(signal, target({"kind": "pipeline_job", "component": "c:1"}), decision, copy, training, None)
 

@@ -18,8 +18,8 @@ from drift_retrain.intake.parsing import to_drift_signal
 from drift_retrain.lineage import lineage_tags
 from drift_retrain.manual import manual_signal
 from drift_retrain.policy import covered_by, decide
-from drift_retrain.results import Check, CopyResult, Decision, DriftDetails, ModelVersion, TrainingResult
-from drift_retrain.testing import dataset_drift, monitor_breach
+from drift_retrain.results import Check, Decision, DriftDetails, ModelVersion
+from drift_retrain.testing import copy_result, dataset_drift, monitor_breach, training_result
 from tests.contract.ml_fixtures import target
 
 PACKAGE = Path(names.__file__).parent
@@ -93,10 +93,8 @@ def test_flow_run_tags_are_read_back_by_their_readers() -> None:
 
 
 def _lineage(signal) -> dict[str, str]:
-    copy = CopyResult(run_id=names.copy_run_key(signal), status="Succeeded", rows_read=1, rows_copied=1, data_read=1,
-                      data_written=1, files_read=1, files_written=1, copy_duration=1.0, throughput=1.0, output_uri="x")
-    training = TrainingResult(job_id=names.training_run_key(signal), status="Completed", metrics={}, rows_train=1, rows_test=1,
-                              model_uri="x", duration=1.0)
+    copy = copy_result(run_id=names.copy_run_key(signal), output_uri="x")
+    training = training_result(job_id=names.training_run_key(signal))
     decision = Decision(retrain=True, checks=[Check(rule="r", passed=True, detail="d")])
     return lineage_tags(signal, TARGET, decision, copy, training, "f")
 

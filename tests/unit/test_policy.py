@@ -12,6 +12,7 @@ from drift_retrain.config import GateConfig, PolicyConfig
 from drift_retrain.policy import after_copy, after_training, champion, covered_by, data_copied, decide, in_slot
 from drift_retrain.results import CopyResult, DriftDetails, ModelVersion, TrainingResult
 from drift_retrain.signals import DriftSignal, SignalKind
+from drift_retrain.testing import copy_result, training_result
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=timezone.utc)
 WS = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.MachineLearningServices/workspaces/ws"
@@ -116,9 +117,8 @@ def test_some_rows_unreadable_are_named_beside_the_rows_read() -> None:
 
 def copied(rows: int | None, files: int = 1, data: int = 100) -> CopyResult:
     """A finished copy; ``rows=None`` is a binary (as-is) copy, which counts files and bytes but no rows."""
-    return CopyResult(run_id="adf-1", status="Succeeded", rows_read=rows, rows_copied=rows, data_read=data,
-                      data_written=data, files_read=files, files_written=files, copy_duration=1.0, throughput=0.1,
-                      output_uri="abfss://x")
+    return copy_result(rows_read=rows, rows_copied=rows, data_read=data, data_written=data, files_read=files,
+                       files_written=files, throughput=0.1)
 
 
 @pytest.mark.parametrize(("rows", "passed"), [(0, False), (99, False), (100, True)])
@@ -156,7 +156,7 @@ def test_after_copy_retrains_on_a_binary_copy_that_wrote_files_and_skips_one_tha
 
 
 def _training(**metrics: float) -> TrainingResult:
-    return TrainingResult(job_id="job-1", status="Completed", metrics=metrics, rows_train=1, rows_test=1, model_uri="u", duration=1)
+    return training_result(job_id="job-1", metrics=metrics, model_uri="u")
 
 
 def _champion(roc_auc: float | None) -> ModelVersion:
