@@ -135,9 +135,11 @@ class WaitRecord:
 
     @classmethod
     def from_json(cls, value: Any) -> WaitRecord | None:
+        """None for what is not a record; a field it lacks takes its default (written before that field was kept),
+        a field it has that we do not know is dropped (written by a newer release)."""
         try:
-            return cls(**{k: value[k] for k in cls.__dataclass_fields__ if k in value or k != "decided"})
-        except (KeyError, TypeError):
+            return cls(**{k: v for k, v in value.items() if k in cls.__dataclass_fields__})
+        except (AttributeError, TypeError):  # not a mapping, or a field without default missing
             return None
 
 
