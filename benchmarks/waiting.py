@@ -599,7 +599,8 @@ def status_calls(
             Row(
                 "waiting",
                 f"ML job of {label} with push: status calls (a hold of {HOLD_SECONDS:.0f} s on the job event: 1 GET, "
-                f"1 more at {HOLD_LOOK_SECONDS:.0f} s in the first hold, 1 confirming; per suspension 1 GET; a fallback check every {FALLBACK_SECONDS / 60:.0f} min "
+                f"1 more at {HOLD_LOOK_SECONDS:.0f} s in the first hold, 1 confirming; per suspension 1 GET; "
+                f"a fallback check every {FALLBACK_SECONDS / 60:.0f} min "
                 f"stretching with the job's age up to {FALLBACK_MAX_SECONDS / 60:.0f} min; the confirming GET), "
                 "detection delay s",
                 f"{ours.show(0)} calls ({ratio:.2f}x); delay {Figure.of(cell['push_delay']).show(1)}",
@@ -717,7 +718,7 @@ def concurrent_row(found: dict[str, Any], hold: float) -> Row:
 # --------------------------------------------------------------------------- the product's own waits (i16-suspend, i16-push)
 
 #: The retrains' own hold in the stack part (the shipped default is 60 s: PollingConfig.hold_seconds); short so
-#: that 50 retrains reach their suspension within the benchmark, not 50 x 90 s / the process limit later.
+#: that 50 retrains reach their suspension within the benchmark, not 50 x 60 s / the process limit later.
 PRODUCT_HOLD_SECONDS = 2.0
 #: The scripted ML job of every retrain: an hour on the loopback Azure's clock, ended when the benchmark says.
 JOB_SECONDS = 3600.0

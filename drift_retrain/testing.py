@@ -66,15 +66,34 @@ def sample(name: str) -> Any:
 def copy_result(**fields: Any) -> CopyResult:
     """A finished copy (one row, one file, one byte into ``abfss://x``) with the given fields overridden: the
     stand-in of tests and benchmarks where only some of a copy's figures matter."""
-    base: dict[str, Any] = {"run_id": "adf-1", "status": "Succeeded", "rows_read": 1, "rows_copied": 1}
-    base |= {"data_read": 1, "data_written": 1, "files_read": 1, "files_written": 1}
-    return CopyResult(**(base | {"copy_duration": 1.0, "throughput": 1.0, "output_uri": "abfss://x"} | fields))
+    base: dict[str, Any] = {
+        "run_id": "adf-1",
+        "status": "Succeeded",
+        "rows_read": 1,
+        "rows_copied": 1,
+        "data_read": 1,
+        "data_written": 1,
+        "files_read": 1,
+        "files_written": 1,
+        "copy_duration": 1.0,
+        "throughput": 1.0,
+        "output_uri": "abfss://x",
+    }
+    return CopyResult(**(base | fields))
 
 
 def training_result(**fields: Any) -> TrainingResult:
     """A finished training run (no metrics, one row each side) with the given fields overridden."""
-    base: dict[str, Any] = {"job_id": "train-1", "status": "Completed", "metrics": {}, "rows_train": 1}
-    return TrainingResult(**(base | {"rows_test": 1, "model_uri": "x", "duration": 1.0} | fields))
+    base: dict[str, Any] = {
+        "job_id": "train-1",
+        "status": "Completed",
+        "metrics": {},
+        "rows_train": 1,
+        "rows_test": 1,
+        "model_uri": "x",
+        "duration": 1.0,
+    }
+    return TrainingResult(**(base | fields))
 
 
 def dataset_drift(

@@ -268,6 +268,8 @@ def test_a_push_wait_costs_at_most_a_tenth_of_a_fixed_minute_poll(hours: float, 
         assert delay == 0 if not lost else 0 <= delay <= 3600, (hours, lost, delay)
     costs = {1: 6, 6: 16}[hours]  # what docs/waiting.md says they cost
     assert replay(hours * 3600, lost=False, timeout_minutes=7 * 60)[0] == costs
+
+
 def test_a_wait_record_keeps_what_the_retrain_decided_through_json_and_an_older_record_decides_again() -> None:
     """What the resumed run goes on from (the details, the in-slot decision, its card, a finished copy) survives
     the record's trip through a Prefect Variable (JSON); a record written without it, or one whose kept decision

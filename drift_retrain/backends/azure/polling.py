@@ -224,7 +224,7 @@ class Poller(Generic[T]):
             first_hold = self.elapsed < self.policy.hold_seconds
             every = self.policy.hold_look_seconds if first_hold else 0.0
             end = min(hold_end, deadline)
-            heard, first = True, True  # the first look stands for an event: whatever happened before the subscription
+            heard = False  # the first look is for whatever happened before the subscription; later ones follow a wake
             while True:
                 looked = self._look(run_id, fetch, status_of, last)
                 if isinstance(looked, Exception):
@@ -232,9 +232,8 @@ class Poller(Generic[T]):
                 result, last = looked
                 if last in terminal:
                     return result, last
-                if heard and not first:
+                if heard:
                     return None, last  # an end event the status does not show yet: poll out the hold
-                first = False
                 left = end - self.clock()
                 if left <= 0:
                     break
